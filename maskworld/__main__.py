@@ -1,0 +1,5 @@
+import sys
+
+from maskworld.cli import main
+
+sys.exit(main())

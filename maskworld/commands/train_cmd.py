@@ -1,0 +1,57 @@
+"""`maskworld train world|tokenizer|dynamics`."""
+
+from __future__ import annotations
+
+import argparse
+
+EXAMPLES = """examples:
+  maskworld train world --data data/minigrid --out worlds/minigrid --preset small --minutes 60
+  maskworld train world --data data/minigrid --out worlds/minigrid --preset small --minutes 60 --resume
+  maskworld train tokenizer --data data/minigrid --out worlds/minigrid --minutes 15
+  maskworld train dynamics  --data data/minigrid --out worlds/minigrid --minutes 45
+TensorBoard: tensorboard --logdir WORLD/_work/tb
+"""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="episode store (path or fsspec URL) from `maskworld collect` / `import-video`")
+    p.add_argument("--out", required=True, help="world directory to write (world.json + *.safetensors; checkpoints in OUT/_work)")
+    p.add_argument("--preset", default="small", choices=["tiny", "small", "base"], help="model size dial (default small)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--minutes", type=float, help="wall-clock training budget (split 30/70 tokenizer/dynamics for `world`)")
+    g.add_argument("--steps", type=int, help="optimisation steps per stage")
+    p.add_argument("--tok-minutes", type=float, help="override the tokenizer's share of --minutes")
+    p.add_argument("--tok-steps", type=int, help="override the tokenizer's steps")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUT/_work")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, ...")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="held-out share of episodes (split by episode, seeded)")
+    p.add_argument("--ignore-actions", action="store_true", help="treat the data as action-free video")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars (logs only)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a world (tokenizer -> token cache -> dynamics)",
+                       description="Train a world or one of its stages.", epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    tsub = p.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    for stage, help_ in [("world", "the whole pipeline: tokenizer, token cache, dynamics"),
+                         ("tokenizer", "the FSQ tokenizer alone (writes OUT/tokenizer.*)"),
+                         ("dynamics", "the dynamics model on OUT's trained tokenizer")]:
+        sp = tsub.add_parser(stage, help=help_, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        _common(sp)
+        sp.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from maskworld.train.world_train import TrainArgs, run_train
+
+    a = TrainArgs(data=args.data, out=args.out, preset=args.preset, minutes=args.minutes, steps=args.steps,
+                  tok_minutes=args.tok_minutes, tok_steps=args.tok_steps, resume=args.resume, seed=args.seed,
+                  device=args.device, val_fraction=args.val_fraction, progress=args.progress,
+                  ignore_actions=args.ignore_actions)
+    stages = {"world": ("tokenizer", "dynamics"), "tokenizer": ("tokenizer",), "dynamics": ("dynamics",)}[args.stage]
+    if args.stage == "dynamics" and a.tok_steps is None and a.tok_minutes is None:
+        a.tok_steps = 1  # unused: the tokenizer is loaded from OUT
+    run_train(a, stages)
+    return 0

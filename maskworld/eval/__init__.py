@@ -1,0 +1,1 @@
+"""Evaluation: rollouts against ground truth, metrics, reports, benchmarks."""

@@ -1,0 +1,36 @@
+"""Open-loop rollouts of a world against held-out episodes.
+
+The world is given `context` real frames (with the actions between them), then imagines the next
+`horizon` frames from the logged actions alone. Many episodes roll out together in one batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from maskworld.world.session import Session, step_many
+
+
+def open_loop(world, episodes, context: int, horizon: int, seed: int = 0, actions_override=None) -> np.ndarray:
+    """episodes: list of Episode with >= context + horizon frames.
+
+    Returns generated frames (E, horizon, H, W, 3) uint8; frame i follows action
+    episode.actions[context - 1 + i]. `actions_override` (E, horizon) replaces the logged actions
+    (used for random-action controllability).
+    """
+    sessions = []
+    for e, ep in enumerate(episodes):
+        acts = [None] + [int(a) if a >= 0 else None for a in ep.actions[: context - 1]]
+        s = Session(world, seed=seed + e)
+        for f, a in zip(ep.frames[:context], acts):
+            s.observe(f, a)
+        sessions.append(s)
+    out = np.zeros((len(episodes), horizon) + episodes[0].frames.shape[1:], np.uint8)
+    for i in range(horizon):
+        if actions_override is not None:
+            acts = [int(a) for a in actions_override[:, i]]
+        else:
+            acts = [max(int(ep.actions[context - 1 + i]), 0) for ep in episodes]
+        for e, (frame, _, _) in enumerate(step_many(world, sessions, acts)):
+            out[e, i] = frame
+    return out

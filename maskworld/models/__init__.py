@@ -1,0 +1,1 @@
+"""The generative heart G: tokenizer (FSQ), dynamics transformer, MaskGIT sampler."""

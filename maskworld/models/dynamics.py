@@ -1,0 +1,274 @@
+"""Dynamics transformer: predicts the next frame's tokens, reward and termination (G's core).
+
+Design choices (DESIGN.md, "Dynamics"; issue 3):
+- A frame is S = 1 + h*w tokens: its action token (the action that led INTO the frame; NULL for an
+  episode's first frame) prepended to its token grid. Prepending beats adding (Jasmine's CoinRun study).
+- Attention is frame-causal: bidirectional inside a frame, causal across frames. Temporal order comes
+  from rotary embeddings over the *frame index* (relative, so a sliding KV cache works at any step);
+  within-frame position is a learned embedding.
+- Two streams in training (no train/test mismatch): the *clean* stream holds the context frames
+  (what the KV cache holds at play time); the *masked* stream holds, for every frame t, a copy with a
+  MaskGIT-masked token grid that attends to clean frames < t and to itself. Genie and jafar instead
+  let frame t+1 attend to the *masked* frame t; we pay 2x tokens to keep context clean and identical
+  to inference.
+- Robust rollouts: clean context tokens are corrupted with random tokens at a random rate during
+  training (GameNGen's noise augmentation, discrete form), so the model tolerates its own errors.
+- Reward (sign: -1/0/+1) and termination are read from the clean stream's action position of frame t
+  (it sees the whole frame t, the action into it and the past): the world emits them once the frame
+  is decoded.
+Models return logits; `maskworld.models.sampler` decodes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class DynamicsConfig:
+    vocab_size: int = 1000
+    """Frame token vocabulary (the tokenizer's). MASK id = vocab_size."""
+    num_actions: int = 7
+    """Real (or latent) actions; NULL action id = num_actions."""
+    grid: int = 8
+    """Token grid side: h = w = grid."""
+    d_model: int = 256
+    n_layers: int = 6
+    n_heads: int = 8
+    window: int = 8
+    """Context window in frames (training clip length; KV cache length at play time)."""
+    mlp_ratio: int = 4
+    reward_classes: int = 3
+    """Reward discretised by sign: class 0 = negative, 1 = zero, 2 = positive."""
+    rope_base: float = 100.0
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return self.grid * self.grid
+
+    @property
+    def frame_len(self) -> int:
+        return self.tokens_per_frame + 1
+
+    @property
+    def mask_id(self) -> int:
+        return self.vocab_size
+
+    @property
+    def null_action(self) -> int:
+        return self.num_actions
+
+
+def rope_angles(pos: torch.Tensor, dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frame indices (...) -> cos, sin (..., dim/2)."""
+    inv = 1.0 / (base ** (torch.arange(0, dim, 2, device=pos.device, dtype=torch.float32) / dim))
+    ang = pos.float().unsqueeze(-1) * inv
+    return ang.cos(), ang.sin()
+
+
+def apply_rope(x_BHLD: torch.Tensor, cos_BLd: torch.Tensor, sin_BLd: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x_BHLD[..., ::2], x_BHLD[..., 1::2]
+    c, s = cos_BLd.unsqueeze(1), sin_BLd.unsqueeze(1)  # (B, 1, L, d/2)
+    out = torch.stack([x1 * c - x2 * s, x1 * s + x2 * c], dim=-1)
+    return out.flatten(-2).type_as(x_BHLD)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: DynamicsConfig):
+        super().__init__()
+        self.nh, self.hd = cfg.n_heads, cfg.d_model // cfg.n_heads
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.rope_base = cfg.rope_base
+
+    def forward(self, x_BLD, cos, sin, mask, past_kv=None):
+        """x (B, Lq, D); mask bool (B|1, 1, Lq, Lpast+Lq); past_kv: (k, v) each (B, nh, Lpast, hd)."""
+        B, L, D = x_BLD.shape
+        q, k, v = self.qkv(x_BLD).view(B, L, 3, self.nh, self.hd).permute(2, 0, 3, 1, 4)  # (B, nh, L, hd)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if past_kv is not None:
+            k_all, v_all = torch.cat([past_kv[0], k], 2), torch.cat([past_kv[1], v], 2)
+        else:
+            k_all, v_all = k, v
+        y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)  # (B, nh, L, hd)
+        return self.proj(y.transpose(1, 2).reshape(B, L, D)), (k, v)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: DynamicsConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.attn = Attention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.d_model, cfg.mlp_ratio * cfg.d_model),
+            nn.GELU(approximate="tanh"),
+            nn.Linear(cfg.mlp_ratio * cfg.d_model, cfg.d_model),
+        )
+
+    def forward(self, x, cos, sin, mask, past_kv=None):
+        a, kv = self.attn(self.ln1(x), cos, sin, mask, past_kv)
+        x = x + a
+        return x + self.mlp(self.ln2(x)), kv
+
+
+class KVCache:
+    """Clean-stream keys/values of the frames in the window, for a batch of sessions.
+
+    k[l], v[l]: (B, nh, L, hd) with L = frames * frame_len; `valid` (B, L) marks real (non-padding)
+    entries so sessions with different history lengths can share one forward pass.
+    """
+
+    def __init__(self, k: list, v: list, valid: torch.Tensor, frames: int):
+        self.k, self.v, self.valid, self.frames = k, v, valid, frames
+
+    @staticmethod
+    def empty(cfg: DynamicsConfig, batch: int, device) -> "KVCache":
+        hd = cfg.d_model // cfg.n_heads
+        z = torch.zeros(batch, cfg.n_heads, 0, hd, device=device)
+        return KVCache([z] * cfg.n_layers, [z] * cfg.n_layers, torch.zeros(batch, 0, dtype=torch.bool, device=device), 0)
+
+
+class Dynamics(nn.Module):
+    def __init__(self, cfg: DynamicsConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.tok_emb = nn.Embedding(cfg.vocab_size + 1, d)  # + MASK
+        self.act_emb = nn.Embedding(cfg.num_actions + 1, d)  # + NULL
+        self.pos_emb = nn.Parameter(torch.randn(cfg.frame_len, d) * 0.02)  # within-frame position
+        self.stream_emb = nn.Parameter(torch.zeros(2, d))  # 0 = clean, 1 = masked
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layers)])
+        self.ln_f = nn.LayerNorm(d)
+        self.tok_head = nn.Linear(d, cfg.vocab_size)
+        self.reward_head = nn.Linear(d, cfg.reward_classes)
+        self.term_head = nn.Linear(d, 1)
+        self.apply(self._init)
+        self._mask_cache: dict = {}
+
+    @staticmethod
+    def _init(m):
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def embed_frames(self, tokens_BTN: torch.Tensor, actions_BT: torch.Tensor, stream: int) -> torch.Tensor:
+        """tokens (B,T,N), actions (B,T) -> (B, T*S, D) with the action token first in every frame."""
+        B, T, N = tokens_BTN.shape
+        x = torch.cat([self.act_emb(actions_BT).unsqueeze(2), self.tok_emb(tokens_BTN)], 2)  # (B,T,S,D)
+        x = x + self.pos_emb + self.stream_emb[stream]
+        return x.reshape(B, T * (N + 1), -1)
+
+    # ---------------------------------------------------------------- training (two streams)
+    def _train_mask(self, T: int, device) -> torch.Tensor:
+        key = (T, str(device))
+        if key not in self._mask_cache:
+            S = self.cfg.frame_len
+            f = torch.arange(T, device=device).repeat_interleave(S)  # frame index of each token
+            cc = f[:, None] >= f[None, :]  # clean -> clean: frames <= own
+            mc = f[:, None] > f[None, :]  # masked -> clean: strictly earlier frames
+            mm = f[:, None] == f[None, :]  # masked -> masked: own frame only
+            top = torch.cat([cc, torch.zeros_like(cc)], 1)
+            bottom = torch.cat([mc, mm], 1)
+            self._mask_cache[key] = torch.cat([top, bottom], 0)[None, None]
+        return self._mask_cache[key]
+
+    def forward(self, clean_BTN, masked_BTN, actions_BT):
+        """Two-stream training pass.
+
+        clean_BTN: context tokens (possibly corrupted); masked_BTN: same frames with MASK ids where
+        the model must predict; actions_BT: action into each frame (NULL for episode starts).
+        Returns token logits (B,T,N,V) for the masked stream, reward logits (B,T,3) and termination
+        logits (B,T) from the clean stream.
+        """
+        B, T, N = clean_BTN.shape
+        S = N + 1
+        x = torch.cat([self.embed_frames(clean_BTN, actions_BT, 0), self.embed_frames(masked_BTN, actions_BT, 1)], 1)
+        pos = torch.arange(T, device=x.device).repeat_interleave(S).repeat(2)[None].expand(B, -1)
+        cos, sin = rope_angles(pos, self.cfg.d_model // self.cfg.n_heads, self.cfg.rope_base)
+        mask = self._train_mask(T, x.device)
+        for blk in self.blocks:
+            x, _ = blk(x, cos, sin, mask)
+        x = self.ln_f(x)
+        clean, masked = x[:, : T * S].view(B, T, S, -1), x[:, T * S :].view(B, T, S, -1)
+        tok_logits = self.tok_head(masked[:, :, 1:])  # (B,T,N,V)
+        head_in = clean[:, :, 0]  # (B,T,D): clean action position sees the whole frame
+        return tok_logits, self.reward_head(head_in), self.term_head(head_in).squeeze(-1)
+
+    # ---------------------------------------------------------------- inference (KV cache)
+    def _frame_pass(self, x_BSD, pos_B, cache: KVCache | None):
+        B, S, _ = x_BSD.shape
+        pos = pos_B[:, None].expand(B, S)
+        cos, sin = rope_angles(pos, self.cfg.d_model // self.cfg.n_heads, self.cfg.rope_base)
+        if cache is not None and cache.valid.shape[1] > 0:
+            own = torch.ones(B, S, dtype=torch.bool, device=x_BSD.device)
+            mask = torch.cat([cache.valid, own], 1)[:, None, None, :]  # (B,1,1,L+S)
+        else:
+            mask = None
+        new_kv = []
+        for i, blk in enumerate(self.blocks):
+            past = (cache.k[i], cache.v[i]) if cache is not None else None
+            x_BSD, kv = blk(x_BSD, cos, sin, mask, past)
+            new_kv.append(kv)
+        return self.ln_f(x_BSD), new_kv
+
+    def predict_logits(self, tokens_BN, actions_B, pos_B, cache: KVCache | None) -> torch.Tensor:
+        """Masked-stream pass for the frame being decoded -> token logits (B,N,V). Cache untouched."""
+        x = self.embed_frames(tokens_BN[:, None], actions_B[:, None], 1)
+        h, _ = self._frame_pass(x, pos_B, cache)
+        return self.tok_head(h[:, 1:])
+
+    def commit(self, tokens_BN, actions_B, pos_B, cache: KVCache | None):
+        """Clean-stream pass of a finished frame: appends its K/V to the cache (sliding window).
+
+        Returns (new cache, reward logits (B,3), termination logits (B,)).
+        """
+        cfg = self.cfg
+        x = self.embed_frames(tokens_BN[:, None], actions_B[:, None], 0)
+        h, kv = self._frame_pass(x, pos_B, cache)
+        B, S = h.shape[0], cfg.frame_len
+        if cache is None:
+            cache = KVCache.empty(cfg, B, h.device)
+        keep = (cfg.window - 1) * S  # room for the window minus the frame being predicted next
+        ks = [torch.cat([ck, k], 2)[:, :, -keep:] if keep > 0 else ck[:, :, :0] for ck, (k, _) in zip(cache.k, kv)]
+        vs = [torch.cat([cv, v], 2)[:, :, -keep:] if keep > 0 else cv[:, :, :0] for cv, (_, v) in zip(cache.v, kv)]
+        valid = torch.cat([cache.valid, torch.ones(B, S, dtype=torch.bool, device=h.device)], 1)[:, -keep:]
+        new = KVCache(ks, vs, valid, min(cache.frames + 1, cfg.window - 1))
+        head_in = h[:, 0]
+        return new, self.reward_head(head_in), self.term_head(head_in).squeeze(-1)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def cosine_mask_ratio(u: torch.Tensor) -> torch.Tensor:
+    """MaskGIT's training schedule: ratio = cos(pi/2 * u), u ~ U(0,1)."""
+    return torch.cos(math.pi / 2 * u)
+
+
+def _full_pass_logits(self: Dynamics, ctx_BTN, ctx_actions_BT, query_BN, query_actions_B):
+    """No-cache inference: clean context frames + the masked query frame in one pass -> (B,N,V).
+
+    Numerically the same function as `commit` over the context followed by `predict_logits`; used
+    only to measure what the KV cache saves.
+    """
+    B, T, N = ctx_BTN.shape
+    S = N + 1
+    x = torch.cat([self.embed_frames(ctx_BTN, ctx_actions_BT, 0), self.embed_frames(query_BN[:, None], query_actions_B[:, None], 1)], 1)
+    f = torch.arange(T + 1, device=x.device).repeat_interleave(S)
+    mask = (f[:, None] >= f[None, :])[None, None]
+    pos = f[None].expand(B, -1)
+    cos, sin = rope_angles(pos, self.cfg.d_model // self.cfg.n_heads, self.cfg.rope_base)
+    for blk in self.blocks:
+        x, _ = blk(x, cos, sin, mask)
+    return self.tok_head(self.ln_f(x[:, T * S + 1 :]))
+
+
+Dynamics.full_pass_logits = _full_pass_logits

@@ -1,0 +1,109 @@
+"""MaskGIT iterative parallel decoding, kept apart from the model (like a diffusers scheduler).
+
+Design choices (issue 3, MaskGIT (Chang et al., 2022)):
+- K steps; after step k, ceil(N * cos(pi/2 * (k+1)/K)) tokens stay masked (cosine schedule), so
+  K = 1 decodes every token in one pass.
+- Each still-masked token is sampled with `temperature` (0 = argmax); the least confident samples are
+  re-masked, with Gumbel noise on the confidence annealed to zero over the steps (MaskGIT's choice
+  temperature) so early steps explore and the last ones commit.
+- Context frames come from the model's KV cache and are never recomputed: every step runs only the
+  new frame's S tokens. `decode_nocache` and `decode_autoregressive` exist to measure that choice
+  (bench: same network, same K, no cache; and one token per forward pass).
+- Every session carries its own `torch.Generator`, so a batch of sessions samples exactly what each
+  would sample alone (seeded, resumable).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from maskworld.models.dynamics import Dynamics, KVCache
+
+
+@dataclass
+class SamplerConfig:
+    steps: int = 4
+    """K, MaskGIT decoding steps per frame (chosen by `maskworld bench` / eval measurements)."""
+    temperature: float = 0.5
+    """Token sampling temperature; 0 = greedy."""
+    choice_temperature: float = 1.0
+    """Gumbel noise scale on confidences at step 0, annealed linearly to 0."""
+
+
+def _gumbel(shape, gens: list[torch.Generator], device) -> torch.Tensor:
+    """Gumbel noise (B, *shape), row b drawn from gens[b]."""
+    u = torch.stack([torch.rand(shape, generator=g) for g in gens]).to(device)
+    return -torch.log(-torch.log(u.clamp_(1e-9, 1 - 1e-9)))
+
+
+def _sample(logits_BNV: torch.Tensor, temperature: float, gens) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> sampled ids (B,N), their log-probabilities (B,N)."""
+    logp = torch.log_softmax(logits_BNV.float(), -1)
+    if temperature <= 0:
+        ids = logp.argmax(-1)
+    else:
+        ids = (logp / temperature + _gumbel(logp.shape[1:], gens, logp.device)).argmax(-1)
+    return ids, logp.gather(-1, ids[..., None]).squeeze(-1)
+
+
+def num_masked_after(step: int, steps: int, n: int) -> int:
+    """Tokens still masked after `step` (0-based) of `steps`: cosine schedule, 0 after the last."""
+    return int(math.floor(n * math.cos(math.pi / 2 * (step + 1) / steps)))
+
+
+def maskgit_decode(predict, B: int, N: int, mask_id: int, cfg: SamplerConfig, gens, device) -> torch.Tensor:
+    """Generic MaskGIT loop. predict(tokens (B,N)) -> logits (B,N,V). Returns tokens (B,N)."""
+    tokens = torch.full((B, N), mask_id, dtype=torch.long, device=device)
+    unknown = torch.ones(B, N, dtype=torch.bool, device=device)
+    for k in range(cfg.steps):
+        logits = predict(tokens)
+        ids, logp = _sample(logits, cfg.temperature, gens)
+        keep_masked = num_masked_after(k, cfg.steps, N)
+        ids = torch.where(unknown, ids, tokens)
+        if keep_masked == 0:
+            return ids
+        conf = logp
+        anneal = cfg.choice_temperature * (1.0 - (k + 1) / cfg.steps)
+        if anneal > 0:
+            conf = conf + anneal * _gumbel((N,), gens, device)
+        conf = torch.where(unknown, conf, torch.full_like(conf, float("inf")))
+        # The keep_masked least confident of the unknown tokens are masked again.
+        remask_idx = conf.topk(keep_masked, dim=-1, largest=False).indices  # (B, keep_masked)
+        remask = torch.zeros_like(unknown).scatter_(1, remask_idx, True)
+        tokens = torch.where(remask, torch.full_like(ids, mask_id), ids)
+        unknown = remask
+    return tokens
+
+
+@torch.no_grad()
+def decode_frame(model: Dynamics, cache: KVCache | None, actions_B, pos_B, cfg: SamplerConfig, gens) -> torch.Tensor:
+    """Next frame's tokens (B, N) with the KV cache: each step runs only the new frame."""
+    B, N = actions_B.shape[0], model.cfg.tokens_per_frame
+    return maskgit_decode(
+        lambda t: model.predict_logits(t, actions_B, pos_B, cache), B, N, model.cfg.mask_id, cfg, gens, actions_B.device
+    )
+
+
+@torch.no_grad()
+def decode_nocache(model: Dynamics, ctx_tokens_BTN, ctx_actions_BT, actions_B, cfg: SamplerConfig, gens):
+    """Same decoding, but every step recomputes the whole context (no KV cache) — the bench baseline."""
+    B, N = actions_B.shape[0], model.cfg.tokens_per_frame
+    return maskgit_decode(
+        lambda t: model.full_pass_logits(ctx_tokens_BTN, ctx_actions_BT, t, actions_B), B, N, model.cfg.mask_id, cfg, gens,
+        actions_B.device,
+    )
+
+
+@torch.no_grad()
+def decode_autoregressive(model: Dynamics, cache: KVCache | None, actions_B, pos_B, temperature: float, gens):
+    """One token per forward pass in raster order (the autoregressive baseline of the bench)."""
+    B, N = actions_B.shape[0], model.cfg.tokens_per_frame
+    tokens = torch.full((B, N), model.cfg.mask_id, dtype=torch.long, device=actions_B.device)
+    for i in range(N):
+        logits = model.predict_logits(tokens, actions_B, pos_B, cache)[:, i : i + 1]
+        ids, _ = _sample(logits, temperature, gens)
+        tokens[:, i] = ids[:, 0]
+    return tokens

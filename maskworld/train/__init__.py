@@ -1,0 +1,1 @@
+"""Training loops: tokenizer, dynamics, and the whole world pipeline. No framework: plain loops."""

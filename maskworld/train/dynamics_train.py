@@ -1,0 +1,119 @@
+"""Train the MaskGIT dynamics model on a token cache.
+
+    maskworld train dynamics --data DATA --out WORLD --minutes 30
+
+Per batch: clips of `window` frames (tokens, the action into each frame, reward, termination).
+- Masked stream: each frame gets its own MaskGIT mask ratio cos(pi/2 * u), u ~ U(0,1), at least one
+  token; cross-entropy on masked tokens only (MaskGIT).
+- Clean stream: the context, corrupted with random tokens at a per-clip rate ~ U(0, corrupt_max)
+  (robustness to the model's own errors, GameNGen's noise augmentation in discrete form).
+- Reward (sign class) and termination losses on every frame that is the result of a real
+  transition (not an episode's first frame, whose incoming action is NULL).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from maskworld.device import autocast
+from maskworld.models.dynamics import Dynamics, DynamicsConfig, cosine_mask_ratio
+from maskworld.train.loop import Budget, run_loop
+
+
+def reward_class(r: torch.Tensor) -> torch.Tensor:
+    """Reward -> sign class: 0 negative, 1 zero, 2 positive."""
+    return (torch.sign(r) + 1).long()
+
+
+def make_batch(cache, batch: int, window: int, rng: np.random.Generator, num_actions: int, device):
+    b = cache.sample(batch, window, rng)
+    tok = torch.from_numpy(np.asarray(b["tokens"])).long().to(device).flatten(2)  # (B,T,N)
+    act = torch.from_numpy(np.asarray(b["actions_in"])).long().to(device)  # (B,T)
+    act = torch.where((act < 0) | (act > num_actions), torch.full_like(act, num_actions), act)
+    rew = torch.from_numpy(np.asarray(b["rewards_in"], dtype=np.float32)).to(device)
+    term = torch.from_numpy(np.asarray(b["terminated_in"])).float().to(device)
+    return tok, act, rew, term
+
+
+def mask_tokens(tok_BTN: torch.Tensor, mask_id: int, gen: torch.Generator | None = None):
+    """-> (masked tokens, bool mask) with a MaskGIT ratio per frame."""
+    B, T, N = tok_BTN.shape
+    dev = tok_BTN.device
+    ratio = cosine_mask_ratio(torch.rand(B, T, 1, generator=gen).to(dev))
+    n_mask = (ratio * N).ceil().clamp(min=1)
+    rank = torch.rand(B, T, N, generator=gen).to(dev).argsort(-1).argsort(-1)  # random rank of each position
+    m = rank < n_mask
+    return torch.where(m, torch.full_like(tok_BTN, mask_id), tok_BTN), m
+
+
+def corrupt(tok_BTN: torch.Tensor, vocab: int, max_rate: float, gen=None) -> torch.Tensor:
+    if max_rate <= 0:
+        return tok_BTN
+    B = tok_BTN.shape[0]
+    rate = torch.rand(B, 1, 1, generator=gen).to(tok_BTN.device) * max_rate
+    flip = torch.rand(tok_BTN.shape, generator=gen).to(tok_BTN.device) < rate
+    rnd = torch.randint(0, vocab, tok_BTN.shape, generator=gen).to(tok_BTN.device)
+    return torch.where(flip, rnd, tok_BTN)
+
+
+def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0.1, gen=None):
+    cfg = model.cfg
+    masked, m = mask_tokens(tok, cfg.mask_id, gen)
+    clean = corrupt(tok, cfg.vocab_size, corrupt_max, gen)
+    logits, r_logits, d_logits = model(clean, masked, act)
+    tok_loss = F.cross_entropy(logits[m], tok[m])
+    real = act != cfg.null_action  # frames produced by a transition
+    if real.any():
+        r_loss = F.cross_entropy(r_logits[real], reward_class(rew[real]))
+        d_loss = F.binary_cross_entropy_with_logits(d_logits[real], term[real])
+    else:
+        r_loss = d_loss = torch.zeros((), device=tok.device)
+    acc = (logits[m].argmax(-1) == tok[m]).float().mean()
+    return tok_loss, r_loss, d_loss, acc
+
+
+@torch.no_grad()
+def evaluate_dynamics(model: Dynamics, cache, window: int, device, batches: int = 4, batch: int = 16, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    out = {"loss": 0.0, "acc": 0.0}
+    for _ in range(batches):
+        tok, act, rew, term = make_batch(cache, batch, window, rng, model.cfg.num_actions, device)
+        tl, _, _, acc = dynamics_losses(model, tok, act, rew, term, corrupt_max=0.0, gen=gen)
+        out["loss"] += tl.item() / batches
+        out["acc"] += acc.item() / batches
+    return out
+
+
+def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: float, budget: Budget, work_dir, device,
+                   resume: bool, seed: int = 0, progress: bool = True, corrupt_max: float = 0.1):
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = Dynamics(cfg).to(device)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "emb" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "emb" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=lr, betas=(0.9, 0.95))
+    tokens_per_step = batch * cfg.window * cfg.frame_len
+
+    def step_fn(step: int) -> dict:
+        import time
+
+        t0 = time.time()
+        tok, act, rew, term = make_batch(train_cache, batch, cfg.window, rng, cfg.num_actions, device)
+        with autocast(device):
+            tl, rl, dl, acc = dynamics_losses(model, tok, act, rew, term, corrupt_max)
+        loss = tl + 0.5 * rl + 0.5 * dl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return {"loss": loss.item(), "tok_loss": tl.item(), "reward_loss": rl.item(), "term_loss": dl.item(),
+                "acc": acc.item(), "tok_s": tokens_per_step / max(time.time() - t0, 1e-9)}
+
+    metrics = run_loop("dynamics", model, opt, step_fn, budget, work_dir, lr, rng, resume,
+                       eval_fn=lambda: evaluate_dynamics(model, val_cache, cfg.window, device), eval_every=500,
+                       progress_bar=progress)
+    return model, metrics

@@ -1,0 +1,104 @@
+"""The one training loop every stage uses: budget, LR schedule, progress bar, TensorBoard,
+periodic atomic checkpoints and exact `--resume`.
+
+`step_fn(step) -> dict of floats` does one optimisation step; the loop owns everything else.
+The budget is `steps` or `minutes` (wall clock of training, carried across resumes).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from maskworld.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+
+
+@dataclass
+class Budget:
+    steps: int | None = None
+    minutes: float | None = None
+
+    def progress(self, step: int, elapsed_s: float) -> float:
+        if self.steps:
+            return min(1.0, step / self.steps)
+        return min(1.0, elapsed_s / (60.0 * self.minutes))
+
+    def describe(self) -> str:
+        return f"{self.steps} steps" if self.steps else f"{self.minutes:g} min"
+
+
+def lr_at(base: float, step: int, progress: float, warmup: int = 100) -> float:
+    """Linear warmup, then cosine decay to 10 % of base over the budget."""
+    w = min(1.0, (step + 1) / warmup)
+    return base * w * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def run_loop(name, model, opt, step_fn, budget: Budget, work_dir: Path, base_lr: float, np_rng: np.random.Generator,
+             resume: bool, log_every: int = 20, ckpt_minutes: float = 5.0, eval_fn=None, eval_every: int = 500,
+             progress_bar: bool = True, writer=None) -> dict:
+    """Runs until the budget is spent. Returns the last logged metrics (and eval ones)."""
+    from tqdm import tqdm
+
+    ckpt_dir = Path(work_dir) / f"ckpt_{name}"
+    step, elapsed = 0, 0.0
+    last = latest_checkpoint(ckpt_dir) if resume else None
+    if last is not None:
+        st = load_checkpoint(last, model, opt, np_rng)
+        step, elapsed = int(st["step"]), float(st["elapsed_s"])
+        if st.get("finished"):
+            return st.get("metrics", {})
+        print(f"[{name}] resumed from {last} at step {step} ({elapsed / 60:.1f} min done)")
+    if writer is None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(Path(work_dir) / "tb" / name))
+    total = budget.steps if budget.steps else None
+    bar = tqdm(total=total, initial=step, desc=name, disable=not progress_bar, dynamic_ncols=True,
+               unit="step", mininterval=1.0)
+    t_start = time.time() - elapsed
+    last_ckpt = time.time()
+    metrics: dict = {}
+    model.train()
+    while budget.progress(step, time.time() - t_start) < 1.0:
+        lr = lr_at(base_lr, step, budget.progress(step, time.time() - t_start))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        t0 = time.time()
+        m = step_fn(step)
+        dt = time.time() - t0
+        step += 1
+        bar.update(1)
+        if step % log_every == 0 or step == 1:
+            m["lr"] = lr
+            m["step_s"] = dt
+            for k, v in m.items():
+                writer.add_scalar(f"{name}/{k}", v, step)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in m.items() if k in ("loss", "psnr", "usage", "acc", "tok_s")})
+            metrics.update(m)
+            if total is None:
+                bar.set_description(f"{name} {100 * budget.progress(step, time.time() - t_start):.0f}%")
+        if eval_fn is not None and step % eval_every == 0:
+            model.eval()
+            em = eval_fn()
+            model.train()
+            for k, v in em.items():
+                writer.add_scalar(f"{name}/val_{k}", v, step)
+            metrics.update({f"val_{k}": v for k, v in em.items()})
+        if time.time() - last_ckpt > 60 * ckpt_minutes:
+            save_checkpoint(ckpt_dir, model, opt, step, {"elapsed_s": time.time() - t_start}, np_rng)
+            last_ckpt = time.time()
+    bar.close()
+    model.eval()
+    if eval_fn is not None:
+        metrics.update({f"val_{k}": v for k, v in eval_fn().items()})
+    metrics["steps"] = step
+    metrics["train_s"] = time.time() - t_start
+    save_checkpoint(ckpt_dir, model, opt, step,
+                    {"elapsed_s": time.time() - t_start, "finished": True, "metrics": metrics}, np_rng)
+    writer.flush()
+    return metrics

@@ -1,0 +1,187 @@
+"""The whole pipeline: tokenizer -> token cache -> dynamics -> WORLD directory.
+
+    maskworld train world --data DATA --out WORLD --preset small --minutes 60        # one CPU
+    maskworld train world --data DATA --out WORLD --preset small --minutes 60 --resume  # after a kill
+
+Everything resumable lives in WORLD/_work: per-stage checkpoints (latest.json + step dirs), the token
+caches (written to a temp dir and renamed, so a killed tokenization is simply redone) and TensorBoard
+logs (`tensorboard --logdir WORLD/_work/tb`). The finished world is world.json + *.safetensors;
+`_work` can be deleted once you are happy with it.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from maskworld.device import pick_device
+from maskworld.errors import UserError
+from maskworld.models.sampler import SamplerConfig
+from maskworld.models.tokenizer import Tokenizer, TokenizerConfig
+from maskworld.train.loop import Budget
+from maskworld.train.presets import get_preset
+from maskworld.world.world import World, WorldMeta, atomic_save_safetensors, atomic_write_text
+
+
+@dataclass
+class TrainArgs:
+    data: str
+    out: str
+    preset: str = "small"
+    minutes: float | None = None
+    steps: int | None = None
+    tok_minutes: float | None = None
+    tok_steps: int | None = None
+    resume: bool = False
+    seed: int = 0
+    device: str = "auto"
+    val_fraction: float = 0.1
+    progress: bool = True
+    ignore_actions: bool = False
+
+
+def _budgets(a: TrainArgs) -> tuple[Budget, Budget]:
+    if a.minutes is None and a.steps is None:
+        raise UserError("give a budget: --minutes M or --steps N")
+    if a.minutes is not None and a.steps is not None:
+        raise UserError("give --minutes or --steps, not both")
+    tok = Budget(steps=a.tok_steps, minutes=a.tok_minutes)
+    if tok.steps is None and tok.minutes is None:
+        tok = Budget(steps=a.steps) if a.steps else Budget(minutes=0.3 * a.minutes)
+    dyn = Budget(steps=a.steps) if a.steps else Budget(minutes=a.minutes - (tok.minutes or 0.0) if a.tok_minutes is None else a.minutes)
+    if dyn.minutes is not None and dyn.minutes <= 0:
+        raise UserError("--tok-minutes leaves no time for the dynamics; raise --minutes")
+    return tok, dyn
+
+
+def open_store(data: str):
+    from maskworld.data.store import EpisodeStore
+
+    store = EpisodeStore(data)
+    if len(store.episode_ids) < 2:
+        raise UserError(f"{data} has {len(store.episode_ids)} episode(s); training needs at least 2 (one for validation). Collect more with `maskworld collect`")
+    return store
+
+
+def _card_base(a: TrainArgs, store, device) -> dict:
+    return {
+        "command": "maskworld " + " ".join(shlex.quote(x) for x in sys.argv[1:]) if sys.argv and "maskworld" in sys.argv[0] else None,
+        "data": {"path": str(a.data), "env_id": store.meta.get("env_id"), "episodes": len(store.episode_ids),
+                 "frames": int(store.num_frames), "policy": store.meta.get("policy")},
+        "preset": a.preset, "seed": a.seed, "device": str(device),
+        "device_name": torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+    }
+
+
+def stage_tokenizer(a: TrainArgs, store, train_ids, val_ids, budget: Budget, device, work: Path):
+    from maskworld.train.tokenizer_train import FramePool, train_tokenizer
+
+    preset = get_preset(a.preset, int(store.meta.get("size", 64)))
+    pool = FramePool(store, train_ids, seed=a.seed)
+    val = FramePool(store, val_ids, max_frames=512, seed=a.seed + 1).frames
+    print(f"[tokenizer] {len(pool)} training frames, budget {budget.describe()}, {preset.tokenizer.grid}x{preset.tokenizer.grid} tokens, device {device}")
+    tok, m = train_tokenizer(pool, val, preset.tokenizer, preset.tok_batch, preset.lr * 2, budget, work, device, a.resume,
+                             a.seed, a.progress)
+    print(f"[tokenizer] val PSNR {m.get('val_psnr', float('nan')):.2f} dB, code usage {m.get('val_usage', 0):.2f}")
+    return tok, m
+
+
+def save_tokenizer(out: Path, tok: Tokenizer, metrics: dict) -> None:
+    import dataclasses
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_save_safetensors(tok.state_dict(), out / "tokenizer.safetensors")
+    atomic_write_text(out / "tokenizer.json", json.dumps({"tokenizer": dataclasses.asdict(tok.cfg), "metrics": metrics}, indent=2))
+
+
+def load_tokenizer(out: Path, device) -> Tokenizer:
+    from safetensors.torch import load_file
+
+    cfg_f, w_f = out / "tokenizer.json", out / "tokenizer.safetensors"
+    if not cfg_f.exists() or not w_f.exists():
+        raise UserError(f"{out} has no trained tokenizer; run `maskworld train tokenizer --out {out}` first (or `train world`)")
+    tok = Tokenizer(TokenizerConfig(**json.loads(cfg_f.read_text())["tokenizer"]))
+    tok.load_state_dict(load_file(str(w_f)))
+    return tok.to(device).eval()
+
+
+def stage_cache(store, ids, tok: Tokenizer, path: Path, device, progress: bool):
+    from maskworld.data.token_cache import TokenCache, write_token_cache
+
+    if not (path / "index.npz").exists() and not (path / "index.json").exists():
+        def encode(frames_u8: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return tok.tokenize_uint8(torch.from_numpy(frames_u8).to(device)).cpu().numpy()
+
+        write_token_cache(path, store, ids, encode, progress=progress)
+    return TokenCache(path)
+
+
+def stage_dynamics(a: TrainArgs, store, tok, train_ids, val_ids, budget: Budget, device, work: Path):
+    from maskworld.train.dynamics_train import train_dynamics
+
+    preset = get_preset(a.preset, int(store.meta.get("size", 64)))
+    t0 = time.time()
+    train_cache = stage_cache(store, train_ids, tok, work / "cache_train", device, a.progress)
+    val_cache = stage_cache(store, val_ids, tok, work / "cache_val", device, a.progress)
+    print(f"[cache] tokenized {train_cache.num_frames + val_cache.num_frames} frames in {time.time() - t0:.0f}s")
+    cfg = preset.dynamics
+    has_actions = bool(store.meta.get("has_actions", True)) and not a.ignore_actions
+    cfg.num_actions = int(store.meta.get("num_actions", 1)) if has_actions else 1
+    cfg.vocab_size, cfg.grid = tok.cfg.vocab_size, tok.cfg.grid
+    if budget.minutes is not None:
+        budget = Budget(minutes=max(budget.minutes - (time.time() - t0) / 60, 0.05))
+    print(f"[dynamics] budget {budget.describe()}, window {cfg.window} frames, {cfg.d_model}d x {cfg.n_layers} layers")
+    model, m = train_dynamics(train_cache, val_cache, cfg, preset.dyn_batch, preset.lr, budget, work, device, a.resume,
+                              a.seed, a.progress)
+    print(f"[dynamics] val token loss {m.get('val_loss', float('nan')):.3f}, masked-token accuracy {m.get('val_acc', 0):.3f}, "
+          f"{m.get('tok_s', 0):.0f} tokens/s")
+    return model, m
+
+
+def run_train(a: TrainArgs, stages=("tokenizer", "dynamics")) -> Path:
+    device = pick_device(a.device)
+    store = open_store(a.data)
+    out = Path(a.out)
+    work = out / "_work"
+    if out.exists() and any(out.iterdir()) and not a.resume and "tokenizer" in stages and (work / "ckpt_tokenizer").exists():
+        raise UserError(f"{out} already holds a training run; pass --resume to continue it, or choose another --out")
+    work.mkdir(parents=True, exist_ok=True)
+    tok_budget, dyn_budget = _budgets(a)
+    train_ids, val_ids = store.split(seed=a.seed, val_fraction=a.val_fraction)
+    card = _card_base(a, store, device)
+    times = {}
+    if "tokenizer" in stages:
+        t0 = time.time()
+        tok, tm = stage_tokenizer(a, store, train_ids, val_ids, tok_budget, device, work)
+        save_tokenizer(out, tok, tm)
+        times["tokenizer_s"] = round(time.time() - t0, 1)
+        card["tokenizer_train"] = {k: tm[k] for k in ("val_psnr", "val_usage", "steps", "train_s") if k in tm}
+    else:
+        tok = load_tokenizer(out, device)
+    if "dynamics" not in stages:
+        return out
+    t0 = time.time()
+    dyn, dm = stage_dynamics(a, store, tok, train_ids, val_ids, dyn_budget, device, work)
+    times["dynamics_s"] = round(time.time() - t0, 1)
+    card["dynamics_train"] = {k: dm[k] for k in ("val_loss", "val_acc", "steps", "train_s", "tok_s") if k in dm}
+    card["train_time_s"] = times
+    card["split"] = {"seed": a.seed, "val_fraction": a.val_fraction, "val_episodes": len(val_ids)}
+    meta = WorldMeta(env_id=store.meta.get("env_id", "unknown"), size=int(store.meta.get("size", 64)),
+                     action_meanings=list(store.meta.get("action_meanings", [])) if dyn.cfg.num_actions > 1 or store.meta.get("has_actions", True) else [],
+                     has_actions=dyn.cfg.num_actions > 1 or bool(store.meta.get("has_actions", True)), model_card=card)
+    if not meta.has_actions or a.ignore_actions:
+        meta.action_meanings, meta.has_actions = ["NOOP"], False
+    world = World(tok.cpu(), dyn.cpu(), SamplerConfig(), meta)
+    world.save(out)
+    print(f"[world] saved {out}/world.json (+ tokenizer.safetensors, dynamics.safetensors)")
+    return out

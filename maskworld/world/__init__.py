@@ -1,0 +1,1 @@
+"""The world directory (world.json + safetensors) and the Session API."""

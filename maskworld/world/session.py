@@ -1,0 +1,200 @@
+"""A Session: one walk through a world. `frame, reward, done = s.step(action)`.
+
+Design choices:
+- The session owns its KV cache (the working-memory window), its frame index, and its own
+  `torch.Generator`, so stepping it alone or inside a batch (`step_many`) gives the same frames, and
+  `state_dict()` / `Session.from_state()` resume it exactly.
+- `observe(frame, action)` is the inference filter F for real observations: a real frame is tokenized
+  and committed to the cache as if the world had produced it.
+- `step` never clamps: an action outside the action space is an error.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from maskworld.errors import UserError
+from maskworld.models.dynamics import KVCache
+from maskworld.models.sampler import decode_frame
+from maskworld.world.world import World, as_uint8_frame
+
+
+def _reward_value(logits_B3: torch.Tensor) -> torch.Tensor:
+    """Sign classes (neg, zero, pos) -> -1/0/+1 of the most likely class."""
+    return logits_B3.argmax(-1).float() - 1.0
+
+
+class Session:
+    def __init__(self, world: World, seed: int = 0):
+        self.world = world
+        self.seed = seed
+        self.gen = torch.Generator().manual_seed(seed)
+        self.cache: KVCache | None = None
+        self.pos = 0  # frame index of the next frame
+        self.steps = 0
+        self.total_reward = 0.0
+        self.done = False
+        self.frame: np.ndarray | None = None  # last frame (H,W,3) uint8
+        self.tokens: np.ndarray | None = None  # last frame's tokens (h,w)
+        self.actions: list[int] = []
+
+    # ------------------------------------------------------------------ start
+    @classmethod
+    def start(cls, world: World, prompt=None, seed: int = 0, actions=None) -> "Session":
+        s = cls(world, seed)
+        if prompt is None:
+            s._generate_first()
+            return s
+        arr = prompt if isinstance(prompt, np.ndarray) and prompt.ndim == 4 else None
+        frames = [as_uint8_frame(f, world.meta.size) for f in arr] if arr is not None else [as_uint8_frame(prompt, world.meta.size)]
+        acts = list(actions) if actions is not None else [None] * len(frames)
+        if len(acts) != len(frames):
+            raise UserError(f"prompt has {len(frames)} frames but {len(acts)} actions; give one action per frame (None for the first)")
+        for f, a in zip(frames, acts):
+            s.observe(f, a)
+        return s
+
+    @torch.no_grad()
+    def _generate_first(self) -> None:
+        """No prompt: the world imagines a first frame from nothing (NULL action, empty context)."""
+        w = self.world
+        dev = w.device
+        null = torch.tensor([w.dynamics.cfg.null_action], device=dev)
+        pos = torch.tensor([0], device=dev)
+        toks = decode_frame(w.dynamics, None, null, pos, w.sampler, [self.gen])
+        self._commit(toks, null)
+
+    @torch.no_grad()
+    def observe(self, frame, action: int | None = None) -> None:
+        """F: feed a real frame (and the action that led to it, if known) into the world's context."""
+        w = self.world
+        img = as_uint8_frame(frame, w.meta.size)
+        dev = w.device
+        toks = w.tokenizer.tokenize_uint8(torch.from_numpy(np.array(img))[None].to(dev)).flatten(1)
+        a = w.dynamics.cfg.null_action if action is None else self._check_action(action)
+        self._commit(toks, torch.tensor([a], device=dev))
+
+    def _commit(self, toks_1N: torch.Tensor, action_1: torch.Tensor):
+        w = self.world
+        pos = torch.tensor([self.pos], device=toks_1N.device)
+        self.cache, r, d = w.dynamics.commit(toks_1N, action_1, pos, self.cache)
+        self.pos += 1
+        g = w.dynamics.cfg.grid
+        self.tokens = toks_1N[0].view(g, g).cpu().numpy().astype(np.uint16)
+        self.frame = w.tokenizer.render_uint8(toks_1N.view(1, g, g))[0].cpu().numpy()
+        return r, d
+
+    # ------------------------------------------------------------------ stepping
+    def _check_action(self, action) -> int:
+        n = self.world.num_actions
+        if isinstance(action, (bool, np.bool_)) or not isinstance(action, (int, np.integer)):
+            raise UserError(f"action {action!r} is not an integer; valid actions are 0..{n - 1} ({', '.join(self.world.action_meanings)})")
+        if not 0 <= int(action) < n:
+            raise UserError(f"action {action} is outside the action space 0..{n - 1} ({', '.join(self.world.action_meanings)})")
+        return int(action)
+
+    def step(self, action: int):
+        """-> (frame (H,W,3) uint8, reward float, done bool)."""
+        return step_many(self.world, [self], [action])[0]
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> tuple[dict, dict]:
+        """-> (tensors for safetensors, JSON-able info). Together they resume the session exactly."""
+        t: dict[str, torch.Tensor] = {"rng": self.gen.get_state(), "tokens": torch.from_numpy(self.tokens.astype(np.int32))}
+        if self.cache is not None:
+            for i, (k, v) in enumerate(zip(self.cache.k, self.cache.v)):
+                t[f"cache.k.{i}"], t[f"cache.v.{i}"] = k.cpu(), v.cpu()
+            t["cache.valid"] = self.cache.valid.cpu().to(torch.uint8)
+        info = {
+            "seed": self.seed, "pos": self.pos, "steps": self.steps, "total_reward": self.total_reward,
+            "done": self.done, "actions": self.actions, "cache_frames": self.cache.frames if self.cache else 0,
+        }
+        return t, info
+
+    @classmethod
+    def from_state(cls, world: World, tensors: dict, info: dict) -> "Session":
+        s = cls(world, int(info["seed"]))
+        s.gen.set_state(tensors["rng"])
+        s.pos, s.steps = int(info["pos"]), int(info["steps"])
+        s.total_reward, s.done, s.actions = float(info["total_reward"]), bool(info["done"]), list(info["actions"])
+        dev = world.device
+        n = world.dynamics.cfg.n_layers
+        if "cache.valid" in tensors:
+            s.cache = KVCache(
+                [tensors[f"cache.k.{i}"].to(dev) for i in range(n)], [tensors[f"cache.v.{i}"].to(dev) for i in range(n)],
+                tensors["cache.valid"].bool().to(dev), int(info["cache_frames"]),
+            )
+        toks = tensors["tokens"].long().to(dev)
+        s.tokens = toks.cpu().numpy().astype(np.uint16)
+        s.frame = world.tokenizer.render_uint8(toks[None])[0].cpu().numpy()
+        return s
+
+    def to_bytes(self) -> tuple[bytes, str]:
+        from safetensors.torch import save
+
+        t, info = self.state_dict()
+        return save({k: v.contiguous() for k, v in t.items()}), json.dumps(info)
+
+    @classmethod
+    def from_bytes(cls, world: World, blob: bytes, info_json: str) -> "Session":
+        from safetensors.torch import load
+
+        return cls.from_state(world, load(blob), json.loads(info_json))
+
+
+def _stack_caches(caches: list[KVCache]) -> KVCache:
+    """Left-pad each session's cache to the longest and stack them into one batch."""
+    L = max(c.valid.shape[1] for c in caches)
+    def pad(x, n):  # (1, nh, l, hd) -> (1, nh, L, hd)
+        return torch.nn.functional.pad(x, (0, 0, n, 0)) if n else x
+    ks, vs = [], []
+    for layer in range(len(caches[0].k)):
+        ks.append(torch.cat([pad(c.k[layer], L - c.valid.shape[1]) for c in caches], 0))
+        vs.append(torch.cat([pad(c.v[layer], L - c.valid.shape[1]) for c in caches], 0))
+    valid = torch.cat([torch.nn.functional.pad(c.valid, (L - c.valid.shape[1], 0)) for c in caches], 0)
+    return KVCache(ks, vs, valid, max(c.frames for c in caches))
+
+
+def _split_cache(cache: KVCache, frames: list[int]) -> list[KVCache]:
+    out = []
+    for b in range(cache.valid.shape[0]):
+        n = int(cache.valid[b].sum())  # drop this row's left padding
+        out.append(KVCache([k[b : b + 1, :, -n:] if n else k[b : b + 1, :, :0] for k in cache.k],
+                           [v[b : b + 1, :, -n:] if n else v[b : b + 1, :, :0] for v in cache.v],
+                           cache.valid[b : b + 1, -n:] if n else cache.valid[b : b + 1, :0], frames[b]))
+    return out
+
+
+@torch.no_grad()
+def step_many(world: World, sessions: list[Session], actions: list[int]):
+    """One batched MaskGIT decode + commit for all sessions. -> [(frame, reward, done)]."""
+    if len(sessions) != len(actions):
+        raise UserError(f"{len(sessions)} sessions but {len(actions)} actions")
+    if not sessions:
+        return []
+    acts = [s._check_action(a) for s, a in zip(sessions, actions)]
+    dev = world.device
+    dyn = world.dynamics
+    cache = _stack_caches([s.cache for s in sessions])
+    a = torch.tensor(acts, device=dev)
+    pos = torch.tensor([s.pos for s in sessions], device=dev)
+    toks = decode_frame(dyn, cache, a, pos, world.sampler, [s.gen for s in sessions])
+    new_cache, r_logits, d_logits = dyn.commit(toks, a, pos, cache)
+    g = dyn.cfg.grid
+    frames = world.tokenizer.render_uint8(toks.view(-1, g, g)).cpu().numpy()
+    rewards = _reward_value(r_logits).cpu().numpy()
+    dones = (d_logits > 0).cpu().numpy()
+    caches = _split_cache(new_cache, [min(s.cache.frames + 1, dyn.cfg.window - 1) for s in sessions])
+    out = []
+    for i, s in enumerate(sessions):
+        s.cache, s.pos, s.steps = caches[i], s.pos + 1, s.steps + 1
+        s.tokens = toks[i].view(g, g).cpu().numpy().astype(np.uint16)
+        s.frame = frames[i]
+        s.actions.append(acts[i])
+        s.total_reward += float(rewards[i])
+        s.done = bool(dones[i])
+        out.append((frames[i], float(rewards[i]), bool(dones[i])))
+    return out

@@ -1,0 +1,216 @@
+"""A world directory: `world.json` (configs, action meanings, model card) + one safetensors file per model.
+
+Loading never unpickles: weights are safetensors, everything else JSON. A world is checked before
+use: format version, files present, weight names and shapes matching the configs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from maskworld import WORLD_FORMAT_VERSION
+from maskworld.device import pick_device
+from maskworld.errors import UserError
+from maskworld.models.dynamics import Dynamics, DynamicsConfig
+from maskworld.models.sampler import SamplerConfig
+from maskworld.models.tokenizer import Tokenizer, TokenizerConfig
+
+WEIGHT_FILES = {"tokenizer": "tokenizer.safetensors", "dynamics": "dynamics.safetensors"}
+
+
+@dataclass
+class WorldMeta:
+    env_id: str = "unknown"
+    size: int = 64
+    action_meanings: list[str] = field(default_factory=list)
+    has_actions: bool = True
+    model_card: dict = field(default_factory=dict)
+    """command, data, training time, device, evaluation numbers."""
+
+
+def _dc_from_dict(cls, d: dict):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise UserError(f"world.json: unknown {cls.__name__} fields {sorted(unknown)}; was this world written by a newer maskworld?")
+    return cls(**d)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_save_safetensors(tensors: dict, path: Path, metadata: dict | None = None) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class World:
+    """Tokenizer + dynamics + sampler settings + metadata; makes sessions."""
+
+    def __init__(self, tokenizer: Tokenizer, dynamics: Dynamics, sampler: SamplerConfig, meta: WorldMeta, path=None):
+        self.tokenizer, self.dynamics, self.sampler, self.meta = tokenizer.eval(), dynamics.eval(), sampler, meta
+        self.path = Path(path) if path else None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.dynamics.parameters()).device
+
+    @property
+    def num_actions(self) -> int:
+        return self.dynamics.cfg.num_actions
+
+    @property
+    def action_meanings(self) -> list[str]:
+        return self.meta.action_meanings or [f"ACTION_{i}" for i in range(self.num_actions)]
+
+    def session(self, prompt=None, seed: int = 0, actions=None):
+        """A new session. prompt: None (generate the first frame), an image (H,W,3 uint8 / PIL / path)
+        or frames (T,H,W,3) with optional `actions` (T,) leading into each frame."""
+        from maskworld.world.session import Session
+
+        return Session.start(self, prompt=prompt, seed=seed, actions=actions)
+
+    def step_many(self, sessions, actions):
+        """Step many sessions in one batched forward pass; returns a list of (frame, reward, done)."""
+        from maskworld.world.session import step_many
+
+        return step_many(self, sessions, actions)
+
+    # ------------------------------------------------------------------ saving
+    def config_dict(self) -> dict:
+        return {
+            "format_version": WORLD_FORMAT_VERSION,
+            "tokenizer": dataclasses.asdict(self.tokenizer.cfg),
+            "dynamics": dataclasses.asdict(self.dynamics.cfg),
+            "sampler": dataclasses.asdict(self.sampler),
+            "meta": dataclasses.asdict(self.meta),
+            "weights": WEIGHT_FILES,
+        }
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        atomic_save_safetensors(self.tokenizer.state_dict(), path / WEIGHT_FILES["tokenizer"])
+        atomic_save_safetensors(self.dynamics.state_dict(), path / WEIGHT_FILES["dynamics"])
+        atomic_write_text(path / "world.json", json.dumps(self.config_dict(), indent=2))
+        self.path = path
+        return path
+
+    def update_model_card(self, **entries) -> None:
+        """Merge entries into meta.model_card and rewrite world.json (weights untouched)."""
+        self.meta.model_card.update(entries)
+        if self.path is not None:
+            atomic_write_text(self.path / "world.json", json.dumps(self.config_dict(), indent=2))
+
+
+def _load_weights(module: torch.nn.Module, file: Path, what: str) -> None:
+    if not file.exists():
+        raise UserError(f"world is missing {file.name} ({what} weights); retrain or copy the whole world directory")
+    try:
+        state = load_file(str(file))
+    except Exception as e:  # safetensors raises its own types on truncated/corrupt files
+        raise UserError(f"{file}: cannot read {what} weights ({e}); the file is corrupt or truncated") from e
+    own = module.state_dict()
+    missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    bad = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or extra or bad:
+        raise UserError(
+            f"{file.name} does not match world.json's {what} config "
+            f"(missing {missing[:3]}, unexpected {extra[:3]}, wrong shape {bad[:3]}); the files come from different worlds"
+        )
+    module.load_state_dict(state)
+
+
+def load_world(path, device=None) -> World:
+    path = Path(path)
+    cfg_file = path / "world.json"
+    if not path.is_dir():
+        raise UserError(f"{path} is not a world directory (expected a folder with world.json)")
+    if not cfg_file.exists():
+        raise UserError(f"{path} has no world.json; is this a world directory? (train one with `maskworld train world`)")
+    try:
+        cfg = json.loads(cfg_file.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{cfg_file} is not valid JSON ({e})") from e
+    version = cfg.get("format_version")
+    if version != WORLD_FORMAT_VERSION:
+        raise UserError(
+            f"{path}: world format version {version}, this maskworld reads version {WORLD_FORMAT_VERSION}; "
+            "retrain the world or use the maskworld release that wrote it"
+        )
+    for key in ("tokenizer", "dynamics", "sampler", "meta"):
+        if key not in cfg:
+            raise UserError(f"{cfg_file} lacks the '{key}' section; the file is incomplete")
+    tok_cfg = _dc_from_dict(TokenizerConfig, cfg["tokenizer"])
+    dyn_cfg = _dc_from_dict(DynamicsConfig, cfg["dynamics"])
+    if dyn_cfg.vocab_size != tok_cfg.vocab_size or dyn_cfg.grid != tok_cfg.grid:
+        raise UserError(f"{cfg_file}: dynamics vocab/grid ({dyn_cfg.vocab_size}, {dyn_cfg.grid}) do not match the tokenizer ({tok_cfg.vocab_size}, {tok_cfg.grid})")
+    dev = pick_device(device)
+    tok, dyn = Tokenizer(tok_cfg), Dynamics(dyn_cfg)
+    _load_weights(tok, path / WEIGHT_FILES["tokenizer"], "tokenizer")
+    _load_weights(dyn, path / WEIGHT_FILES["dynamics"], "dynamics")
+    meta = _dc_from_dict(WorldMeta, cfg["meta"])
+    return World(tok.to(dev), dyn.to(dev), _dc_from_dict(SamplerConfig, cfg["sampler"]), meta, path=path)
+
+
+def as_uint8_frame(image, size: int) -> np.ndarray:
+    """Anything image-like (path, PIL image, array HxW, HxWx3/4, float or uint8) -> (size,size,3) uint8.
+
+    Wrong size or mode is converted (resized, RGB); something that is not an image is a clear error.
+    """
+    from PIL import Image
+
+    if isinstance(image, (str, Path)):
+        try:
+            image = Image.open(image)
+            image.load()
+        except Exception as e:
+            raise UserError(f"cannot read prompt image {image}: {e}") from e
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    if isinstance(image, np.ndarray):
+        a = image
+        if a.dtype != np.uint8:
+            if a.size and a.max() <= 1.0 + 1e-6 and a.min() >= 0:
+                a = (a * 255).round()
+            a = np.clip(a, 0, 255).astype(np.uint8)
+        if a.ndim == 2:
+            a = np.stack([a] * 3, -1)
+        if a.ndim != 3 or a.shape[-1] not in (1, 3, 4):
+            raise UserError(f"prompt image has shape {image.shape}; expected (H, W, 3) RGB")
+        image = Image.fromarray(a[..., :3] if a.shape[-1] != 1 else np.repeat(a, 3, -1))
+    if not isinstance(image, Image.Image):
+        raise UserError(f"prompt of type {type(image).__name__} is not an image; pass a path, PIL image or HxWx3 array")
+    image = image.convert("RGB")
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)

@@ -1,0 +1,113 @@
+"""G's parts: FSQ, tokenizer, dynamics (two-stream training == cached inference), sampler."""
+
+import numpy as np
+import pytest
+import torch
+
+from maskworld.models.dynamics import Dynamics, DynamicsConfig, KVCache
+from maskworld.models.fsq import FSQ
+from maskworld.models.sampler import SamplerConfig, decode_autoregressive, decode_frame, decode_nocache, num_masked_after
+from maskworld.models.tokenizer import Tokenizer, TokenizerConfig
+
+
+def test_fsq_codes_roundtrip_and_cover_codebook():
+    f = FSQ([8, 5, 5, 5])
+    q, codes = f(torch.randn(20000, 4))
+    assert codes.min() >= 0 and codes.max() < 1000
+    assert torch.allclose(f.indices_to_latent(codes), q)
+    assert len(codes.unique()) > 900  # every code reachable: no collapse by construction
+
+
+def test_tokenizer_shapes_and_uint8_path():
+    tok = Tokenizer(TokenizerConfig(channels=16, num_res=1))
+    frames = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)
+    codes = tok.tokenize_uint8(frames)
+    assert codes.shape == (2, 8, 8)
+    out = tok.render_uint8(codes)
+    assert out.shape == (2, 64, 64, 3) and out.dtype == torch.uint8
+    assert TokenizerConfig(downsample=0).grid == 16
+
+
+def _model(window=4):
+    torch.manual_seed(0)
+    return Dynamics(DynamicsConfig(vocab_size=50, num_actions=3, grid=4, d_model=32, n_layers=2, n_heads=2, window=window)).eval()
+
+
+@torch.no_grad()
+def test_cached_inference_equals_training_pass():
+    """The KV-cache path computes exactly what the two-stream training pass computes."""
+    m = _model()
+    B, T, N = 2, 4, 16
+    tok = torch.randint(0, 50, (B, T, N))
+    act = torch.randint(0, 3, (B, T))
+    masked = tok.clone()
+    masked[:, :, ::3] = m.cfg.mask_id
+    logits, r, d = m(tok, masked, act)
+    cache = None
+    for t in range(T - 1):
+        cache, r_t, d_t = m.commit(tok[:, t], act[:, t], torch.full((B,), 50 + t), cache)  # any offset: RoPE is relative
+        assert torch.allclose(r_t, r[:, t], atol=1e-4) and torch.allclose(d_t, d[:, t], atol=1e-4)
+    cached = m.predict_logits(masked[:, T - 1], act[:, T - 1], torch.full((B,), 50 + T - 1), cache)
+    assert torch.allclose(cached, logits[:, T - 1], atol=1e-4)
+    nocache = m.full_pass_logits(tok[:, : T - 1], act[:, : T - 1], masked[:, T - 1], act[:, T - 1])
+    assert torch.allclose(nocache, logits[:, T - 1], atol=1e-4)
+
+
+@torch.no_grad()
+def test_frame_causal_no_future_leak():
+    m = _model()
+    tok = torch.randint(0, 50, (1, 4, 16))
+    act = torch.randint(0, 3, (1, 4))
+    masked = torch.full_like(tok, m.cfg.mask_id)
+    a, _, _ = m(tok, masked, act)
+    tok2 = tok.clone()
+    tok2[:, 3] = (tok2[:, 3] + 1) % 50  # change the last frame only
+    b, _, _ = m(tok2, masked, act)
+    assert torch.allclose(a[:, :3], b[:, :3], atol=1e-5)  # earlier predictions unaffected
+    act2 = act.clone()
+    act2[:, 2] = (act2[:, 2] + 1) % 3
+    c, _, _ = m(tok, masked, act2)
+    assert not torch.allclose(a[:, 2], c[:, 2])  # the action into a frame conditions its prediction
+
+
+@torch.no_grad()
+def test_kv_cache_slides():
+    m = _model(window=3)
+    cache = None
+    for t in range(6):
+        cache, _, _ = m.commit(torch.randint(0, 50, (1, 16)), torch.tensor([0]), torch.tensor([t]), cache)
+    assert cache.k[0].shape[2] == 2 * m.cfg.frame_len  # window - 1 frames kept
+
+
+def test_cosine_schedule():
+    assert num_masked_after(0, 1, 64) == 0  # K = 1 decodes all at once
+    seq = [num_masked_after(k, 8, 64) for k in range(8)]
+    assert seq == sorted(seq, reverse=True) and seq[-1] == 0
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("K", [1, 2, 4, 8])
+def test_sampler_all_tokens_decoded_and_seeded(K):
+    m = _model()
+    cache, _, _ = m.commit(torch.randint(0, 50, (2, 16)), torch.tensor([0, 1]), torch.tensor([0, 0]), None)
+    cfg = SamplerConfig(steps=K)
+    a = decode_frame(m, cache, torch.tensor([1, 2]), torch.tensor([1, 1]), cfg, [torch.Generator().manual_seed(s) for s in (0, 1)])
+    b = decode_frame(m, cache, torch.tensor([1, 2]), torch.tensor([1, 1]), cfg, [torch.Generator().manual_seed(s) for s in (0, 1)])
+    assert (a < 50).all() and torch.equal(a, b)
+
+
+@torch.no_grad()
+def test_greedy_nocache_matches_cache_and_ar_runs():
+    m = _model()
+    tok = torch.randint(0, 50, (1, 3, 16))
+    act = torch.randint(0, 3, (1, 3))
+    cache = None
+    for t in range(3):
+        cache, _, _ = m.commit(tok[:, t], act[:, t], torch.tensor([t]), cache)
+    cfg = SamplerConfig(steps=4, temperature=0.0, choice_temperature=0.0)
+    g = [torch.Generator().manual_seed(0)]
+    a = decode_frame(m, cache, torch.tensor([1]), torch.tensor([3]), cfg, g)
+    b = decode_nocache(m, tok, act, torch.tensor([1]), cfg, g)
+    assert torch.equal(a, b)
+    ar = decode_autoregressive(m, cache, torch.tensor([1]), torch.tensor([3]), 0.0, g)
+    assert ar.shape == (1, 16) and (ar < 50).all()
