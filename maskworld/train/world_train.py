@@ -46,6 +46,10 @@ class TrainArgs:
     val_fraction: float = 0.1
     progress: bool = True
     ignore_actions: bool = False
+    grid: int | None = None
+    batch: int | None = None
+    tok_batch: int | None = None
+    """Tokens per frame side (8 or 16); None = the preset's."""
 
 
 def _budgets(a: TrainArgs) -> tuple[Budget, Budget]:
@@ -86,10 +90,15 @@ def stage_tokenizer(a: TrainArgs, store, train_ids, val_ids, budget: Budget, dev
     from maskworld.train.tokenizer_train import FramePool, train_tokenizer
 
     preset = get_preset(a.preset, int(store.meta.get("size", 64)))
+    if a.grid:
+        ratio = preset.tokenizer.image_size // preset.tokenizer.patch // a.grid
+        if ratio < 1 or ratio & (ratio - 1) or ratio * a.grid * preset.tokenizer.patch != preset.tokenizer.image_size:
+            raise UserError(f"--grid {a.grid} does not divide {preset.tokenizer.image_size}px frames into 4px patches halved a whole number of times")
+        preset.tokenizer.downsample = ratio.bit_length() - 1
     pool = FramePool(store, train_ids, seed=a.seed)
     val = FramePool(store, val_ids, max_frames=512, seed=a.seed + 1).frames
     print(f"[tokenizer] {len(pool)} training frames, budget {budget.describe()}, {preset.tokenizer.grid}x{preset.tokenizer.grid} tokens, device {device}")
-    tok, m = train_tokenizer(pool, val, preset.tokenizer, preset.tok_batch, preset.lr * 2, budget, work, device, a.resume,
+    tok, m = train_tokenizer(pool, val, preset.tokenizer, a.tok_batch or preset.tok_batch, preset.lr * 2, budget, work, device, a.resume,
                              a.seed, a.progress)
     print(f"[tokenizer] val PSNR {m.get('val_psnr', float('nan')):.2f} dB, code usage {m.get('val_usage', 0):.2f}")
     return tok, m
@@ -117,7 +126,7 @@ def load_tokenizer(out: Path, device) -> Tokenizer:
 def stage_cache(store, ids, tok: Tokenizer, path: Path, device, progress: bool):
     from maskworld.data.token_cache import TokenCache, write_token_cache
 
-    if not (path / "index.npz").exists() and not (path / "index.json").exists():
+    if not (path / "index.npz").exists():
         def encode(frames_u8: np.ndarray) -> np.ndarray:
             with torch.no_grad():
                 return tok.tokenize_uint8(torch.from_numpy(frames_u8).to(device)).cpu().numpy()
@@ -141,7 +150,7 @@ def stage_dynamics(a: TrainArgs, store, tok, train_ids, val_ids, budget: Budget,
     if budget.minutes is not None:
         budget = Budget(minutes=max(budget.minutes - (time.time() - t0) / 60, 0.05))
     print(f"[dynamics] budget {budget.describe()}, window {cfg.window} frames, {cfg.d_model}d x {cfg.n_layers} layers")
-    model, m = train_dynamics(train_cache, val_cache, cfg, preset.dyn_batch, preset.lr, budget, work, device, a.resume,
+    model, m = train_dynamics(train_cache, val_cache, cfg, a.batch or preset.dyn_batch, preset.lr, budget, work, device, a.resume,
                               a.seed, a.progress)
     print(f"[dynamics] val token loss {m.get('val_loss', float('nan')):.3f}, masked-token accuracy {m.get('val_acc', 0):.3f}, "
           f"{m.get('tok_s', 0):.0f} tokens/s")

@@ -1,0 +1,192 @@
+"""Memory-mapped token cache: every frame of a store, tokenized once, for fast dynamics training.
+
+Layout of a cache directory::
+
+    tokens.u16    flat uint16, shape (N, h, w): all frames of all episodes, episode after episode
+    index.npz     episode_ids (E,), offsets (E,), lengths (E,) [frames per episode],
+                  actions_in (N,) int64, rewards_in (N,) float32, terminated_in (N,) bool, truncated_in (N,) bool
+    meta.json     grid [h, w], num_frames, num_actions, null_action, action_meanings, store meta
+
+Per-frame arrays use the clips alignment ("the action precedes its frame", see clips.py):
+`actions_in[n]` is the action that led INTO frame n, NULL (= num_actions) on an episode's first frame.
+
+Design choices:
+- uint16 tokens (codebooks < 65536) halve the file against int32; `sample` widens to int64.
+- The cache is built in a temp dir next to the target and renamed into place, so a crash never
+  leaves a half-written cache under the final name.
+- `TokenCache(path, rank, world_size)` keeps every `world_size`-th episode for DDP; windows never
+  cross episode boundaries; every valid window of the rank's episodes is equally likely.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from maskworld.data.clips import incoming
+from maskworld.errors import UserError
+
+TOKENS, INDEX, META = "tokens.u16", "index.npz", "meta.json"
+
+
+def write_token_cache(path: str, store: Any, episode_ids: list[int],
+                      encode_fn: Callable[[np.ndarray], np.ndarray], batch_size: int = 256,
+                      progress: bool = True, overwrite: bool = False) -> "TokenCache":
+    """Tokenize frames of `episode_ids` with `encode_fn((N,H,W,3) uint8) -> (N,h,w) ints < 65536`."""
+    from tqdm import tqdm
+
+    path = os.fspath(path).rstrip("/")
+    if os.path.exists(path) and not overwrite:
+        raise UserError(f"{path} already exists; delete it or pass overwrite=True")
+    if not episode_ids:
+        raise UserError("no episodes to tokenize")
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{os.path.basename(path)}.tmp-{os.getpid()}-{time.monotonic_ns()}")
+    os.makedirs(tmp)
+    try:
+        lengths = np.array([store.length(i) + 1 for i in episode_ids], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        N = int(lengths.sum())
+        null = int(store.meta.get("num_actions", 0))
+        per_frame = {"actions_in": np.empty(N, np.int64), "rewards_in": np.empty(N, np.float32),
+                     "terminated_in": np.empty(N, bool), "truncated_in": np.empty(N, bool)}
+        tokens = None
+        pending: list[np.ndarray] = []  # frames waiting for a full batch
+        written = 0
+
+        def encode(frames: np.ndarray) -> None:
+            nonlocal tokens, written
+            tok = np.asarray(encode_fn(frames))
+            if tok.ndim != 3 or tok.shape[0] != len(frames):
+                raise ValueError(f"encode_fn must return (N,h,w) tokens for N={len(frames)} frames, got {tok.shape}")
+            if tok.size and (tok.min() < 0 or tok.max() >= 65536):
+                raise ValueError(f"tokens must be in [0, 65536), got [{tok.min()}, {tok.max()}]")
+            if tokens is None:
+                tokens = np.lib.format.open_memmap  # placeholder to keep linters quiet
+                tokens = np.memmap(os.path.join(tmp, TOKENS), dtype=np.uint16, mode="w+", shape=(N,) + tok.shape[1:])
+            tokens[written:written + len(tok)] = tok
+            written += len(tok)
+
+        with tqdm(total=N, unit="frame", desc="tokenize", disable=not progress or None) as bar:
+            for ep_id, off, n in zip(episode_ids, offsets, lengths):
+                ep = store.load(ep_id)
+                for k, v in incoming(ep, 0, int(n), null).items():
+                    per_frame[k][off:off + n] = v
+                for s in range(0, int(n), batch_size):
+                    pending.append(ep.frames[s:s + batch_size])
+                    if sum(len(p) for p in pending) >= batch_size:
+                        frames = np.concatenate(pending)
+                        pending = []
+                        encode(frames)
+                        bar.update(len(frames))
+            if pending:
+                frames = np.concatenate(pending)
+                encode(frames)
+                bar.update(len(frames))
+        assert written == N and tokens is not None
+        tokens.flush()
+        grid = list(tokens.shape[1:])
+        del tokens
+        np.savez(os.path.join(tmp, INDEX), episode_ids=np.array(episode_ids, dtype=np.int64),
+                 offsets=offsets, lengths=lengths, **per_frame)
+        meta = {"format": "maskworld-token-cache", "version": 1, "grid": grid, "num_frames": N,
+                "num_actions": null, "null_action": null,
+                "action_meanings": store.meta.get("action_meanings", []), "store_meta": store.meta,
+                "store_path": getattr(store, "path", None)}
+        with open(os.path.join(tmp, META), "w") as f:
+            json.dump(meta, f, indent=1)
+        for name in (TOKENS, INDEX, META):
+            with open(os.path.join(tmp, name), "rb") as f:
+                os.fsync(f.fileno())
+        if os.path.exists(path):  # overwrite: move the old cache aside, then swap
+            old = f"{tmp}.old"
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"cannot write token cache {path}: {e.strerror or e}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return TokenCache(path)
+
+
+class TokenCache:
+    """Read a token cache. `TokenCache(path, rank=0, world_size=1)`."""
+
+    def __init__(self, path: str, rank: int = 0, world_size: int = 1):
+        self.path = os.fspath(path)
+        try:
+            with open(os.path.join(self.path, META)) as f:
+                self.meta = json.load(f)
+            idx = np.load(os.path.join(self.path, INDEX))
+        except FileNotFoundError:
+            raise UserError(f"{self.path} is not a token cache (missing {META} or {INDEX})") from None
+        h, w = self.meta["grid"]
+        N = int(self.meta["num_frames"])
+        self.grid: tuple[int, int] = (int(h), int(w))
+        self.tokens = np.memmap(os.path.join(self.path, TOKENS), dtype=np.uint16, mode="r", shape=(N, h, w))
+        self.null_action = int(self.meta["null_action"])
+        self.num_actions = int(self.meta["num_actions"])
+        self.actions_in = idx["actions_in"]
+        self.rewards_in = idx["rewards_in"]
+        self.terminated_in = idx["terminated_in"]
+        self.truncated_in = idx["truncated_in"]
+        sel = slice(rank, None, world_size)  # DDP: each rank sees a disjoint set of episodes
+        self.episode_ids = idx["episode_ids"][sel]
+        self.offsets = idx["offsets"][sel]
+        self.lengths = idx["lengths"][sel]
+
+    @property
+    def num_frames(self) -> int:
+        """Frames of this rank's episodes."""
+        return int(self.lengths.sum())
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.episode_ids)
+
+    def __len__(self) -> int:
+        return self.num_episodes
+
+    def episode(self, i: int) -> dict[str, np.ndarray]:
+        """Arrays of the i-th episode of this rank (i in 0..num_episodes-1; its id is episode_ids[i])."""
+        s, n = int(self.offsets[i]), int(self.lengths[i])
+        return {"tokens": np.asarray(self.tokens[s:s + n]).astype(np.int64),
+                "actions_in": self.actions_in[s:s + n], "rewards_in": self.rewards_in[s:s + n],
+                "terminated_in": self.terminated_in[s:s + n], "truncated_in": self.truncated_in[s:s + n],
+                "episode_id": int(self.episode_ids[i])}
+
+    def sample(self, batch: int, T: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """`batch` windows of T frames, never crossing an episode boundary.
+
+        Returns tokens (B,T,h,w) int64, actions_in (B,T) int64, rewards_in (B,T) float32,
+        terminated_in (B,T) bool, truncated_in (B,T) bool, episode_ids (B,), starts (B,) (frame
+        index inside the episode).
+        """
+        windows = np.maximum(self.lengths - T + 1, 0)
+        cum = np.cumsum(windows)
+        if cum.size == 0 or cum[-1] == 0:
+            raise UserError(f"no episode in {self.path} has {T} frames (longest {int(self.lengths.max(initial=0))})")
+        u = rng.integers(0, cum[-1], size=batch)
+        which = np.searchsorted(cum, u, side="right")
+        starts = u - (cum[which] - windows[which])
+        rows = (self.offsets[which] + starts)[:, None] + np.arange(T)[None, :]  # (B,T) flat frame index
+        return {
+            "tokens": self.tokens[rows.reshape(-1)].reshape(batch, T, *self.grid).astype(np.int64),
+            "actions_in": self.actions_in[rows],
+            "rewards_in": self.rewards_in[rows],
+            "terminated_in": self.terminated_in[rows],
+            "truncated_in": self.truncated_in[rows],
+            "episode_ids": self.episode_ids[which],
+            "starts": starts.astype(np.int64),
+        }
