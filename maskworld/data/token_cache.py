@@ -68,7 +68,6 @@ def write_token_cache(path: str, store: Any, episode_ids: list[int],
             if tok.size and (tok.min() < 0 or tok.max() >= 65536):
                 raise ValueError(f"tokens must be in [0, 65536), got [{tok.min()}, {tok.max()}]")
             if tokens is None:
-                tokens = np.lib.format.open_memmap  # placeholder to keep linters quiet
                 tokens = np.memmap(os.path.join(tmp, TOKENS), dtype=np.uint16, mode="w+", shape=(N,) + tok.shape[1:])
             tokens[written:written + len(tok)] = tok
             written += len(tok)
