@@ -61,7 +61,7 @@ def run_loop(name, model, opt, step_fn, budget: Budget, work_dir: Path, base_lr:
     bar = tqdm(total=total, initial=step, desc=name, disable=not progress_bar, dynamic_ncols=True,
                unit="step", mininterval=1.0)
     t_start = time.time() - elapsed
-    last_ckpt = time.time()
+    last_ckpt = last_print = time.time()
     metrics: dict = {}
     model.train()
     while budget.progress(step, time.time() - t_start) < 1.0:
@@ -80,6 +80,10 @@ def run_loop(name, model, opt, step_fn, budget: Budget, work_dir: Path, base_lr:
                 writer.add_scalar(f"{name}/{k}", v, step)
             bar.set_postfix({k: f"{v:.4g}" for k, v in m.items() if k in ("loss", "psnr", "usage", "acc", "tok_s")})
             metrics.update(m)
+            if not progress_bar and time.time() - last_print > 30:  # logs instead of a bar (CI, nohup)
+                last_print = time.time()
+                print(f"[{name}] step {step} {100 * budget.progress(step, time.time() - t_start):.0f}% "
+                      + " ".join(f"{k}={v:.4g}" for k, v in m.items() if k in ("loss", "psnr", "usage", "acc", "tok_s")), flush=True)
             if total is None:
                 bar.set_description(f"{name} {100 * budget.progress(step, time.time() - t_start):.0f}%")
         if eval_fn is not None and step % eval_every == 0:

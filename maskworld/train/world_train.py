@@ -60,7 +60,8 @@ def _budgets(a: TrainArgs) -> tuple[Budget, Budget]:
     tok = Budget(steps=a.tok_steps, minutes=a.tok_minutes)
     if tok.steps is None and tok.minutes is None:
         tok = Budget(steps=a.steps) if a.steps else Budget(minutes=0.3 * a.minutes)
-    dyn = Budget(steps=a.steps) if a.steps else Budget(minutes=a.minutes - (tok.minutes or 0.0) if a.tok_minutes is None else a.minutes)
+    # --minutes is the whole budget: the dynamics get what the tokenizer leaves.
+    dyn = Budget(steps=a.steps) if a.steps else Budget(minutes=a.minutes - (tok.minutes or 0.0))
     if dyn.minutes is not None and dyn.minutes <= 0:
         raise UserError("--tok-minutes leaves no time for the dynamics; raise --minutes")
     return tok, dyn
