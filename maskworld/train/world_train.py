@@ -79,7 +79,7 @@ def open_store(data: str):
 def _card_base(a: TrainArgs, store, device) -> dict:
     return {
         "command": "maskworld " + " ".join(shlex.quote(x) for x in sys.argv[1:]) if sys.argv and "maskworld" in sys.argv[0] else None,
-        "data": {"path": str(a.data), "env_id": store.meta.get("env_id"), "episodes": len(store.episode_ids),
+        "data": {"path": str(a.data), "env_id": store.meta.get("env_id"), "collect_command": store.meta.get("command"), "episodes": len(store.episode_ids),
                  "frames": int(store.num_frames), "policy": store.meta.get("policy")},
         "preset": a.preset, "seed": a.seed, "device": str(device),
         "device_name": torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor() or platform.machine(),

@@ -147,6 +147,8 @@ class Session:
 
 def _stack_caches(caches: list[KVCache]) -> KVCache:
     """Left-pad each session's cache to the longest and stack them into one batch."""
+    if len(caches) == 1:
+        return caches[0]
     L = max(c.valid.shape[1] for c in caches)
     def pad(x, n):  # (1, nh, l, hd) -> (1, nh, L, hd)
         return torch.nn.functional.pad(x, (0, 0, n, 0)) if n else x
@@ -159,6 +161,8 @@ def _stack_caches(caches: list[KVCache]) -> KVCache:
 
 
 def _split_cache(cache: KVCache, frames: list[int]) -> list[KVCache]:
+    if cache.valid.shape[0] == 1 and bool(cache.valid.all()):
+        return [KVCache(cache.k, cache.v, cache.valid, frames[0])]
     out = []
     for b in range(cache.valid.shape[0]):
         n = int(cache.valid[b].sum())  # drop this row's left padding

@@ -1,0 +1,49 @@
+"""Package a trained world for shipping: weights + world.json + prompts.npz (start frames for `play`).
+
+    python scripts/ship_world.py WORLD DATA OUT [--prompts 64]
+
+prompts.npz holds uint8 frames (N, H, W, 3) from the world's held-out episodes, so "new world" in
+`maskworld play` can start from a real-looking frame without shipping the data set.
+"""
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from maskworld.data.store import EpisodeStore
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("world")
+    ap.add_argument("data")
+    ap.add_argument("out")
+    ap.add_argument("--prompts", type=int, default=64)
+    ap.add_argument("--data-command", default=None, help="the collect command, for the model card")
+    a = ap.parse_args()
+    src, out = Path(a.world), Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("world.json", "tokenizer.safetensors", "dynamics.safetensors"):
+        shutil.copy2(src / name, out / name)
+    cfg = json.loads((out / "world.json").read_text())
+    split = cfg["meta"]["model_card"].get("split", {})
+    store = EpisodeStore(a.data)
+    _, val = store.split(seed=split.get("seed", 0), val_fraction=split.get("val_fraction", 0.1))
+    rng = np.random.default_rng(0)
+    frames = []
+    for i in val[: a.prompts]:
+        ep = store.load(i)
+        frames.append(ep.frames[rng.integers(0, len(ep.frames))])
+    np.savez_compressed(out / "prompts.npz", frames=np.stack(frames))
+    if a.data_command:
+        cfg["meta"]["model_card"]["data"]["collect_command"] = a.data_command
+    (out / "world.json").write_text(json.dumps(cfg, indent=2))
+    size = sum(f.stat().st_size for f in out.iterdir())
+    print(f"shipped {out}: {size / 1e6:.1f} MB, {len(frames)} prompt frames")
+
+
+if __name__ == "__main__":
+    main()
