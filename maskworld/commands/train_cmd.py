@@ -25,6 +25,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grid", type=int, choices=[8, 16], help="tokens per frame side (default: the preset's, 8 = 64 tokens; 16 is sharper and ~4x dearer)")
     p.add_argument("--batch", type=int, help="dynamics clips per step (default: the preset's; raise it on a GPU)")
     p.add_argument("--tok-batch", type=int, help="tokenizer frames per step (default: the preset's)")
+    p.add_argument("--ckpt-minutes", type=float, default=5.0, help="minutes between checkpoints (default 5)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUT/_work")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, ...")
@@ -52,7 +53,7 @@ def run(args) -> int:
     a = TrainArgs(data=args.data, out=args.out, preset=args.preset, minutes=args.minutes, steps=args.steps,
                   tok_minutes=args.tok_minutes, tok_steps=args.tok_steps, resume=args.resume, seed=args.seed,
                   device=args.device, val_fraction=args.val_fraction, progress=args.progress,
-                  ignore_actions=args.ignore_actions, grid=args.grid, batch=args.batch, tok_batch=args.tok_batch)
+                  ignore_actions=args.ignore_actions, grid=args.grid, batch=args.batch, tok_batch=args.tok_batch, ckpt_minutes=args.ckpt_minutes)
     stages = {"world": ("tokenizer", "dynamics"), "tokenizer": ("tokenizer",), "dynamics": ("dynamics",)}[args.stage]
     if args.stage == "dynamics" and a.tok_steps is None and a.tok_minutes is None:
         a.tok_steps = 1  # unused: the tokenizer is loaded from OUT

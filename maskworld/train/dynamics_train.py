@@ -88,7 +88,7 @@ def evaluate_dynamics(model: Dynamics, cache, window: int, device, batches: int 
 
 
 def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: float, budget: Budget, work_dir, device,
-                   resume: bool, seed: int = 0, progress: bool = True, corrupt_max: float = 0.1):
+                   resume: bool, seed: int = 0, progress: bool = True, ckpt_minutes: float = 5.0, corrupt_max: float = 0.1):
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = Dynamics(cfg).to(device)
@@ -115,5 +115,5 @@ def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: 
 
     metrics = run_loop("dynamics", model, opt, step_fn, budget, work_dir, lr, rng, resume,
                        eval_fn=lambda: evaluate_dynamics(model, val_cache, cfg.window, device), eval_every=500,
-                       progress_bar=progress)
+                       progress_bar=progress, ckpt_minutes=ckpt_minutes)
     return model, metrics

@@ -63,7 +63,7 @@ def evaluate_tokenizer(tok: Tokenizer, frames_u8: np.ndarray, device, batch: int
 
 
 def train_tokenizer(train_pool: FramePool, val_frames: np.ndarray, cfg: TokenizerConfig, batch: int, lr: float,
-                    budget: Budget, work_dir, device, resume: bool, seed: int = 0, progress: bool = True):
+                    budget: Budget, work_dir, device, resume: bool, seed: int = 0, progress: bool = True, ckpt_minutes: float = 5.0):
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     tok = Tokenizer(cfg).to(device)
@@ -85,5 +85,5 @@ def train_tokenizer(train_pool: FramePool, val_frames: np.ndarray, cfg: Tokenize
         return {"loss": loss.item(), "psnr": 10 * math.log10(1 / max(loss.item(), 1e-10)), "usage": seen.float().mean().item()}
 
     metrics = run_loop("tokenizer", tok, opt, step_fn, budget, work_dir, lr, rng, resume,
-                       eval_fn=lambda: evaluate_tokenizer(tok, val_frames, device), eval_every=1000, progress_bar=progress)
+                       eval_fn=lambda: evaluate_tokenizer(tok, val_frames, device), eval_every=1000, progress_bar=progress, ckpt_minutes=ckpt_minutes)
     return tok, metrics

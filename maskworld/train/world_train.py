@@ -49,6 +49,7 @@ class TrainArgs:
     grid: int | None = None
     batch: int | None = None
     tok_batch: int | None = None
+    ckpt_minutes: float = 5.0
     """Tokens per frame side (8 or 16); None = the preset's."""
 
 
@@ -100,7 +101,7 @@ def stage_tokenizer(a: TrainArgs, store, train_ids, val_ids, budget: Budget, dev
     val = FramePool(store, val_ids, max_frames=512, seed=a.seed + 1).frames
     print(f"[tokenizer] {len(pool)} training frames, budget {budget.describe()}, {preset.tokenizer.grid}x{preset.tokenizer.grid} tokens, device {device}")
     tok, m = train_tokenizer(pool, val, preset.tokenizer, a.tok_batch or preset.tok_batch, preset.lr * 2, budget, work, device, a.resume,
-                             a.seed, a.progress)
+                             a.seed, a.progress, ckpt_minutes=a.ckpt_minutes)
     print(f"[tokenizer] val PSNR {m.get('val_psnr', float('nan')):.2f} dB, code usage {m.get('val_usage', 0):.2f}")
     return tok, m
 
@@ -152,7 +153,7 @@ def stage_dynamics(a: TrainArgs, store, tok, train_ids, val_ids, budget: Budget,
         budget = Budget(minutes=max(budget.minutes - (time.time() - t0) / 60, 0.05))
     print(f"[dynamics] budget {budget.describe()}, window {cfg.window} frames, {cfg.d_model}d x {cfg.n_layers} layers")
     model, m = train_dynamics(train_cache, val_cache, cfg, a.batch or preset.dyn_batch, preset.lr, budget, work, device, a.resume,
-                              a.seed, a.progress)
+                              a.seed, a.progress, ckpt_minutes=a.ckpt_minutes)
     print(f"[dynamics] val token loss {m.get('val_loss', float('nan')):.3f}, masked-token accuracy {m.get('val_acc', 0):.3f}, "
           f"{m.get('tok_s', 0):.0f} tokens/s")
     return model, m
