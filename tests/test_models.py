@@ -111,3 +111,14 @@ def test_greedy_nocache_matches_cache_and_ar_runs():
     assert torch.equal(a, b)
     ar = decode_autoregressive(m, cache, torch.tensor([1]), torch.tensor([3]), 0.0, g)
     assert ar.shape == (1, 16) and (ar < 50).all()
+
+
+def test_sampling_follows_the_distribution():
+    from maskworld.models.sampler import _sample
+
+    logits = torch.log(torch.tensor([0.1, 0.2, 0.7])).expand(1, 4000, 3)
+    ids, logp = _sample(logits, 1.0, [torch.Generator().manual_seed(0)])
+    freq = torch.bincount(ids[0], minlength=3).float() / 4000
+    assert torch.allclose(freq, torch.tensor([0.1, 0.2, 0.7]), atol=0.03)
+    ids0, _ = _sample(logits, 0.0, [torch.Generator()])
+    assert (ids0 == 2).all()

@@ -1,0 +1,144 @@
+"""End to end in a real browser: `maskworld play` in a subprocess, the page in headless Chromium.
+
+Needs Debian's chromium (`make chromium` or `apt-get install chromium`) and the `playwright` Python
+package; never `playwright install` (no downloads at test time). Skipped, with the reason, otherwise.
+The screenshot goes to $MASKWORLD_TEST_ARTIFACTS (default: test-artifacts/).
+"""
+
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "", shutil.which("chromium-browser") or "")
+                 if p and os.path.exists(p)), None)
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(os.environ.get("MASKWORLD_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed (apt-get install chromium, or `make chromium`)"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def play_world(tiny_world, tmp_path):
+    """The tiny world with larger random weights, so that actions visibly change the next frame."""
+    import torch
+
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in tiny_world.dynamics.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 2.0 / p.shape[-1] ** 0.5)
+    return tiny_world.save(tmp_path / "play_world")
+
+
+@pytest.fixture
+def server(play_world, tmp_path):
+    port = free_port()
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    log = open(tmp_path / "server.log", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "maskworld", "play", str(play_world), "--port", str(port),
+                             "--db", str(tmp_path / "s.db"), "--fps", "15"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + 60
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"server exited with {proc.returncode}:\n{log.read()}")
+            try:
+                urllib.request.urlopen(url, timeout=2).read()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    pytest.fail("server did not start in 60 s")
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def canvas_pixels(page) -> str:
+    data = page.evaluate("""() => { const c = document.getElementById('screen');
+        return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data); }""")
+    assert len(data) == 64 * 64 * 4
+    return hashlib.sha1(bytes(data)).hexdigest()
+
+
+def wait_step(page, step: int):
+    page.wait_for_function(f"() => window.mw.header && window.mw.header.step === {step}", timeout=20000)
+
+
+def step_with(page, key: str) -> str:
+    page.click("#reset")
+    wait_step(page, 0)
+    page.keyboard.press(key)
+    wait_step(page, 1)
+    return canvas_pixels(page)
+
+
+def test_play_in_chromium(server):
+    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no `playwright install` needed)")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 760})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(server + "?seed=0")
+            # real-time mode: the world ticks with the idle action (NOOP) and the readouts move
+            page.wait_for_function("() => window.mw.frames >= 4", timeout=30000)
+            before = canvas_pixels(page)
+            page.wait_for_function("() => window.mw.fps > 0", timeout=20000)
+            fps = float(page.inner_text("#fps"))
+            assert fps > 0
+            assert int(page.inner_text("#step")) > 0
+            assert page.inner_text("#bindings").count("\n") >= 2 and "LEFT" in page.inner_text("#bindings")
+            page.keyboard.down("ArrowLeft")  # hold LEFT for a few ticks
+            page.wait_for_function("() => window.mw.header.action === 0", timeout=20000)
+            page.keyboard.up("ArrowLeft")
+            assert canvas_pixels(page) != before
+
+            # step mode: one frame per key; from the same start, LEFT and RIGHT give different frames
+            page.click("#mode-step")
+            page.wait_for_function("() => window.mw.mode === 'step'")
+            page.click("#reset")
+            wait_step(page, 0)
+            start = canvas_pixels(page)
+            left, right, left2 = step_with(page, "ArrowLeft"), step_with(page, "ArrowRight"), step_with(page, "ArrowLeft")
+            assert left != start and left != right
+            assert left == left2  # reset + same key -> same frame (seeded, exact)
+
+            # save from the page, and the list shows it
+            page.fill("#save-name", "browser run")
+            page.click("#save")
+            page.wait_for_selector("#sessions li:has-text('browser run')", timeout=20000)
+
+            page.click("#mode-realtime")
+            page.wait_for_function("() => window.mw.fps > 0", timeout=20000)
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "play.png"))
+            assert not errors and not page.evaluate("window.mw.errors")
+            print(f"page FPS readout: {fps}")
+        finally:
+            browser.close()

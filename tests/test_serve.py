@@ -1,0 +1,255 @@
+"""The play server through FastAPI's TestClient: page, bindings, stepping, validation, token, uploads."""
+
+import contextlib
+import io
+import json
+
+import numpy as np
+import pytest
+
+fastapi = pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+from starlette.websockets import WebSocketDisconnect  # noqa: E402
+
+from maskworld.errors import UserError  # noqa: E402
+from maskworld.serve import keys  # noqa: E402
+from maskworld.serve.app import MAX_UPLOAD_BYTES, create_app, decode_upload, validate_message  # noqa: E402
+from maskworld.serve.store import SessionStore  # noqa: E402
+from maskworld.serve.ticker import unpack_frame  # noqa: E402
+
+TOKEN = "s3cret-token-123"
+
+
+@pytest.fixture
+def app(tiny_world, tmp_path):
+    return create_app(tmp_path / "world", store=SessionStore(tmp_path / "s.db"), fps=20)
+
+
+def recv(ws):
+    """-> ("json", dict) or ("frame", header, rgba (H,W,4))."""
+    m = ws.receive()
+    if m.get("text") is not None:
+        return ("json", json.loads(m["text"]))
+    h, payload = unpack_frame(m["bytes"])
+    return ("frame", h, np.frombuffer(payload, np.uint8).reshape(h["h"], h["w"], 4) if h["fmt"] == "rgba" else payload)
+
+
+def next_of(ws, kind, type_=None, limit=50):
+    for _ in range(limit):
+        m = recv(ws)
+        if m[0] == kind and (type_ is None or m[1].get("type") == type_):
+            return m
+    raise AssertionError(f"no {kind} {type_} in {limit} messages")
+
+
+@contextlib.contextmanager
+def open_step(client, seed=0, **q):
+    """A step-mode connection: -> (ws, hello, first frame)."""
+    qs = "&".join(f"{k}={v}" for k, v in {"seed": seed, "mode": "step", **q}.items())
+    with client.websocket_connect(f"/ws?{qs}") as ws:
+        hello = next_of(ws, "json", "hello")[1]
+        first = next_of(ws, "frame")
+        yield ws, hello, first
+
+
+def step(ws, action):
+    ws.send_text(json.dumps({"type": "action", "action": action}))
+    return next_of(ws, "frame")
+
+
+def png_bytes(arr=None, size=(40, 30), fmt="PNG"):
+    from PIL import Image
+
+    img = Image.fromarray(arr) if arr is not None else Image.new("RGB", size, (200, 30, 90))
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------- page and bindings
+def test_page_loads_with_canvas_and_bindings(app, tiny_world):
+    with TestClient(app) as client:
+        r = client.get("/")
+        assert r.status_code == 200 and "<canvas" in r.text and "/static/app.js" in r.text
+        assert r.headers["x-frame-options"] == "DENY"
+        css = client.get("/static/app.css")
+        assert css.status_code == 200 and "pixelated" in css.text
+        assert client.get("/static/app.js").status_code == 200
+        info = client.get("/api/info").json()
+        assert info["actions"] == ["LEFT", "RIGHT", "NOOP"] and info["idle_action"] == 2
+        labels = {b["meaning"]: b["keys"] for b in info["bindings"]}
+        assert labels["LEFT"] == ["ArrowLeft"] and labels["RIGHT"] == ["ArrowRight"] and labels["NOOP"] == ["1"]
+
+
+def test_bindings_from_meanings():
+    mg = {b["meaning"]: b["keys"] for b in keys.bindings(["LEFT", "RIGHT", "FORWARD", "PICKUP", "DROP", "TOGGLE", "DONE"])}
+    assert mg["FORWARD"] == ["ArrowUp"] and mg["TOGGLE"] == [" "] and mg["DONE"] == ["Enter"]
+    atari = keys.bindings(["NOOP", "FIRE", "RIGHT", "LEFT", "UPRIGHTFIRE"])
+    assert [b["keys"] for b in atari] == [["1"], [" "], ["ArrowRight"], ["ArrowLeft"], ["ArrowUp", "ArrowRight", " "]]
+    assert keys.idle_action(["NOOP", "FIRE"]) == 0 and keys.idle_action(["LEFT", "RIGHT"]) is None
+    pg = {b["meaning"]: b["keys"] for b in keys.bindings(["UP_RIGHT", "NOOP", "W", "D"])}
+    assert pg["UP_RIGHT"] == ["ArrowUp", "ArrowRight"] and pg["W"] == ["w"] and pg["D"] == ["d"]
+    many = keys.bindings([f"WEIRD{i}" for i in range(12)] + ["FIRE", "TOGGLE"])  # collisions + digits run out
+    chords = [frozenset(b["keys"]) for b in many if b["keys"]]
+    assert len(chords) == len(set(chords)) == 14
+    assert many[0]["keys"] == ["1"] and many[12]["keys"] == [" "] and many[13]["keys"] != [" "]
+
+
+# ---------------------------------------------------------------------------- stepping
+def test_step_changes_frame_and_reset_replays(app):
+    with TestClient(app) as client:
+        with open_step(client, seed=3) as (ws, hello, first):
+            assert hello["mode"] == "step" and first[1]["step"] == 0 and first[2].shape == (64, 64, 4)
+            frames = [step(ws, a) for a in (0, 1, 1)]
+            assert [f[1]["step"] for f in frames] == [1, 2, 3] and frames[0][1]["model_ms"] > 0
+            assert not np.array_equal(first[2], frames[0][2])
+            ws.send_text(json.dumps({"type": "reset"}))
+            again = next_of(ws, "frame")
+            assert again[1]["step"] == 0 and np.array_equal(again[2], first[2])
+            replay = [step(ws, a) for a in (0, 1, 1)]
+            assert all(np.array_equal(a[2], b[2]) for a, b in zip(frames, replay))
+
+
+def test_realtime_ticks_with_idle_action(app):
+    with TestClient(app) as client:
+        with client.websocket_connect("/ws?seed=1") as ws:
+            assert next_of(ws, "json", "hello")[1]["mode"] == "realtime"
+            steps = [next_of(ws, "frame")[1] for _ in range(3)]
+            assert steps[-1]["step"] >= 2 and steps[-1]["action"] == 2  # NOOP held while no key is pressed
+            ws.send_text(json.dumps({"type": "action", "action": "LEFT"}))
+            for _ in range(20):
+                h = next_of(ws, "frame")[1]
+                if h["action"] == 0:
+                    break
+            assert h["action"] == 0
+            ws.send_text(json.dumps({"type": "mode", "mode": "step"}))
+            next_of(ws, "json", "mode")
+
+
+def test_png_format(app):
+    with TestClient(app) as client:
+        with open_step(client, fmt="png") as (ws, _, first):
+            assert first[1]["fmt"] == "png" and first[2][:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------------------- validation
+BAD = [
+    "not json", "[1, 2]", '{"no_type": 1}', '{"type": 5}', '{"type": "explode"}', '{"type": "action"}',
+    '{"type": "action", "action": 99}', '{"type": "action", "action": -1}', '{"type": "action", "action": 1.5}',
+    '{"type": "action", "action": true}', '{"type": "action", "action": "JUMP"}',
+    '{"type": "action", "action": 0, "extra": 1}', '{"type": "mode", "mode": "turbo"}',
+    '{"type": "save", "name": "../../etc/passwd"}', '{"type": "save", "name": ""}', '{"type": "load", "name": "missing"}',
+    '{"type": "new", "source": "data"}', '{"type": "new", "seed": "x"}', '{"type": "new", "seed": -3}', json.dumps({"type": "ping", "t": "x" * 5000}),
+]
+
+
+REFUSED_LATER = ("99", "-1", '"JUMP"', "passwd", '""', "missing", '"data"', "-3")  # schema-valid, refused by the handler
+
+
+@pytest.mark.parametrize("text", BAD)
+def test_validate_message_rejects(text):
+    if any(r in text for r in REFUSED_LATER):
+        assert validate_message(text)["type"] in ("action", "save", "load", "new")
+    else:
+        with pytest.raises(UserError):
+            validate_message(text)
+
+
+def test_bad_messages_get_errors_and_session_continues(app):
+    with TestClient(app) as client:
+        with open_step(client) as (ws, _, _):
+            for text in BAD:
+                ws.send_text(text)
+                err = next_of(ws, "json", "error")[1]
+                assert err["message"], text
+            ws.send_bytes(b"GIF89a not an image")
+            assert "PNG or JPEG" in next_of(ws, "json", "error")[1]["message"]
+            f = step(ws, "RIGHT")  # meaning names are accepted too
+            assert f[1]["step"] == 1 and f[1]["action"] == 1
+
+
+def test_disconnect_leaves_no_stuck_state(app):
+    with TestClient(app) as client:
+        ticker = app.state.ticker
+        with client.websocket_connect("/ws?seed=0") as ws:
+            next_of(ws, "frame")
+            ws.send_text(json.dumps({"type": "action", "action": 0}))
+        # closed mid-stream (realtime frames in flight): the ticker forgets it, others keep working
+        with open_step(client, seed=2) as (ws2, _, _):
+            assert step(ws2, 1)[1]["step"] == 1
+            assert len(ticker.clients) == 1
+
+
+# ---------------------------------------------------------------------------- token and host
+def test_token_enforced(tiny_world, tmp_path):
+    app = create_app(tmp_path / "world", store=SessionStore(tmp_path / "s.db"), token=TOKEN)
+    with TestClient(app) as client:
+        assert client.get("/").status_code == 401
+        assert client.get("/?token=wrong").status_code == 401
+        assert client.get("/api/info").status_code == 401
+        assert client.get(f"/?token={TOKEN}").status_code == 200
+        assert client.get("/api/info", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+        for url in ("/ws", "/ws?token=wrong"):
+            with pytest.raises(WebSocketDisconnect) as e:
+                with client.websocket_connect(url) as ws:
+                    ws.receive()
+            assert e.value.code == 1008
+        with open_step(client, token=TOKEN) as (ws, hello, _):
+            assert hello["type"] == "hello"
+            with pytest.raises(WebSocketDisconnect):  # another site's page may not drive the server
+                with client.websocket_connect(f"/ws?token={TOKEN}", headers={"origin": "http://evil.example"}) as ws:
+                    ws.receive()
+
+
+def test_host_header_checked(tiny_world, tmp_path):
+    app = create_app(tmp_path / "world", store=SessionStore(tmp_path / "s.db"), allowed_hosts=["127.0.0.1", "localhost"])
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+        assert client.get("/").status_code == 200
+        assert client.get("/", headers={"host": "rebind.example"}).status_code == 400
+
+
+def test_play_refuses_public_host_without_token(tiny_world, tmp_path, capsys):
+    from maskworld.cli import main
+
+    world = str(tmp_path / "world")
+    assert main(["play", world, "--host", "0.0.0.0"]) == 2
+    assert "--token" in capsys.readouterr().err
+    assert main(["play", world, "--host", "0.0.0.0", "--token", "short"]) == 2
+    assert main(["play", str(tmp_path), "--port", "1"]) == 2  # not a world dir
+    assert "not a world directory" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- uploads and prompts
+def test_upload_caps():
+    from PIL import Image
+
+    ok = decode_upload(png_bytes(size=(300, 200)), 64)
+    assert ok.shape == (64, 64, 3) and ok.dtype == np.uint8 and tuple(ok[0, 0]) == (200, 30, 90)
+    assert decode_upload(png_bytes(size=(80, 80), fmt="JPEG"), 64).shape == (64, 64, 3)
+    with pytest.raises(UserError, match="limit"):
+        decode_upload(b"\x89PNG\r\n\x1a\n" + b"0" * MAX_UPLOAD_BYTES, 64)
+    with pytest.raises(UserError, match="PNG or JPEG"):
+        decode_upload(b"GIF89a" + b"0" * 100, 64)
+    buf = io.BytesIO()
+    Image.new("1", (5000, 5000)).save(buf, format="PNG")  # 25 Mpixel bomb, tiny file
+    with pytest.raises(UserError, match="pixel limit"):
+        decode_upload(buf.getvalue(), 64)
+    with pytest.raises(UserError):
+        decode_upload(png_bytes(size=(64, 64))[:60], 64)  # truncated
+
+
+def test_upload_over_websocket_and_data_prompts(tiny_world, tmp_path):
+    frames = np.zeros((3, 64, 64, 3), np.uint8)
+    frames[:, :, :, 1] = 255
+    np.savez(tmp_path / "world" / "prompts.npz", frames=frames)
+    app = create_app(tmp_path / "world", store=SessionStore(tmp_path / "s.db"))
+    with TestClient(app) as client:
+        with open_step(client) as (ws, hello, _):
+            assert hello["has_prompts"]
+            ws.send_bytes(png_bytes(size=(120, 90)))
+            f = next_of(ws, "frame")
+            assert f[1]["step"] == 0
+            ws.send_text(json.dumps({"type": "new", "source": "data", "seed": 4}))
+            g = next_of(ws, "frame")
+            assert g[1]["step"] == 0 and not np.array_equal(f[2], g[2])
+            assert step(ws, 0)[1]["step"] == 1
