@@ -49,6 +49,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are ordinary user files
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
@@ -65,6 +66,7 @@ def atomic_save_safetensors(tensors: dict, path: Path, metadata: dict | None = N
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     try:
+        os.chmod(tmp, 0o644)
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
         os.replace(tmp, path)
     except BaseException:

@@ -1,0 +1,69 @@
+"""`maskworld bench [WORLD] [--json out.json] [--quick]`: play and training speed on this machine."""
+
+from __future__ import annotations
+
+import argparse
+
+EXAMPLES = """examples:
+  maskworld bench                        # a randomly initialised `small` world: speed before training
+  maskworld bench worlds/minigrid --json bench.json
+  maskworld bench --quick                # a few iterations (smoke test)
+Keys of the JSON: docs/EVAL.md
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bench", help="measure FPS, KV-cache and MaskGIT speedups, concurrent sessions, training tokens/s",
+                       description="Speed of a world on this machine: end-to-end ms/frame and FPS for K = 1, 2, 4, 8 "
+                                   "MaskGIT steps, the same network without the KV cache and decoded autoregressively, "
+                                   "concurrent sessions, training tokens/s against a matmul benchmark.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("world", nargs="?", help="world directory (default: a randomly initialised world of --preset)")
+    p.add_argument("--preset", default="small", choices=["tiny", "small", "base"], help="preset of the random world (default small)")
+    p.add_argument("--json", help="write the flat results dict here")
+    p.add_argument("--quick", action="store_true", help="few iterations: a smoke test, not a measurement")
+    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import json
+    from pathlib import Path
+
+    from maskworld.device import pick_device
+    from maskworld.errors import UserError
+    from maskworld.eval.bench import random_world, run_bench
+    from maskworld.world.world import atomic_write_text, load_world
+
+    if args.json:
+        p = Path(args.json)
+        if p.suffix.lower() != ".json":
+            raise UserError(f"--json {args.json}: expected a .json file name")
+        if not p.parent.exists():
+            raise UserError(f"--json {args.json}: folder {p.parent} does not exist; create it first")
+    if args.world:
+        world = load_world(args.world, device=args.device)
+        what = args.world
+    else:
+        world = random_world(args.preset)
+        world.tokenizer.to(pick_device(args.device))
+        world.dynamics.to(pick_device(args.device))
+        what = f"random {args.preset} world (untrained)"
+    print(f"[bench] {what}: {world.dynamics.num_params() / 1e6:.2f}M dynamics params, "
+          f"{world.dynamics.cfg.tokens_per_frame} tokens/frame, window {world.dynamics.cfg.window}, device {world.device}")
+    m = run_bench(world, quick=args.quick, progress=args.progress)
+    m["meta.world"] = args.world or f"random:{args.preset}"
+    for k in (1, 2, 4, 8):
+        print(f"  K={k}: {m[f'speed.ms_per_frame.K{k}']:7.2f} ms/frame  {m[f'speed.fps.K{k}']:7.1f} FPS  "
+              f"KV cache {m[f'speed.cache_speedup.K{k}']:.2f}x faster than no cache")
+    print(f"  autoregressive decoding is {m['speed.ar_vs_maskgit']:.1f}x slower than MaskGIT K={m['speed.default_K']}")
+    for n in (1, 4, 16):
+        print(f"  {n:2d} sessions: {m[f'sessions.{n}.fps']:7.1f} FPS total, p50 {m[f'sessions.{n}.p50_ms']:.1f} ms, "
+              f"p95 {m[f'sessions.{n}.p95_ms']:.1f} ms")
+    print(f"  training: {m['train.tokens_per_s']:.0f} tokens/s, {m['train.flops_per_s'] / 1e9:.1f} GFLOP/s "
+          f"= {100 * m['train.matmul_share']:.0f}% of matmul ({m['matmul.flops_per_s'] / 1e9:.1f} GFLOP/s)")
+    if args.json:
+        atomic_write_text(args.json, json.dumps(m, indent=1, sort_keys=True))
+        print(f"wrote {args.json}")
+    return 0

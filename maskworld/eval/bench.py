@@ -1,0 +1,217 @@
+"""`maskworld bench`: how fast a world plays and trains on this machine, as medians and in-run ratios.
+
+Design choices (DESIGN.md, "Evaluation protocol": speed):
+- End to end means what a player waits for: action in -> 64x64 RGB frame out (MaskGIT decode, the
+  commit of the new frame to the KV cache, tokenizer decode), one session whose context window is
+  already full (the steady state of play), for K = 1, 2, 4, 8 decoding steps.
+- The baselines run the *same network in the same process*: decoding without the KV cache (every
+  step recomputes the whole window) and token-by-token autoregressive decoding. Only ratios
+  measured within one run are compared; absolute numbers depend on the machine and its load.
+- Every measurement: warmup iterations first, then the median (latency percentiles for sessions).
+- Training throughput is tokens/s of real dynamics training steps (`dynamics_losses` + AdamW) on
+  random tokens; its achieved FLOP/s (6 x params x tokens/s, the usual dense-transformer estimate;
+  the two-stream pass actually processes each token twice, so this undercounts by about 2x) is set
+  against a plain `torch.matmul` benchmark measured in the same run.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+
+from maskworld.models.sampler import SamplerConfig, decode_autoregressive, decode_frame, decode_nocache
+
+KS = (1, 2, 4, 8)
+SESSIONS = (1, 4, 16)
+
+
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, warmup: int, iters: int, device) -> list[float]:
+    """Seconds of each of `iters` calls after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    out = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(device) -> dict:
+    return {"machine.cores": os.cpu_count(), "machine.torch": torch.__version__, "machine.threads": torch.get_num_threads(),
+            "machine.device": str(device), "machine.cpu": cpu_model(), "machine.python": platform.python_version(),
+            "machine.gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None}
+
+
+def random_world(preset: str = "small", num_actions: int = 7, seed: int = 0):
+    """A randomly initialised world of a preset: speed is measurable before any training."""
+    from maskworld.models.dynamics import Dynamics
+    from maskworld.models.tokenizer import Tokenizer
+    from maskworld.train.presets import get_preset
+    from maskworld.world.world import World, WorldMeta
+
+    torch.manual_seed(seed)
+    p = get_preset(preset)
+    tok = Tokenizer(p.tokenizer)
+    cfg = p.dynamics
+    cfg.vocab_size, cfg.grid, cfg.num_actions = tok.cfg.vocab_size, tok.cfg.grid, num_actions
+    return World(tok, Dynamics(cfg), SamplerConfig(), WorldMeta(env_id=f"random-{preset}", action_meanings=[]))
+
+
+def _full_session(world, seed: int = 0):
+    """A session whose window is full: window - 1 random context frames observed."""
+    rng = np.random.default_rng(seed)
+    W, size = world.dynamics.cfg.window, world.meta.size
+    frames = rng.integers(0, 256, (W - 1, size, size, 3), dtype=np.uint8)
+    acts = [None] + [int(a) for a in rng.integers(0, world.num_actions, W - 2)]
+    return world.session(prompt=frames, seed=seed, actions=acts)
+
+
+@torch.no_grad()
+def bench_decoding(world, warmup: int, iters: int, ar_iters: int, progress: bool = True) -> dict:
+    from tqdm import tqdm
+
+    dyn, dev, base = world.dynamics, world.device, world.sampler
+    m = {}
+    s = _full_session(world)
+    W, N = dyn.cfg.window, dyn.cfg.tokens_per_frame
+    a = torch.tensor([0], device=dev)
+    pos = torch.tensor([W], device=dev)
+    gen = [torch.Generator().manual_seed(0)]
+    ctx = torch.randint(0, dyn.cfg.vocab_size, (1, W - 1, N), device=dev)
+    ctx_a = torch.randint(0, dyn.cfg.num_actions, (1, W - 1), device=dev)
+    try:
+        for k in tqdm(KS, desc="decode K", disable=not progress, leave=False):
+            world.sampler = SamplerConfig(steps=k, temperature=base.temperature, choice_temperature=base.choice_temperature)
+            e2e = float(np.median(timed(lambda: s.step(0), warmup, iters, dev)))
+            cfg = world.sampler
+
+            def cached():
+                toks = decode_frame(dyn, s.cache, a, pos, cfg, gen)
+                dyn.commit(toks, a, pos, s.cache)
+
+            c = float(np.median(timed(cached, warmup, iters, dev)))
+            nc = float(np.median(timed(lambda: decode_nocache(dyn, ctx, ctx_a, a, cfg, gen), warmup, iters, dev)))
+            m[f"speed.ms_per_frame.K{k}"] = 1000 * e2e
+            m[f"speed.fps.K{k}"] = 1.0 / e2e
+            m[f"speed.decode_ms.K{k}"] = 1000 * c
+            m[f"speed.nocache_decode_ms.K{k}"] = 1000 * nc
+            m[f"speed.cache_speedup.K{k}"] = nc / c
+        world.sampler = base
+
+        def ar():
+            toks = decode_autoregressive(dyn, s.cache, a, pos, base.temperature, gen)
+            dyn.commit(toks, a, pos, s.cache)
+
+        def mg():
+            toks = decode_frame(dyn, s.cache, a, pos, base, gen)
+            dyn.commit(toks, a, pos, s.cache)
+
+        ar_s = float(np.median(timed(ar, 1, ar_iters, dev)))
+        mg_s = float(np.median(timed(mg, warmup, iters, dev)))
+        m["speed.ar_decode_ms"] = 1000 * ar_s
+        m["speed.maskgit_decode_ms"] = 1000 * mg_s
+        m["speed.ar_vs_maskgit"] = ar_s / mg_s
+        m["speed.default_K"] = base.steps
+    finally:
+        world.sampler = base
+    return m
+
+
+def bench_sessions(world, warmup: int, iters: int, progress: bool = True) -> dict:
+    from tqdm import tqdm
+
+    m = {}
+    for n in tqdm(SESSIONS, desc="sessions", disable=not progress, leave=False):
+        ss = [_full_session(world, seed=i) for i in range(n)]
+        acts = [i % world.num_actions for i in range(n)]
+        lat = np.array(timed(lambda: world.step_many(ss, acts), warmup, iters, world.device))
+        m[f"sessions.{n}.fps"] = n * len(lat) / lat.sum()
+        m[f"sessions.{n}.p50_ms"] = 1000 * float(np.percentile(lat, 50))
+        m[f"sessions.{n}.p95_ms"] = 1000 * float(np.percentile(lat, 95))
+    return m
+
+
+def bench_matmul(device, n: int, warmup: int, iters: int) -> float:
+    """FLOP/s of a plain n x n fp32 matmul (bf16 on CUDA, what training uses there)."""
+    dt = torch.bfloat16 if device.type == "cuda" else torch.float32
+    x, y = torch.randn(n, n, device=device, dtype=dt), torch.randn(n, n, device=device, dtype=dt)
+    t = float(np.median(timed(lambda: torch.matmul(x, y), warmup, iters, device)))
+    return 2 * n**3 / t
+
+
+def bench_training(world, batch: int, warmup: int, iters: int) -> dict:
+    """Tokens/s of dynamics training steps on a copy of the world's dynamics (the world is left untouched)."""
+    import copy
+
+    from maskworld.device import autocast
+    from maskworld.train.dynamics_train import dynamics_losses
+
+    dev = world.device
+    model = copy.deepcopy(world.dynamics).train()
+    cfg = model.cfg
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    g = torch.Generator().manual_seed(0)
+    tok = torch.randint(0, cfg.vocab_size, (batch, cfg.window, cfg.tokens_per_frame), generator=g).to(dev)
+    act = torch.randint(0, cfg.num_actions, (batch, cfg.window), generator=g).to(dev)
+    act[:, 0] = cfg.null_action
+    rew, term = torch.zeros(batch, cfg.window, device=dev), torch.zeros(batch, cfg.window, device=dev)
+
+    def step():
+        with autocast(dev):
+            tl, rl, dl, _ = dynamics_losses(model, tok, act, rew, term, gen=g)
+        opt.zero_grad(set_to_none=True)
+        (tl + 0.5 * rl + 0.5 * dl).backward()
+        opt.step()
+
+    t = float(np.median(timed(step, warmup, iters, dev)))
+    tokens = batch * cfg.window * cfg.frame_len  # as the trainer counts them (clean stream)
+    params = model.num_params()
+    return {"train.batch": batch, "train.tokens_per_step": tokens, "train.step_ms": 1000 * t, "train.tokens_per_s": tokens / t,
+            "train.params": params, "train.flops_per_s": 6 * params * tokens / t}
+
+
+def run_bench(world, quick: bool = False, progress: bool = True, train_batch: int | None = None) -> dict:
+    t0 = time.time()
+    dev = world.device
+    warmup, iters = (1, 5) if quick else (3, 20)
+    m = machine(dev)
+    dyn = world.dynamics
+    m.update({"model.dynamics_params": dyn.num_params(), "model.tokenizer_params": sum(p.numel() for p in world.tokenizer.parameters()),
+              "model.tokens_per_frame": dyn.cfg.tokens_per_frame, "model.window": dyn.cfg.window,
+              "model.num_actions": dyn.cfg.num_actions, "model.image_size": world.meta.size})
+    print("[bench] decoding: K = " + ", ".join(map(str, KS)) + ", no cache, autoregressive")
+    m.update(bench_decoding(world, warmup, iters, 1 if quick else 3, progress))
+    print("[bench] concurrent sessions: " + ", ".join(map(str, SESSIONS)))
+    m.update(bench_sessions(world, warmup, iters, progress))
+    print("[bench] training throughput and matmul")
+    batch = train_batch or (2 if quick else 16)
+    m.update(bench_training(world, batch, 1, 2 if quick else 5))
+    m["matmul.n"] = 512 if quick else 1024
+    m["matmul.flops_per_s"] = bench_matmul(dev, m["matmul.n"], 2, 5 if quick else 20)
+    m["train.matmul_share"] = m["train.flops_per_s"] / m["matmul.flops_per_s"]
+    m["meta.quick"] = quick
+    m["meta.seconds"] = round(time.time() - t0, 2)
+    return m

@@ -1,0 +1,96 @@
+"""Inverse-dynamics model (IDM) for action-following accuracy: (frame_t, frame_t+1) -> action_t.
+
+Design choices (DESIGN.md, "Evaluation protocol": controllability):
+- Trained inside `maskworld eval` on *real* transitions of the training split, for a fixed number of
+  steps (deterministic given the seed; seconds on a CPU), then scored on real held-out transitions
+  (`control.idm_accuracy_real`, the ceiling: some actions have no visible effect) and applied to
+  generated transitions (`control.idm_accuracy`): if the world ignores actions, the IDM cannot
+  recover them and falls to chance.
+- Input: both frames and their difference (9 channels) at 32x32, three stride-2 convs, a linear head. Small on
+  purpose: it must learn in a fixed budget of a few hundred steps.
+- Frames are kept once per episode; pairs are indices into them (no duplicated frame memory).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class InverseDynamics(nn.Module):
+    def __init__(self, num_actions: int, width: int = 16):
+        super().__init__()
+        c = width
+        self.net = nn.Sequential(
+            nn.AdaptiveAvgPool2d(32),  # 64x64 -> 32x32 first: ~10x cheaper, grid-game motion survives
+            nn.Conv2d(9, c, 4, 2, 1), nn.ReLU(),
+            nn.Conv2d(c, 2 * c, 4, 2, 1), nn.ReLU(),
+            nn.Conv2d(2 * c, 4 * c, 4, 2, 1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+            nn.Linear(4 * c * 16, num_actions),
+        )
+
+    def forward(self, a_BHWC: torch.Tensor, b_BHWC: torch.Tensor) -> torch.Tensor:
+        """uint8 frame pairs (B,H,W,3) x2 -> action logits (B, A)."""
+        a = a_BHWC.permute(0, 3, 1, 2).float() / 255.0
+        b = b_BHWC.permute(0, 3, 1, 2).float() / 255.0
+        return self.net(torch.cat([a, b, b - a], 1))
+
+
+class PairSet:
+    """Real transitions of some episodes: frames (N,H,W,3) uint8, pair index i -> (frames[i], frames[i+1], action)."""
+
+    def __init__(self, episodes, max_frames: int = 10_000):
+        frames, first, acts, n = [], [], [], 0
+        for ep in episodes:
+            if n >= max_frames:
+                break
+            f = ep.frames[: max_frames - n]
+            a = np.asarray(ep.actions[: len(f) - 1])
+            ok = np.nonzero(a >= 0)[0]  # unknown actions (-1) are not labels
+            first.append(ok + n)
+            acts.append(a[ok])
+            frames.append(f)
+            n += len(f)
+        self.frames = np.concatenate(frames) if frames else np.zeros((0, 1, 1, 3), np.uint8)
+        self.first = np.concatenate(first).astype(np.int64) if first else np.zeros(0, np.int64)
+        self.actions = np.concatenate(acts).astype(np.int64) if acts else np.zeros(0, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+    def pairs(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        i = self.first[idx]
+        return self.frames[i], self.frames[i + 1], self.actions[idx]
+
+
+def train_idm(pairs: PairSet, num_actions: int, steps: int, seed: int, device, batch: int = 64, lr: float = 1e-3,
+              progress: bool = True) -> InverseDynamics:
+    """Fixed-budget IDM training on real pairs (deterministic given the seed)."""
+    from tqdm import tqdm
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = InverseDynamics(num_actions).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for _ in tqdm(range(steps), desc="idm", unit="step", disable=not progress, leave=False):
+        a, b, y = pairs.pairs(rng.integers(0, len(pairs), batch))
+        logits = model(torch.from_numpy(a).to(device), torch.from_numpy(b).to(device))
+        loss = F.cross_entropy(logits, torch.from_numpy(y).to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def predict_actions(model: InverseDynamics, a: np.ndarray, b: np.ndarray, device, batch: int = 256) -> np.ndarray:
+    out = []
+    for i in range(0, len(a), batch):
+        logits = model(torch.from_numpy(np.ascontiguousarray(a[i : i + batch])).to(device),
+                       torch.from_numpy(np.ascontiguousarray(b[i : i + batch])).to(device))
+        out.append(logits.argmax(-1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.int64)

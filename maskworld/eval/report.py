@@ -1,0 +1,143 @@
+"""The eval report: one self-contained HTML file (readable offline, mailable).
+
+Design choices:
+- No new dependencies and nothing fetched: the PSNR-vs-horizon plot is hand-written SVG; images
+  are base64 PNG and animations base64 GIF (Pillow), all inline.
+- Sections: headline metrics with their baselines, the plot, per-action grids (same start frame,
+  one row per action: does the world follow the controls?), ground truth | generated GIFs.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+
+import numpy as np
+
+from maskworld.eval.video import side_by_side, upscale
+
+
+def _png(img: np.ndarray) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(img.astype(np.uint8))).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _gif(frames_THWC: np.ndarray, fps: int = 6) -> str:
+    from PIL import Image
+
+    imgs = [Image.fromarray(np.ascontiguousarray(f.astype(np.uint8))) for f in frames_THWC]
+    buf = io.BytesIO()
+    imgs[0].save(buf, format="GIF", save_all=True, append_images=imgs[1:], duration=int(1000 / fps), loop=0)
+    return "data:image/gif;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def psnr_plot_svg(curve: dict, width: int = 520, height: int = 300) -> str:
+    """curve {h: {"rollout": dB, "copy_last": dB, "tokenizer": dB}} -> SVG, x on a log2 axis."""
+    series = [("rollout", "world (open loop)", "#d62728"), ("copy_last", "copy last frame", "#7f7f7f"),
+              ("tokenizer", "tokenizer ceiling", "#1f77b4")]
+    hs = sorted(curve)
+    vals = [v for h in hs for k, _, _ in series if (v := curve[h].get(k)) is not None]
+    if not hs or not vals:
+        return "<p>(no horizons to plot)</p>"
+    lo, hi = math.floor(min(vals) / 5) * 5, math.ceil(max(vals) / 5) * 5
+    hi = hi if hi > lo else lo + 5
+    ml, mr, mt, mb = 50, 150, 20, 40
+    x0, x1 = math.log2(hs[0]), math.log2(hs[-1]) if len(hs) > 1 else math.log2(hs[0]) + 1
+
+    def px(h):
+        return ml + (math.log2(h) - x0) / (x1 - x0) * (width - ml - mr)
+
+    def py(v):
+        return mt + (hi - v) / (hi - lo) * (height - mt - mb)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
+             f'<rect x="{ml}" y="{mt}" width="{width - ml - mr}" height="{height - mt - mb}" fill="none" stroke="#ccc"/>']
+    for v in range(int(lo), int(hi) + 1, 5):
+        parts.append(f'<line x1="{ml}" x2="{width - mr}" y1="{py(v):.1f}" y2="{py(v):.1f}" stroke="#eee"/>'
+                     f'<text x="{ml - 6}" y="{py(v) + 4:.1f}" text-anchor="end">{v}</text>')
+    for h in hs:
+        parts.append(f'<text x="{px(h):.1f}" y="{height - mb + 15}" text-anchor="middle">{h}</text>')
+    parts.append(f'<text x="{(ml + width - mr) / 2}" y="{height - 6}" text-anchor="middle">horizon (frames imagined)</text>'
+                 f'<text x="12" y="{(mt + height - mb) / 2}" transform="rotate(-90 12 {(mt + height - mb) / 2})" '
+                 'text-anchor="middle">PSNR (dB)</text>')
+    for i, (key, label, color) in enumerate(series):
+        pts = [(px(h), py(curve[h][key])) for h in hs if curve[h].get(key) is not None]
+        if pts:
+            d = " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
+            parts.append(f'<polyline points="{d}" fill="none" stroke="{color}" stroke-width="2"/>')
+            parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>' for x, y in pts]
+        ly = mt + 10 + 16 * i
+        parts.append(f'<line x1="{width - mr + 10}" x2="{width - mr + 28}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="2"/>'
+                     f'<text x="{width - mr + 32}" y="{ly + 4}">{html.escape(label)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) < 10 else f"{v:.2f}"
+    return html.escape(str(v))
+
+
+def _headline(m: dict) -> str:
+    rows = [
+        ("tokenizer PSNR / SSIM / code usage", f"{_fmt(m.get('tokenizer.psnr'))} dB / {_fmt(m.get('tokenizer.ssim'))} / {_fmt(m.get('tokenizer.usage'))}", "reconstruction of real held-out frames"),
+        ("next-frame PSNR / SSIM", f"{_fmt(m.get('next_frame.psnr'))} dB / {_fmt(m.get('next_frame.ssim'))}", "one step from real context"),
+        ("ΔPSNR at t=4", f"{_fmt(m.get('control.delta_psnr'))} dB", "logged minus random actions; ≈0 = world ignores actions"),
+        ("action-following (IDM) accuracy", f"{_fmt(m.get('control.idm_accuracy'))}", f"on generated frames; real frames {_fmt(m.get('control.idm_accuracy_real'))}, chance {_fmt(m.get('control.chance'))}"),
+        ("reward accuracy", _fmt(m.get("reward.accuracy")), f"majority {_fmt(m.get('reward.majority'))}, balanced {_fmt(m.get('reward.balanced_accuracy'))}"),
+        ("termination accuracy", _fmt(m.get("termination.accuracy")), f"majority {_fmt(m.get('termination.majority'))}, balanced {_fmt(m.get('termination.balanced_accuracy'))}"),
+    ]
+    body = "".join(f"<tr><th>{html.escape(a)}</th><td>{b}</td><td class=note>{html.escape(c)}</td></tr>" for a, b, c in rows)
+    return f"<table>{body}</table>"
+
+
+def _horizon_table(m: dict) -> str:
+    hs = m.get("meta.horizons", [])
+    head = "".join(f"<th>{h}</th>" for h in hs)
+    rows = [("world PSNR", "rollout.psnr"), ("world SSIM", "rollout.ssim"), ("copy-last PSNR", "baseline.copy_last.psnr"),
+            ("tokenizer ceiling PSNR", "baseline.tokenizer.psnr"), ("episodes", "rollout.episodes")]
+    body = "".join(f"<tr><th>{n}</th>" + "".join(f"<td>{_fmt(m.get(f'{k}.{h}'))}</td>" for h in hs) + "</tr>" for n, k in rows)
+    return f"<table><tr><th>horizon</th>{head}</tr>{body}</table>"
+
+
+def write_html(path, metrics: dict, artifacts: dict, scale: int = 2) -> None:
+    from maskworld.world.world import atomic_write_text
+
+    m = metrics
+    grids = []
+    for start, rows in artifacts.get("grids", []):
+        trs = "".join(f'<tr><th>{html.escape(name)}</th><td><img src="{_png(np.concatenate(list(upscale(fr, scale)), 1))}"></td></tr>'
+                      for name, fr in rows)
+        grids.append(f"<h3>start {start + 1}</h3><p class=note>first column: last real context frame; "
+                     f"then {len(rows[0][1]) - 1} imagined frames holding one action</p><table>{trs}</table>")
+    gifs = []
+    for title, gt, gen in artifacts.get("gifs", []):
+        gifs.append(f'<figure><img src="{_gif(side_by_side(upscale(gt, scale), upscale(gen, scale)))}">'
+                    f"<figcaption>{html.escape(title)}: ground truth | generated ({len(gt)} frames)</figcaption></figure>")
+    title = f"maskworld eval — {html.escape(str(m.get('meta.world', '')))}"
+    doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}} table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ddd;padding:4px 8px;text-align:left}} .note{{color:#666;font-size:90%}} img{{image-rendering:pixelated}}
+figure{{display:inline-block;margin:0.5em}} pre{{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:85%}}</style></head><body>
+<h1>{title}</h1>
+<p class=note>data {html.escape(str(m.get('meta.data', '')))}; {m.get('meta.episodes')} held-out episodes, context {m.get('meta.context')} real frames,
+seed {m.get('meta.seed')}, {m.get('meta.sampler_steps')} MaskGIT steps per frame, {m.get('meta.seconds')} s. How to read it: docs/EVAL.md.</p>
+<h2>Summary</h2>{_headline(m)}
+<h2>Open-loop PSNR vs horizon</h2>
+<p class=note>Higher is better. The world should sit above copy-last and below the tokenizer ceiling.</p>
+{psnr_plot_svg(artifacts.get('curve', {}))}
+{_horizon_table(m)}
+<h2>Per-action grids</h2>{''.join(grids) or '<p>(the world has no actions)</p>'}
+<h2>Ground truth | generated</h2>{''.join(gifs)}
+<h2>All metrics (JSON)</h2><pre>{html.escape(json.dumps(m, indent=1))}</pre>
+</body></html>"""
+    atomic_write_text(path, doc)
