@@ -24,6 +24,8 @@ def register(sub) -> None:
     p.add_argument("--episodes", type=int, default=20, help="held-out episodes to evaluate (default 20)")
     p.add_argument("--seed", type=int, default=0, help="seed for episode choice, sampling and random actions")
     p.add_argument("--idm-steps", type=int, default=300, help="training steps of the inverse-dynamics model (default 300)")
+    p.add_argument("--sampler-steps", type=int, help="override the world's MaskGIT steps K (to choose K by measurement)")
+    p.add_argument("--temperature", type=float, help="override the world's sampling temperature")
     p.add_argument("--update-card", action="store_true", help="write the metrics into the world's model card (world.json)")
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
@@ -60,9 +62,17 @@ def run(args) -> int:
     _check_out(args.json, ".json", "--json")
     _check_out(args.html, ".html", "--html")
     world = load_world(args.world, device=args.device)
+    if args.sampler_steps is not None:
+        if args.sampler_steps < 1:
+            raise UserError(f"--sampler-steps {args.sampler_steps}: give at least 1")
+        world.sampler.steps = args.sampler_steps
+    if args.temperature is not None:
+        world.sampler.temperature = args.temperature
     store = EpisodeStore(args.data)
     metrics, artifacts = evaluate(world, store, episodes=args.episodes, seed=args.seed, idm_steps=args.idm_steps,
                                   progress=args.progress, world_path=args.world, data_path=args.data)
+    metrics["meta.sampler_steps"] = world.sampler.steps
+    metrics["meta.sampler_temperature"] = world.sampler.temperature
     for k in ("tokenizer.psnr", "next_frame.psnr", "control.delta_psnr", "control.idm_accuracy", "control.idm_accuracy_real",
               "control.chance", "reward.accuracy", "reward.majority", "termination.accuracy", "termination.majority"):
         v = metrics.get(k)
