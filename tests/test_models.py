@@ -122,3 +122,15 @@ def test_sampling_follows_the_distribution():
     assert torch.allclose(freq, torch.tensor([0.1, 0.2, 0.7]), atol=0.03)
     ids0, _ = _sample(logits, 0.0, [torch.Generator()])
     assert (ids0 == 2).all()
+
+
+@torch.no_grad()
+def test_nocache_heads_equal_commit_heads():
+    m = _model()
+    tok = torch.randint(0, 50, (2, 4, 16))
+    act = torch.randint(0, 3, (2, 4))
+    cache = None
+    for t in range(4):
+        cache, r, d = m.commit(tok[:, t], act[:, t], torch.full((2,), t), cache)
+    r2, d2 = m.full_pass_heads(tok[:, :3], act[:, :3], tok[:, 3], act[:, 3])
+    assert torch.allclose(r, r2, atol=1e-4) and torch.allclose(d, d2, atol=1e-4)

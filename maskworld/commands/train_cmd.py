@@ -9,7 +9,10 @@ EXAMPLES = """examples:
   maskworld train world --data data/minigrid --out worlds/minigrid --preset small --minutes 60 --resume
   maskworld train tokenizer --data data/minigrid --out worlds/minigrid --minutes 15
   maskworld train dynamics  --data data/minigrid --out worlds/minigrid --minutes 45
+  torchrun --nproc-per-node 2 -m maskworld train world --data data/minigrid --out worlds/minigrid --preset tiny --steps 200
+  torchrun --nproc-per-node 8 -m maskworld train world --data data/minigrid --out worlds/minigrid --preset base --minutes 60 --batch 256 --compile
 TensorBoard: tensorboard --logdir WORLD/_work/tb
+Several processes (torchrun): --batch/--tok-batch are global (split across the processes); docs/SCALE.md.
 """
 
 
@@ -23,6 +26,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tok-minutes", type=float, help="override the tokenizer's share of --minutes")
     p.add_argument("--tok-steps", type=int, help="override the tokenizer's steps")
     p.add_argument("--grid", type=int, choices=[8, 16], help="tokens per frame side (default: the preset's, 8 = 64 tokens; 16 is sharper and ~4x dearer)")
+    p.add_argument("--window", type=int, help="context window in frames (default: the preset's); the KV cache holds window-1 frames")
     p.add_argument("--batch", type=int, help="dynamics clips per step (default: the preset's; raise it on a GPU)")
     p.add_argument("--tok-batch", type=int, help="tokenizer frames per step (default: the preset's)")
     p.add_argument("--ckpt-minutes", type=float, default=5.0, help="minutes between checkpoints (default 5)")
@@ -31,6 +35,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, ...")
     p.add_argument("--val-fraction", type=float, default=0.1, help="held-out share of episodes (split by episode, seeded)")
     p.add_argument("--ignore-actions", action="store_true", help="treat the data as action-free video")
+    p.add_argument("--fsdp", action="store_true", help="shard parameters across GPUs with FSDP2 (under torchrun, CUDA only)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training forward (worth it on GPUs)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars (logs only)")
 
 
@@ -53,7 +59,8 @@ def run(args) -> int:
     a = TrainArgs(data=args.data, out=args.out, preset=args.preset, minutes=args.minutes, steps=args.steps,
                   tok_minutes=args.tok_minutes, tok_steps=args.tok_steps, resume=args.resume, seed=args.seed,
                   device=args.device, val_fraction=args.val_fraction, progress=args.progress,
-                  ignore_actions=args.ignore_actions, grid=args.grid, batch=args.batch, tok_batch=args.tok_batch, ckpt_minutes=args.ckpt_minutes)
+                  ignore_actions=args.ignore_actions, grid=args.grid, batch=args.batch, tok_batch=args.tok_batch, ckpt_minutes=args.ckpt_minutes, window=args.window,
+                  fsdp=args.fsdp, compile=args.compile)
     stages = {"world": ("tokenizer", "dynamics"), "tokenizer": ("tokenizer",), "dynamics": ("dynamics",)}[args.stage]
     if args.stage == "dynamics" and a.tok_steps is None and a.tok_minutes is None:
         a.tok_steps = 1  # unused: the tokenizer is loaded from OUT

@@ -271,4 +271,25 @@ def _full_pass_logits(self: Dynamics, ctx_BTN, ctx_actions_BT, query_BN, query_a
     return self.tok_head(self.ln_f(x[:, T * S + 1 :]))
 
 
+def _full_pass_heads(self: Dynamics, ctx_BTN, ctx_actions_BT, frame_BN, frame_actions_B):
+    """No-cache reward/termination of a decoded frame: one clean pass over context + the frame.
+
+    What a world without a KV cache must run after decoding to emit (reward, done); the cached world
+    gets them from `commit`. Returns reward logits (B,3), termination logits (B,).
+    """
+    B, T, N = ctx_BTN.shape
+    S = N + 1
+    toks = torch.cat([ctx_BTN, frame_BN[:, None]], 1)
+    acts = torch.cat([ctx_actions_BT, frame_actions_B[:, None]], 1)
+    x = self.embed_frames(toks, acts, 0)
+    f = torch.arange(T + 1, device=x.device).repeat_interleave(S)
+    mask = (f[:, None] >= f[None, :])[None, None]
+    cos, sin = rope_angles(f[None].expand(B, -1), self.cfg.d_model // self.cfg.n_heads, self.cfg.rope_base)
+    for blk in self.blocks:
+        x, _ = blk(x, cos, sin, mask)
+    h = self.ln_f(x[:, T * S])  # the new frame's action position
+    return self.reward_head(h), self.term_head(h).squeeze(-1)
+
+
 Dynamics.full_pass_logits = _full_pass_logits
+Dynamics.full_pass_heads = _full_pass_heads

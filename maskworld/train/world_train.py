@@ -7,6 +7,13 @@ Everything resumable lives in WORLD/_work: per-stage checkpoints (latest.json + 
 caches (written to a temp dir and renamed, so a killed tokenization is simply redone) and TensorBoard
 logs (`tensorboard --logdir WORLD/_work/tb`). The finished world is world.json + *.safetensors;
 `_work` can be deleted once you are happy with it.
+
+    torchrun --nproc-per-node 8 -m maskworld train world --data DATA --out WORLD --preset base --minutes 60
+
+Under torchrun the same code runs data-parallel (maskworld.train.dist): batches are global and split
+across ranks; rank 0 writes the token caches (the others wait at a barrier), checkpoints and the
+world. DATA may be any fsspec URL; OUT is a local path or file:// URL (on a shared file system when
+there are several nodes).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from maskworld.device import pick_device
 from maskworld.errors import UserError
 from maskworld.models.sampler import SamplerConfig
 from maskworld.models.tokenizer import Tokenizer, TokenizerConfig
+from maskworld.train import dist
 from maskworld.train.loop import Budget
 from maskworld.train.presets import get_preset
 from maskworld.world.world import World, WorldMeta, atomic_save_safetensors, atomic_write_text
@@ -50,7 +58,12 @@ class TrainArgs:
     batch: int | None = None
     tok_batch: int | None = None
     ckpt_minutes: float = 5.0
+    window: int | None = None
     """Tokens per frame side (8 or 16); None = the preset's."""
+    fsdp: bool = False
+    """Shard parameters with FSDP2 (torchrun on GPUs only)."""
+    compile: bool = False
+    """torch.compile the training forward."""
 
 
 def _budgets(a: TrainArgs) -> tuple[Budget, Budget]:
@@ -84,7 +97,7 @@ def _card_base(a: TrainArgs, store, device) -> dict:
                  "frames": int(store.num_frames), "policy": store.meta.get("policy")},
         "preset": a.preset, "seed": a.seed, "device": str(device),
         "device_name": torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor() or platform.machine(),
-        "torch": torch.__version__,
+        "torch": torch.__version__, "processes": dist.world_size(), "fsdp": a.fsdp,
     }
 
 
@@ -99,10 +112,11 @@ def stage_tokenizer(a: TrainArgs, store, train_ids, val_ids, budget: Budget, dev
         preset.tokenizer.downsample = ratio.bit_length() - 1
     pool = FramePool(store, train_ids, seed=a.seed)
     val = FramePool(store, val_ids, max_frames=512, seed=a.seed + 1).frames
-    print(f"[tokenizer] {len(pool)} training frames, budget {budget.describe()}, {preset.tokenizer.grid}x{preset.tokenizer.grid} tokens, device {device}")
+    dist.check_batch("--tok-batch", a.tok_batch or preset.tok_batch)
+    print0(f"[tokenizer] {len(pool)} training frames, budget {budget.describe()}, {preset.tokenizer.grid}x{preset.tokenizer.grid} tokens, device {device}")
     tok, m = train_tokenizer(pool, val, preset.tokenizer, a.tok_batch or preset.tok_batch, preset.lr * 2, budget, work, device, a.resume,
-                             a.seed, a.progress, ckpt_minutes=a.ckpt_minutes)
-    print(f"[tokenizer] val PSNR {m.get('val_psnr', float('nan')):.2f} dB, code usage {m.get('val_usage', 0):.2f}")
+                             a.seed, a.progress, ckpt_minutes=a.ckpt_minutes, fsdp=a.fsdp, compile=a.compile)
+    print0(f"[tokenizer] val PSNR {m.get('val_psnr', float('nan')):.2f} dB, code usage {m.get('val_usage', 0):.2f}")
     return tok, m
 
 
@@ -125,15 +139,23 @@ def load_tokenizer(out: Path, device) -> Tokenizer:
     return tok.to(device).eval()
 
 
+def print0(*args, **kw) -> None:
+    """print on rank 0 only (every rank runs this file under torchrun)."""
+    if dist.is_main():
+        print(*args, **kw)
+
+
 def stage_cache(store, ids, tok: Tokenizer, path: Path, device, progress: bool):
+    """Rank 0 tokenizes (once; a finished cache is reused on --resume); the other ranks wait, then all open it."""
     from maskworld.data.token_cache import TokenCache, write_token_cache
 
-    if not (path / "index.npz").exists():
+    if dist.is_main() and not (path / "index.npz").exists():
         def encode(frames_u8: np.ndarray) -> np.ndarray:
             with torch.no_grad():
                 return tok.tokenize_uint8(torch.from_numpy(frames_u8).to(device)).cpu().numpy()
 
         write_token_cache(path, store, ids, encode, progress=progress)
+    dist.barrier()
     return TokenCache(path)
 
 
@@ -144,29 +166,58 @@ def stage_dynamics(a: TrainArgs, store, tok, train_ids, val_ids, budget: Budget,
     t0 = time.time()
     train_cache = stage_cache(store, train_ids, tok, work / "cache_train", device, a.progress)
     val_cache = stage_cache(store, val_ids, tok, work / "cache_val", device, a.progress)
-    print(f"[cache] tokenized {train_cache.num_frames + val_cache.num_frames} frames in {time.time() - t0:.0f}s")
+    print0(f"[cache] tokenized {train_cache.num_frames + val_cache.num_frames} frames in {time.time() - t0:.0f}s")
     cfg = preset.dynamics
+    if a.window is not None:
+        if a.window < 2:
+            raise UserError(f"--window {a.window}: the dynamics need at least 2 frames (one of context)")
+        cfg.window = a.window
     has_actions = bool(store.meta.get("has_actions", True)) and not a.ignore_actions
     cfg.num_actions = int(store.meta.get("num_actions", 1)) if has_actions else 1
     cfg.vocab_size, cfg.grid = tok.cfg.vocab_size, tok.cfg.grid
     if budget.minutes is not None:
         budget = Budget(minutes=max(budget.minutes - (time.time() - t0) / 60, 0.05))
-    print(f"[dynamics] budget {budget.describe()}, window {cfg.window} frames, {cfg.d_model}d x {cfg.n_layers} layers")
+    dist.check_batch("--batch", a.batch or preset.dyn_batch)
+    print0(f"[dynamics] budget {budget.describe()}, window {cfg.window} frames, {cfg.d_model}d x {cfg.n_layers} layers")
     model, m = train_dynamics(train_cache, val_cache, cfg, a.batch or preset.dyn_batch, preset.lr, budget, work, device, a.resume,
-                              a.seed, a.progress, ckpt_minutes=a.ckpt_minutes)
-    print(f"[dynamics] val token loss {m.get('val_loss', float('nan')):.3f}, masked-token accuracy {m.get('val_acc', 0):.3f}, "
+                              a.seed, a.progress, ckpt_minutes=a.ckpt_minutes, fsdp=a.fsdp, compile=a.compile)
+    print0(f"[dynamics] val token loss {m.get('val_loss', float('nan')):.3f}, masked-token accuracy {m.get('val_acc', 0):.3f}, "
           f"{m.get('tok_s', 0):.0f} tokens/s")
     return model, m
 
 
+def local_out(out: str) -> Path:
+    """OUT as a local path: checkpoints and token caches need atomic renames and memory maps."""
+    out = str(out)
+    if out.startswith("file://"):
+        return Path(out[len("file://"):])
+    if "://" in out:
+        raise UserError(f"--out {out}: training writes a local (or shared, mounted) directory only; "
+                        "train into a local path, then copy the world directory")
+    return Path(out)
+
+
 def run_train(a: TrainArgs, stages=("tokenizer", "dynamics")) -> Path:
+    """Train; under torchrun every rank calls this (see maskworld.train.dist)."""
+    out = local_out(a.out)
     device = pick_device(a.device)
+    if a.fsdp:
+        dist.check_fsdp(device)
+    device = dist.init(device)
+    try:
+        return _run_train(a, stages, out, device)
+    finally:
+        dist.shutdown()
+
+
+def _run_train(a: TrainArgs, stages, out: Path, device) -> Path:
     store = open_store(a.data)
-    out = Path(a.out)
     work = out / "_work"
     if out.exists() and any(out.iterdir()) and not a.resume and "tokenizer" in stages and (work / "ckpt_tokenizer").exists():
         raise UserError(f"{out} already holds a training run; pass --resume to continue it, or choose another --out")
-    work.mkdir(parents=True, exist_ok=True)
+    dist.barrier()  # every rank has checked OUT before rank 0 starts writing to it
+    if dist.is_main():
+        work.mkdir(parents=True, exist_ok=True)
     tok_budget, dyn_budget = _budgets(a)
     train_ids, val_ids = store.split(seed=a.seed, val_fraction=a.val_fraction)
     card = _card_base(a, store, device)
@@ -174,12 +225,14 @@ def run_train(a: TrainArgs, stages=("tokenizer", "dynamics")) -> Path:
     if "tokenizer" in stages:
         t0 = time.time()
         tok, tm = stage_tokenizer(a, store, train_ids, val_ids, tok_budget, device, work)
-        save_tokenizer(out, tok, tm)
+        if dist.is_main():
+            save_tokenizer(out, tok, tm)
         times["tokenizer_s"] = round(time.time() - t0, 1)
         card["tokenizer_train"] = {k: tm[k] for k in ("val_psnr", "val_usage", "steps", "train_s") if k in tm}
     else:
         tok = load_tokenizer(out, device)
     if "dynamics" not in stages:
+        dist.barrier()
         return out
     t0 = time.time()
     dyn, dm = stage_dynamics(a, store, tok, train_ids, val_ids, dyn_budget, device, work)
@@ -192,7 +245,8 @@ def run_train(a: TrainArgs, stages=("tokenizer", "dynamics")) -> Path:
                      has_actions=dyn.cfg.num_actions > 1 or bool(store.meta.get("has_actions", True)), model_card=card)
     if not meta.has_actions or a.ignore_actions:
         meta.action_meanings, meta.has_actions = ["NOOP"], False
-    world = World(tok.cpu(), dyn.cpu(), SamplerConfig(), meta)
-    world.save(out)
-    print(f"[world] saved {out}/world.json (+ tokenizer.safetensors, dynamics.safetensors)")
+    if dist.is_main():
+        World(tok.cpu(), dyn.cpu(), SamplerConfig(), meta).save(out)
+    dist.barrier()  # nobody reports success before the world is on disk
+    print0(f"[world] saved {out}/world.json (+ tokenizer.safetensors, dynamics.safetensors)")
     return out
