@@ -16,3 +16,13 @@ def load_world(path, device=None):
     from maskworld.world.world import load_world as _load
 
     return _load(path, device=device)
+
+
+def _register() -> None:
+    """`maskworld/Dream-v0` is registered when Gymnasium is imported, so this import stays light."""
+    from maskworld.agents import register_on_gymnasium_import
+
+    register_on_gymnasium_import()
+
+
+_register()

@@ -51,6 +51,28 @@ def register(sub) -> None:
         sp = tsub.add_parser(stage, help=help_, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
         _common(sp)
         sp.set_defaults(func=run)
+    ap = tsub.add_parser("agent", help="an actor-critic trained in imagination, alternating with real experience (Dyna)",
+                         description="Train an agent C inside a world (batched imagined rollouts, lambda-returns), "
+                                     "collecting real experience with the current policy between rounds.")
+    ap.add_argument("--world", required=True, help="world directory (needs reward and termination heads)")
+    ap.add_argument("--env", help="real environment id (default: the world's)")
+    ap.add_argument("--real-steps", type=int, default=10_000, help="real environment steps in all")
+    ap.add_argument("--out", help="agent directory (default: WORLD/agent)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--no-progress", dest="progress", action="store_false")
+    ap.set_defaults(func=run_agent)
+
+
+def run_agent(args) -> int:
+    from maskworld import load_world
+    from maskworld.agents.actor_critic import train_agent
+
+    world = load_world(args.world, device=None if args.device == "auto" else args.device)
+    out = args.out or str(__import__("pathlib").Path(args.world) / "agent")
+    _, m = train_agent(world, env_id=args.env, real_steps=args.real_steps, seed=args.seed, out=out, progress=args.progress)
+    print(f"agent saved to {out}: " + ", ".join(f"{k}={v:.4g}" for k, v in m.items() if isinstance(v, float)))
+    return 0
 
 
 def run(args) -> int:

@@ -1,0 +1,145 @@
+"""`maskworld eval-agent AGENT`: an agent trained in the dream, played in the real env, beside a PPO baseline.
+
+    maskworld eval-agent agents/fourrooms --episodes 20 --json agent_eval.json
+    maskworld eval-agent agents/fourrooms --baseline-steps 0          # no PPO baseline
+
+The baseline is Stable-Baselines3 PPO (CnnPolicy) trained on the real env for as many real steps as the
+agent used (read from agent.json; `--baseline-steps` overrides), so the comparison is sample efficiency.
+Both play the same `--episodes` real episodes (same seeds), sampling their actions.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+EXAMPLES = """examples:
+  maskworld eval-agent agents/fourrooms --episodes 20
+  maskworld eval-agent agents/fourrooms --env MiniGrid-FourRooms-v0 --baseline-steps 5000 --json out.json
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("eval-agent", help="play an agent trained in a world in the real env, beside a PPO baseline",
+                       description="Mean real-episode return of an agent trained in imagination (train_agent), "
+                                   "against Stable-Baselines3 PPO trained on the real env for the same real steps.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("agent", help="agent directory (agent.json + agent.safetensors)")
+    p.add_argument("--env", help="real env id (default: the one the agent was trained against)")
+    p.add_argument("--view", default="partial", help="MiniGrid view: partial or full (as the world's data)")
+    p.add_argument("--size", type=int, help="frame size (default: the agent's)")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--max-steps", type=int, default=1000, help="cap on one episode's length")
+    p.add_argument("--baseline-steps", type=int, help="PPO real steps (default: the agent's real steps; 0 = no baseline)")
+    p.add_argument("--greedy", action="store_true", help="argmax actions instead of sampling")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="write the results here")
+    p.set_defaults(func=run)
+
+
+def real_gym_env(env_id: str, size: int, view: str, seed: int | None = None):
+    """A `maskworld.envs` PixelEnv as a gymnasium.Env (uint8 frames), so SB3 trains on the agent's frames."""
+    import gymnasium as gym
+    import numpy as np
+
+    from maskworld.envs.adapter import make_env
+
+    class RealGymEnv(gym.Env):
+        metadata = {"render_modes": []}
+
+        def __init__(self):
+            self.env = make_env(env_id, size=size, seed=seed, view=view)
+            self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
+            self.action_space = gym.spaces.Discrete(self.env.num_actions)
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            frame, _ = self.env.reset(seed=int(self.np_random.integers(2**31 - 1)))
+            return frame, {}
+
+        def step(self, action):
+            frame, r, term, trunc, _ = self.env.step(int(action))
+            return frame, float(r), bool(term), bool(trunc), {}
+
+        def close(self):
+            self.env.close()
+
+    return RealGymEnv()
+
+
+def play(policy, env_id: str, size: int, view: str, episodes: int, seed: int, max_steps: int) -> list[float]:
+    """Real-episode returns of `policy(frame (S,S,3)) -> action`, episode k seeded with seed + k."""
+    from maskworld.envs.adapter import make_env
+
+    env = make_env(env_id, size=size, seed=seed, view=view)
+    out = []
+    try:
+        for k in range(episodes):
+            frame, _ = env.reset(seed=seed + k)
+            total = 0.0
+            for _ in range(max_steps):
+                frame, r, term, trunc, _ = env.step(int(policy(frame)))
+                total += r
+                if term or trunc:
+                    break
+            out.append(total)
+    finally:
+        env.close()
+    return out
+
+
+def ppo_baseline(env_id: str, size: int, view: str, steps: int, seed: int):
+    """SB3 PPO (CnnPolicy) trained on the real env for `steps` steps -> policy(frame) -> action."""
+    import numpy as np
+
+    try:
+        from stable_baselines3 import PPO
+    except ImportError:
+        from maskworld.errors import UserError
+
+        raise UserError("the PPO baseline needs Stable-Baselines3: pip install stable-baselines3 "
+                        "(or pass --baseline-steps 0)") from None
+    env = real_gym_env(env_id, size, view, seed)
+    model = PPO("CnnPolicy", env, n_steps=min(256, max(16, steps)), batch_size=min(64, max(16, steps)), seed=seed, verbose=0)
+    model.learn(total_timesteps=steps)
+    env.close()
+    return lambda frame: model.predict(np.array(frame), deterministic=False)[0]  # a copy: frames may be read-only
+
+
+def run(args) -> int:
+    import json
+    import time
+
+    import numpy as np
+    import torch
+
+    from maskworld.agents.actor_critic import load_agent
+    from maskworld.errors import UserError
+    from maskworld.world.world import atomic_write_text
+
+    if args.episodes < 1:
+        raise UserError("--episodes must be >= 1")
+    agent, train = load_agent(args.agent)
+    env_id = args.env or train.get("env_id")
+    if not env_id:
+        raise UserError(f"{args.agent}/agent.json names no env; pass --env ENV_ID")
+    size = args.size or agent.cfg.image_size
+    gen = torch.Generator().manual_seed(args.seed)
+    t0 = time.time()
+    agent_returns = play(lambda f: agent.act(f[None], gen, greedy=args.greedy)[0], env_id, size, args.view,
+                         args.episodes, args.seed, args.max_steps)
+    res = {"agent": args.agent, "env_id": env_id, "episodes": args.episodes, "seed": args.seed,
+           "agent.real_steps": train.get("real_steps"), "agent.mean_return": float(np.mean(agent_returns)),
+           "agent.returns": agent_returns}
+    steps = args.baseline_steps if args.baseline_steps is not None else int(train.get("real_steps") or 0)
+    print(f"[eval-agent] agent ({train.get('real_steps')} real steps): mean return {res['agent.mean_return']:.3f} "
+          f"over {args.episodes} episodes of {env_id}")
+    if steps > 0:
+        policy = ppo_baseline(env_id, size, args.view, steps, args.seed)
+        ppo_returns = play(policy, env_id, size, args.view, args.episodes, args.seed, args.max_steps)
+        res.update({"ppo.real_steps": steps, "ppo.mean_return": float(np.mean(ppo_returns)), "ppo.returns": ppo_returns})
+        print(f"[eval-agent] PPO baseline ({steps} real steps): mean return {res['ppo.mean_return']:.3f}")
+    res["seconds"] = round(time.time() - t0, 1)
+    if args.json:
+        atomic_write_text(args.json, json.dumps(res, indent=1))
+        print(f"wrote {args.json}")
+    return 0
