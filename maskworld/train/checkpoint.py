@@ -4,6 +4,11 @@ Layout: `DIR/step-000123/{model.safetensors, optim.safetensors, state.json}` and
 naming the newest complete one. A checkpoint directory is fully written and fsynced before
 `latest.json` is atomically replaced, so a SIGKILL at any moment leaves the previous checkpoint
 usable; older directories are deleted only after the pointer moves.
+
+Multi-process (maskworld.train.dist): rank 0 writes; the others return at once (DDP replicas are
+identical) or, under FSDP, first help gather the full tensors. Files hold full, unsharded tensors
+and index-keyed optimizer state either way, so a checkpoint loads with any number of ranks.
+Every rank loads the same checkpoint (several nodes: OUT on a shared file system).
 """
 
 from __future__ import annotations
@@ -18,11 +23,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from maskworld.errors import UserError
+from maskworld.train import dist
 from maskworld.world.world import atomic_write_text
 
 
-def _optim_to_flat(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
-    sd = opt.state_dict()
+def _optim_to_flat(opt: torch.optim.Optimizer, sd: dict | None = None) -> tuple[dict, dict]:
+    sd = opt.state_dict() if sd is None else sd
     tensors, scalars = {}, {}
     for pid, st in sd["state"].items():
         for k, v in st.items():
@@ -33,7 +39,7 @@ def _optim_to_flat(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def _optim_from_flat(opt: torch.optim.Optimizer, tensors: dict, info: dict) -> None:
+def _optim_from_flat(opt: torch.optim.Optimizer, tensors: dict, info: dict, model: torch.nn.Module | None = None) -> None:
     state: dict = {}
     for key, v in tensors.items():
         pid, k = key.split(".", 1)
@@ -41,6 +47,14 @@ def _optim_from_flat(opt: torch.optim.Optimizer, tensors: dict, info: dict) -> N
     for key, v in info["scalars"].items():
         pid, k = key.split(".", 1)
         state.setdefault(int(pid), {})[k] = v
+    if model is not None and dist.is_sharded(model):  # FSDP: by name, each rank keeps its shard
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        names = _param_names(model, opt)
+        groups = [dict(g, params=[names[i] for i in g["params"]]) for g in info["param_groups"]]
+        set_optimizer_state_dict(model, opt, {"state": {names[i]: st for i, st in state.items()}, "param_groups": groups},
+                                 options=StateDictOptions(full_state_dict=True))
+        return
     opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
 
 
@@ -48,17 +62,44 @@ def rng_state(np_rng: np.random.Generator) -> tuple[torch.Tensor, dict]:
     return torch.get_rng_state(), np_rng.bit_generator.state
 
 
+def _param_names(model: torch.nn.Module, opt: torch.optim.Optimizer) -> list[str]:
+    """FQN of each optimizer parameter in state-dict index order (0, 1, ...)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    return [names[id(p)] for g in opt.param_groups for p in g["params"]]
+
+
+def _sharded_optim_state(model, opt) -> dict:
+    """FSDP: the full optimizer state (collective), re-keyed by index like `opt.state_dict()`."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    sd = get_optimizer_state_dict(model, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if not dist.is_main():  # cpu_offload leaves the full state on rank 0 only
+        return {}
+    idx = {n: i for i, n in enumerate(_param_names(model, opt))}
+    groups = [dict(g, params=[idx[n] for n in g["params"]]) for g in sd["param_groups"]]
+    return {"state": {idx[n]: st for n, st in sd["state"].items()}, "param_groups": groups}
+
+
 def save_checkpoint(ckpt_dir, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, state: dict, np_rng=None) -> Path:
+    """Call on every rank; rank 0 writes (see the module docstring)."""
     ckpt_dir = Path(ckpt_dir)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
     final = ckpt_dir / f"step-{step:09d}"
+    if dist.is_sharded(model):  # every rank takes part in the gathers
+        msd, osd = dist.full_state_dict(model), _sharded_optim_state(model, opt)
+    elif not dist.is_main():
+        return final
+    else:
+        msd, osd = model.state_dict(), None
+    if not dist.is_main():
+        return final
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
     tmp = ckpt_dir / f".tmp-step-{step:09d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        msd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        msd = {k: v.detach().cpu().contiguous() for k, v in msd.items()}
         save_file(msd, str(tmp / "model.safetensors"))
-        ot, oinfo = _optim_to_flat(opt)
+        ot, oinfo = _optim_to_flat(opt, osd)
         ot["torch_rng"] = torch.get_rng_state()
         save_file(ot, str(tmp / "optim.safetensors"))
         full_state = dict(state, step=step, optim=oinfo)
@@ -77,6 +118,8 @@ def save_checkpoint(ckpt_dir, model: torch.nn.Module, opt: torch.optim.Optimizer
     for old in ckpt_dir.glob("step-*"):  # keep only the newest
         if old.name != final.name:
             shutil.rmtree(old, ignore_errors=True)
+    for debris in ckpt_dir.glob(".tmp-step-*"):  # half-written by a killed run (only rank 0 writes here)
+        shutil.rmtree(debris, ignore_errors=True)
     return final
 
 
@@ -91,14 +134,20 @@ def latest_checkpoint(ckpt_dir) -> Path | None:
 def load_checkpoint(path, model: torch.nn.Module, opt: torch.optim.Optimizer | None = None, np_rng=None) -> dict:
     path = Path(path)
     try:
-        model.load_state_dict(load_file(str(path / "model.safetensors")))
+        msd = load_file(str(path / "model.safetensors"))
+        if dist.is_sharded(model):
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+            set_model_state_dict(model, msd, options=StateDictOptions(full_state_dict=True))
+        else:
+            model.load_state_dict(msd)
         state = json.loads((path / "state.json").read_text())
         ot = load_file(str(path / "optim.safetensors"))
     except Exception as e:
         raise UserError(f"checkpoint {path} cannot be loaded ({e}); delete it to start over, or pick another run") from e
     torch_rng = ot.pop("torch_rng", None)
     if opt is not None:
-        _optim_from_flat(opt, ot, state["optim"])
+        _optim_from_flat(opt, ot, state["optim"], model)
     if torch_rng is not None:
         torch.set_rng_state(torch_rng)
     if np_rng is not None and "np_rng" in state:

@@ -9,6 +9,11 @@ Per batch: clips of `window` frames (tokens, the action into each frame, reward,
   (robustness to the model's own errors, GameNGen's noise augmentation in discrete form).
 - Reward (sign class) and termination losses on every frame that is the result of a real
   transition (not an episode's first frame, whose incoming action is NULL).
+
+Several processes (torchrun): `batch` is the global batch. Every rank samples the same global batch
+of clips (token windows are a few KB) and draws the masks and corruption for all of it, then trains
+on its own contiguous part; the losses are normalised by the global counts of masked tokens and real
+transitions, so DDP's gradient mean is the single-process gradient (maskworld.train.dist).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import torch.nn.functional as F
 
 from maskworld.device import autocast
 from maskworld.models.dynamics import Dynamics, DynamicsConfig, cosine_mask_ratio
+from maskworld.train import dist
 from maskworld.train.loop import Budget, run_loop
 
 
@@ -58,19 +64,38 @@ def corrupt(tok_BTN: torch.Tensor, vocab: int, max_rate: float, gen=None) -> tor
     return torch.where(flip, rnd, tok_BTN)
 
 
-def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0.1, gen=None):
+def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0.1, gen=None,
+                    part: dist.Part | None = None, forward=None):
+    """Token, reward and termination losses and masked-token accuracy.
+
+    With `part` (several ranks) tok/act/rew/term are the global batch: masks are drawn for all of it,
+    the model runs on this rank's share, and each loss is this rank's sum over the global count
+    times the number of ranks (DDP averages gradients), so the mean over ranks is the global mean.
+    """
     cfg = model.cfg
+    forward = model if forward is None else forward
     masked, m = mask_tokens(tok, cfg.mask_id, gen)
     clean = corrupt(tok, cfg.vocab_size, corrupt_max, gen)
-    logits, r_logits, d_logits = model(clean, masked, act)
-    tok_loss = F.cross_entropy(logits[m], tok[m])
     real = act != cfg.null_action  # frames produced by a transition
-    if real.any():
-        r_loss = F.cross_entropy(r_logits[real], reward_class(rew[real]))
-        d_loss = F.binary_cross_entropy_with_logits(d_logits[real], term[real])
-    else:
-        r_loss = d_loss = torch.zeros((), device=tok.device)
-    acc = (logits[m].argmax(-1) == tok[m]).float().mean()
+    if part is not None:
+        n_mask, n_real = m.sum().clamp_min(1), real.sum().clamp_min(1)
+        sl = part.slice(len(tok))
+        tok, act, rew, term, masked, m, clean, real = (t[sl] for t in (tok, act, rew, term, masked, m, clean, real))
+    logits, r_logits, d_logits = forward(clean, masked, act)
+    if part is None:
+        tok_loss = F.cross_entropy(logits[m], tok[m])
+        if real.any():
+            r_loss = F.cross_entropy(r_logits[real], reward_class(rew[real]))
+            d_loss = F.binary_cross_entropy_with_logits(d_logits[real], term[real])
+        else:
+            r_loss = d_loss = torch.zeros((), device=tok.device)
+        acc = (logits[m].argmax(-1) == tok[m]).float().mean()
+        return tok_loss, r_loss, d_loss, acc
+    w = part.world
+    tok_loss = F.cross_entropy(logits[m], tok[m], reduction="sum") * w / n_mask
+    r_loss = F.cross_entropy(r_logits[real], reward_class(rew[real]), reduction="sum") * w / n_real
+    d_loss = F.binary_cross_entropy_with_logits(d_logits[real], term[real], reduction="sum") * w / n_real
+    acc = (logits[m].argmax(-1) == tok[m]).float().sum() * w / n_mask
     return tok_loss, r_loss, d_loss, acc
 
 
@@ -88,10 +113,13 @@ def evaluate_dynamics(model: Dynamics, cache, window: int, device, batches: int 
 
 
 def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: float, budget: Budget, work_dir, device,
-                   resume: bool, seed: int = 0, progress: bool = True, ckpt_minutes: float = 5.0, corrupt_max: float = 0.1):
+                   resume: bool, seed: int = 0, progress: bool = True, ckpt_minutes: float = 5.0, corrupt_max: float = 0.1,
+                   fsdp: bool = False, compile: bool = False):
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = Dynamics(cfg).to(device)
+    fwd = dist.wrap(model, device, fsdp=fsdp, compile=compile, blocks=list(model.blocks))  # `model` is what we save
+    part = dist.part()
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "emb" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "emb" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
@@ -104,7 +132,7 @@ def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: 
         t0 = time.time()
         tok, act, rew, term = make_batch(train_cache, batch, cfg.window, rng, cfg.num_actions, device)
         with autocast(device):
-            tl, rl, dl, acc = dynamics_losses(model, tok, act, rew, term, corrupt_max)
+            tl, rl, dl, acc = dynamics_losses(model, tok, act, rew, term, corrupt_max, part=part, forward=fwd)
         loss = tl + 0.5 * rl + 0.5 * dl
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -116,4 +144,4 @@ def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: 
     metrics = run_loop("dynamics", model, opt, step_fn, budget, work_dir, lr, rng, resume,
                        eval_fn=lambda: evaluate_dynamics(model, val_cache, cfg.window, device), eval_every=500,
                        progress_bar=progress, ckpt_minutes=ckpt_minutes)
-    return model, metrics
+    return dist.unshard(model, Dynamics(cfg).to(device)), metrics

@@ -3,6 +3,11 @@ periodic atomic checkpoints and exact `--resume`.
 
 `step_fn(step) -> dict of floats` does one optimisation step; the loop owns everything else.
 The budget is `steps` or `minutes` (wall clock of training, carried across resumes).
+
+Under torchrun (maskworld.train.dist) every rank runs this loop: rank 0's clock decides the budget's
+progress (hence the LR and the last step) and when to checkpoint, broadcast each step so all ranks
+agree; logged metrics are averaged over ranks; only rank 0 shows the bar, writes TensorBoard and
+checkpoint files.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from maskworld.train import dist
 from maskworld.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 
 
@@ -38,6 +44,16 @@ def lr_at(base: float, step: int, progress: float, warmup: int = 100) -> float:
     return base * w * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+class _NullWriter:
+    """TensorBoard stand-in on ranks other than 0."""
+
+    def add_scalar(self, *a, **k):
+        pass
+
+    def flush(self):
+        pass
+
+
 def run_loop(name, model, opt, step_fn, budget: Budget, work_dir: Path, base_lr: float, np_rng: np.random.Generator,
              resume: bool, log_every: int = 20, ckpt_minutes: float = 5.0, eval_fn=None, eval_every: int = 500,
              progress_bar: bool = True, writer=None) -> dict:
@@ -46,26 +62,33 @@ def run_loop(name, model, opt, step_fn, budget: Budget, work_dir: Path, base_lr:
 
     ckpt_dir = Path(work_dir) / f"ckpt_{name}"
     step, elapsed = 0, 0.0
+    main = dist.is_main()
     last = latest_checkpoint(ckpt_dir) if resume else None
     if last is not None:
         st = load_checkpoint(last, model, opt, np_rng)
         step, elapsed = int(st["step"]), float(st["elapsed_s"])
         if st.get("finished"):
             return st.get("metrics", {})
-        print(f"[{name}] resumed from {last} at step {step} ({elapsed / 60:.1f} min done)")
+        if main:
+            print(f"[{name}] resumed from {last} at step {step} ({elapsed / 60:.1f} min done)")
+    if writer is None and not main:
+        writer = _NullWriter()
     if writer is None:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(Path(work_dir) / "tb" / name))
     total = budget.steps if budget.steps else None
-    bar = tqdm(total=total, initial=step, desc=name, disable=not progress_bar, dynamic_ncols=True,
+    bar = tqdm(total=total, initial=step, desc=name, disable=not (progress_bar and main), dynamic_ncols=True,
                unit="step", mininterval=1.0)
     t_start = time.time() - elapsed
     last_ckpt = last_print = time.time()
     metrics: dict = {}
     model.train()
-    while budget.progress(step, time.time() - t_start) < 1.0:
-        lr = lr_at(base_lr, step, budget.progress(step, time.time() - t_start))
+    prog = budget.progress(step, time.time() - t_start)
+    if dist.world_size() > 1:
+        prog = dist.broadcast_floats([prog])[0]
+    while prog < 1.0:
+        lr = lr_at(base_lr, step, prog)
         for g in opt.param_groups:
             g["lr"] = lr
         t0 = time.time()
@@ -76,11 +99,12 @@ def run_loop(name, model, opt, step_fn, budget: Budget, work_dir: Path, base_lr:
         if step % log_every == 0 or step == 1:
             m["lr"] = lr
             m["step_s"] = dt
+            m = dist.all_reduce_mean(m)  # same steps on every rank, so this collective lines up
             for k, v in m.items():
                 writer.add_scalar(f"{name}/{k}", v, step)
             bar.set_postfix({k: f"{v:.4g}" for k, v in m.items() if k in ("loss", "psnr", "usage", "acc", "tok_s")})
             metrics.update(m)
-            if not progress_bar and time.time() - last_print > 30:  # logs instead of a bar (CI, nohup)
+            if main and not progress_bar and time.time() - last_print > 30:  # logs instead of a bar (CI, nohup)
                 last_print = time.time()
                 print(f"[{name}] step {step} {100 * budget.progress(step, time.time() - t_start):.0f}% "
                       + " ".join(f"{k}={v:.4g}" for k, v in m.items() if k in ("loss", "psnr", "usage", "acc", "tok_s")), flush=True)
@@ -93,7 +117,10 @@ def run_loop(name, model, opt, step_fn, budget: Budget, work_dir: Path, base_lr:
             for k, v in em.items():
                 writer.add_scalar(f"{name}/val_{k}", v, step)
             metrics.update({f"val_{k}": v for k, v in em.items()})
-        if time.time() - last_ckpt > 60 * ckpt_minutes:
+        prog, save = budget.progress(step, time.time() - t_start), time.time() - last_ckpt > 60 * ckpt_minutes
+        if dist.world_size() > 1:  # rank 0's clock, so every rank takes the same steps, LR and saves
+            prog, save = dist.broadcast_floats([prog, float(save)])
+        if save:
             save_checkpoint(ckpt_dir, model, opt, step, {"elapsed_s": time.time() - t_start}, np_rng)
             last_ckpt = time.time()
     bar.close()

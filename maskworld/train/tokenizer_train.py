@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from maskworld.models.tokenizer import Tokenizer, TokenizerConfig
+from maskworld.train import dist
 from maskworld.train.loop import Budget, run_loop
 
 
@@ -40,8 +41,10 @@ class FramePool:
     def __len__(self):
         return len(self.frames)
 
-    def sample(self, batch: int, rng: np.random.Generator) -> np.ndarray:
-        return self.frames[rng.integers(0, len(self.frames), batch)]
+    def sample(self, batch: int, rng: np.random.Generator, part: dist.Part | None = None) -> np.ndarray:
+        """`batch` random frames; with `part`, only this rank's share of that global batch."""
+        idx = rng.integers(0, len(self.frames), batch)
+        return self.frames[idx if part is None else idx[part.slice(batch)]]
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -63,17 +66,20 @@ def evaluate_tokenizer(tok: Tokenizer, frames_u8: np.ndarray, device, batch: int
 
 
 def train_tokenizer(train_pool: FramePool, val_frames: np.ndarray, cfg: TokenizerConfig, batch: int, lr: float,
-                    budget: Budget, work_dir, device, resume: bool, seed: int = 0, progress: bool = True, ckpt_minutes: float = 5.0):
+                    budget: Budget, work_dir, device, resume: bool, seed: int = 0, progress: bool = True, ckpt_minutes: float = 5.0,
+                    fsdp: bool = False, compile: bool = False):
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     tok = Tokenizer(cfg).to(device)
+    fwd = dist.wrap(tok, device, fsdp=fsdp, compile=compile)  # DDP / FSDP2 / compiled; `tok` is what we save
+    part = dist.part()
     opt = torch.optim.AdamW(tok.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
     seen = torch.zeros(cfg.vocab_size, dtype=torch.bool)
 
     def step_fn(step: int) -> dict:
         nonlocal seen
-        x = Tokenizer.to_float(torch.from_numpy(train_pool.sample(batch, rng)).to(device))
-        y, codes = tok(x)
+        x = Tokenizer.to_float(torch.from_numpy(train_pool.sample(batch, rng, part)).to(device))
+        y, codes = fwd(x)
         loss = F.mse_loss(y, x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -86,4 +92,4 @@ def train_tokenizer(train_pool: FramePool, val_frames: np.ndarray, cfg: Tokenize
 
     metrics = run_loop("tokenizer", tok, opt, step_fn, budget, work_dir, lr, rng, resume,
                        eval_fn=lambda: evaluate_tokenizer(tok, val_frames, device), eval_every=1000, progress_bar=progress, ckpt_minutes=ckpt_minutes)
-    return tok, metrics
+    return dist.unshard(tok, Tokenizer(cfg).to(device)), metrics
