@@ -8,6 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.maskworld-installed
+TEST_STAMP := $(VENV)/.maskworld-test-installed
 
 .PHONY: demo demo-train test install chromium clean
 
@@ -18,8 +19,12 @@ $(STAMP): $(PY) pyproject.toml
 	@$(PY) -c "import torch" 2>/dev/null || \
 	  (command -v nvidia-smi >/dev/null 2>&1 && $(PIP) install "torch>=2.4") || \
 	  $(PIP) install "torch==2.13.0" || $(PIP) install "torch>=2.4"
-	$(PIP) install -q -e ".[test,procgen]"
+	$(PIP) install -q -e ".[procgen]"
 	@touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	$(PIP) install -q -e ".[test,procgen]"
+	@touch $(TEST_STAMP)
 
 install: $(STAMP)
 
@@ -30,7 +35,7 @@ chromium:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
 	  echo "note: chromium not installed; the browser test will be skipped"
 
-test: $(STAMP) chromium
+test: $(TEST_STAMP) chromium
 	$(PY) -m pytest -q
 
 # Play the shipped world in the browser (prints the URL).
