@@ -38,3 +38,36 @@ def test_bench_random_world_quick(tmp_path):
 
 def test_bench_bad_json_path(tmp_path):
     assert main(["bench", "--quick", "--json", str(tmp_path / "missing" / "b.json")]) == 2
+
+
+def test_bench_decoder_quality_on_data(tmp_path):
+    """--data adds horizon-8 PSNR of MaskGIT vs token-by-token decoding of the same world."""
+    from test_eval import random_toy_world
+    from toy import make_toy_store
+
+    data = make_toy_store(tmp_path / "data", episodes=20, T=16)
+    world = random_toy_world(tmp_path / "world")
+    out = tmp_path / "bench.json"
+    assert main(["bench", str(world), "--quick", "--data", data, "--quality-episodes", "2", "--json", str(out),
+                 "--no-progress"]) == 0
+    m = json.loads(out.read_text())
+    assert m["quality.episodes"] == 2
+    for k in ("maskgit", "autoregressive"):
+        assert 0 < m[f"quality.psnr_h8.{k}"] <= 60
+    assert main(["bench", "--quick", "--data", data]) == 2  # decoders of a trained world only
+
+
+def test_autoregressive_order_in_sessions(tiny_world):
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from maskworld.models.sampler import decode_autoregressive
+
+    tiny_world.sampler = dataclasses.replace(tiny_world.sampler, order="autoregressive", temperature=0.0)
+    s = tiny_world.session(prompt=np.zeros((64, 64, 3), np.uint8), seed=0)
+    cache, pos = s.cache, s.pos
+    expected = decode_autoregressive(tiny_world.dynamics, cache, torch.tensor([1]), torch.tensor([pos]), 0.0, [s.gen])
+    frame, _, _ = s.step(1)
+    assert np.array_equal(s.tokens.ravel(), expected[0].numpy())

@@ -21,6 +21,9 @@ def register(sub) -> None:
     p.add_argument("world", nargs="?", help="world directory (default: a randomly initialised world of --preset)")
     p.add_argument("--preset", default="small", choices=["tiny", "small", "base"], help="preset of the random world (default small)")
     p.add_argument("--json", help="write the flat results dict here")
+    p.add_argument("--data", help="episode store the world was trained on: adds rollout PSNR at horizon 8 of MaskGIT vs "
+                                  "token-by-token decoding on held-out episodes (quality.*)")
+    p.add_argument("--quality-episodes", type=int, default=8, help="held-out episodes for the --data comparison")
     p.add_argument("--quick", action="store_true", help="few iterations: a smoke test, not a measurement")
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
@@ -54,6 +57,14 @@ def run(args) -> int:
           f"{world.dynamics.cfg.tokens_per_frame} tokens/frame, window {world.dynamics.cfg.window}, device {world.device}")
     m = run_bench(world, quick=args.quick, progress=args.progress)
     m["meta.world"] = args.world or f"random:{args.preset}"
+    if args.data:
+        from maskworld.data.store import EpisodeStore
+        from maskworld.eval.bench import bench_decoder_quality
+
+        if not args.world:
+            raise UserError("--data compares decoders of a trained world; give WORLD too")
+        print(f"[bench] rollout quality at horizon 8: MaskGIT K={world.sampler.steps} vs autoregressive")
+        m.update(bench_decoder_quality(world, EpisodeStore(args.data), episodes=args.quality_episodes))
     for k in (1, 2, 4, 8):
         print(f"  K={k}: {m[f'speed.ms_per_frame.K{k}']:7.2f} ms/frame  {m[f'speed.fps.K{k}']:7.1f} FPS  "
               f"KV cache {m[f'speed.cache_speedup.K{k}']:.2f}x faster than no cache")
@@ -61,6 +72,9 @@ def run(args) -> int:
     for n in (1, 4, 16):
         print(f"  {n:2d} sessions: {m[f'sessions.{n}.fps']:7.1f} FPS total, p50 {m[f'sessions.{n}.p50_ms']:.1f} ms, "
               f"p95 {m[f'sessions.{n}.p95_ms']:.1f} ms")
+    if "quality.psnr_h8.maskgit" in m:
+        print(f"  horizon-8 PSNR: MaskGIT {m['quality.psnr_h8.maskgit']:.2f} dB, autoregressive "
+              f"{m['quality.psnr_h8.autoregressive']:.2f} dB ({m['quality.episodes']} held-out episodes)")
     print(f"  training: {m['train.tokens_per_s']:.0f} tokens/s, {m['train.flops_per_s'] / 1e9:.1f} GFLOP/s "
           f"= {100 * m['train.matmul_share']:.0f}% of matmul ({m['matmul.flops_per_s'] / 1e9:.1f} GFLOP/s)")
     if args.json:

@@ -23,6 +23,7 @@ import time
 import numpy as np
 import torch
 
+from maskworld.eval.rollout import open_loop
 from maskworld.models.sampler import SamplerConfig, decode_autoregressive, decode_frame, decode_nocache
 
 KS = (1, 2, 4, 8)
@@ -221,3 +222,33 @@ def run_bench(world, quick: bool = False, progress: bool = True, train_batch: in
     m["meta.quick"] = quick
     m["meta.seconds"] = round(time.time() - t0, 2)
     return m
+
+
+def bench_decoder_quality(world, store, episodes: int = 8, horizon: int = 8, seed: int = 0) -> dict:
+    """Open-loop PSNR at `horizon` of MaskGIT (the world's K) vs token-by-token decoding, same episodes.
+
+    The speed ratio alone would flatter MaskGIT if its frames were worse; this puts the quality of
+    both decoders of the same network beside it (issue 4's bar: >= 8x faster at equal or better PSNR).
+    """
+    import dataclasses
+
+    from maskworld.eval.evaluate import _logged_actions, rollout_plan, select_val_episodes
+    from maskworld.eval.metrics import psnr_per_frame
+
+    context = min(world.dynamics.cfg.window - 1, 4)
+    eps, _, _ = select_val_episodes(world, store, episodes, seed, context + horizon)
+    slices, _ = rollout_plan(eps, context, seed)
+    acts = _logged_actions(slices, context, horizon)
+    gt = np.stack([sl.frames[context + horizon - 1] for sl in slices])
+    base = world.sampler
+    out = {"quality.episodes": len(slices), "quality.horizon": horizon}
+    try:
+        for name, cfg in (("maskgit", base), ("autoregressive", dataclasses.replace(base, order="autoregressive"))):
+            world.sampler = cfg
+            t0 = time.time()
+            gen = open_loop(world, slices, context, horizon, seed, actions_override=acts)
+            out[f"quality.psnr_h{horizon}.{name}"] = float(np.mean(psnr_per_frame(gen[:, horizon - 1], gt)))
+            out[f"quality.rollout_s.{name}"] = time.time() - t0
+    finally:
+        world.sampler = base
+    return out

@@ -31,6 +31,8 @@ class SamplerConfig:
     """Token sampling temperature; 0 = greedy."""
     choice_temperature: float = 1.0
     """Gumbel noise scale on confidences at step 0, annealed linearly to 0."""
+    order: str = "maskgit"
+    """"maskgit" (K parallel steps) or "autoregressive" (one token per pass, raster order: the baseline)."""
 
 
 def _gumbel(shape, gens: list[torch.Generator], device) -> torch.Tensor:
@@ -91,6 +93,10 @@ def maskgit_decode(predict, B: int, N: int, mask_id: int, cfg: SamplerConfig, ge
 @torch.no_grad()
 def decode_frame(model: Dynamics, cache: KVCache | None, actions_B, pos_B, cfg: SamplerConfig, gens) -> torch.Tensor:
     """Next frame's tokens (B, N) with the KV cache: each step runs only the new frame."""
+    if cfg.order == "autoregressive":
+        return decode_autoregressive(model, cache, actions_B, pos_B, cfg.temperature, gens)
+    if cfg.order != "maskgit":
+        raise ValueError(f"unknown sampler order {cfg.order!r}; use 'maskgit' or 'autoregressive'")
     B, N = actions_B.shape[0], model.cfg.tokens_per_frame
     return maskgit_decode(
         lambda t: model.predict_logits(t, actions_B, pos_B, cache), B, N, model.cfg.mask_id, cfg, gens, actions_B.device
