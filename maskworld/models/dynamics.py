@@ -96,7 +96,8 @@ class Attention(nn.Module):
         else:
             k_all, v_all = k, v
         y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)  # (B, nh, L, hd)
-        return self.proj(y.transpose(1, 2).reshape(B, L, D)), (k, v)
+        # past + own keys/values: `commit` keeps their tail as the new cache (no second copy)
+        return self.proj(y.transpose(1, 2).reshape(B, L, D)), (k_all, v_all)
 
 
 class Block(nn.Module):
@@ -237,8 +238,9 @@ class Dynamics(nn.Module):
         if cache is None:
             cache = KVCache.empty(cfg, B, h.device)
         keep = (cfg.window - 1) * S  # room for the window minus the frame being predicted next
-        ks = [torch.cat([ck, k], 2)[:, :, -keep:] if keep > 0 else ck[:, :, :0] for ck, (k, _) in zip(cache.k, kv)]
-        vs = [torch.cat([cv, v], 2)[:, :, -keep:] if keep > 0 else cv[:, :, :0] for cv, (_, v) in zip(cache.v, kv)]
+        # kv holds past + this frame already (see Attention.forward): a view of its tail is the new cache
+        ks = [k_all[:, :, -keep:] for k_all, _ in kv]
+        vs = [v_all[:, :, -keep:] for _, v_all in kv]
         valid = torch.cat([cache.valid, torch.ones(B, S, dtype=torch.bool, device=h.device)], 1)[:, -keep:]
         new = KVCache(ks, vs, valid, min(cache.frames + 1, cfg.window - 1))
         head_in = h[:, 0]
