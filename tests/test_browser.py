@@ -49,11 +49,21 @@ def play_world(tiny_world, tmp_path):
 
 @pytest.fixture
 def server(play_world, tmp_path):
+    yield from _serve([str(play_world), "--fps", "15"], tmp_path)
+
+
+@pytest.fixture
+def shipped_server(tmp_path):
+    """`maskworld play` with no world argument: the world shipped in the package."""
+    yield from _serve(["--fps", "30"], tmp_path, env_extra={})
+
+
+def _serve(args, tmp_path, env_extra=None):
     port = free_port()
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1") if env_extra is None else dict(os.environ, PYTHONUNBUFFERED="1")
     log = open(tmp_path / "server.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "maskworld", "play", str(play_world), "--port", str(port),
-                             "--db", str(tmp_path / "s.db"), "--fps", "15"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "maskworld", "play", *args, "--port", str(port),
+                             "--db", str(tmp_path / "s.db")], stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.time() + 60
@@ -140,5 +150,38 @@ def test_play_in_chromium(server):
             page.screenshot(path=str(ARTIFACTS / "play.png"))
             assert not errors and not page.evaluate("window.mw.errors")
             print(f"page FPS readout: {fps}")
+        finally:
+            browser.close()
+
+
+def test_shipped_world_fps_in_chromium(shipped_server):
+    """The shipped world, played as a person would: hold FORWARD, read the page's own FPS readout.
+
+    The number is a measurement (printed and saved to test-artifacts/shipped_world_fps.json), not a
+    timed assertion: the bar (>= 20 FPS on a 2-core CPU) is reported, machines are shared and noisy.
+    """
+    import json
+
+    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no `playwright install` needed)")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 760})
+            page.goto(shipped_server + "?seed=0")
+            page.wait_for_function("() => window.mw && window.mw.header", timeout=60000)
+            assert "FORWARD" in page.inner_text("#bindings")
+            start = canvas_pixels(page)
+            page.keyboard.down("ArrowUp")  # MiniGrid FORWARD, held: real-time mode ticks at --fps
+            page.wait_for_function("() => window.mw.frames >= 20", timeout=60000)
+            time.sleep(5)
+            fps = float(page.inner_text("#fps"))
+            model_ms = page.inner_text("#model-ms") if page.query_selector("#model-ms") else None
+            page.keyboard.up("ArrowUp")
+            assert canvas_pixels(page) != start
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "shipped_world.png"))
+            (ARTIFACTS / "shipped_world_fps.json").write_text(json.dumps({"page_fps": fps, "model_ms": model_ms, "target_fps": 30}))
+            print(f"shipped world: page FPS readout {fps} (server ticking at 30), model ms {model_ms}")
+            assert fps > 0
         finally:
             browser.close()
