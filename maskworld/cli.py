@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 
 from maskworld.errors import UserError
@@ -49,7 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    # The exact command, for manifests and model cards (not sys.argv: main() may be called in-process).
+    args.command_line = "maskworld " + shlex.join(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2

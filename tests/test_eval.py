@@ -7,7 +7,6 @@ move it one cell (walls block); +1 reward on entering the top-left cell. With 16
 
 import json
 
-import numpy as np
 import pytest
 import torch
 

@@ -1,10 +1,9 @@
 """G's parts: FSQ, tokenizer, dynamics (two-stream training == cached inference), sampler."""
 
-import numpy as np
 import pytest
 import torch
 
-from maskworld.models.dynamics import Dynamics, DynamicsConfig, KVCache
+from maskworld.models.dynamics import Dynamics, DynamicsConfig
 from maskworld.models.fsq import FSQ
 from maskworld.models.sampler import SamplerConfig, decode_autoregressive, decode_frame, decode_nocache, num_masked_after
 from maskworld.models.tokenizer import Tokenizer, TokenizerConfig

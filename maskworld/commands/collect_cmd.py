@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 
 from maskworld.errors import UserError
 
@@ -67,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         env_id=args.env, steps=args.steps, out=args.out, policy=args.policy, num_envs=args.num_envs,
         seed=args.seed, size=args.size, view=args.view, max_episode_steps=args.max_episode_steps,
         shard=args.shard, frames_per_shard=args.frames_per_shard, progress=not args.no_progress,
-        env_kwargs=env_kwargs, command="maskworld " + shlex.join(sys.argv[1:]),
+        env_kwargs=env_kwargs, command=args.command_line,
     )
     stats = collect(cfg)
     text = format_stats(stats, args.out)

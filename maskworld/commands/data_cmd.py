@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 
 
@@ -74,6 +73,6 @@ def run_verify(args: argparse.Namespace) -> int:
 def run_merge(args: argparse.Namespace) -> int:
     from maskworld.data.store import merge_stores
 
-    stats = merge_stores(args.out, args.inputs, command="maskworld " + shlex.join(sys.argv[1:]))
+    stats = merge_stores(args.out, args.inputs, command=args.command_line)
     print(f"merged {stats['episodes']} episodes ({stats['frames']} frames, {stats['shards']} shards) into {args.out}")
     return 0

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 
 
 def register(sub) -> None:
@@ -32,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     if args.size < 8:
         raise UserError(f"--size must be >= 8, not {args.size}")
     stats = import_videos(args.paths, args.out, size=args.size, fps_stride=args.fps_stride, crop=not args.squash,
-                          command="maskworld " + shlex.join(sys.argv[1:]), progress=not args.no_progress)
+                          command=args.command_line, progress=not args.no_progress)
     msg = f"imported {stats['episodes']} episodes ({stats['frames']} frames) into {args.out}"
     if stats["skipped"]:
         msg += f"; skipped {stats['skipped']} already imported"

@@ -82,7 +82,7 @@ def run(args) -> int:
                   tok_minutes=args.tok_minutes, tok_steps=args.tok_steps, resume=args.resume, seed=args.seed,
                   device=args.device, val_fraction=args.val_fraction, progress=args.progress,
                   ignore_actions=args.ignore_actions, grid=args.grid, batch=args.batch, tok_batch=args.tok_batch, ckpt_minutes=args.ckpt_minutes, window=args.window,
-                  fsdp=args.fsdp, compile=args.compile)
+                  fsdp=args.fsdp, compile=args.compile, command_line=args.command_line)
     stages = {"world": ("tokenizer", "dynamics"), "tokenizer": ("tokenizer",), "dynamics": ("dynamics",)}[args.stage]
     if args.stage == "dynamics" and a.tok_steps is None and a.tok_minutes is None:
         a.tok_steps = 1  # unused: the tokenizer is loaded from OUT

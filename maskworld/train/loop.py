@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from maskworld.train import dist
 from maskworld.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import platform
-import shlex
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +57,8 @@ class TrainArgs:
     tok_batch: int | None = None
     ckpt_minutes: float = 5.0
     window: int | None = None
+    command_line: str | None = None
+    """The exact command, for the model card."""
     """Tokens per frame side (8 or 16); None = the preset's."""
     fsdp: bool = False
     """Shard parameters with FSDP2 (torchrun on GPUs only)."""
@@ -92,7 +92,7 @@ def open_store(data: str):
 
 def _card_base(a: TrainArgs, store, device) -> dict:
     return {
-        "command": "maskworld " + " ".join(shlex.quote(x) for x in sys.argv[1:]) if sys.argv and "maskworld" in sys.argv[0] else None,
+        "command": a.command_line,
         "data": {"path": str(a.data), "env_id": store.meta.get("env_id"), "collect_command": store.meta.get("command"), "episodes": len(store.episode_ids),
                  "frames": int(store.num_frames), "policy": store.meta.get("policy")},
         "preset": a.preset, "seed": a.seed, "device": str(device),
