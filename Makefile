@@ -36,7 +36,7 @@ chromium:
 	  echo "note: chromium not installed; the browser test will be skipped"
 
 test: $(TEST_STAMP) chromium
-	$(PY) -m pytest -q
+	$(PY) -m pytest
 
 # Play the shipped world in the browser (prints the URL).
 demo: $(STAMP)
