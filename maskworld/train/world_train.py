@@ -240,11 +240,11 @@ def _run_train(a: TrainArgs, stages, out: Path, device) -> Path:
     card["dynamics_train"] = {k: dm[k] for k in ("val_loss", "val_acc", "steps", "train_s", "tok_s") if k in dm}
     card["train_time_s"] = times
     card["split"] = {"seed": a.seed, "val_fraction": a.val_fraction, "val_episodes": len(val_ids)}
+    # Same rule as stage_dynamics: action-free video (or --ignore-actions) -> one NOOP action.
+    has_actions = bool(store.meta.get("has_actions", True)) and not a.ignore_actions
     meta = WorldMeta(env_id=store.meta.get("env_id", "unknown"), size=int(store.meta.get("size", 64)),
-                     action_meanings=list(store.meta.get("action_meanings", [])) if dyn.cfg.num_actions > 1 or store.meta.get("has_actions", True) else [],
-                     has_actions=dyn.cfg.num_actions > 1 or bool(store.meta.get("has_actions", True)), model_card=card)
-    if not meta.has_actions or a.ignore_actions:
-        meta.action_meanings, meta.has_actions = ["NOOP"], False
+                     action_meanings=list(store.meta.get("action_meanings", [])) if has_actions else ["NOOP"],
+                     has_actions=has_actions, model_card=card)
     if dist.is_main():
         World(tok.cpu(), dyn.cpu(), SamplerConfig(), meta).save(out)
     dist.barrier()  # nobody reports success before the world is on disk
