@@ -4,8 +4,11 @@
   measured differences are ~1e-7, float rounding of the gradient all-reduce).
 - Checkpoints move between process counts: a 1-process checkpoint resumes with 2, a 2-process one with 1.
 - SIGKILL of one rank: torchrun tears the group down, the last checkpoint is intact, `--resume` finishes.
+- `--data-split rank`: each rank reads, tokenizes and samples only its own episodes; the ranks' parts are
+  disjoint, cover the training split and share at most one shard file (unit tests: test_rank_split.py).
 """
 
+import json
 import os
 import shutil
 import signal
@@ -21,7 +24,8 @@ from safetensors.torch import load_file
 
 import maskworld
 from maskworld.cli import main
-from maskworld.data.store import StoreWriter
+from maskworld.data.store import EpisodeStore, StoreWriter
+from maskworld.data.token_cache import TokenCache
 from maskworld.train import checkpoint, dist
 from toy import ACTIONS, toy_episode
 
@@ -34,12 +38,12 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    """32 px toy store: 8 episodes of 12 steps (fast enough for several runs in a test)."""
+    """32 px toy store: 8 episodes of 12 steps in 4 shards (fast enough for several runs in a test)."""
     path = tmp_path_factory.mktemp("dist") / "data"
     rng = np.random.default_rng(0)
     meta = {"env_id": "toy/square", "size": 32, "num_actions": 4, "has_actions": True, "action_meanings": ACTIONS,
             "info_keys": []}
-    with StoreWriter(path, meta) as w:
+    with StoreWriter(path, meta, episodes_per_shard=2) as w:
         for _ in range(8):
             w.add(toy_episode(rng, 12, size=32, cell=8))
     return str(path)
@@ -192,13 +196,25 @@ def test_fsdp_and_batch_errors(data, tmp_path, capsys):
     dist.check_batch("--batch", 7)  # one process: any batch
 
 
-def test_fsspec_data_and_file_url(data, tmp_path):
-    """The store through fsspec (memory://), the world directory as a file:// URL."""
-    import fsspec
-
-    fs = fsspec.filesystem("memory")
-    fs.put(data, "/toy32", recursive=True)
-    out = tmp_path / "w"
-    assert main(["train", "tokenizer", "--data", "memory://toy32", "--out", f"file://{out}",
-                 "--steps", "2", "--preset", "tiny", "--no-progress"]) == 0
-    assert (out / "tokenizer.safetensors").exists()
+def test_rank_split_reads_disjoint_episodes(data, one_proc, tmp_path):
+    """Two ranks, each reading, tokenizing and sampling only its own run of the store."""
+    out = tmp_path / "wr"
+    torchrun("--data", data, "--out", out, "--data-split", "rank", *ARGS)
+    work = out / "_work"
+    train_ids, _ = EpisodeStore(data).split(seed=0, val_fraction=0.1)
+    reads = [json.loads((work / "reads" / f"tokenizer.rank-{r}-of-2.json").read_text()) for r in (0, 1)]
+    caches = [TokenCache(str(work / f"cache_train.rank-{r}-of-2")) for r in (0, 1)]
+    pools = [r["episodes"] for r in reads]  # what each rank's tokenizer drew its frames from
+    cached = [c.episode_ids.tolist() for c in caches]  # what each rank's dynamics drew its windows from
+    for a, b in (pools, cached):
+        assert a and b and not set(a) & set(b) and sorted(a + b) == train_ids, (a, b)
+    assert pools == cached  # one partition for both stages
+    assert len(set(reads[0]["shards"]) & set(reads[1]["shards"])) <= 1  # contiguous runs: at most one shared shard
+    assert not (work / "cache_train").exists()  # nobody tokenized the whole training split
+    w = maskworld.load_world(out)
+    card = w.meta.model_card
+    assert card["processes"] == 2 and card["data_split"] == "rank" and card["dynamics_train"]["steps"] == STEPS
+    assert np.isfinite(card["dynamics_train"]["val_loss"])
+    assert maskworld.load_world(one_proc).meta.model_card["data_split"] == "global"  # the default
+    frame, _, _ = w.session(seed=0).step(0)
+    assert frame.shape == (32, 32, 3)

@@ -11,8 +11,9 @@ EXAMPLES = """examples:
   maskworld train dynamics  --data data/minigrid --out worlds/minigrid --minutes 45
   torchrun --nproc-per-node 2 -m maskworld train world --data data/minigrid --out worlds/minigrid --preset tiny --steps 200
   torchrun --nproc-per-node 8 -m maskworld train world --data data/minigrid --out worlds/minigrid --preset base --minutes 60 --batch 256 --compile
+  torchrun --nproc-per-node 8 -m maskworld train world --data s3://bucket/minigrid --out worlds/minigrid --preset base --minutes 60 --data-split rank
 TensorBoard: tensorboard --logdir WORLD/_work/tb
-Several processes (torchrun): --batch/--tok-batch are global (split across the processes); docs/SCALE.md.
+Several processes (torchrun): --batch/--tok-batch are global (split across the processes); README "Scale".
 """
 
 
@@ -36,6 +37,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-fraction", type=float, default=0.1, help="held-out share of episodes (split by episode, seeded)")
     p.add_argument("--ignore-actions", action="store_true", help="treat the data as action-free video")
     p.add_argument("--fsdp", action="store_true", help="shard parameters across GPUs with FSDP2 (under torchrun, CUDA only)")
+    p.add_argument("--data-split", choices=["global", "rank"], default="global",
+                   help="under torchrun: 'global' (default) = every process draws the same global batch and trains on its "
+                        "part, matching one process exactly; 'rank' = each process reads only its own episodes "
+                        "(less memory and I/O per process, tokenization in parallel; results depend on the process count)")
     p.add_argument("--compile", action="store_true", help="torch.compile the training forward (worth it on GPUs)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars (logs only)")
 
@@ -82,7 +87,7 @@ def run(args) -> int:
                   tok_minutes=args.tok_minutes, tok_steps=args.tok_steps, resume=args.resume, seed=args.seed,
                   device=args.device, val_fraction=args.val_fraction, progress=args.progress,
                   ignore_actions=args.ignore_actions, grid=args.grid, batch=args.batch, tok_batch=args.tok_batch, ckpt_minutes=args.ckpt_minutes, window=args.window,
-                  fsdp=args.fsdp, compile=args.compile, command_line=args.command_line)
+                  fsdp=args.fsdp, compile=args.compile, data_split=args.data_split, command_line=args.command_line)
     stages = {"world": ("tokenizer", "dynamics"), "tokenizer": ("tokenizer",), "dynamics": ("dynamics",)}[args.stage]
     if args.stage == "dynamics" and a.tok_steps is None and a.tok_minutes is None:
         a.tok_steps = 1  # unused: the tokenizer is loaded from OUT

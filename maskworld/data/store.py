@@ -199,10 +199,10 @@ class EpisodeStore:
     """Read-only view of a store (a local path or an fsspec URL)."""
 
     def __init__(self, path: str | os.PathLike):
-        import fsspec
+        from maskworld.fsurl import open_fs
 
         self.path = os.fspath(path)
-        self.fs, self.root = fsspec.core.url_to_fs(self.path)
+        self.fs, self.root = open_fs(self.path, "episode store")
         mpath = f"{self.root.rstrip('/')}/{MANIFEST}"
         try:
             with self.fs.open(mpath, "rb") as f:
@@ -210,6 +210,8 @@ class EpisodeStore:
         except FileNotFoundError:
             raise UserError(f"{self.path} is not an episode store (no {MANIFEST}); "
                             "create one with `maskworld collect` or `maskworld import-video`") from None
+        except OSError as e:  # permissions, network, a remote store that refuses the request
+            raise UserError(f"cannot read {self.path}/{MANIFEST}: {e}") from None
         except (ValueError, UnicodeDecodeError) as e:
             raise UserError(f"{self.path}/{MANIFEST} is corrupt ({e})") from None
         if manifest.get("format") != FORMAT:

@@ -14,6 +14,7 @@ Several processes (torchrun): `batch` is the global batch. Every rank samples th
 of clips (token windows are a few KB) and draws the masks and corruption for all of it, then trains
 on its own contiguous part; the losses are normalised by the global counts of masked tokens and real
 transitions, so DDP's gradient mean is the single-process gradient (maskworld.train.dist).
+With `--data-split rank` each rank instead samples its share of `batch` from its own token cache.
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: 
         import time
 
         t0 = time.time()
-        tok, act, rew, term = make_batch(train_cache, batch, cfg.window, rng, cfg.num_actions, device)
+        # global split: the whole global batch (dynamics_losses keeps `part`); rank split: this rank's own rows
+        tok, act, rew, term = make_batch(train_cache, dist.rows_to_draw(batch), cfg.window, rng, cfg.num_actions, device)
         with autocast(device):
             tl, rl, dl, acc = dynamics_losses(model, tok, act, rew, term, corrupt_max, part=part, forward=fwd)
         loss = tl + 0.5 * rl + 0.5 * dl

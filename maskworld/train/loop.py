@@ -7,7 +7,9 @@ The budget is `steps` or `minutes` (wall clock of training, carried across resum
 Under torchrun (maskworld.train.dist) every rank runs this loop: rank 0's clock decides the budget's
 progress (hence the LR and the last step) and when to checkpoint, broadcast each step so all ranks
 agree; logged metrics are averaged over ranks; only rank 0 shows the bar, writes TensorBoard and
-checkpoint files.
+checkpoint files. Under `--data-split rank` the loop reseeds each rank's numpy generator and torch
+at every step from (stream, step, rank) (`dist.seed_step`), so ranks draw different rows and masks;
+`stream` comes from the seed and is saved in the checkpoint, which keeps `--resume` exact.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ class Budget:
         return f"{self.steps} steps" if self.steps else f"{self.minutes:g} min"
 
 
+# Metrics shown on the progress bar and log lines (every metric goes to TensorBoard).
+SHOWN = ("loss", "psnr", "usage", "acc", "tok_s", "codes", "ppl", "recon")
+
+
 def lr_at(base: float, step: int, progress: float, warmup: int = 100) -> float:
     """Linear warmup, then cosine decay to 10 % of base over the budget."""
     w = min(1.0, (step + 1) / warmup)
@@ -63,6 +69,7 @@ def run_loop(name, model, opt, step_fn, budget: Budget, work_dir: Path, base_lr:
     step, elapsed = 0, 0.0
     main = dist.is_main()
     last = latest_checkpoint(ckpt_dir) if resume else None
+    st: dict = {}
     if last is not None:
         st = load_checkpoint(last, model, opt, np_rng)
         step, elapsed = int(st["step"]), float(st["elapsed_s"])
@@ -70,6 +77,9 @@ def run_loop(name, model, opt, step_fn, budget: Budget, work_dir: Path, base_lr:
             return st.get("metrics", {})
         if main:
             print(f"[{name}] resumed from {last} at step {step} ({elapsed / 60:.1f} min done)")
+    # Rank split: the same stream on every rank (drawn from the shared seed, or rank 0's checkpoint).
+    stream = (int(st["rank_stream"]) if "rank_stream" in st else int(np_rng.integers(2**62))) if dist.own_data() else None
+    extra = {} if stream is None else {"rank_stream": stream}
     if writer is None and not main:
         writer = _NullWriter()
     if writer is None:
@@ -90,6 +100,8 @@ def run_loop(name, model, opt, step_fn, budget: Budget, work_dir: Path, base_lr:
         lr = lr_at(base_lr, step, prog)
         for g in opt.param_groups:
             g["lr"] = lr
+        if stream is not None:
+            dist.seed_step(np_rng, stream, step)
         t0 = time.time()
         m = step_fn(step)
         dt = time.time() - t0
@@ -101,12 +113,12 @@ def run_loop(name, model, opt, step_fn, budget: Budget, work_dir: Path, base_lr:
             m = dist.all_reduce_mean(m)  # same steps on every rank, so this collective lines up
             for k, v in m.items():
                 writer.add_scalar(f"{name}/{k}", v, step)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in m.items() if k in ("loss", "psnr", "usage", "acc", "tok_s")})
+            bar.set_postfix({k: f"{v:.4g}" for k, v in m.items() if k in SHOWN})
             metrics.update(m)
             if main and not progress_bar and time.time() - last_print > 30:  # logs instead of a bar (CI, nohup)
                 last_print = time.time()
                 print(f"[{name}] step {step} {100 * budget.progress(step, time.time() - t_start):.0f}% "
-                      + " ".join(f"{k}={v:.4g}" for k, v in m.items() if k in ("loss", "psnr", "usage", "acc", "tok_s")), flush=True)
+                      + " ".join(f"{k}={v:.4g}" for k, v in m.items() if k in SHOWN), flush=True)
             if total is None:
                 bar.set_description(f"{name} {100 * budget.progress(step, time.time() - t_start):.0f}%")
         if eval_fn is not None and step % eval_every == 0:
@@ -120,7 +132,7 @@ def run_loop(name, model, opt, step_fn, budget: Budget, work_dir: Path, base_lr:
         if dist.world_size() > 1:  # rank 0's clock, so every rank takes the same steps, LR and saves
             prog, save = dist.broadcast_floats([prog, float(save)])
         if save:
-            save_checkpoint(ckpt_dir, model, opt, step, {"elapsed_s": time.time() - t_start}, np_rng)
+            save_checkpoint(ckpt_dir, model, opt, step, {"elapsed_s": time.time() - t_start, **extra}, np_rng)
             last_ckpt = time.time()
     bar.close()
     model.eval()
@@ -129,6 +141,6 @@ def run_loop(name, model, opt, step_fn, budget: Budget, work_dir: Path, base_lr:
     metrics["steps"] = step
     metrics["train_s"] = time.time() - t_start
     save_checkpoint(ckpt_dir, model, opt, step,
-                    {"elapsed_s": time.time() - t_start, "finished": True, "metrics": metrics}, np_rng)
+                    {"elapsed_s": time.time() - t_start, "finished": True, "metrics": metrics, **extra}, np_rng)
     writer.flush()
     return metrics

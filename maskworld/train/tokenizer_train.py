@@ -5,11 +5,18 @@
 Frames of the training split are held in memory (uint8, up to `max_frames`, a random subset of
 episodes beyond that); batches are uniform over frames. Logged: MSE, PSNR and code usage (fraction
 of the 1000 FSQ codes seen in the batch window), from the first step.
+
+Several processes (torchrun, maskworld.train.dist): with `--data-split global` every rank holds the
+same pool and keeps its part of the same global batch; with `--data-split rank` each rank's pool holds
+only its own episodes (`dist.own_episodes`), it draws its share of the batch from them, and it writes
+which episodes and shard files it read to WORK/reads/tokenizer.rank-R-of-N.json.
 """
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,22 +28,30 @@ from maskworld.train.loop import Budget, run_loop
 
 
 class FramePool:
-    """All (or up to max_frames) frames of the given episodes, (N, H, W, 3) uint8."""
+    """All (or up to max_frames) frames of the given episodes, (N, H, W, 3) uint8.
+
+    `episode_ids` are the episodes it loaded (a random subset when they hold more than max_frames).
+    """
 
     def __init__(self, store, episode_ids, max_frames: int = 200_000, seed: int = 0):
+        from maskworld.data.rank_split import shard_files
+
         rng = np.random.default_rng(seed)
         ids = list(episode_ids)
         rng.shuffle(ids)
-        chunks, n = [], 0
+        chunks, n, loaded = [], 0, []
         for i in ids:
             f = store.load(i).frames
             chunks.append(f)
+            loaded.append(int(i))
             n += len(f)
             if n >= max_frames:
                 break
         if not chunks:
             raise ValueError("no frames to train on")
         self.frames = np.concatenate(chunks)[:max_frames]
+        self.episode_ids = sorted(loaded)
+        self.shard_files = shard_files(store, loaded)
 
     def __len__(self):
         return len(self.frames)
@@ -45,6 +60,14 @@ class FramePool:
         """`batch` random frames; with `part`, only this rank's share of that global batch."""
         idx = rng.integers(0, len(self.frames), batch)
         return self.frames[idx if part is None else idx[part.slice(batch)]]
+
+    def record(self, path: Path) -> None:
+        """Write which episodes and shard files this pool read (JSON), e.g. to audit a --data-split rank run."""
+        from maskworld.world.world import atomic_write_text
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps({"rank": dist.rank(), "world_size": dist.world_size(), "data_split": dist.data_split(),
+                                    "frames": len(self), "episodes": self.episode_ids, "shards": self.shard_files}, indent=1))
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -72,13 +95,15 @@ def train_tokenizer(train_pool: FramePool, val_frames: np.ndarray, cfg: Tokenize
     rng = np.random.default_rng(seed)
     tok = Tokenizer(cfg).to(device)
     fwd = dist.wrap(tok, device, fsdp=fsdp, compile=compile)  # DDP / FSDP2 / compiled; `tok` is what we save
-    part = dist.part()
+    part, rows = dist.part(), dist.rows_to_draw(batch)  # global split: draw all `batch`, keep `part`; rank split: draw own rows
+    if dist.own_data():
+        train_pool.record(Path(work_dir) / "reads" / f"tokenizer.rank-{dist.rank()}-of-{dist.world_size()}.json")
     opt = torch.optim.AdamW(tok.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
     seen = torch.zeros(cfg.vocab_size, dtype=torch.bool)
 
     def step_fn(step: int) -> dict:
         nonlocal seen
-        x = Tokenizer.to_float(torch.from_numpy(train_pool.sample(batch, rng, part)).to(device))
+        x = Tokenizer.to_float(torch.from_numpy(train_pool.sample(rows, rng, part)).to(device))
         y, codes = fwd(x)
         loss = F.mse_loss(y, x)
         opt.zero_grad(set_to_none=True)

@@ -62,6 +62,9 @@ class TrainArgs:
     """Tokens per frame side (8 or 16); None = the preset's."""
     fsdp: bool = False
     """Shard parameters with FSDP2 (torchrun on GPUs only)."""
+    data_split: str = "global"
+    """Several processes: "global" (all ranks draw one global batch, each keeps its part) or "rank" (each
+    rank reads only its own episodes); see maskworld.train.dist."""
     compile: bool = False
     """torch.compile the training forward."""
 
@@ -97,7 +100,7 @@ def _card_base(a: TrainArgs, store, device) -> dict:
                  "frames": int(store.num_frames), "policy": store.meta.get("policy")},
         "preset": a.preset, "seed": a.seed, "device": str(device),
         "device_name": torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor() or platform.machine(),
-        "torch": torch.__version__, "processes": dist.world_size(), "fsdp": a.fsdp,
+        "torch": torch.__version__, "processes": dist.world_size(), "data_split": dist.data_split(), "fsdp": a.fsdp,
     }
 
 
@@ -110,7 +113,7 @@ def stage_tokenizer(a: TrainArgs, store, train_ids, val_ids, budget: Budget, dev
         if ratio < 1 or ratio & (ratio - 1) or ratio * a.grid * preset.tokenizer.patch != preset.tokenizer.image_size:
             raise UserError(f"--grid {a.grid} does not divide {preset.tokenizer.image_size}px frames into 4px patches halved a whole number of times")
         preset.tokenizer.downsample = ratio.bit_length() - 1
-    pool = FramePool(store, train_ids, seed=a.seed)
+    pool = FramePool(store, dist.own_episodes(store, train_ids), seed=a.seed)  # rank split: this rank's episodes only
     val = FramePool(store, val_ids, max_frames=512, seed=a.seed + 1).frames
     dist.check_batch("--tok-batch", a.tok_batch or preset.tok_batch)
     print0(f"[tokenizer] {len(pool)} training frames, budget {budget.describe()}, {preset.tokenizer.grid}x{preset.tokenizer.grid} tokens, device {device}")
@@ -145,16 +148,20 @@ def print0(*args, **kw) -> None:
         print(*args, **kw)
 
 
-def stage_cache(store, ids, tok: Tokenizer, path: Path, device, progress: bool):
-    """Rank 0 tokenizes (once; a finished cache is reused on --resume); the other ranks wait, then all open it."""
+def stage_cache(store, ids, tok: Tokenizer, path: Path, device, progress: bool, own: bool = False):
+    """Rank 0 tokenizes (once; a finished cache is reused on --resume); the other ranks wait, then all open it.
+
+    own (--data-split rank): every rank tokenizes its own episodes into its own cache, all at once."""
     from maskworld.data.token_cache import TokenCache, write_token_cache
 
-    if dist.is_main() and not (path / "index.npz").exists():
+    if own:
+        path, ids = dist.own_cache_path(path), dist.own_episodes(store, ids)
+    if (own or dist.is_main()) and not (path / "index.npz").exists():
         def encode(frames_u8: np.ndarray) -> np.ndarray:
             with torch.no_grad():
                 return tok.tokenize_uint8(torch.from_numpy(frames_u8).to(device)).cpu().numpy()
 
-        write_token_cache(path, store, ids, encode, progress=progress)
+        write_token_cache(path, store, ids, encode, progress=progress and dist.is_main())
     dist.barrier()
     return TokenCache(path)
 
@@ -164,7 +171,7 @@ def stage_dynamics(a: TrainArgs, store, tok, train_ids, val_ids, budget: Budget,
 
     preset = get_preset(a.preset, int(store.meta.get("size", 64)))
     t0 = time.time()
-    train_cache = stage_cache(store, train_ids, tok, work / "cache_train", device, a.progress)
+    train_cache = stage_cache(store, train_ids, tok, work / "cache_train", device, a.progress, own=dist.own_data())
     val_cache = stage_cache(store, val_ids, tok, work / "cache_val", device, a.progress)
     print0(f"[cache] tokenized {train_cache.num_frames + val_cache.num_frames} frames in {time.time() - t0:.0f}s")
     cfg = preset.dynamics
@@ -203,7 +210,7 @@ def run_train(a: TrainArgs, stages=("tokenizer", "dynamics")) -> Path:
     device = pick_device(a.device)
     if a.fsdp:
         dist.check_fsdp(device)
-    device = dist.init(device)
+    device = dist.init(device, a.data_split)
     try:
         return _run_train(a, stages, out, device)
     finally:

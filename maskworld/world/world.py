@@ -1,7 +1,9 @@
 """A world directory: `world.json` (configs, action meanings, model card) + one safetensors file per model.
 
 Loading never unpickles: weights are safetensors, everything else JSON. A world is checked before
-use: format version, files present, weight names and shapes matching the configs.
+use: format version, files present, weight names and shapes matching the configs. `load_world` reads
+a local directory or any fsspec URL (`file://`, `memory://`, `s3://` with s3fs ...; see
+maskworld.world.files); saving writes local directories only (atomic renames).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from maskworld import WORLD_FORMAT_VERSION
 from maskworld.device import pick_device
@@ -23,6 +25,7 @@ from maskworld.errors import UserError
 from maskworld.models.dynamics import Dynamics, DynamicsConfig
 from maskworld.models.sampler import SamplerConfig
 from maskworld.models.tokenizer import Tokenizer, TokenizerConfig
+from maskworld.world.files import WorldDir, WorldFile
 
 WEIGHT_FILES = {"tokenizer": "tokenizer.safetensors", "dynamics": "dynamics.safetensors"}
 
@@ -134,11 +137,13 @@ class World:
             atomic_write_text(self.path / "world.json", json.dumps(self.config_dict(), indent=2))
 
 
-def _load_weights(module: torch.nn.Module, file: Path, what: str) -> None:
+def _load_weights(module: torch.nn.Module, file: WorldFile, what: str) -> None:
     if not file.exists():
         raise UserError(f"world is missing {file.name} ({what} weights); retrain or copy the whole world directory")
     try:
-        state = load_file(str(file))
+        state = file.load_safetensors()
+    except UserError:
+        raise
     except Exception as e:  # safetensors raises its own types on truncated/corrupt files
         raise UserError(f"{file}: cannot read {what} weights ({e}); the file is corrupt or truncated") from e
     own = module.state_dict()
@@ -153,7 +158,8 @@ def _load_weights(module: torch.nn.Module, file: Path, what: str) -> None:
 
 
 def load_world(path, device=None) -> World:
-    path = Path(path)
+    """A world from a local directory or an fsspec URL (e.g. `memory://w`, `s3://bucket/w` with s3fs)."""
+    path = WorldDir.open(path)
     cfg_file = path / "world.json"
     if not path.is_dir():
         raise UserError(f"{path} is not a world directory (expected a folder with world.json)")
@@ -181,7 +187,7 @@ def load_world(path, device=None) -> World:
     _load_weights(tok, path / WEIGHT_FILES["tokenizer"], "tokenizer")
     _load_weights(dyn, path / WEIGHT_FILES["dynamics"], "dynamics")
     meta = _dc_from_dict(WorldMeta, cfg["meta"])
-    return World(tok.to(dev), dyn.to(dev), _dc_from_dict(SamplerConfig, cfg["sampler"]), meta, path=path)
+    return World(tok.to(dev), dyn.to(dev), _dc_from_dict(SamplerConfig, cfg["sampler"]), meta, path=path.local)
 
 
 def as_uint8_frame(image, size: int) -> np.ndarray:
