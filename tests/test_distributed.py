@@ -211,6 +211,8 @@ def test_rank_split_reads_disjoint_episodes(data, one_proc, tmp_path):
     assert pools == cached  # one partition for both stages
     assert len(set(reads[0]["shards"]) & set(reads[1]["shards"])) <= 1  # contiguous runs: at most one shared shard
     assert not (work / "cache_train").exists()  # nobody tokenized the whole training split
+    state = json.loads((checkpoint.latest_checkpoint(work / "ckpt_dynamics") / "state.json").read_text())
+    assert isinstance(state["rank_stream"], int)  # what --resume needs to continue every rank's own random stream
     w = maskworld.load_world(out)
     card = w.meta.model_card
     assert card["processes"] == 2 and card["data_split"] == "rank" and card["dynamics_train"]["steps"] == STEPS

@@ -41,6 +41,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -193,7 +194,7 @@ def own_episodes(store, ids: list[int]) -> list[int]:
     return reader_episodes(store, ids, Reader.of(rank(), world_size()))
 
 
-def own_cache_path(path):
+def own_cache_path(path: Path) -> Path:
     """Where this rank's token cache of its own episodes lives (rank split): `PATH.rank-R-of-N` beside PATH.
 
     The process count is in the name because the partition depends on it: resuming with another
