@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "maskworld.commands.import_video_cmd",
     "maskworld.commands.data_cmd",
     "maskworld.commands.train_cmd",
+    "maskworld.commands.map_actions_cmd",
     "maskworld.commands.rollout_cmd",
     "maskworld.commands.eval_cmd",
     "maskworld.commands.bench_cmd",

@@ -21,3 +21,28 @@ def tiny_world(tmp_path):
     w = World(tok, dyn, SamplerConfig(steps=2), WorldMeta(env_id="test", action_meanings=["LEFT", "RIGHT", "NOOP"]))
     w.save(tmp_path / "world")
     return w
+
+
+@pytest.fixture
+def tiny_latent_world(tmp_path):
+    """A randomly initialised world trained "on video": 4 latent codes and a real->latent map for 3 game actions."""
+    import torch
+
+    from maskworld.models.dynamics import Dynamics, DynamicsConfig
+    from maskworld.models.lam import LamConfig, LatentActionModel
+    from maskworld.models.sampler import SamplerConfig
+    from maskworld.models.tokenizer import Tokenizer, TokenizerConfig
+    from maskworld.world.world import World, WorldMeta
+
+    torch.manual_seed(0)
+    tok = Tokenizer(TokenizerConfig(channels=16, num_res=1))
+    dyn = Dynamics(DynamicsConfig(vocab_size=tok.cfg.vocab_size, grid=tok.cfg.grid, num_actions=4, d_model=32,
+                                  n_layers=2, n_heads=2, window=4))
+    lam = LatentActionModel(LamConfig(num_codes=4, grid=tok.cfg.grid, levels=list(tok.cfg.levels), channels=16))
+    meta = WorldMeta(env_id="test/video", action_meanings=[f"LATENT_{k + 1}" for k in range(4)], has_actions=False,
+                     latent_actions={"num_codes": 4, "val_usage": {"codes_used": 4, "share": [0.1, 0.2, 0.6, 0.1]},
+                                     "action_map": {"to_latent": [3, 1, 2], "real_action_meanings": ["LEFT", "RIGHT", "NOOP"],
+                                                    "fit_transitions": 200}})
+    w = World(tok, dyn, SamplerConfig(steps=2), meta, lam=lam)
+    w.save(tmp_path / "latent_world")
+    return w

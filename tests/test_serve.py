@@ -253,3 +253,37 @@ def test_upload_over_websocket_and_data_prompts(tiny_world, tmp_path):
             g = next_of(ws, "frame")
             assert g[1]["step"] == 0 and not np.array_equal(f[2], g[2])
             assert step(ws, 0)[1]["step"] == 1
+
+
+# ---------------------------------------------------------------------------- latent-action worlds
+def test_latent_world_keys_map_and_preview(tiny_latent_world, tmp_path):
+    """Game keys send their mapped latent code, digits send codes, idle is the game's NOOP, and the
+    preview strip holds the next frame under each code: the same frame a real step with that code gives."""
+    app = create_app(tmp_path / "latent_world", store=SessionStore(tmp_path / "s.db"), fps=20)
+    with TestClient(app) as client:
+        with open_step(client, seed=5) as (ws, hello, first):
+            assert hello["latent"]["num_codes"] == 4 and hello["latent"]["has_map"]
+            by_meaning = {b["meaning"]: b for b in hello["bindings"]}
+            assert by_meaning["LEFT"]["keys"] == ["ArrowLeft"] and by_meaning["LEFT"]["code"] == 3
+            assert [by_meaning[f"latent {k + 1}"]["keys"] for k in range(4)] == [["1"], ["2"], ["3"], ["4"]]
+            assert not any(set(b["keys"]) & {"1", "2", "3", "4"} for b in hello["bindings"] if not b["meaning"].startswith("latent"))
+            assert hello["actions"][hello["idle_action"]] == "NOOP"
+            ws.send_text(json.dumps({"type": "preview"}))
+            prev = next_of(ws, "json", "preview")[1]
+            assert len(prev["frames"]) == 4 and all(f.startswith("data:image/png;base64,") for f in prev["frames"])
+            # LEFT (control 0) -> code 3: its frame is the preview's 4th picture.
+            left = step(ws, hello["actions"].index("LEFT"))
+            assert left[1]["action"] == 3
+            import base64
+            from PIL import Image
+
+            pic = np.asarray(Image.open(io.BytesIO(base64.b64decode(prev["frames"][3].split(",", 1)[1]))).convert("RGB"))
+            assert np.array_equal(pic, left[2][..., :3])
+
+
+def test_preview_refused_for_real_action_worlds(app):
+    with TestClient(app) as client:
+        with open_step(client) as (ws, hello, first):
+            assert hello["latent"] is None
+            ws.send_text(json.dumps({"type": "preview"}))
+            assert "latent-action worlds" in next_of(ws, "json", "error")[1]["message"]

@@ -32,6 +32,7 @@ import torch
 
 from maskworld.errors import UserError
 from maskworld.eval import idm as idm_lib
+from maskworld.eval import latent as latent_lib
 from maskworld.eval.metrics import balanced_accuracy, majority_accuracy, psnr_per_frame, ssim_per_frame
 from maskworld.eval.rollout import open_loop
 from maskworld.models.dynamics import KVCache
@@ -199,17 +200,26 @@ def rollout_metrics(world, slices, hs, context: int, seed: int) -> tuple[dict, n
     return m, gen, curve
 
 
+def delta_psnr(world, slices, hs, gen, context: int, seed: int, probs=None) -> float | None:
+    """Genie's delta-PSNR at t = 4: PSNR of the rollout with the logged (or inferred) actions minus the
+    rollout of the same sessions with random actions, drawn uniformly or from `probs`."""
+    es = [e for e in range(len(slices)) if hs[e] >= DELTA_T]
+    if not es:
+        return None
+    rng = np.random.default_rng(seed + 2)
+    A = world.num_actions
+    rnd = rng.choice(A, size=(len(slices), DELTA_T), p=probs) if probs is not None else rng.integers(0, A, (len(slices), DELTA_T))
+    gen_rnd = open_loop(world, slices, context, DELTA_T, seed, actions_override=rnd)
+    gt = np.stack([slices[e].frames[context + DELTA_T - 1] for e in es])
+    return _mean(psnr_per_frame(gen[es, DELTA_T - 1], gt)) - _mean(psnr_per_frame(gen_rnd[es, DELTA_T - 1], gt))
+
+
 def controllability(world, store, train_ids, slices, hs, gen, tf, context: int, seed: int, idm_steps: int,
                     progress: bool) -> dict:
     """delta-PSNR at t = 4 and IDM action-following accuracy (keys control.*)."""
     A = world.num_actions
     m = {"control.delta_psnr": None, "control.idm_accuracy": None, "control.idm_accuracy_real": None, "control.chance": None}
-    es = [e for e in range(len(slices)) if hs[e] >= DELTA_T]
-    if es:
-        rnd = np.random.default_rng(seed + 2).integers(0, A, (len(slices), DELTA_T))
-        gen_rnd = open_loop(world, slices, context, DELTA_T, seed, actions_override=rnd)
-        gt = np.stack([slices[e].frames[context + DELTA_T - 1] for e in es])
-        m["control.delta_psnr"] = _mean(psnr_per_frame(gen[es, DELTA_T - 1], gt)) - _mean(psnr_per_frame(gen_rnd[es, DELTA_T - 1], gt))
+    m["control.delta_psnr"] = delta_psnr(world, slices, hs, gen, context, seed)
     rng = np.random.default_rng(seed + 3)
     # A generator: PairSet stops loading episodes once it holds enough frames.
     train_pairs = idm_lib.PairSet(store.load(int(i)) for i in rng.permutation(train_ids))
@@ -255,6 +265,8 @@ def evaluate(world, store, episodes: int = 20, seed: int = 0, idm_steps: int = 3
     context = min(world.dynamics.cfg.window - 1, 4)
     eps, ids, split = select_val_episodes(world, store, episodes, seed, context + 1)
     has_actions = world.meta.has_actions and world.num_actions > 1
+    if world.lam is not None:
+        eps = latent_lib.with_inferred_actions(world, eps)  # the actions of every pass below are the LAM's codes
     print(f"[eval] {len(eps)} held-out episodes ({sum(len(e.frames) for e in eps)} frames), context {context}, seed {seed}")
     m: dict = {}
     print("[eval] tokenizer reconstruction")
@@ -277,7 +289,11 @@ def evaluate(world, store, episodes: int = 20, seed: int = 0, idm_steps: int = 3
     rm, gen, curve = rollout_metrics(world, slices, hs, context, seed)
     m.update(rm)
     grids = []
-    if has_actions:
+    if world.lam is not None:
+        print("[eval] latent actions: code usage, delta-PSNR inferred vs random codes, real->latent map")
+        m.update(latent_lib.latent_metrics(world, eps, slices, hs, gen, context, seed))
+        grids = action_grids(world, slices, context, seed)
+    elif has_actions:
         print("[eval] controllability: random-action rollouts")
         train_ids, _ = store.split(seed=split["seed"], val_fraction=split["val_fraction"])
         m.update(controllability(world, store, train_ids, slices, hs, gen, tf, context, seed, idm_steps, progress))

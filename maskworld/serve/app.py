@@ -4,12 +4,15 @@ Protocol (WebSocket `/ws?token=&fmt=rgba|png&mode=realtime|step&seed=`):
 - down, binary: one message per frame = uint32 LE header length | JSON header (step, reward, model ms,
   batch size, ...) | image (raw RGBA by default: ~0.04 ms to encode vs ~0.8 ms for PNG at 64x64, and
   `putImageData` needs no decode; `fmt=png` for slow links).
-- down, text: JSON `hello` (world, bindings), `error`, `saved`, `sessions`, `pong`.
+- down, text: JSON `hello` (world, bindings), `error`, `saved`, `sessions`, `pong`, and `preview` (latent-action
+  worlds: K PNG data URLs, the next frame under each latent code, answering an up `preview`).
 - up, text: small JSON messages, validated against `SCHEMAS` (size cap, known type, known fields and
   types, known action); a bad message gets an `error` reply and the session carries on.
 - up, binary: a PNG or JPEG to start a new session from (byte and pixel caps, format checked before decode).
 
 Design choices:
+- Controls (controls.py) sit between keys and the world: in a latent-action world the game's own keys
+  send the latent codes they map to, and digits 1..K the codes themselves.
 - Thin layer: the world, its sessions and SQLite persistence are core/serve objects; this file only
   validates, routes and serialises. The core never imports it.
 - Token: when set (required off-loopback), every HTTP route but the static assets and the WebSocket
@@ -20,6 +23,7 @@ Design choices:
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import io
 import json
@@ -35,7 +39,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from maskworld.errors import UserError
-from maskworld.serve import keys
+from maskworld.serve import controls
 from maskworld.serve.store import SessionStore, validate_name, world_id
 from maskworld.serve.ticker import MAX_PENDING_STEPS, PlayClient, Ticker, encode_frame, frame_header, pack_frame
 
@@ -60,6 +64,7 @@ SCHEMAS: dict[str, dict[str, tuple]] = {
     "load": {"name": ((str,), True, None)},
     "list": {},
     "ping": {"t": ((int, float), False, None)},
+    "preview": {},
 }
 
 
@@ -167,9 +172,9 @@ def create_app(world, *, world_path=None, store: SessionStore | None = None, tok
     world_path = Path(world_path or world.path).resolve()
     wid = world_id(world_path)
     store = store or SessionStore()
-    meanings = world.action_meanings
-    bindings = keys.bindings(meanings)
-    idle = keys.idle_action(meanings)
+    ctrl = controls.for_world(world)
+    meanings, bindings, idle = ctrl.meanings, ctrl.bindings, ctrl.idle
+    idle_world = ctrl.to_action[idle] if idle is not None else None  # what the ticker steps with
     size = world.meta.size
     prompts = load_prompts(world_path, size)
     ticker = Ticker(world, fps=fps, max_batch=max_batch)
@@ -202,7 +207,7 @@ def create_app(world, *, world_path=None, store: SessionStore | None = None, tok
             raise HTTPException(401, "missing or wrong token: open the URL printed by `maskworld play` (it ends in ?token=...)")
 
     info = {"env_id": world.meta.env_id, "size": size, "actions": meanings, "bindings": bindings, "idle_action": idle,
-            "fps": fps, "has_prompts": prompts is not None, "world": world_path.name, "world_id": wid}
+            "fps": fps, "has_prompts": prompts is not None, "world": world_path.name, "world_id": wid, "latent": ctrl.latent}
 
     @app.get("/", response_class=HTMLResponse)
     def index(request: Request):
@@ -248,6 +253,13 @@ def create_app(world, *, world_path=None, store: SessionStore | None = None, tok
         s = store.resume(name, world, wid)
         return s, s.to_bytes()
 
+    def _preview(s):  # model thread: one step with every latent code, from copies of the session
+        K = ctrl.latent["num_codes"]
+        state = s.to_bytes()
+        copies = [Session.from_bytes(world, *state) for _ in range(K)]
+        out = world.step_many(copies, list(range(K)))
+        return ["data:image/png;base64," + base64.b64encode(encode_frame(f, "png")).decode() for f, _, _ in out]
+
     def _send_frame(c: PlayClient) -> None:
         s = c.session
         c.push(pack_frame(frame_header(c, s), encode_frame(s.frame, c.fmt)))
@@ -265,7 +277,7 @@ def create_app(world, *, world_path=None, store: SessionStore | None = None, tok
     async def handle(c: PlayClient, msg: dict) -> None:
         t = msg["type"]
         if t == "action":
-            a = resolve_action(msg["action"], meanings)
+            a = ctrl.to_action[resolve_action(msg["action"], meanings)]
             if c.mode == "step":
                 if len(c.pending) >= MAX_PENDING_STEPS:
                     raise UserError("too many queued steps; wait for frames before pressing more keys")
@@ -274,7 +286,7 @@ def create_app(world, *, world_path=None, store: SessionStore | None = None, tok
                 c.held = a
             ticker.wake()
         elif t == "release":
-            if c.idle_action is not None:
+            if c.idle_action is not None:  # (a world action)
                 c.held = c.idle_action
         elif t == "mode":
             with ticker.lock:
@@ -306,6 +318,11 @@ def create_app(world, *, world_path=None, store: SessionStore | None = None, tok
             c.send_json(type="sessions", sessions=[
                 {k: s[k] for k in ("name", "steps", "updated", "total_reward")} | {"same_world": s["world_id"] == wid}
                 for s in store.list()])
+        elif t == "preview":
+            if ctrl.latent is None:
+                raise UserError("this world has real actions; the preview strip is for latent-action worlds")
+            frames = await ticker.run_model(_preview, c.session)
+            c.send_json(type="preview", step=c.session.steps, frames=frames)
         elif t == "ping":
             c.send_json(type="pong", t=msg.get("t"))
 
@@ -336,7 +353,7 @@ def create_app(world, *, world_path=None, store: SessionStore | None = None, tok
             await ws.close(code=1008)
             return
         await ws.accept()
-        c = PlayClient(fmt=fmt, idle_action=idle, held=idle, mode=mode)
+        c = PlayClient(fmt=fmt, idle_action=idle_world, held=idle_world, mode=mode)
         task = asyncio.create_task(sender(ws, c))
         try:
             c.send_json(type="hello", mode=c.mode, **info)

@@ -73,18 +73,22 @@ def idle_action(meanings: list[str]) -> int | None:
     return None
 
 
-def bindings(meanings: list[str]) -> list[dict]:
-    """-> [{"action": i, "meaning": m, "keys": [...], "label": "↑ + →"}], one per action, chords unique."""
+def bindings(meanings: list[str], reserved: set[str] = frozenset()) -> list[dict]:
+    """-> [{"action": i, "meaning": m, "keys": [...], "label": "↑ + →"}], one per action, chords unique.
+
+    `reserved` keys are never used (a latent world keeps its digits for the latent codes)."""
     chords: list[tuple[str, ...] | None] = []
     used: set[tuple[str, ...]] = set()
     for m in meanings:
         c = None if m.upper() in NOOP_NAMES else _chord(m)
+        if c is not None and set(c) & set(reserved):
+            c = None
         if c is not None and frozenset(c) in {frozenset(u) for u in used}:
             c = None  # collision (e.g. FIRE and TOGGLE in one world): the second falls back
         chords.append(c)
         if c is not None:
             used.add(c)
-    taken = {k for c in used for k in c}
+    taken = {k for c in used for k in c} | set(reserved)
     spare = iter(k for k in FALLBACK_KEYS if k not in taken)
     out = []
     for i, (m, c) in enumerate(zip(meanings, chords)):

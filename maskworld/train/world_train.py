@@ -67,6 +67,13 @@ class TrainArgs:
     rank reads only its own episodes); see maskworld.train.dist."""
     compile: bool = False
     """torch.compile the training forward."""
+    latent_actions: int = 8
+    """Codes of the latent-action model trained on action-free data (0: an unconditioned video model)."""
+    lam_share: float = 0.25
+    """Share of the dynamics budget (--minutes) spent on the latent-action model; with --steps it gets --lam-steps."""
+    lam_steps: int | None = None
+    label_transitions: int = 200
+    """Labelled transitions (from training episodes) that fit the real->latent action map, when the store has actions."""
 
 
 def _budgets(a: TrainArgs) -> tuple[Budget, Budget]:
@@ -184,13 +191,54 @@ def stage_dynamics(a: TrainArgs, store, tok, train_ids, val_ids, budget: Budget,
     cfg.vocab_size, cfg.grid = tok.cfg.vocab_size, tok.cfg.grid
     if budget.minutes is not None:
         budget = Budget(minutes=max(budget.minutes - (time.time() - t0) / 60, 0.05))
+    lam, lam_info = None, {}
+    if not has_actions and a.latent_actions > 0:
+        lam, lam_info, budget = stage_lam(a, store, tok, train_cache, val_cache, budget, device, work)
+        cfg.num_actions = lam.cfg.num_codes
     dist.check_batch("--batch", a.batch or preset.dyn_batch)
     print0(f"[dynamics] budget {budget.describe()}, window {cfg.window} frames, {cfg.d_model}d x {cfg.n_layers} layers")
     model, m = train_dynamics(train_cache, val_cache, cfg, a.batch or preset.dyn_batch, preset.lr, budget, work, device, a.resume,
                               a.seed, a.progress, ckpt_minutes=a.ckpt_minutes, fsdp=a.fsdp, compile=a.compile)
     print0(f"[dynamics] val token loss {m.get('val_loss', float('nan')):.3f}, masked-token accuracy {m.get('val_acc', 0):.3f}, "
           f"{m.get('tok_s', 0):.0f} tokens/s")
-    return model, m
+    return model, m, lam, lam_info
+
+
+def stage_lam(a: TrainArgs, store, tok, train_cache, val_cache, budget: Budget, device, work: Path):
+    """Latent-action model on the token caches, then both caches relabelled with its codes.
+
+    Returns (lam, info for world.json, what is left of the dynamics budget)."""
+    from maskworld.models.lam import LamConfig
+    from maskworld.train.lam_train import label_cache, relabel, train_lam
+    from maskworld.world.latent import code_stats, fit_action_map, map_accuracy
+
+    if budget.minutes is not None:
+        lam_budget = Budget(minutes=a.lam_share * budget.minutes)
+        rest = Budget(minutes=budget.minutes - lam_budget.minutes)
+    else:
+        lam_budget, rest = Budget(steps=a.lam_steps or budget.steps), budget
+    cfg = LamConfig(num_codes=a.latent_actions, grid=tok.cfg.grid, levels=list(tok.cfg.levels))
+    print0(f"[lam] latent-action model: {cfg.num_codes} codes, budget {lam_budget.describe()} (action-free data)")
+    lam, m = train_lam(train_cache, val_cache, cfg, 256, 1e-3, lam_budget, work, device, a.resume, a.seed, a.progress,
+                       ckpt_minutes=a.ckpt_minutes)
+    real_train, real_val = train_cache.actions_in, val_cache.actions_in
+    lat_train, lat_val = label_cache(train_cache, lam, device), label_cache(val_cache, lam, device)
+    relabel(train_cache, lat_train, cfg.num_codes)
+    relabel(val_cache, lat_val, cfg.num_codes)
+    info = {"num_codes": cfg.num_codes, "train": {k: m[k] for k in ("steps", "train_s", "val_codes", "val_ppl", "val_recon", "val_recon_shuffled") if k in m},
+            "val_usage": code_stats(lat_val, cfg.num_codes)}
+    print0(f"[lam] held-out code use {info['val_usage']['codes_used']}/{cfg.num_codes} (perplexity {info['val_usage']['perplexity']:.2f}), "
+           f"decoder error {m.get('val_recon', float('nan')):.4f} vs {m.get('val_recon_shuffled', float('nan')):.4f} with another sample's latent")
+    n_real = int(store.meta.get("num_actions", 0))
+    if store.meta.get("has_actions", True) and n_real > 0 and a.label_transitions > 0:
+        amap = fit_action_map(real_train, lat_train, n_real, cfg.num_codes, a.label_transitions, seed=a.seed)
+        amap_eval = {"val_" + k: v for k, v in map_accuracy(amap["to_latent"], real_val, lat_val, n_real, cfg.num_codes).items()}
+        amap.update(amap_eval)
+        amap["real_action_meanings"] = list(store.meta.get("action_meanings", []))
+        info["action_map"] = amap
+        print0(f"[lam] real->latent map fit on {amap['fit_transitions']} labelled transitions: held-out accuracy "
+               f"{amap_eval['val_accuracy']:.3f} (majority code {amap_eval['val_majority']:.3f}, {amap_eval['val_transitions']} transitions)")
+    return lam, info, rest
 
 
 def local_out(out: str) -> Path:
@@ -242,18 +290,22 @@ def _run_train(a: TrainArgs, stages, out: Path, device) -> Path:
         dist.barrier()
         return out
     t0 = time.time()
-    dyn, dm = stage_dynamics(a, store, tok, train_ids, val_ids, dyn_budget, device, work)
+    dyn, dm, lam, lam_info = stage_dynamics(a, store, tok, train_ids, val_ids, dyn_budget, device, work)
     times["dynamics_s"] = round(time.time() - t0, 1)
     card["dynamics_train"] = {k: dm[k] for k in ("val_loss", "val_acc", "steps", "train_s", "tok_s") if k in dm}
     card["train_time_s"] = times
     card["split"] = {"seed": a.seed, "val_fraction": a.val_fraction, "val_episodes": len(val_ids)}
-    # Same rule as stage_dynamics: action-free video (or --ignore-actions) -> one NOOP action.
+    # Same rule as stage_dynamics: action-free video (or --ignore-actions) -> latent actions, or one NOOP action.
     has_actions = bool(store.meta.get("has_actions", True)) and not a.ignore_actions
+    meanings = list(store.meta.get("action_meanings", [])) if has_actions else ["NOOP"]
+    if lam is not None:
+        meanings = [f"LATENT_{k + 1}" for k in range(lam.cfg.num_codes)]
+        card["lam_train"] = lam_info.get("train", {})
     meta = WorldMeta(env_id=store.meta.get("env_id", "unknown"), size=int(store.meta.get("size", 64)),
-                     action_meanings=list(store.meta.get("action_meanings", [])) if has_actions else ["NOOP"],
-                     has_actions=has_actions, model_card=card)
+                     action_meanings=meanings, has_actions=has_actions, model_card=card,
+                     latent_actions={k: v for k, v in lam_info.items() if k != "train"})
     if dist.is_main():
-        World(tok.cpu(), dyn.cpu(), SamplerConfig(), meta).save(out)
+        World(tok.cpu(), dyn.cpu(), SamplerConfig(), meta, lam=lam.cpu() if lam is not None else None).save(out)
     dist.barrier()  # nobody reports success before the world is on disk
     print0(f"[world] saved {out}/world.json (+ tokenizer.safetensors, dynamics.safetensors)")
     return out

@@ -5,7 +5,8 @@ Design choices:
   `torch.Generator`, so stepping it alone or inside a batch (`step_many`) gives the same frames, and
   `state_dict()` / `Session.from_state()` resume it exactly.
 - `observe(frame, action)` is the inference filter F for real observations: a real frame is tokenized
-  and committed to the cache as if the world had produced it.
+  and committed to the cache as if the world had produced it; in a world trained on action-free
+  video, a missing action is inferred by the latent-action model from the previous frame.
 - `step` never clamps: an action outside the action space is an error.
 """
 
@@ -74,6 +75,11 @@ class Session:
         img = as_uint8_frame(frame, w.meta.size)
         dev = w.device
         toks = w.tokenizer.tokenize_uint8(torch.from_numpy(np.array(img))[None].to(dev)).flatten(1)
+        if action is None and w.lam is not None and self.tokens is not None:
+            # Action-free world: F infers the latent action that led from the last frame to this one.
+            g = w.dynamics.cfg.grid
+            prev = torch.from_numpy(self.tokens.astype(np.int64))[None].to(dev)
+            action = int(w.lam.infer(prev, toks.view(1, g, g))[0])
         a = w.dynamics.cfg.null_action if action is None else self._check_action(action)
         self._commit(toks, torch.tensor([a], device=dev))
 

@@ -23,11 +23,13 @@ from maskworld import WORLD_FORMAT_VERSION
 from maskworld.device import pick_device
 from maskworld.errors import UserError
 from maskworld.models.dynamics import Dynamics, DynamicsConfig
+from maskworld.models.lam import LamConfig, LatentActionModel
 from maskworld.models.sampler import SamplerConfig
 from maskworld.models.tokenizer import Tokenizer, TokenizerConfig
 from maskworld.world.files import WorldDir, WorldFile
 
 WEIGHT_FILES = {"tokenizer": "tokenizer.safetensors", "dynamics": "dynamics.safetensors"}
+LAM_FILE = "lam.safetensors"  # only in worlds trained on action-free video
 
 
 @dataclass
@@ -38,6 +40,9 @@ class WorldMeta:
     has_actions: bool = True
     model_card: dict = field(default_factory=dict)
     """command, data, training time, device, evaluation numbers."""
+    latent_actions: dict = field(default_factory=dict)
+    """Worlds trained on action-free video: num_codes, held-out code usage, and `action_map` (real action ->
+    latent code, fitted on a few labelled transitions) when labelled data was available."""
 
 
 def _dc_from_dict(cls, d: dict):
@@ -81,8 +86,11 @@ def atomic_save_safetensors(tensors: dict, path: Path, metadata: dict | None = N
 class World:
     """Tokenizer + dynamics + sampler settings + metadata; makes sessions."""
 
-    def __init__(self, tokenizer: Tokenizer, dynamics: Dynamics, sampler: SamplerConfig, meta: WorldMeta, path=None):
+    def __init__(self, tokenizer: Tokenizer, dynamics: Dynamics, sampler: SamplerConfig, meta: WorldMeta, path=None,
+                 lam: LatentActionModel | None = None):
         self.tokenizer, self.dynamics, self.sampler, self.meta = tokenizer.eval(), dynamics.eval(), sampler, meta
+        self.lam = lam.eval() if lam is not None else None
+        """Latent-action model (F for video): infers the latent action between two real frames."""
         self.path = Path(path) if path else None
 
     @property
@@ -119,6 +127,7 @@ class World:
             "sampler": dataclasses.asdict(self.sampler),
             "meta": dataclasses.asdict(self.meta),
             "weights": WEIGHT_FILES,
+            **({"lam": dataclasses.asdict(self.lam.cfg)} if self.lam is not None else {}),
         }
 
     def save(self, path) -> Path:
@@ -126,6 +135,8 @@ class World:
         path.mkdir(parents=True, exist_ok=True)
         atomic_save_safetensors(self.tokenizer.state_dict(), path / WEIGHT_FILES["tokenizer"])
         atomic_save_safetensors(self.dynamics.state_dict(), path / WEIGHT_FILES["dynamics"])
+        if self.lam is not None:
+            atomic_save_safetensors(self.lam.state_dict(), path / LAM_FILE)
         atomic_write_text(path / "world.json", json.dumps(self.config_dict(), indent=2))
         self.path = path
         return path
@@ -186,8 +197,15 @@ def load_world(path, device=None) -> World:
     tok, dyn = Tokenizer(tok_cfg), Dynamics(dyn_cfg)
     _load_weights(tok, path / WEIGHT_FILES["tokenizer"], "tokenizer")
     _load_weights(dyn, path / WEIGHT_FILES["dynamics"], "dynamics")
+    lam = None
+    if "lam" in cfg:
+        lam = LatentActionModel(_dc_from_dict(LamConfig, cfg["lam"]))
+        if lam.cfg.num_codes != dyn_cfg.num_actions:
+            raise UserError(f"{cfg_file}: the latent-action model has {lam.cfg.num_codes} codes but the dynamics {dyn_cfg.num_actions} actions")
+        _load_weights(lam, path / LAM_FILE, "latent-action model")
+        lam = lam.to(dev)
     meta = _dc_from_dict(WorldMeta, cfg["meta"])
-    return World(tok.to(dev), dyn.to(dev), _dc_from_dict(SamplerConfig, cfg["sampler"]), meta, path=path.local)
+    return World(tok.to(dev), dyn.to(dev), _dc_from_dict(SamplerConfig, cfg["sampler"]), meta, path=path.local, lam=lam)
 
 
 def as_uint8_frame(image, size: int) -> np.ndarray:

@@ -54,8 +54,32 @@
     $("done").textContent = h.done ? "yes" : "no";
     if (h.model_ms != null) { $("model-ms").textContent = (h.model_ms / h.batch).toFixed(1); $("batch").textContent = h.batch; }
     if (h.name) $("save-name").placeholder = h.name;
-    document.querySelectorAll("#bindings tr").forEach((tr) => tr.classList.toggle("active", Number(tr.dataset.action) === h.action));
+    document.querySelectorAll("#bindings tr").forEach((tr) => tr.classList.toggle("active", Number(tr.dataset.code) === h.action));
+    if (mw.info && mw.info.latent && mw.mode === "step") requestPreview();
   }
+
+  // ---- latent-action worlds: a strip with the next frame under each latent code
+  let previewPending = false, previewStep = -1;
+  function requestPreview() {
+    if (previewPending || !mw.header || mw.header.step === previewStep) return;
+    previewPending = true; previewStep = mw.header.step;
+    send({ type: "preview" });
+  }
+  function buildPreview(latent) {
+    const strip = $("preview");
+    strip.innerHTML = "";
+    $("preview-box").hidden = !latent;
+    if (!latent) return;
+    latent.controls.forEach((ctl, k) => {
+      const fig = document.createElement("figure");
+      const img = document.createElement("img"); img.alt = `latent ${k + 1}`;
+      const cap = document.createElement("figcaption"); cap.textContent = k < 9 ? String(k + 1) : `#${k + 1}`;
+      fig.title = `latent action ${k + 1}: click to send`;
+      fig.onclick = () => { send({ type: "action", action: ctl }); if (mw.mode === "realtime") setTimeout(() => send({ type: "release" }), 250); };
+      fig.append(img, cap); strip.append(fig);
+    });
+  }
+  setInterval(() => { if (mw.info && mw.info.latent && mw.mode === "realtime") requestPreview(); }, 1000);
 
   function onJson(m) {
     if (m.type === "hello") {
@@ -67,6 +91,7 @@
       for (const b of bindings) {
         const tr = document.createElement("tr");
         tr.dataset.action = b.action;
+        tr.dataset.code = b.code ?? b.action;  // the world action it sends (latent worlds: a code)
         tr.title = "click to send";
         const k = document.createElement("td"); k.className = "key"; k.textContent = b.label;
         const a = document.createElement("td"); a.textContent = b.meaning + (b.action === m.idle_action ? " (idle)" : "");
@@ -75,13 +100,19 @@
         tbody.append(tr);
       }
       setMode(m.mode);
+      buildPreview(m.latent);
+      mw.previews = 0;
       send({ type: "list" });
     } else if (m.type === "error") {
+      previewPending = false;
       mw.errors.push(m.message); status(m.message, true);
     } else if (m.type === "saved") {
       status(`saved “${m.name}” at step ${m.steps}`); send({ type: "list" });
     } else if (m.type === "sessions") {
       renderSessions(m.sessions);
+    } else if (m.type === "preview") {
+      previewPending = false; mw.previews += 1;
+      document.querySelectorAll("#preview img").forEach((img, k) => { img.src = m.frames[k]; });
     } else if (m.type === "mode") {
       setMode(m.mode);
     }

@@ -1,0 +1,152 @@
+"""Latent-action model (F for action-free video): Genie's LAM, in token space.
+
+From the tokens of frames t and t+1 the encoder picks one of K discrete latent actions (K = 8 by
+default); the decoder must rebuild frame t+1 from frame t and that latent alone, so the few bits
+of the latent are spent on what changed between the frames (the agent's move), not on what
+frame t already shows.
+
+Design choices:
+- **Token space, not pixels.** The inputs are the tokenizer's FSQ latents (grid x grid x D values
+  in [-1, 1]), so training and labelling read the same memory-mapped token cache as the dynamics,
+  and a CPU trains the LAM in minutes. The tokenizer already keeps what matters of each frame.
+- **Categorical bottleneck with straight-through one-hots** (argmax forward, softmax gradient) rather than
+  a VQ codebook: nothing to go stale. The encoder pools globally, so a code can name a kind of change
+  (a move left) but not a place: without that the codes learned where the agent ended up. Collapse to one code is what open Genie reimplementations
+  report most, so two entropy terms guard against it: the entropy of the *batch-mean* code
+  distribution is pushed up (every code gets used), the entropy of each sample's distribution is
+  pushed down (each transition commits to one code); with equal weights the pair is the mutual
+  information between transition and code. Usage and perplexity are logged every step. (Gumbel noise
+  was tried: the encoder then kept its logits uniform and let the noise satisfy the usage term.)
+- **The decoder predicts the change** (frame t + delta) and is conditioned on the latent by FiLM:
+  copying frame t is free, so the latent is only useful for the motion.
+- Alignment (the off-by-one bug class): `infer(tok_t, tok_t1)` labels the transition INTO frame
+  t+1, stored at index t+1 like every other action in the token cache ("the action precedes its frame").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from maskworld.models.fsq import FSQ
+
+
+@dataclass
+class LamConfig:
+    num_codes: int = 8
+    grid: int = 8
+    levels: list[int] = field(default_factory=lambda: [8, 5, 5, 5])
+    """The tokenizer's FSQ levels: token ids -> latent vectors."""
+    channels: int = 64
+    batch_entropy_weight: float = 0.1
+    sample_entropy_weight: float = 0.1
+
+
+OFFSETS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+
+
+def cost_volume(z_t: torch.Tensor, z_t1: torch.Tensor) -> torch.Tensor:
+    """How well frame t+1 matches frame t moved by each offset of a 3x3 neighbourhood: (B,9,h,w).
+
+    Which way something moved is a correlation of the two frames; convolutions over their concatenation
+    learn it slowly (measured: up vs down was found, left vs right merged), so it is given, as in
+    optical-flow networks."""
+    h, w = z_t.shape[-2:]
+    zp = F.pad(z_t, (1, 1, 1, 1))
+    return torch.cat([-((z_t1 - zp[:, :, 1 + dy:1 + dy + h, 1 + dx:1 + dx + w]) ** 2).sum(1, keepdim=True)
+                      for dy, dx in OFFSETS], 1)
+
+
+class _FiLMRes(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(c, c, 3, padding=1), nn.Conv2d(c, c, 3, padding=1)
+        self.norm = nn.GroupNorm(8, c)
+
+    def forward(self, x, scale, shift):
+        h = self.norm(self.c1(F.gelu(x)))
+        h = h * (1 + scale[:, :, None, None]) + shift[:, :, None, None]
+        return x + self.c2(F.gelu(h))
+
+
+class LatentActionModel(nn.Module):
+    def __init__(self, cfg: LamConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.fsq = FSQ(cfg.levels)
+        D, C = len(cfg.levels), cfg.channels
+        self.enc = nn.Sequential(
+            nn.Conv2d(3 * D + len(OFFSETS), C, 3, padding=1), nn.GELU(),
+            nn.Conv2d(C, C, 3, padding=1), nn.GELU(),
+            nn.Conv2d(C, C, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(C, C, 3, stride=2, padding=1), nn.GELU(),
+        )
+        self.head = nn.Sequential(nn.Linear(2 * C, C), nn.GELU(), nn.Linear(C, cfg.num_codes))
+        self.code_emb = nn.Embedding(cfg.num_codes, C)
+        self.dec_in = nn.Conv2d(D, C, 3, padding=1)
+        self.film = nn.Linear(C, 2 * C * 2)
+        self.blocks = nn.ModuleList([_FiLMRes(C), _FiLMRes(C)])
+        self.dec_out = nn.Conv2d(C, D, 3, padding=1)
+        nn.init.zeros_(self.dec_out.weight)
+        nn.init.zeros_(self.dec_out.bias)
+
+    def latents(self, tok_BHW: torch.Tensor) -> torch.Tensor:
+        """token ids (B,h,w) -> FSQ latents (B,D,h,w)."""
+        return self.fsq.indices_to_latent(tok_BHW).permute(0, 3, 1, 2)
+
+    def logits(self, z_t: torch.Tensor, z_t1: torch.Tensor) -> torch.Tensor:
+        """(B,D,h,w) x 2 -> code logits (B,K)."""
+        h = self.enc(torch.cat([z_t, z_t1, z_t1 - z_t, cost_volume(z_t, z_t1)], 1))
+        # Global pooling: the code may say *what kind* of change happened, not *where* (an action, not a place).
+        return self.head(torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1))
+
+    def decode(self, z_t: torch.Tensor, onehot_BK: torch.Tensor) -> torch.Tensor:
+        """frame t latents + (soft or hard) one-hot latent action -> predicted frame t+1 latents."""
+        e = onehot_BK @ self.code_emb.weight  # (B,C)
+        film = self.film(e).chunk(2 * len(self.blocks), -1)
+        h = self.dec_in(z_t)
+        for i, blk in enumerate(self.blocks):
+            h = blk(h, film[2 * i], film[2 * i + 1])
+        return z_t + self.dec_out(F.gelu(h))
+
+    @torch.no_grad()
+    def infer(self, tok_t: torch.Tensor, tok_t1: torch.Tensor) -> torch.Tensor:
+        """F for video: tokens of frames t and t+1 (B,h,w) -> the latent action of t -> t+1 (B,)."""
+        return self.logits(self.latents(tok_t), self.latents(tok_t1)).argmax(-1)
+
+    def forward(self, tok_t: torch.Tensor, tok_t1: torch.Tensor, forced_code: int | None = None) -> dict:
+        return self.losses(tok_t, tok_t1, forced_code)
+
+    def losses(self, tok_t: torch.Tensor, tok_t1: torch.Tensor, forced_code: int | None = None) -> dict:
+        """Training objective on token pairs (B,h,w) x 2. `forced_code` pins every latent to one code
+        (the collapsed model the controllability test needs)."""
+        z_t, z_t1 = self.latents(tok_t), self.latents(tok_t1)
+        logits = self.logits(z_t, z_t1)
+        K = self.cfg.num_codes
+        p = logits.softmax(-1)
+        if forced_code is not None:
+            hard = F.one_hot(torch.full_like(logits[:, 0], forced_code, dtype=torch.long), K).float()
+            onehot = hard
+        else:
+            hard = F.one_hot(logits.argmax(-1), K).float()
+            onehot = hard + p - p.detach()  # straight-through
+        pred = self.decode(z_t, onehot)
+        # Scale-free reconstruction: error relative to copying frame t (1 = no better than a copy, 0 = exact).
+        # Raw MSE on FSQ latents is tiny when little moves, and the entropy terms would drown it.
+        change = F.mse_loss(z_t, z_t1).detach().clamp_min(1e-6)
+        recon = F.mse_loss(pred, z_t1) / change
+        mean_p = p.mean(0)
+        batch_h = -(mean_p * mean_p.clamp_min(1e-9).log()).sum()
+        sample_h = -(p * p.clamp_min(1e-9).log()).sum(-1).mean()
+        loss = recon - self.cfg.batch_entropy_weight * batch_h + self.cfg.sample_entropy_weight * sample_h
+        share = hard.detach().mean(0)
+        usage_h = -(share * share.clamp_min(1e-9).log()).sum()
+        # Baseline the latent must beat: the same decoder with the latent of another sample in the batch.
+        with torch.no_grad():
+            shuffled = self.decode(z_t, hard[torch.roll(torch.arange(len(hard)), 1)])
+            recon_shuffled = F.mse_loss(shuffled, z_t1) / change
+        return {"loss": loss, "recon": recon.detach(), "recon_shuffled": recon_shuffled,
+                "codes_used": (share > 0).sum().float(), "perplexity": usage_h.exp(), "share": share}

@@ -1,0 +1,103 @@
+"""Train the latent-action model on token pairs, then label every transition of a token cache with it.
+
+    maskworld train world --data VIDEO_STORE --out WORLD --minutes 40            # action-free store: LAM on
+    maskworld train world --data STORE --out WORLD --minutes 40 --ignore-actions # a labelled store as video
+
+Logged from the first step (TensorBoard `lam/*`, and the log lines): `codes` (codes used in the
+batch), `ppl` (perplexity of the batch's code histogram: K when all K codes are equally used, 1 when
+collapsed), `recon` and `recon_shuffled` (decoder error with the inferred latent and with another
+sample's latent: the gap is what the latent carries), and `lam/share_k` for every code.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from maskworld.models.lam import LamConfig, LatentActionModel
+from maskworld.train import dist
+from maskworld.train.loop import Budget, run_loop
+
+
+def pair_batch(cache, batch: int, rng: np.random.Generator, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """`batch` consecutive token frames (t, t+1) of one episode -> two (B,h,w) long tensors."""
+    b = cache.sample(batch, 2, rng)
+    tok = torch.from_numpy(np.asarray(b["tokens"])).long().to(device)
+    return tok[:, 0], tok[:, 1]
+
+
+@torch.no_grad()
+def evaluate_lam(model: LatentActionModel, cache, device, batches: int = 8, batch: int = 256, seed: int = 1) -> dict:
+    rng = np.random.default_rng(seed)
+    counts = torch.zeros(model.cfg.num_codes)
+    out = {"recon": 0.0, "recon_shuffled": 0.0}
+    for _ in range(batches):
+        a, b = pair_batch(cache, batch, rng, device)
+        m = model.losses(a, b)
+        out["recon"] += m["recon"].item() / batches
+        out["recon_shuffled"] += m["recon_shuffled"].item() / batches
+        counts += torch.bincount(model.infer(a, b).cpu(), minlength=model.cfg.num_codes).float()
+    share = counts / counts.sum()
+    out["codes"] = float((share >= 0.01).sum())
+    out["ppl"] = float(torch.exp(-(share * share.clamp_min(1e-9).log()).sum()))
+    return out
+
+
+def train_lam(train_cache, val_cache, cfg: LamConfig, batch: int, lr: float, budget: Budget, work_dir, device,
+              resume: bool, seed: int = 0, progress: bool = True, ckpt_minutes: float = 5.0,
+              forced_code: int | None = None) -> tuple[LatentActionModel, dict]:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed + 7)
+    model = LatentActionModel(cfg).to(device)
+    fwd = dist.wrap(model, device)  # DDP under torchrun; `model` is what we save
+    part = dist.part()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+
+    def step_fn(step: int) -> dict:
+        t0 = time.time()
+        a, b = pair_batch(train_cache, batch, rng, device)
+        if part is not None:  # several ranks: the same global batch on each, this rank's share of it
+            sl = part.slice(len(a))
+            a, b = a[sl], b[sl]
+        m = fwd(a, b, forced_code=forced_code)  # forward() = losses(), so DDP's gradient hooks fire
+        opt.zero_grad(set_to_none=True)
+        m["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        logged = {"loss": m["loss"].item(), "recon": m["recon"].item(), "recon_shuffled": m["recon_shuffled"].item(),
+                  "codes": m["codes_used"].item(), "ppl": m["perplexity"].item(),
+                  "pairs_s": len(a) / max(time.time() - t0, 1e-9)}
+        logged.update({f"share_{k}": float(v) for k, v in enumerate(m["share"])})
+        return logged
+
+    metrics = run_loop("lam", model, opt, step_fn, budget, work_dir, lr, rng, resume,
+                       eval_fn=lambda: evaluate_lam(model, val_cache, device), eval_every=250,
+                       progress_bar=progress, ckpt_minutes=ckpt_minutes)
+    return model.eval(), metrics
+
+
+@torch.no_grad()
+def label_cache(cache, model: LatentActionModel, device, batch: int = 1024) -> np.ndarray:
+    """Latent action INTO every frame of the cache's episodes: (N,) int64, NULL (= K) on first frames.
+
+    Index n holds the latent of the transition n-1 -> n, the same place as the real `actions_in[n]`.
+    """
+    K = model.cfg.num_codes
+    out = np.full(len(cache.actions_in), K, np.int64)
+    rows = np.concatenate([np.arange(o + 1, o + n) for o, n in zip(cache.offsets, cache.lengths) if n > 1] or [np.zeros(0, np.int64)])
+    for s in range(0, len(rows), batch):
+        r = rows[s:s + batch]
+        a = torch.from_numpy(cache.tokens[r - 1].astype(np.int64)).to(device)
+        b = torch.from_numpy(cache.tokens[r].astype(np.int64)).to(device)
+        out[r] = model.infer(a, b).cpu().numpy()
+    return out
+
+
+def relabel(cache, latent_in: np.ndarray, num_codes: int):
+    """Make a token cache serve latent actions instead of real ones (in memory; the files stay as they are)."""
+    cache.real_actions_in = cache.actions_in
+    cache.actions_in = latent_in
+    cache.num_actions = cache.null_action = num_codes
+    return cache
