@@ -185,3 +185,52 @@ def test_shipped_world_fps_in_chromium(shipped_server):
             assert fps > 0
         finally:
             browser.close()
+
+
+@pytest.fixture
+def latent_server(tiny_latent_world, tmp_path):
+    import torch
+
+    torch.manual_seed(0)
+    with torch.no_grad():  # larger random weights: each code visibly changes the next frame
+        for p in tiny_latent_world.dynamics.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 2.0 / p.shape[-1] ** 0.5)
+    tiny_latent_world.save(tmp_path / "latent_world")
+    yield from _serve([str(tmp_path / "latent_world"), "--fps", "15"], tmp_path)
+
+
+def test_latent_world_in_chromium(latent_server):
+    """A world trained on video: digits 1..K press latent codes, the game's keys their mapped codes, and the
+    preview strip shows K pictures, the 2nd of which is the frame that key 2 then gives."""
+    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no `playwright install` needed)")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 760})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(latent_server + "?seed=0&mode=step")
+            page.wait_for_function("() => window.mw.header && window.mw.previews >= 1", timeout=30000)
+            assert page.is_visible("#preview-box") and page.locator("#preview img").count() == 4
+            keys_text = page.inner_text("#bindings")
+            assert "latent 1" in keys_text and "LEFT" in keys_text
+            preview2 = page.evaluate("() => document.querySelectorAll('#preview img')[1].src")
+            page.keyboard.press("2")
+            wait_step(page, 1)
+            assert page.evaluate("() => window.mw.header.action") == 1
+            # the canvas now shows what the strip promised for code 2
+            shown = page.evaluate("""async (src) => { const img = new Image(); img.src = src; await img.decode();
+                const c = document.createElement('canvas'); c.width = c.height = 64; const x = c.getContext('2d');
+                x.drawImage(img, 0, 0); return Array.from(x.getImageData(0, 0, 64, 64).data); }""", preview2)
+            assert hashlib.sha1(bytes(shown)).hexdigest() == canvas_pixels(page)
+            page.click("#reset")
+            wait_step(page, 0)
+            page.keyboard.press("ArrowLeft")  # LEFT maps to code 4 (index 3) in the fixture's map
+            wait_step(page, 1)
+            assert page.evaluate("() => window.mw.header.action") == 3
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "play_latent.png"))
+            assert not errors and not page.evaluate("window.mw.errors")
+        finally:
+            browser.close()

@@ -57,7 +57,7 @@ def train_lam(train_cache, val_cache, cfg: LamConfig, batch: int, lr: float, bud
 
     def step_fn(step: int) -> dict:
         t0 = time.time()
-        a, b = pair_batch(train_cache, batch, rng, device)
+        a, b = pair_batch(train_cache, dist.rows_to_draw(batch), rng, device)  # rank split: this rank's share
         if part is not None:  # several ranks: the same global batch on each, this rank's share of it
             sl = part.slice(len(a))
             a, b = a[sl], b[sl]

@@ -94,7 +94,8 @@
         tr.dataset.code = b.code ?? b.action;  // the world action it sends (latent worlds: a code)
         tr.title = "click to send";
         const k = document.createElement("td"); k.className = "key"; k.textContent = b.label;
-        const a = document.createElement("td"); a.textContent = b.meaning + (b.action === m.idle_action ? " (idle)" : "");
+        const mapped = m.latent && !m.latent.controls.includes(b.action) ? ` → latent ${b.code + 1}` : "";
+        const a = document.createElement("td"); a.textContent = b.meaning + mapped + (b.action === m.idle_action ? " (idle)" : "");
         tr.append(k, a);
         tr.onclick = () => { send({ type: "action", action: b.action }); if (mw.mode === "realtime") setTimeout(() => send({ type: "release" }), 250); };
         tbody.append(tr);
