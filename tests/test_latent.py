@@ -130,3 +130,35 @@ def test_delta_psnr_is_zero_when_latents_are_forced_to_one_code(tiny_latent_worl
     # An untrained tokenizer renders nearly the same picture whatever the tokens, so the gap is small; what
     # matters is that it is not the exact 0 of the forced world.
     assert spread["latent.codes_used"] == 4 and abs(spread["control.delta_psnr"]) > 1e-5
+
+
+def test_train_world_on_video_makes_a_latent_world(tmp_path):
+    """`train world` on data without actions (here: the toy with --ignore-actions) trains tokenizer, LAM and
+    dynamics; the world conditions on K latent codes, saves the LAM, and infers codes from real frames (F)."""
+    import maskworld
+    from maskworld.serve import controls
+    from maskworld.train.world_train import TrainArgs, run_train
+    from toy import make_toy_store
+
+    data = make_toy_store(tmp_path / "toy", episodes=10, T=12)
+    out = tmp_path / "video_world"
+    run_train(TrainArgs(data=data, out=str(out), preset="tiny", grid=4, tok_steps=10, lam_steps=10, steps=10, progress=False,
+                        ignore_actions=True, latent_actions=5, label_transitions=50, val_fraction=0.3))
+    w = maskworld.load_world(out)
+    assert (out / "lam.safetensors").exists() and w.lam is not None and w.num_actions == 5
+    assert w.action_meanings == [f"LATENT_{k}" for k in range(1, 6)] and not w.meta.has_actions
+    la = w.meta.latent_actions
+    assert la["num_codes"] == 5 and len(la["val_usage"]["share"]) == 5
+    assert la["action_map"]["fit_transitions"] == 50 and la["action_map"]["real_action_meanings"] == ["LEFT", "RIGHT", "UP", "DOWN"]
+    assert "lam_train" in w.meta.model_card
+    ctl = controls.for_world(w)
+    assert ctl.meanings[:4] == ["LEFT", "RIGHT", "UP", "DOWN"] and ctl.to_action[4:] == [0, 1, 2, 3, 4]
+    # F: observing two real frames without an action fills in the LAM's code for the step between them.
+    from maskworld.data.store import EpisodeStore
+
+    from maskworld.eval.latent import infer_latents
+
+    ep = EpisodeStore(data).load(0)
+    s = w.session(prompt=ep.frames[:1])
+    codes = [s.observe(f) for f in ep.frames[1:4]]
+    assert codes == [int(c) for c in infer_latents(w, ep.frames[:4])] and s.pos == 4

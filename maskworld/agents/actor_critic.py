@@ -7,7 +7,13 @@ sampled for start frames.
 Design choices (Dreamer / DreamerV3 actor-critic, simplified to a pixel world with discrete actions):
 - Real steps are the budget that is compared against model-free RL: the agent acts in the real env for
   `collect_every` steps (its frames fill a start buffer), then runs `updates_per_collect` updates on
-  imagined rollouts of `horizon` steps from `batch` real start frames.
+  imagined rollouts of `horizon` steps from `batch` real start frames. The world's own training data
+  counts too (`stats["world_data_steps"]`, `stats["total_real_steps"]`): it was real experience.
+- Start frames: a share `data_starts` of every batch comes from the world's training data (real frames
+  already paid for), the rest from the agent's own real frames. Under a sparse reward the agent's early
+  frames all lie near its start and a horizon-15 dream from them rarely meets a reward; the data's frames
+  cover the states an exploring policy reached (goal included), so the critic learns the reward early and
+  bootstraps it back towards the start (Dyna / Dreamer replay starts).
 - Targets are lambda-returns R_t = r_t + gamma c_t ((1 - lambda) V(s_t+1) + lambda R_t+1), bootstrapped
   from the critic at the horizon; reward and continue flags come from the world's heads.
 - Returns are normalised as in DreamerV3: advantages divided by max(1, S), S an EMA of the 95th - 5th
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,15 +124,76 @@ class AgentTrainConfig:
     channels: int = 32
     context: int = 1
     """Real frames leading into each imagined start (1 = the start frame alone)."""
+    data_starts: float = 0.5
+    """Share of start frames drawn from the world's training data (the rest: the agent's real frames); only with
+    context = 1."""
+    max_data_frames: int = 8192
+    """Cap on the data frames kept in memory as starts (uniformly sampled, each episode's last frame left out)."""
 
 
-def _real_env(world, env_id: str | None, seed: int):
+def _card_data(world) -> dict:
+    card = world.meta.model_card if isinstance(world.meta.model_card, dict) else {}
+    return card.get("data", {}) or {}
+
+
+def world_view(world) -> str:
+    """The MiniGrid view ("partial" / "full") of the world's training data: the model card, else the data store's
+    manifest, else `--view` in the recorded collect command; "partial" (collect's default) if none says."""
+    data = _card_data(world)
+    if data.get("view"):
+        return str(data["view"])
+    path = data.get("path")
+    if path:
+        try:
+            view = json.loads((Path(path) / "manifest.json").read_text()).get("meta", {}).get("view")
+            if view:
+                return str(view)
+        except (OSError, ValueError):
+            pass
+    m = re.search(r"--view[ =](\w+)", data.get("collect_command") or "")
+    return m.group(1) if m else "partial"
+
+
+def world_data_steps(world) -> int:
+    """Real transitions in the world's training data (frames - episodes), 0 if the card does not say."""
+    data = _card_data(world)
+    return max(0, int(data.get("frames") or 0) - int(data.get("episodes") or 0))
+
+
+def load_data_starts(world, data_path=None, max_frames: int = 8192, seed: int = 0) -> np.ndarray | None:
+    """Real start frames (N,S,S,3) from the world's training data store (each episode's last frame left out:
+    nothing follows it), or None (with a message) where the store cannot be read."""
+    from maskworld.data.store import EpisodeStore
+
+    path = data_path or _card_data(world).get("path")
+    if not path:
+        print("[agent] the world's model card names no data store: start frames come from the agent's real steps only")
+        return None
+    try:
+        store = EpisodeStore(path)
+        ids = list(store.episode_ids)
+    except Exception as e:
+        print(f"[agent] cannot read the world's data at {path} ({e}); pass --data: start frames come from real steps only")
+        return None
+    rng = np.random.default_rng(seed)
+    lengths = np.array([store.length(i) for i in ids])  # transitions: frames 0..len-1 have a successor
+    total = int(lengths.sum())
+    take = set(rng.choice(total, min(max_frames, total), replace=False).tolist()) if total else set()
+    frames, offset = [], 0
+    for ep_id, n in zip(ids, lengths):
+        want = [j - offset for j in range(offset, offset + n) if j in take]
+        offset += n
+        if want:
+            ep = store.load(ep_id)
+            frames.extend(np.asarray(ep.frames[j]) for j in want)
+    return np.stack(frames) if frames else None
+
+
+def _real_env(world, env_id: str | None, seed: int, view: str | None = None):
     from maskworld.envs.adapter import make_env
 
     env_id = env_id or world.meta.env_id
-    data = world.meta.model_card.get("data", {}) if isinstance(world.meta.model_card, dict) else {}
-    view = data.get("view") or "partial"
-    env = make_env(env_id, size=world.meta.size, seed=seed, view=view)
+    env = make_env(env_id, size=world.meta.size, seed=seed, view=view or world_view(world))
     if env.num_actions != world.num_actions:
         env.close()
         raise UserError(f"{env_id} has {env.num_actions} actions but the world has {world.num_actions}; "
@@ -163,9 +231,12 @@ def _update(agent, opt, world, starts, start_actions, cfg: AgentTrainConfig, sca
 
 
 def train_agent(world, env_id: str | None = None, real_steps: int = 10_000, cfg: AgentTrainConfig | None = None,
-                seed: int = 0, device: str | None = None, out=None, progress: bool = True):
+                seed: int = 0, device: str | None = None, out=None, progress: bool = True, view: str | None = None,
+                data=None, command: str | None = None):
     """Train an actor-critic in `world`'s imagination with `real_steps` steps of `env_id` (default: the
-    world's own env) for start frames. -> (agent, stats). With `out`, saves agent.json + agent.safetensors."""
+    world's own env) for start frames. -> (agent, stats). With `out`, saves agent.json + agent.safetensors.
+    view: MiniGrid view of the real env (default: the world's data's); data: the world's data store for
+    start frames (default: the path on its model card)."""
     cfg = cfg or AgentTrainConfig()
     world = resolve_world(world, device)
     check_world_for_rl(world)
@@ -177,7 +248,11 @@ def train_agent(world, env_id: str | None = None, real_steps: int = 10_000, cfg:
     agent = ActorCritic(ActorCriticConfig(world.num_actions, world.meta.size, cfg.channels)).to(world.device)
     opt = torch.optim.Adam(agent.parameters(), lr=cfg.lr, eps=1e-5)
     scale = ReturnScale()
-    env = _real_env(world, env_id, seed)
+    view = view or world_view(world)
+    env = _real_env(world, env_id, seed, view)
+    data_frames = None
+    if cfg.data_starts > 0 and cfg.context <= 1:
+        data_frames = load_data_starts(world, data, cfg.max_data_frames, seed)
     frames, acts_in = [], []  # real frames and the action into each (-1 at episode starts)
     episode_returns, ep_ret, log = [], 0.0, []
     frame, _ = env.reset(seed=seed)
@@ -200,6 +275,9 @@ def train_agent(world, env_id: str | None = None, real_steps: int = 10_000, cfg:
                 acts_in.append(a)
             for _ in range(cfg.updates_per_collect):
                 starts, start_actions = _sample_starts(frames, acts_in, cfg.batch, cfg.context, rng)
+                if data_frames is not None:  # replace a share of the batch with data frames
+                    k = int(round(cfg.data_starts * cfg.batch))
+                    starts[:k] = data_frames[rng.integers(0, len(data_frames), k)]
                 m = _update(agent, opt, world, starts, start_actions, cfg, scale, gen, rng)
                 m["real_steps"] = steps
                 log.append(m)
@@ -209,11 +287,14 @@ def train_agent(world, env_id: str | None = None, real_steps: int = 10_000, cfg:
                       f"imagined reward {m['imagined_reward']:.3f}, entropy {m['entropy']:.2f}, {time.time() - t0:.0f}s")
     finally:
         env.close()
-    stats = {"real_steps": steps, "real_episodes": len(episode_returns),
+    data_steps = world_data_steps(world)
+    stats = {"real_steps": steps, "world_data_steps": data_steps, "total_real_steps": steps + data_steps,
+             "view": view, "data_start_frames": 0 if data_frames is None else len(data_frames),
+             "real_episodes": len(episode_returns),
              "real_return_last10": float(np.mean(episode_returns[-10:])) if episode_returns else None,
              "updates": len(log), "train_s": round(time.time() - t0, 1), "last": log[-1] if log else {},
              "config": dataclasses.asdict(cfg), "world": str(world.path) if world.path else None,
-             "env_id": env_id or world.meta.env_id, "seed": seed}
+             "env_id": env_id or world.meta.env_id, "seed": seed, "command": command}
     if out is not None:
         save_agent(agent, out, stats)
     return agent, stats

@@ -4,8 +4,11 @@
     maskworld eval-agent agents/fourrooms --baseline-steps 0          # no PPO baseline
 
 The baseline is Stable-Baselines3 PPO (CnnPolicy) trained on the real env for as many real steps as the
-agent used (read from agent.json; `--baseline-steps` overrides), so the comparison is sample efficiency.
-Both play the same `--episodes` real episodes (same seeds), sampling their actions.
+agent used in all: its own real steps plus the real transitions the world was trained on (agent.json's
+`total_real_steps`; `--baseline-steps` overrides), so the comparison is sample efficiency.
+Both play the same `--episodes` real episodes (same seeds), sampling their actions (`--greedy`: argmax).
+The results are printed, written into agent.json under "eval" (`--json` also writes them apart), and with
+`--update-card` into the world's model card under "agent".
 """
 
 from __future__ import annotations
@@ -25,14 +28,16 @@ def register(sub) -> None:
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("agent", help="agent directory (agent.json + agent.safetensors)")
     p.add_argument("--env", help="real env id (default: the one the agent was trained against)")
-    p.add_argument("--view", default="partial", help="MiniGrid view: partial or full (as the world's data)")
+    p.add_argument("--view", choices=["partial", "full"], help="MiniGrid view (default: the one the agent trained with)")
     p.add_argument("--size", type=int, help="frame size (default: the agent's)")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--max-steps", type=int, default=1000, help="cap on one episode's length")
-    p.add_argument("--baseline-steps", type=int, help="PPO real steps (default: the agent's real steps; 0 = no baseline)")
+    p.add_argument("--baseline-steps", type=int,
+                   help="PPO real steps (default: the agent's real steps + the world's data transitions; 0 = no baseline)")
     p.add_argument("--greedy", action="store_true", help="argmax actions instead of sampling")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", help="write the results here")
+    p.add_argument("--json", help="also write the results here")
+    p.add_argument("--update-card", action="store_true", help="store the results in the world's model card (world.json)")
     p.set_defaults(func=run)
 
 
@@ -108,6 +113,7 @@ def ppo_baseline(env_id: str, size: int, view: str, steps: int, seed: int):
 def run(args) -> int:
     import json
     import time
+    from pathlib import Path
 
     import numpy as np
     import torch
@@ -123,23 +129,45 @@ def run(args) -> int:
     if not env_id:
         raise UserError(f"{args.agent}/agent.json names no env; pass --env ENV_ID")
     size = args.size or agent.cfg.image_size
+    view = args.view or train.get("view") or "partial"
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.time()
-    agent_returns = play(lambda f: agent.act(f[None], gen, greedy=args.greedy)[0], env_id, size, args.view,
+    agent_returns = play(lambda f: agent.act(f[None], gen, greedy=args.greedy)[0], env_id, size, view,
                          args.episodes, args.seed, args.max_steps)
-    res = {"agent": args.agent, "env_id": env_id, "episodes": args.episodes, "seed": args.seed,
-           "agent.real_steps": train.get("real_steps"), "agent.mean_return": float(np.mean(agent_returns)),
-           "agent.returns": agent_returns}
-    steps = args.baseline_steps if args.baseline_steps is not None else int(train.get("real_steps") or 0)
-    print(f"[eval-agent] agent ({train.get('real_steps')} real steps): mean return {res['agent.mean_return']:.3f} "
-          f"over {args.episodes} episodes of {env_id}")
+    own, total = train.get("real_steps"), train.get("total_real_steps", train.get("real_steps"))
+    res = {"agent": str(args.agent), "env_id": env_id, "view": view, "episodes": args.episodes, "seed": args.seed,
+           "greedy": bool(args.greedy), "agent.real_steps": own, "agent.total_real_steps": total,
+           "agent.mean_return": float(np.mean(agent_returns)), "agent.returns": agent_returns}
+    steps = args.baseline_steps if args.baseline_steps is not None else int(total or 0)
+    print(f"[eval-agent] agent ({own} real steps of its own, {total} with the world's data): mean return "
+          f"{res['agent.mean_return']:.3f} over {args.episodes} episodes of {env_id} ({view} view)")
     if steps > 0:
-        policy = ppo_baseline(env_id, size, args.view, steps, args.seed)
-        ppo_returns = play(policy, env_id, size, args.view, args.episodes, args.seed, args.max_steps)
+        policy = ppo_baseline(env_id, size, view, steps, args.seed)
+        ppo_returns = play(policy, env_id, size, view, args.episodes, args.seed, args.max_steps)
         res.update({"ppo.real_steps": steps, "ppo.mean_return": float(np.mean(ppo_returns)), "ppo.returns": ppo_returns})
         print(f"[eval-agent] PPO baseline ({steps} real steps): mean return {res['ppo.mean_return']:.3f}")
     res["seconds"] = round(time.time() - t0, 1)
+    info = json.loads((Path(args.agent) / "agent.json").read_text())
+    info["eval"] = res
+    atomic_write_text(Path(args.agent) / "agent.json", json.dumps(info, indent=2))
     if args.json:
         atomic_write_text(args.json, json.dumps(res, indent=1))
         print(f"wrote {args.json}")
+    if args.update_card:
+        _update_world_card(train.get("world"), res, train)
     return 0
+
+
+def _update_world_card(world_path, res: dict, train: dict) -> None:
+    """Store the agent's numbers under "agent" in the world's model card (world.json, weights untouched)."""
+    from maskworld.errors import UserError
+    from maskworld.world.world import load_world
+
+    if not world_path:
+        raise UserError("agent.json names no world directory; --update-card needs the world the agent was trained in")
+    world = load_world(world_path, device="cpu")
+    summary = {k: v for k, v in res.items() if not k.endswith(".returns")}
+    summary["train"] = {k: train.get(k) for k in ("command", "real_steps", "world_data_steps", "total_real_steps",
+                                                  "real_return_last10", "updates", "train_s", "config")}
+    world.update_model_card(agent=summary)
+    print(f"stored the agent's numbers in {world_path}/world.json (model_card.agent)")

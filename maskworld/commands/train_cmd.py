@@ -63,6 +63,16 @@ def register(sub) -> None:
     ap.add_argument("--env", help="real environment id (default: the world's)")
     ap.add_argument("--real-steps", type=int, default=10_000, help="real environment steps in all")
     ap.add_argument("--out", help="agent directory (default: WORLD/agent)")
+    ap.add_argument("--view", choices=["partial", "full"], help="MiniGrid view of the real env (default: the world's data's)")
+    ap.add_argument("--data", help="the world's data store, for start frames (default: the path on its model card)")
+    # defaults live in AgentTrainConfig (not imported here: `maskworld --help` stays free of torch)
+    ap.add_argument("--horizon", type=int, help="imagined steps per rollout (default 15)")
+    ap.add_argument("--batch", type=int, help="imagined rollouts per update (default 32)")
+    ap.add_argument("--collect-every", type=int, help="real steps between rounds of updates (default 100)")
+    ap.add_argument("--updates-per-collect", type=int, help="updates per round (default 4)")
+    ap.add_argument("--entropy", type=float, help="entropy bonus on normalised advantages (default 3e-3)")
+    ap.add_argument("--data-starts", type=float,
+                    help="share of start frames from the world's data (default 0.5; 0 = the agent's real frames only)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--no-progress", dest="progress", action="store_false")
@@ -70,13 +80,20 @@ def register(sub) -> None:
 
 
 def run_agent(args) -> int:
+    from pathlib import Path
+
     from maskworld import load_world
-    from maskworld.agents.actor_critic import train_agent
+    from maskworld.agents.actor_critic import AgentTrainConfig, train_agent
 
     world = load_world(args.world, device=None if args.device == "auto" else args.device)
-    out = args.out or str(__import__("pathlib").Path(args.world) / "agent")
-    _, m = train_agent(world, env_id=args.env, real_steps=args.real_steps, seed=args.seed, out=out, progress=args.progress)
-    print(f"agent saved to {out}: " + ", ".join(f"{k}={v:.4g}" for k, v in m.items() if isinstance(v, float)))
+    out = args.out or str(Path(args.world) / "agent")
+    given = {k: getattr(args, k) for k in ("horizon", "batch", "collect_every", "updates_per_collect", "entropy", "data_starts")}
+    cfg = AgentTrainConfig(**{k: v for k, v in given.items() if v is not None})
+    _, m = train_agent(world, env_id=args.env, real_steps=args.real_steps, cfg=cfg, seed=args.seed, out=out,
+                       progress=args.progress, view=args.view, data=args.data,
+                       command=getattr(args, "command_line", None))
+    shown = {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    print(f"agent saved to {out}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
     return 0
 
 

@@ -69,8 +69,10 @@ class Session:
         self._commit(toks, null)
 
     @torch.no_grad()
-    def observe(self, frame, action: int | None = None) -> None:
-        """F: feed a real frame (and the action that led to it, if known) into the world's context."""
+    def observe(self, frame, action: int | None = None) -> int | None:
+        """F: feed a real frame (and the action that led to it, if known) into the world's context.
+
+        Returns the action committed with it: the given one, the latent code the LAM inferred, or None."""
         w = self.world
         img = as_uint8_frame(frame, w.meta.size)
         dev = w.device
@@ -82,6 +84,7 @@ class Session:
             action = int(w.lam.infer(prev, toks.view(1, g, g))[0])
         a = w.dynamics.cfg.null_action if action is None else self._check_action(action)
         self._commit(toks, torch.tensor([a], device=dev))
+        return action
 
     def _commit(self, toks_1N: torch.Tensor, action_1: torch.Tensor):
         w = self.world
