@@ -162,3 +162,15 @@ def test_train_world_on_video_makes_a_latent_world(tmp_path):
     s = w.session(prompt=ep.frames[:1])
     codes = [s.observe(f) for f in ep.frames[1:4]]
     assert codes == [int(c) for c in infer_latents(w, ep.frames[:4])] and s.pos == 4
+
+
+def test_bad_latent_arguments_exit_2_before_writing(tmp_path, capsys):
+    from maskworld.cli import main
+    from toy import make_toy_store
+
+    data = make_toy_store(tmp_path / "toy", episodes=4, T=6)
+    for bad in (["--latent-actions", "1"], ["--latent-actions", "-3"], ["--lam-share", "1.5"]):
+        out = tmp_path / "w"
+        assert main(["train", "world", "--data", data, "--out", str(out), "--steps", "2", "--ignore-actions", *bad]) == 2
+        assert not out.exists(), bad
+    assert "--lam-share 1.5" in capsys.readouterr().err

@@ -9,6 +9,8 @@ EXAMPLES = """examples:
   maskworld train world --data data/minigrid --out worlds/minigrid --preset small --minutes 60 --resume
   maskworld train tokenizer --data data/minigrid --out worlds/minigrid --minutes 15
   maskworld train dynamics  --data data/minigrid --out worlds/minigrid --minutes 45
+  maskworld train world --data data/video --out worlds/video --minutes 60          # action-free: latent actions
+  maskworld train world --data data/coinrun --out worlds/coinrun-lam --ignore-actions --minutes 60
   torchrun --nproc-per-node 2 -m maskworld train world --data data/minigrid --out worlds/minigrid --preset tiny --steps 200
   torchrun --nproc-per-node 8 -m maskworld train world --data data/minigrid --out worlds/minigrid --preset base --minutes 60 --batch 256 --compile
   torchrun --nproc-per-node 8 -m maskworld train world --data s3://bucket/minigrid --out worlds/minigrid --preset base --minutes 60 --data-split rank
@@ -35,7 +37,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, ...")
     p.add_argument("--val-fraction", type=float, default=0.1, help="held-out share of episodes (split by episode, seeded)")
-    p.add_argument("--ignore-actions", action="store_true", help="treat the data as action-free video")
+    p.add_argument("--ignore-actions", action="store_true", help="treat the data as action-free video (a latent-action world)")
+    p.add_argument("--latent-actions", type=int, default=8, metavar="K",
+                   help="action-free data: latent actions the LAM learns (default 8; 0 = a video model with no actions)")
+    p.add_argument("--lam-share", type=float, default=0.25, help="share of the dynamics' --minutes spent on the LAM (default 0.25)")
+    p.add_argument("--lam-steps", type=int, help="LAM steps when the budget is --steps (default: --steps)")
+    p.add_argument("--label-transitions", type=int, default=200,
+                   help="with --ignore-actions on labelled data: transitions that fit the real->latent key map (default 200)")
     p.add_argument("--fsdp", action="store_true", help="shard parameters across GPUs with FSDP2 (under torchrun, CUDA only)")
     p.add_argument("--data-split", choices=["global", "rank"], default="global",
                    help="under torchrun: 'global' (default) = every process draws the same global batch and trains on its "
@@ -104,7 +112,9 @@ def run(args) -> int:
                   tok_minutes=args.tok_minutes, tok_steps=args.tok_steps, resume=args.resume, seed=args.seed,
                   device=args.device, val_fraction=args.val_fraction, progress=args.progress,
                   ignore_actions=args.ignore_actions, grid=args.grid, batch=args.batch, tok_batch=args.tok_batch, ckpt_minutes=args.ckpt_minutes, window=args.window,
-                  fsdp=args.fsdp, compile=args.compile, data_split=args.data_split, command_line=args.command_line)
+                  fsdp=args.fsdp, compile=args.compile, data_split=args.data_split, command_line=args.command_line,
+                  latent_actions=args.latent_actions, lam_share=args.lam_share, lam_steps=args.lam_steps,
+                  label_transitions=args.label_transitions)
     stages = {"world": ("tokenizer", "dynamics"), "tokenizer": ("tokenizer",), "dynamics": ("dynamics",)}[args.stage]
     if args.stage == "dynamics" and a.tok_steps is None and a.tok_minutes is None:
         a.tok_steps = 1  # unused: the tokenizer is loaded from OUT

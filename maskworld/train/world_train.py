@@ -76,6 +76,13 @@ class TrainArgs:
     """Labelled transitions (from training episodes) that fit the real->latent action map, when the store has actions."""
 
 
+def _check_latent(a: TrainArgs) -> None:
+    if a.latent_actions < 0 or a.latent_actions == 1:
+        raise UserError(f"--latent-actions {a.latent_actions}: use >= 2 codes (default 8), or 0 for a video model without actions")
+    if not 0 < a.lam_share < 1:
+        raise UserError(f"--lam-share {a.lam_share} must be between 0 and 1")
+
+
 def _budgets(a: TrainArgs) -> tuple[Budget, Budget]:
     if a.minutes is None and a.steps is None:
         raise UserError("give a budget: --minutes M or --steps N")
@@ -266,6 +273,8 @@ def run_train(a: TrainArgs, stages=("tokenizer", "dynamics")) -> Path:
 
 
 def _run_train(a: TrainArgs, stages, out: Path, device) -> Path:
+    tok_budget, dyn_budget = _budgets(a)  # argument errors first: nothing is written before they pass
+    _check_latent(a)
     store = open_store(a.data)
     work = out / "_work"
     if out.exists() and any(out.iterdir()) and not a.resume and "tokenizer" in stages and (work / "ckpt_tokenizer").exists():
@@ -273,7 +282,6 @@ def _run_train(a: TrainArgs, stages, out: Path, device) -> Path:
     dist.barrier()  # every rank has checked OUT before rank 0 starts writing to it
     if dist.is_main():
         work.mkdir(parents=True, exist_ok=True)
-    tok_budget, dyn_budget = _budgets(a)
     train_ids, val_ids = store.split(seed=a.seed, val_fraction=a.val_fraction)
     card = _card_base(a, store, device)
     times = {}
