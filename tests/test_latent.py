@@ -59,7 +59,7 @@ def scroll(tmp_path_factory):
 
 def _train(scroll, name, steps=1500, **cfg):
     tr, va, d = scroll
-    cfg = LamConfig(num_codes=cfg.pop("num_codes", 4), grid=8, levels=LEVELS, channels=32, **cfg)
+    cfg = LamConfig(num_codes=cfg.pop("num_codes", 4), grid=8, levels=LEVELS, channels=32, context_frame=True, **cfg)
     lam, m = train_lam(tr, va, cfg, 128, 2e-3, Budget(steps=steps), d / name, torch.device("cpu"), False, progress=False)
     return lam, m
 
@@ -125,7 +125,7 @@ def test_delta_psnr_is_zero_when_latents_are_forced_to_one_code(tiny_latent_worl
     assert forced["control.delta_psnr"] == 0.0
     # Spread: the same world, its LAM replaced by one that names a random code for every transition.
     gen = torch.Generator().manual_seed(0)
-    w.lam.infer = lambda a, b: torch.randint(0, 4, (len(a),), generator=gen)
+    w.lam.infer = lambda a, b, prev=None: torch.randint(0, 4, (len(a),), generator=gen)
     spread, _ = evaluate(w, store, episodes=6, progress=False)
     # An untrained tokenizer renders nearly the same picture whatever the tokens, so the gap is small; what
     # matters is that it is not the exact 0 of the forced world.

@@ -29,7 +29,8 @@ def infer_latents(world, frames_u8: np.ndarray, batch: int = 256) -> np.ndarray:
     toks = torch.cat([world.tokenizer.tokenize_uint8(torch.from_numpy(np.ascontiguousarray(frames_u8[i:i + batch])).to(dev))
                       for i in range(0, len(frames_u8), batch)])
     a, b = toks[:-1], toks[1:]
-    out = [world.lam.infer(a[i:i + batch], b[i:i + batch]) for i in range(0, len(a), batch)]
+    p = torch.cat([toks[:1], toks[:-2]])  # frame t-1 of each step; the first step has none (frame t stands in)
+    out = [world.lam.infer(a[i:i + batch], b[i:i + batch], p[i:i + batch]) for i in range(0, len(a), batch)]
     return torch.cat(out).cpu().numpy().astype(np.int64) if out else np.zeros(0, np.int64)
 
 

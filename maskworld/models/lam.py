@@ -41,6 +41,12 @@ class LamConfig:
     levels: list[int] = field(default_factory=lambda: [8, 5, 5, 5])
     """The tokenizer's FSQ levels: token ids -> latent vectors."""
     channels: int = 64
+    context_frame: bool = False
+    """Also see frame t-1 (encoder and decoder). Under inertia (CoinRun's agent keeps its speed) what frame t -> t+1
+    shows is mostly the old velocity; with t-1 the decoder extrapolates that itself and the code is left with the
+    change of motion, which is what the action did. False: pairs only (worlds written before this option)."""
+    prev_dropout: float = 0.1
+    """Training: share of samples whose frame t-1 is replaced by frame t, as at an episode's first step."""
     batch_entropy_weight: float = 0.1
     sample_entropy_weight: float = 0.1
 
@@ -78,15 +84,16 @@ class LatentActionModel(nn.Module):
         self.cfg = cfg
         self.fsq = FSQ(cfg.levels)
         D, C = len(cfg.levels), cfg.channels
+        n_in = 3 * D + len(OFFSETS) + (2 * D + len(OFFSETS) if cfg.context_frame else 0)
         self.enc = nn.Sequential(
-            nn.Conv2d(3 * D + len(OFFSETS), C, 3, padding=1), nn.GELU(),
+            nn.Conv2d(n_in, C, 3, padding=1), nn.GELU(),
             nn.Conv2d(C, C, 3, padding=1), nn.GELU(),
             nn.Conv2d(C, C, 3, stride=2, padding=1), nn.GELU(),
             nn.Conv2d(C, C, 3, stride=2, padding=1), nn.GELU(),
         )
         self.head = nn.Sequential(nn.Linear(2 * C, C), nn.GELU(), nn.Linear(C, cfg.num_codes))
         self.code_emb = nn.Embedding(cfg.num_codes, C)
-        self.dec_in = nn.Conv2d(D, C, 3, padding=1)
+        self.dec_in = nn.Conv2d(2 * D if cfg.context_frame else D, C, 3, padding=1)
         self.film = nn.Linear(C, 2 * C * 2)
         self.blocks = nn.ModuleList([_FiLMRes(C), _FiLMRes(C)])
         self.dec_out = nn.Conv2d(C, D, 3, padding=1)
@@ -97,34 +104,48 @@ class LatentActionModel(nn.Module):
         """token ids (B,h,w) -> FSQ latents (B,D,h,w)."""
         return self.fsq.indices_to_latent(tok_BHW).permute(0, 3, 1, 2)
 
-    def logits(self, z_t: torch.Tensor, z_t1: torch.Tensor) -> torch.Tensor:
-        """(B,D,h,w) x 2 -> code logits (B,K)."""
-        h = self.enc(torch.cat([z_t, z_t1, z_t1 - z_t, cost_volume(z_t, z_t1)], 1))
+    def logits(self, z_t: torch.Tensor, z_t1: torch.Tensor, z_prev: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,D,h,w) x 2 (x 3 with the context frame) -> code logits (B,K)."""
+        x = [z_t, z_t1, z_t1 - z_t, cost_volume(z_t, z_t1)]
+        if self.cfg.context_frame:
+            z_prev = z_t if z_prev is None else z_prev
+            x += [z_prev, z_t - z_prev, cost_volume(z_prev, z_t)]
+        h = self.enc(torch.cat(x, 1))
         # Global pooling: the code may say *what kind* of change happened, not *where* (an action, not a place).
         return self.head(torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1))
 
-    def decode(self, z_t: torch.Tensor, onehot_BK: torch.Tensor) -> torch.Tensor:
-        """frame t latents + (soft or hard) one-hot latent action -> predicted frame t+1 latents."""
+    def decode(self, z_t: torch.Tensor, onehot_BK: torch.Tensor, z_prev: torch.Tensor | None = None) -> torch.Tensor:
+        """frame t latents (and t-1's) + (soft or hard) one-hot latent action -> predicted frame t+1 latents."""
         e = onehot_BK @ self.code_emb.weight  # (B,C)
         film = self.film(e).chunk(2 * len(self.blocks), -1)
-        h = self.dec_in(z_t)
+        h = self.dec_in(torch.cat([z_t, z_t if z_prev is None else z_prev], 1) if self.cfg.context_frame else z_t)
         for i, blk in enumerate(self.blocks):
             h = blk(h, film[2 * i], film[2 * i + 1])
         return z_t + self.dec_out(F.gelu(h))
 
     @torch.no_grad()
-    def infer(self, tok_t: torch.Tensor, tok_t1: torch.Tensor) -> torch.Tensor:
-        """F for video: tokens of frames t and t+1 (B,h,w) -> the latent action of t -> t+1 (B,)."""
-        return self.logits(self.latents(tok_t), self.latents(tok_t1)).argmax(-1)
+    def infer(self, tok_t: torch.Tensor, tok_t1: torch.Tensor, tok_prev: torch.Tensor | None = None) -> torch.Tensor:
+        """F for video: tokens of frames t and t+1 (B,h,w) (and t-1, None at an episode's start)
+        -> the latent action of t -> t+1 (B,)."""
+        z_prev = self.latents(tok_prev) if tok_prev is not None and self.cfg.context_frame else None
+        return self.logits(self.latents(tok_t), self.latents(tok_t1), z_prev).argmax(-1)
 
-    def forward(self, tok_t: torch.Tensor, tok_t1: torch.Tensor, forced_code: int | None = None) -> dict:
-        return self.losses(tok_t, tok_t1, forced_code)
+    def forward(self, tok_t: torch.Tensor, tok_t1: torch.Tensor, forced_code: int | None = None,
+                tok_prev: torch.Tensor | None = None) -> dict:
+        return self.losses(tok_t, tok_t1, forced_code, tok_prev)
 
-    def losses(self, tok_t: torch.Tensor, tok_t1: torch.Tensor, forced_code: int | None = None) -> dict:
-        """Training objective on token pairs (B,h,w) x 2. `forced_code` pins every latent to one code
-        (the collapsed model the controllability test needs)."""
+    def losses(self, tok_t: torch.Tensor, tok_t1: torch.Tensor, forced_code: int | None = None,
+               tok_prev: torch.Tensor | None = None) -> dict:
+        """Training objective on token pairs (B,h,w) x 2 (+ frame t-1). `forced_code` pins every latent to
+        one code (a collapsed model)."""
         z_t, z_t1 = self.latents(tok_t), self.latents(tok_t1)
-        logits = self.logits(z_t, z_t1)
+        z_prev = None
+        if self.cfg.context_frame and tok_prev is not None:
+            z_prev = self.latents(tok_prev)
+            if self.training and self.cfg.prev_dropout > 0:  # learn the episode-start case (no frame t-1)
+                drop = torch.rand(len(z_t), 1, 1, 1, device=z_t.device) < self.cfg.prev_dropout
+                z_prev = torch.where(drop, z_t, z_prev)
+        logits = self.logits(z_t, z_t1, z_prev)
         K = self.cfg.num_codes
         p = logits.softmax(-1)
         if forced_code is not None:
@@ -133,7 +154,7 @@ class LatentActionModel(nn.Module):
         else:
             hard = F.one_hot(logits.argmax(-1), K).float()
             onehot = hard + p - p.detach()  # straight-through
-        pred = self.decode(z_t, onehot)
+        pred = self.decode(z_t, onehot, z_prev)
         # Scale-free reconstruction: error relative to copying frame t (1 = no better than a copy, 0 = exact).
         # Raw MSE on FSQ latents is tiny when little moves, and the entropy terms would drown it.
         change = F.mse_loss(z_t, z_t1).detach().clamp_min(1e-6)
@@ -146,7 +167,7 @@ class LatentActionModel(nn.Module):
         usage_h = -(share * share.clamp_min(1e-9).log()).sum()
         # Baseline the latent must beat: the same decoder with the latent of another sample in the batch.
         with torch.no_grad():
-            shuffled = self.decode(z_t, hard[torch.roll(torch.arange(len(hard)), 1)])
+            shuffled = self.decode(z_t, hard[torch.roll(torch.arange(len(hard)), 1)], z_prev)
             recon_shuffled = F.mse_loss(shuffled, z_t1) / change
         return {"loss": loss, "recon": recon.detach(), "recon_shuffled": recon_shuffled,
                 "codes_used": (share > 0).sum().float(), "perplexity": usage_h.exp(), "share": share}

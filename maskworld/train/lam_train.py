@@ -21,11 +21,11 @@ from maskworld.train import dist
 from maskworld.train.loop import Budget, run_loop
 
 
-def pair_batch(cache, batch: int, rng: np.random.Generator, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """`batch` consecutive token frames (t, t+1) of one episode -> two (B,h,w) long tensors."""
-    b = cache.sample(batch, 2, rng)
+def pair_batch(cache, batch: int, rng: np.random.Generator, device, context_frame: bool = False):
+    """`batch` consecutive token frames of one episode -> (t-1 or None, t, t+1), each (B,h,w) long."""
+    b = cache.sample(batch, 3 if context_frame else 2, rng)
     tok = torch.from_numpy(np.asarray(b["tokens"])).long().to(device)
-    return tok[:, 0], tok[:, 1]
+    return (tok[:, 0], tok[:, 1], tok[:, 2]) if context_frame else (None, tok[:, 0], tok[:, 1])
 
 
 @torch.no_grad()
@@ -34,11 +34,11 @@ def evaluate_lam(model: LatentActionModel, cache, device, batches: int = 8, batc
     counts = torch.zeros(model.cfg.num_codes)
     out = {"recon": 0.0, "recon_shuffled": 0.0}
     for _ in range(batches):
-        a, b = pair_batch(cache, batch, rng, device)
-        m = model.losses(a, b)
+        p, a, b = pair_batch(cache, batch, rng, device, model.cfg.context_frame)
+        m = model.losses(a, b, tok_prev=p)
         out["recon"] += m["recon"].item() / batches
         out["recon_shuffled"] += m["recon_shuffled"].item() / batches
-        counts += torch.bincount(model.infer(a, b).cpu(), minlength=model.cfg.num_codes).float()
+        counts += torch.bincount(model.infer(a, b, p).cpu(), minlength=model.cfg.num_codes).float()
     share = counts / counts.sum()
     out["codes"] = float((share >= 0.01).sum())
     out["ppl"] = float(torch.exp(-(share * share.clamp_min(1e-9).log()).sum()))
@@ -57,11 +57,11 @@ def train_lam(train_cache, val_cache, cfg: LamConfig, batch: int, lr: float, bud
 
     def step_fn(step: int) -> dict:
         t0 = time.time()
-        a, b = pair_batch(train_cache, dist.rows_to_draw(batch), rng, device)  # rank split: this rank's share
+        p, a, b = pair_batch(train_cache, dist.rows_to_draw(batch), rng, device, cfg.context_frame)  # rank split: its share
         if part is not None:  # several ranks: the same global batch on each, this rank's share of it
             sl = part.slice(len(a))
-            a, b = a[sl], b[sl]
-        m = fwd(a, b, forced_code=forced_code)  # forward() = losses(), so DDP's gradient hooks fire
+            p, a, b = (p[sl] if p is not None else None), a[sl], b[sl]
+        m = fwd(a, b, forced_code=forced_code, tok_prev=p)  # forward() = losses(), so DDP's gradient hooks fire
         opt.zero_grad(set_to_none=True)
         m["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -86,12 +86,19 @@ def label_cache(cache, model: LatentActionModel, device, batch: int = 1024) -> n
     """
     K = model.cfg.num_codes
     out = np.full(len(cache.actions_in), K, np.int64)
-    rows = np.concatenate([np.arange(o + 1, o + n) for o, n in zip(cache.offsets, cache.lengths) if n > 1] or [np.zeros(0, np.int64)])
+    rows, firsts = [], []
+    for o, n in zip(cache.offsets, cache.lengths):
+        if n > 1:
+            rows.append(np.arange(o + 1, o + n))
+            firsts.append(np.full(n - 1, o))
+    rows = np.concatenate(rows or [np.zeros(0, np.int64)])
+    prev_rows = np.maximum(rows - 2, np.concatenate(firsts or [np.zeros(0, np.int64)]))  # t-1; at the start, t itself
     for s in range(0, len(rows), batch):
         r = rows[s:s + batch]
         a = torch.from_numpy(cache.tokens[r - 1].astype(np.int64)).to(device)
         b = torch.from_numpy(cache.tokens[r].astype(np.int64)).to(device)
-        out[r] = model.infer(a, b).cpu().numpy()
+        p = torch.from_numpy(cache.tokens[prev_rows[s:s + batch]].astype(np.int64)).to(device)
+        out[r] = model.infer(a, b, p).cpu().numpy()
     return out
 
 

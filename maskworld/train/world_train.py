@@ -224,7 +224,7 @@ def stage_lam(a: TrainArgs, store, tok, train_cache, val_cache, budget: Budget, 
         rest = Budget(minutes=budget.minutes - lam_budget.minutes)
     else:
         lam_budget, rest = Budget(steps=a.lam_steps or budget.steps), budget
-    cfg = LamConfig(num_codes=a.latent_actions, grid=tok.cfg.grid, levels=list(tok.cfg.levels))
+    cfg = LamConfig(num_codes=a.latent_actions, grid=tok.cfg.grid, levels=list(tok.cfg.levels), context_frame=True)
     print0(f"[lam] latent-action model: {cfg.num_codes} codes, budget {lam_budget.describe()} (action-free data)")
     lam, m = train_lam(train_cache, val_cache, cfg, 256, 1e-3, lam_budget, work, device, a.resume, a.seed, a.progress,
                        ckpt_minutes=a.ckpt_minutes)

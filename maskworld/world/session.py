@@ -40,6 +40,7 @@ class Session:
         self.done = False
         self.frame: np.ndarray | None = None  # last frame (H,W,3) uint8
         self.tokens: np.ndarray | None = None  # last frame's tokens (h,w)
+        self.prev_tokens: np.ndarray | None = None  # the frame before it (the LAM's frame t-1)
         self.actions: list[int] = []
 
     # ------------------------------------------------------------------ start
@@ -80,8 +81,9 @@ class Session:
         if action is None and w.lam is not None and self.tokens is not None:
             # Action-free world: F infers the latent action that led from the last frame to this one.
             g = w.dynamics.cfg.grid
-            prev = torch.from_numpy(self.tokens.astype(np.int64))[None].to(dev)
-            action = int(w.lam.infer(prev, toks.view(1, g, g))[0])
+            last = torch.from_numpy(self.tokens.astype(np.int64))[None].to(dev)
+            before = torch.from_numpy(self.prev_tokens.astype(np.int64))[None].to(dev) if self.prev_tokens is not None else None
+            action = int(w.lam.infer(last, toks.view(1, g, g), before)[0])
         a = w.dynamics.cfg.null_action if action is None else self._check_action(action)
         self._commit(toks, torch.tensor([a], device=dev))
         return action
@@ -92,6 +94,7 @@ class Session:
         self.cache, r, d = w.dynamics.commit(toks_1N, action_1, pos, self.cache)
         self.pos += 1
         g = w.dynamics.cfg.grid
+        self.prev_tokens = self.tokens
         self.tokens = toks_1N[0].view(g, g).cpu().numpy().astype(np.uint16)
         self.frame = w.tokenizer.render_uint8(toks_1N.view(1, g, g))[0].cpu().numpy()
         return r, d
@@ -113,6 +116,8 @@ class Session:
     def state_dict(self) -> tuple[dict, dict]:
         """-> (tensors for safetensors, JSON-able info). Together they resume the session exactly."""
         t: dict[str, torch.Tensor] = {"rng": self.gen.get_state(), "tokens": torch.from_numpy(self.tokens.astype(np.int32))}
+        if self.prev_tokens is not None:
+            t["prev_tokens"] = torch.from_numpy(self.prev_tokens.astype(np.int32))
         if self.cache is not None:
             for i, (k, v) in enumerate(zip(self.cache.k, self.cache.v)):
                 t[f"cache.k.{i}"], t[f"cache.v.{i}"] = k.cpu(), v.cpu()
@@ -138,6 +143,8 @@ class Session:
             )
         toks = tensors["tokens"].long().to(dev)
         s.tokens = toks.cpu().numpy().astype(np.uint16)
+        if "prev_tokens" in tensors:
+            s.prev_tokens = tensors["prev_tokens"].numpy().astype(np.uint16)
         s.frame = world.tokenizer.render_uint8(toks[None])[0].cpu().numpy()
         return s
 
@@ -204,7 +211,7 @@ def step_many(world: World, sessions: list[Session], actions: list[int]):
     out = []
     for i, s in enumerate(sessions):
         s.cache, s.pos, s.steps = caches[i], s.pos + 1, s.steps + 1
-        s.tokens = toks[i].view(g, g).cpu().numpy().astype(np.uint16)
+        s.prev_tokens, s.tokens = s.tokens, toks[i].view(g, g).cpu().numpy().astype(np.uint16)
         s.frame = frames[i]
         s.actions.append(acts[i])
         s.total_reward += float(rewards[i])
