@@ -8,8 +8,10 @@ Design choices (issue 8; Dreamer's "learning in imagination", here with a discre
   are the ones `world.session(prompt=frame)` would open (tested).
 - The world is sampled, not differentiated: the policy gets a score-function (REINFORCE) gradient, as
   DreamerV3 does for discrete actions.
-- Episodes end inside imagination: `continues[t] = 0` once the termination head fires; later steps are
-  still computed (the batch stays rectangular) but carry zero weight (`alive`).
+- Episodes end inside imagination: `continues[t]` is the termination head's probability that the episode
+  goes on (0 / 1 with heads="argmax"); later steps are still computed (the batch stays rectangular) but
+  carry the weight `alive` = the product of the continues before them.
+- Reward and continue are expectations under the heads by default (see `imagine`).
 """
 
 from __future__ import annotations
@@ -27,25 +29,21 @@ class Rollout:
     actions: torch.Tensor
     """(H, B) long."""
     rewards: torch.Tensor
-    """(H, B) float: the reward head's sign class, -1/0/+1."""
+    """(H, B) float: the reward head's expected sign in [-1, 1] (or its most likely class -1/0/+1)."""
     continues: torch.Tensor
-    """(H, B) float: 0 where the step ended the episode."""
+    """(H, B) float: the probability the episode goes on after the step (or 0/1)."""
 
     @property
     def alive(self) -> torch.Tensor:
-        """(H, B): 1 while the episode had not ended before step t (the weight of step t)."""
+        """(H, B): the probability the episode had not ended before step t (the weight of step t)."""
         c = torch.cat([torch.ones_like(self.continues[:1]), self.continues[:-1]], 0)
         return torch.cumprod(c, 0)
 
 
 @torch.no_grad()
-def start_sessions(world, frames_BSS3: np.ndarray, seeds) -> list:
-    """B sessions, each started from one real frame (no action into it), in one batched pass.
-
-    Same result as `[world.session(prompt=f, seed=s) for f, s in zip(frames, seeds)]`: tokenize, commit
-    the tokens with the NULL action at frame 0, render them as the session's first frame.
-    """
-    from maskworld.world.session import Session, _split_cache
+def _start_batch(world, frames_BSS3: np.ndarray):
+    """Tokenize B real frames and commit them (NULL action, frame 0) in one pass.
+    -> (batched KVCache, tokens (B,N), rendered frames (B,S,S,3) uint8)."""
     from maskworld.world.world import as_uint8_frame
 
     w, dev = world, world.device
@@ -56,27 +54,58 @@ def start_sessions(world, frames_BSS3: np.ndarray, seeds) -> list:
     B = toks_BN.shape[0]
     null = torch.full((B,), dyn.cfg.null_action, device=dev)
     cache, _, _ = dyn.commit(toks_BN, null, torch.zeros(B, dtype=torch.long, device=dev), None)
-    rendered = w.tokenizer.render_uint8(toks_BN.view(B, g, g)).cpu().numpy()
+    return cache, toks_BN, w.tokenizer.render_uint8(toks_BN.view(B, g, g)).cpu().numpy()
+
+
+@torch.no_grad()
+def start_sessions(world, frames_BSS3: np.ndarray, seeds) -> list:
+    """B sessions, each started from one real frame (no action into it), in one batched pass.
+
+    Same result as `[world.session(prompt=f, seed=s) for f, s in zip(frames, seeds)]`: tokenize, commit
+    the tokens with the NULL action at frame 0, render them as the session's first frame.
+    """
+    from maskworld.world.session import Session, _split_cache
+
+    cache, toks_BN, rendered = _start_batch(world, frames_BSS3)
+    B, g = toks_BN.shape[0], world.dynamics.cfg.grid
     tokens = toks_BN.view(B, g, g).cpu().numpy().astype(np.uint16)
     sessions = []
     for b, c in enumerate(_split_cache(cache, [1] * B)):
-        s = Session(w, int(seeds[b]))
+        s = Session(world, int(seeds[b]))
         s.cache, s.pos, s.tokens, s.frame = c, 1, tokens[b], rendered[b]
         sessions.append(s)
     return sessions
 
 
+HEADS = ("expected", "argmax")
+
+
 @torch.no_grad()
-def imagine(world, act, starts: np.ndarray, horizon: int, seeds, start_actions=None) -> Rollout:
-    """Roll `horizon` steps from each start.
+def imagine(world, act, starts: np.ndarray, horizon: int, seeds, start_actions=None, heads: str = "expected") -> Rollout:
+    """Roll `horizon` steps from each start, all B in one batched MaskGIT decode per step.
 
     act: uint8 frames (B,S,S,3) -> actions (B,) (ints or a tensor); starts: (B,S,S,3) frames, or
     (B,T,S,S,3) real contexts with `start_actions` (B,T) leading into each frame (None / -1 for unknown).
+    heads: "expected" = reward p(+1) - p(-1) and continue 1 - p(end) from the heads' probabilities
+    (DreamerV3 weighs imagined steps by the predicted continue probability); "argmax" = the sign class and
+    the thresholded end, what `world.step_many` / Dream-v0 return. The expectation matters for rare
+    rewards: a head trained on a few hundred goal transitions in 30k often gives the goal p(+1) = 0.3,
+    which argmax rounds to 0 and the agent never sees.
+
+    The batch keeps one KV cache from start to end (no per-step stacking and splitting of per-session
+    caches), and seeds[b] seeds rollout b's sampling generator, as a session with that seed would.
     """
+    from maskworld.models.sampler import decode_frame
+    from maskworld.world.session import _stack_caches
+
+    if heads not in HEADS:
+        raise ValueError(f"heads must be one of {HEADS}, not {heads!r}")
     starts = np.asarray(starts)
-    B = len(starts)
+    B, dyn, dev = len(starts), world.dynamics, world.device
     if starts.ndim == 4 and start_actions is None:
-        sessions = start_sessions(world, starts, seeds)
+        cache, _, first = _start_batch(world, starts)
+        pos = torch.ones(B, dtype=torch.long, device=dev)
+        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     else:
         sessions = []
         for b in range(B):
@@ -84,15 +113,26 @@ def imagine(world, act, starts: np.ndarray, horizon: int, seeds, start_actions=N
             if start_actions is not None:
                 acts = [None if a is None or int(a) < 0 else int(a) for a in start_actions[b]]
             sessions.append(world.session(prompt=np.asarray(starts[b]), seed=int(seeds[b]), actions=acts))
-    obs = [np.stack([s.frame for s in sessions])]
+        cache = _stack_caches([s.cache for s in sessions])
+        pos = torch.tensor([s.pos for s in sessions], device=dev)
+        gens = [s.gen for s in sessions]
+        first = np.stack([s.frame for s in sessions])
+    g = dyn.cfg.grid
+    obs = [first]
     actions, rewards, continues = [], [], []
     for _ in range(horizon):
         a = act(obs[-1])
-        a = [int(x) for x in (a.tolist() if hasattr(a, "tolist") else a)]
-        out = world.step_many(sessions, a)
-        obs.append(np.stack([f for f, _, _ in out]))
-        actions.append(a)
-        rewards.append([r for _, r, _ in out])
-        continues.append([0.0 if d else 1.0 for _, _, d in out])
-    return Rollout(np.stack(obs), torch.tensor(actions, dtype=torch.long), torch.tensor(rewards, dtype=torch.float32),
-                   torch.tensor(continues, dtype=torch.float32))
+        a_B = torch.as_tensor(np.asarray(a.tolist() if hasattr(a, "tolist") else a, dtype=np.int64), device=dev)
+        toks = decode_frame(dyn, cache, a_B, pos, world.sampler, gens)
+        cache, r_logits, d_logits = dyn.commit(toks, a_B, pos, cache)
+        pos = pos + 1
+        obs.append(world.tokenizer.render_uint8(toks.view(B, g, g)).cpu().numpy())
+        actions.append(a_B.cpu())
+        if heads == "expected":
+            p = torch.softmax(r_logits.float(), -1)
+            rewards.append((p[:, 2] - p[:, 0]).cpu())
+            continues.append(1.0 - torch.sigmoid(d_logits.float()).cpu())
+        else:
+            rewards.append((r_logits.argmax(-1).float() - 1.0).cpu())
+            continues.append((d_logits <= 0).float().cpu())
+    return Rollout(np.stack(obs), torch.stack(actions).long(), torch.stack(rewards).float(), torch.stack(continues).float())
