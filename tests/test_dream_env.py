@@ -225,3 +225,20 @@ def test_train_agent_and_eval_agent_smoke(tmp_path, capsys):
     assert {"agent.mean_return", "ppo.mean_return"} <= set(res) and res["ppo.real_steps"] == 16
     with pytest.raises(UserError, match="not an agent directory"):
         load_agent(tmp_path)
+
+
+def test_bench_dream_script_smoke(world_dir, tmp_path, capsys):
+    """scripts/bench_dream.py end to end: vector vs single, the imagination path, the profile breakdown, JSON."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("bench_dream", Path(__file__).parent.parent / "scripts" / "bench_dream.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "b.json"
+    assert bench.main([str(world_dir), "--num-envs", "2", "--iters", "1", "--warmup", "1", "--profile", "1",
+                       "--threads", "1", "--json", str(out)]) == 0
+    m = json.loads(out.read_text())
+    assert m["dream.imagine.fps"] > 0 and m["dream.speedup"] > 0 and m["profile.vector"] and m["profile.single"]
+    assert "imagination path" in capsys.readouterr().out

@@ -81,7 +81,8 @@ HEADS = ("expected", "argmax")
 
 
 @torch.no_grad()
-def imagine(world, act, starts: np.ndarray, horizon: int, seeds, start_actions=None, heads: str = "expected") -> Rollout:
+def imagine(world, act, starts: np.ndarray, horizon: int, seeds, start_actions=None, heads: str = "expected",
+            sampler=None) -> Rollout:
     """Roll `horizon` steps from each start, all B in one batched MaskGIT decode per step.
 
     act: uint8 frames (B,S,S,3) -> actions (B,) (ints or a tensor); starts: (B,S,S,3) frames, or
@@ -94,6 +95,7 @@ def imagine(world, act, starts: np.ndarray, horizon: int, seeds, start_actions=N
 
     The batch keeps one KV cache from start to end (no per-step stacking and splitting of per-session
     caches), and seeds[b] seeds rollout b's sampling generator, as a session with that seed would.
+    sampler: a SamplerConfig to decode with instead of the world's (e.g. fewer MaskGIT steps).
     """
     from maskworld.models.sampler import decode_frame
     from maskworld.world.session import _stack_caches
@@ -123,7 +125,7 @@ def imagine(world, act, starts: np.ndarray, horizon: int, seeds, start_actions=N
     for _ in range(horizon):
         a = act(obs[-1])
         a_B = torch.as_tensor(np.asarray(a.tolist() if hasattr(a, "tolist") else a, dtype=np.int64), device=dev)
-        toks = decode_frame(dyn, cache, a_B, pos, world.sampler, gens)
+        toks = decode_frame(dyn, cache, a_B, pos, sampler or world.sampler, gens)
         cache, r_logits, d_logits = dyn.commit(toks, a_B, pos, cache)
         pos = pos + 1
         obs.append(world.tokenizer.render_uint8(toks.view(B, g, g)).cpu().numpy())

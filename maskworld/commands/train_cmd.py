@@ -79,6 +79,10 @@ def register(sub) -> None:
     ap.add_argument("--collect-every", type=int, help="real steps between rounds of updates (default 100)")
     ap.add_argument("--updates-per-collect", type=int, help="updates per round (default 4)")
     ap.add_argument("--entropy", type=float, help="entropy bonus on normalised advantages (default 3e-3)")
+    ap.add_argument("--gamma", type=float, help="discount (default 0.985)")
+    ap.add_argument("--lr", type=float, help="Adam learning rate (default 3e-4)")
+    ap.add_argument("--sampler-steps", type=int, help="MaskGIT steps per imagined frame (default: the world's)")
+    ap.add_argument("--channels", type=int, help="agent CNN width (default 32)")
     ap.add_argument("--data-starts", type=float,
                     help="share of start frames from the world's data (default 0.5; 0 = the agent's real frames only)")
     ap.add_argument("--seed", type=int, default=0)
@@ -95,7 +99,8 @@ def run_agent(args) -> int:
 
     world = load_world(args.world, device=None if args.device == "auto" else args.device)
     out = args.out or str(Path(args.world) / "agent")
-    given = {k: getattr(args, k) for k in ("horizon", "batch", "collect_every", "updates_per_collect", "entropy", "data_starts")}
+    given = {k: getattr(args, k) for k in ("horizon", "batch", "collect_every", "updates_per_collect", "entropy", "data_starts",
+                                           "sampler_steps", "channels", "gamma", "lr")}
     cfg = AgentTrainConfig(**{k: v for k, v in given.items() if v is not None})
     _, m = train_agent(world, env_id=args.env, real_steps=args.real_steps, cfg=cfg, seed=args.seed, out=out,
                        progress=args.progress, view=args.view, data=args.data,
