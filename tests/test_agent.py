@@ -108,3 +108,31 @@ def test_train_agent_with_data_starts_and_eval_records(tmp_path):
     assert info["eval"]["view"] == "full" and info["eval"]["agent.total_real_steps"] == 20
     assert "agent.mean_return" in load_world(tmp_path / "w").meta.model_card["agent"]
     assert load_agent(tmp_path / "agent")[1]["real_steps"] == 10
+
+
+def test_chunked_batches_match(tiny_world, monkeypatch):
+    """Chunking the batch (cache_chunk: small KV caches per pass) changes no frame, reward or end: imagination
+    and the vector env give what one whole-batch pass gives."""
+    from maskworld.agents import imagination
+    from maskworld.agents.vector_env import DreamVectorEnv
+
+    rng = np.random.default_rng(3)
+    starts = rng.integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
+    acts = rng.integers(0, 3, (3, 5))
+    def player():
+        it = iter(acts)
+        return lambda obs: next(it)
+
+    whole = imagine(tiny_world, player(), starts, 3, range(5), heads="argmax")
+    vec_whole = DreamVectorEnv(5, world=tiny_world)
+    o_whole = [vec_whole.reset(seed=0)[0]] + [vec_whole.step(a)[0] for a in acts]
+    per_session = imagination.cache_chunk(tiny_world.dynamics.cfg, 1)  # 1 byte: one session per pass
+    assert per_session == 1 and imagination.cache_chunk(tiny_world.dynamics.cfg) >= 5
+    monkeypatch.setattr(imagination, "CACHE_CHUNK_BYTES", 2 * 2 * 3 * 65 * 16 * 4)  # two sessions per pass
+    chunked = imagine(tiny_world, player(), starts, 3, range(5), heads="argmax")
+    assert np.array_equal(whole.obs, chunked.obs) and torch.equal(whole.rewards, chunked.rewards)
+    assert torch.equal(whole.continues, chunked.continues)
+    vec = DreamVectorEnv(5, world=tiny_world)
+    assert vec._chunk == 2
+    o = [vec.reset(seed=0)[0]] + [vec.step(a)[0] for a in acts]
+    assert all(np.array_equal(x, y) for x, y in zip(o, o_whole))

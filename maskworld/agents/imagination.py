@@ -78,6 +78,20 @@ def start_sessions(world, frames_BSS3: np.ndarray, seeds) -> list:
 
 
 HEADS = ("expected", "argmax")
+CACHE_CHUNK_BYTES = 8 << 20
+
+
+def cache_chunk(dyn_cfg, max_bytes: int | None = None) -> int:
+    """Sessions per batched forward pass such that one layer's cached keys stay under `max_bytes` (8 MiB).
+
+    Every pass concatenates the cache with the new frame's keys/values (`Attention.forward`): at batch 64 a
+    small world's cache is 64 MiB per tensor, and on CPU each such fresh allocation is a new mmap whose pages
+    fault in on first touch; that made the batch-64 step of the shipped world slower than 64 single steps
+    (torch.cat 46% of the step, measured with `scripts/bench_dream.py --profile`). Chunks of <= 8 MiB come
+    back from the allocator's free lists instead, and their matmuls still have >= 8 x 65 rows.
+    """
+    per_session = dyn_cfg.n_heads * (dyn_cfg.window - 1) * dyn_cfg.frame_len * (dyn_cfg.d_model // dyn_cfg.n_heads) * 4
+    return max(1, (max_bytes or CACHE_CHUNK_BYTES) // max(1, per_session))
 
 
 @torch.no_grad()
@@ -89,12 +103,13 @@ def imagine(world, act, starts: np.ndarray, horizon: int, seeds, start_actions=N
     (B,T,S,S,3) real contexts with `start_actions` (B,T) leading into each frame (None / -1 for unknown).
     heads: "expected" = reward p(+1) - p(-1) and continue 1 - p(end) from the heads' probabilities
     (DreamerV3 weighs imagined steps by the predicted continue probability); "argmax" = the sign class and
-    the thresholded end, what `world.step_many` / Dream-v0 return. The expectation matters for rare
-    rewards: a head trained on a few hundred goal transitions in 30k often gives the goal p(+1) = 0.3,
-    which argmax rounds to 0 and the agent never sees.
+    the thresholded end, what `world.step_many` / Dream-v0 return. The expectation keeps a partial signal
+    where the argmax loses it: a rare event the world imagines imperfectly (MiniGrid's goal entry, 118
+    times in 30k transitions) often gets p(+1) well below 1/2, which argmax rounds to 0.
 
-    The batch keeps one KV cache from start to end (no per-step stacking and splitting of per-session
-    caches), and seeds[b] seeds rollout b's sampling generator, as a session with that seed would.
+    The batch keeps its KV caches from start to end (no per-step stacking and splitting of per-session
+    caches; one cache per chunk of `cache_chunk` sessions), and seeds[b] seeds rollout b's sampling
+    generator, as a session with that seed would.
     sampler: a SamplerConfig to decode with instead of the world's (e.g. fewer MaskGIT steps).
     """
     from maskworld.models.sampler import decode_frame
@@ -105,7 +120,13 @@ def imagine(world, act, starts: np.ndarray, horizon: int, seeds, start_actions=N
     starts = np.asarray(starts)
     B, dyn, dev = len(starts), world.dynamics, world.device
     if starts.ndim == 4 and start_actions is None:
-        cache, _, first = _start_batch(world, starts)
+        caches, firsts = [], []
+        step = cache_chunk(dyn.cfg)
+        for j in range(0, B, step):
+            c, _, f = _start_batch(world, starts[j : j + step])
+            caches.append(c)
+            firsts.append(f)
+        first = np.concatenate(firsts)
         pos = torch.ones(B, dtype=torch.long, device=dev)
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     else:
@@ -115,7 +136,8 @@ def imagine(world, act, starts: np.ndarray, horizon: int, seeds, start_actions=N
             if start_actions is not None:
                 acts = [None if a is None or int(a) < 0 else int(a) for a in start_actions[b]]
             sessions.append(world.session(prompt=np.asarray(starts[b]), seed=int(seeds[b]), actions=acts))
-        cache = _stack_caches([s.cache for s in sessions])
+        step = cache_chunk(dyn.cfg)
+        caches = [_stack_caches([s.cache for s in sessions[j : j + step]]) for j in range(0, B, step)]
         pos = torch.tensor([s.pos for s in sessions], device=dev)
         gens = [s.gen for s in sessions]
         first = np.stack([s.frame for s in sessions])
@@ -125,8 +147,15 @@ def imagine(world, act, starts: np.ndarray, horizon: int, seeds, start_actions=N
     for _ in range(horizon):
         a = act(obs[-1])
         a_B = torch.as_tensor(np.asarray(a.tolist() if hasattr(a, "tolist") else a, dtype=np.int64), device=dev)
-        toks = decode_frame(dyn, cache, a_B, pos, sampler or world.sampler, gens)
-        cache, r_logits, d_logits = dyn.commit(toks, a_B, pos, cache)
+        toks, r_logits, d_logits = [], [], []
+        for k, j in enumerate(range(0, B, step)):  # one batched pass per chunk of sessions (see cache_chunk)
+            sl = slice(j, j + step)
+            t = decode_frame(dyn, caches[k], a_B[sl], pos[sl], sampler or world.sampler, gens[sl])
+            caches[k], r, d = dyn.commit(t, a_B[sl], pos[sl], caches[k])
+            toks.append(t)
+            r_logits.append(r)
+            d_logits.append(d)
+        toks, r_logits, d_logits = torch.cat(toks), torch.cat(r_logits), torch.cat(d_logits)
         pos = pos + 1
         obs.append(world.tokenizer.render_uint8(toks.view(B, g, g)).cpu().numpy())
         actions.append(a_B.cpu())

@@ -18,6 +18,9 @@ Design choices:
     frame is in `info["final_obs"][i]` (and `info["final_info"]`). Every step is then a real transition,
     which suits imagined rollouts.
   * DISABLED: stepping an ended sub-env is an error; reset it with `reset(options={"reset_mask": m})`.
+- A step runs one batched forward pass per chunk of `imagination.cache_chunk` sessions (all 64 at once
+  for a tiny world, 8 at a time for the shipped small one): each pass copies the batch's KV cache, and
+  copies into fresh 64 MiB tensors cost more on CPU than the batching saves (page faults; measured).
 - Resets are per sub-env (a prompt is tokenized and committed one session at a time); they are rare next
   to steps, and batching them would reach into the session's internals.
 """
@@ -29,6 +32,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from maskworld.agents.dream_env import DreamEnv, resolve_world
+from maskworld.agents.imagination import cache_chunk
 from maskworld.errors import UserError
 
 
@@ -48,6 +52,7 @@ class DreamVectorEnv(VectorEnv):
         self.envs = [DreamEnv(w, render_mode=render_mode, start=start) for _ in range(int(num_envs))]
         self.world, self.num_envs, self.render_mode = w, int(num_envs), render_mode
         self.max_episode_steps = max_episode_steps
+        self._chunk = cache_chunk(w.dynamics.cfg)
         self.metadata = {**DreamEnv.metadata, "autoreset_mode": self.autoreset_mode}
         self.single_observation_space = self.envs[0].observation_space
         self.single_action_space = self.envs[0].action_space
@@ -99,7 +104,10 @@ class DreamVectorEnv(VectorEnv):
                 raise UserError(f"env {i} needs reset() before step() (autoreset_mode {self.autoreset_mode.value})")
             live.append(i)
         acts = [self.envs[i]._check_step(actions[i]) for i in live]
-        results = self.world.step_many([self.envs[i].session for i in live], acts)
+        sessions = [self.envs[i].session for i in live]
+        results = []
+        for j in range(0, len(live), self._chunk):  # chunks keep each batched KV cache small (cache_chunk)
+            results += self.world.step_many(sessions[j : j + self._chunk], acts[j : j + self._chunk])
         for i, (frame, reward, done) in zip(live, results):
             obs, rewards[i], terms[i], _, info = self.envs[i]._apply(frame, reward, done)
             self._elapsed[i] += 1

@@ -7,8 +7,8 @@ The baseline is Stable-Baselines3 PPO (CnnPolicy) trained on the real env for as
 agent used in all: its own real steps plus the real transitions the world was trained on (agent.json's
 `total_real_steps`; `--baseline-steps` overrides), so the comparison is sample efficiency.
 Both play the same `--episodes` real episodes (same seeds), sampling their actions (`--greedy`: argmax).
-The results are printed, written into agent.json under "eval" (`--json` also writes them apart), and with
-`--update-card` into the world's model card under "agent".
+The results are printed, written into agent.json under "eval" ("eval_greedy" with `--greedy`; `--json` also
+writes them apart), and with `--update-card` into the world's model card under "agent" ("agent_greedy").
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def run(args) -> int:
         print(f"[eval-agent] PPO baseline ({steps} real steps): mean return {res['ppo.mean_return']:.3f}")
     res["seconds"] = round(time.time() - t0, 1)
     info = json.loads((Path(args.agent) / "agent.json").read_text())
-    info["eval"] = res
+    info["eval_greedy" if args.greedy else "eval"] = res
     atomic_write_text(Path(args.agent) / "agent.json", json.dumps(info, indent=2))
     if args.json:
         atomic_write_text(args.json, json.dumps(res, indent=1))
@@ -169,5 +169,6 @@ def _update_world_card(world_path, res: dict, train: dict) -> None:
     summary = {k: v for k, v in res.items() if not k.endswith(".returns")}
     summary["train"] = {k: train.get(k) for k in ("command", "real_steps", "world_data_steps", "total_real_steps",
                                                   "real_return_last10", "updates", "train_s", "config")}
-    world.update_model_card(agent=summary)
-    print(f"stored the agent's numbers in {world_path}/world.json (model_card.agent)")
+    key = "agent_greedy" if res.get("greedy") else "agent"
+    world.update_model_card(**{key: summary})
+    print(f"stored the agent's numbers in {world_path}/world.json (model_card.{key})")
