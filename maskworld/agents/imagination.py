@@ -97,7 +97,7 @@ def cache_chunk(dyn_cfg, max_bytes: int | None = None) -> int:
 @torch.no_grad()
 def imagine(world, act, starts: np.ndarray, horizon: int, seeds, start_actions=None, heads: str = "expected",
             sampler=None) -> Rollout:
-    """Roll `horizon` steps from each start, all B in one batched MaskGIT decode per step.
+    """Roll `horizon` steps from each start: one batched MaskGIT decode per step (per chunk, see `cache_chunk`).
 
     act: uint8 frames (B,S,S,3) -> actions (B,) (ints or a tensor); starts: (B,S,S,3) frames, or
     (B,T,S,S,3) real contexts with `start_actions` (B,T) leading into each frame (None / -1 for unknown).
