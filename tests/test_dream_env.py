@@ -5,6 +5,7 @@ import sys
 
 import gymnasium as gym
 import numpy as np
+import torch
 import pytest
 from gymnasium.utils.env_checker import check_env
 
@@ -237,8 +238,12 @@ def test_bench_dream_script_smoke(world_dir, tmp_path, capsys):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "b.json"
-    assert bench.main([str(world_dir), "--num-envs", "2", "--iters", "1", "--warmup", "1", "--profile", "1",
-                       "--threads", "1", "--json", str(out)]) == 0
+    n = torch.get_num_threads()
+    try:  # the script sets torch's thread count for the process: give later tests theirs back
+        assert bench.main([str(world_dir), "--num-envs", "2", "--iters", "1", "--warmup", "1", "--profile", "1",
+                           "--threads", "1", "--json", str(out)]) == 0
+    finally:
+        torch.set_num_threads(n)
     m = json.loads(out.read_text())
     assert m["dream.imagine.fps"] > 0 and m["dream.speedup"] > 0 and m["profile.vector"] and m["profile.single"]
     assert "imagination path" in capsys.readouterr().out

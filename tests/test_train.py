@@ -61,7 +61,8 @@ def test_resume_after_sigkill_is_exact(toy_data, tmp_path):
     assert main(["train", "world", "--out", str(ref)] + args) == 0
 
     killed = tmp_path / "killed"
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
+    # Same thread count as this process: float sums over different thread splits differ in the last bits.
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]), OMP_NUM_THREADS=str(torch.get_num_threads()))
     p = subprocess.Popen([sys.executable, "-m", "maskworld", "train", "world", "--out", str(killed)] + args, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     latest = killed / "_work" / "ckpt_dynamics" / "latest.json"
