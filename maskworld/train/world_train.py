@@ -243,8 +243,11 @@ def stage_lam(a: TrainArgs, store, tok, train_cache, val_cache, budget: Budget, 
         amap.update(amap_eval)
         amap["real_action_meanings"] = list(store.meta.get("action_meanings", []))
         info["action_map"] = amap
-        print0(f"[lam] real->latent map fit on {amap['fit_transitions']} labelled transitions: held-out accuracy "
-               f"{amap_eval['val_accuracy']:.3f} (majority code {amap_eval['val_majority']:.3f}, {amap_eval['val_transitions']} transitions)")
+        if amap_eval["val_accuracy"] is None:
+            print0(f"[lam] real->latent map fit on {amap['fit_transitions']} labelled transitions (no held-out labelled ones to score it)")
+        else:
+            print0(f"[lam] real->latent map fit on {amap['fit_transitions']} labelled transitions: held-out accuracy "
+                   f"{amap_eval['val_accuracy']:.3f} (majority code {amap_eval['val_majority']:.3f}, {amap_eval['val_transitions']} transitions)")
     return lam, info, rest
 
 
