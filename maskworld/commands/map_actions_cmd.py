@@ -64,6 +64,8 @@ def run(args) -> int:
     amap = fit_action_map(real_tr, lat_tr, n_real, K, args.transitions, seed=args.seed)
     real_va, lat_va = _latents_of(world, store, val_ids, args.heldout)
     acc = map_accuracy(amap["to_latent"], real_va, lat_va, n_real, K)
+    if acc["accuracy"] is None:
+        raise UserError(f"{args.data} has no labelled held-out transitions to score the map; collect a few more episodes")
     amap.update({"val_" + k: v for k, v in acc.items()})
     amap.update({"real_action_meanings": meanings or [f"ACTION_{a}" for a in range(n_real)], "data": str(args.data),
                  "command": getattr(args, "command_line", None)})
