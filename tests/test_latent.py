@@ -59,7 +59,7 @@ def scroll(tmp_path_factory):
 
 def _train(scroll, name, steps=1500, **cfg):
     tr, va, d = scroll
-    cfg = LamConfig(num_codes=cfg.pop("num_codes", 4), grid=8, levels=LEVELS, channels=32, context_frame=True, **cfg)
+    cfg = LamConfig(**{"num_codes": 4, "grid": 8, "levels": LEVELS, "channels": 32, "context_frame": True, **cfg})
     lam, m = train_lam(tr, va, cfg, 128, 2e-3, Budget(steps=steps), d / name, torch.device("cpu"), False, progress=False)
     return lam, m
 
@@ -82,9 +82,10 @@ def test_lam_learns_the_actions_and_its_codes_are_aligned(scroll):
 
 
 def test_lam_without_entropy_terms_collapses(scroll):
-    """The failure the entropy terms guard against: with them off the codes collapse (measured: one code)."""
+    """The failure the entropy terms guard against: with them off the pair LAM collapses (measured: one code with
+    1 and 2 threads; the context-frame LAM sometimes keeps 3 codes without them, so the test pins the pair model)."""
     _, va, _ = scroll
-    lam, m = _train(scroll, "collapsed", steps=300, batch_entropy_weight=0.0, sample_entropy_weight=0.0)
+    lam, m = _train(scroll, "collapsed", steps=300, batch_entropy_weight=0.0, sample_entropy_weight=0.0, context_frame=False)
     assert code_stats(label_cache(va, lam, "cpu"), 4)["codes_used"] <= 2, m
 
 
