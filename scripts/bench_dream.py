@@ -111,14 +111,9 @@ def profile_paths(world, num_envs: int, rounds: int, warmup: int, seed: int, top
 
     import numpy as np
 
-    from maskworld.agents.dream_env import DreamEnv
-    from maskworld.agents.vector_env import DreamVectorEnv
+    from maskworld.agents.vector_env import paired_envs
 
-    vec = DreamVectorEnv(num_envs, world=world)
-    singles = [DreamEnv(world) for _ in range(num_envs)]
-    vec.reset(seed=seed)
-    for i, env in enumerate(singles):
-        env.reset(seed=seed + i)
+    vec, singles = paired_envs(world, num_envs, seed)
     rng = np.random.default_rng(seed)
     acts = [rng.integers(0, world.num_actions, num_envs) for _ in range(warmup + rounds)]
     for a in acts[:warmup]:

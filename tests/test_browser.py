@@ -5,6 +5,7 @@ package; never `playwright install` (no downloads at test time). Skipped, with t
 The screenshot goes to $MASKWORLD_TEST_ARTIFACTS (default: test-artifacts/).
 """
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -107,7 +108,9 @@ def step_with(page, key: str) -> str:
     return canvas_pixels(page)
 
 
-def test_play_in_chromium(server):
+@contextlib.contextmanager
+def chromium_page():
+    """-> (page, errors): a page in headless Debian Chromium, with the page's uncaught errors collected."""
     playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no `playwright install` needed)")
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
@@ -115,43 +118,48 @@ def test_play_in_chromium(server):
             page = browser.new_page(viewport={"width": 1100, "height": 760})
             errors = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(server + "?seed=0")
-            # real-time mode: the world ticks with the idle action (NOOP) and the readouts move
-            page.wait_for_function("() => window.mw.frames >= 4", timeout=30000)
-            before = canvas_pixels(page)
-            page.wait_for_function("() => window.mw.fps > 0", timeout=20000)
-            fps = float(page.inner_text("#fps"))
-            assert fps > 0
-            assert int(page.inner_text("#step")) > 0
-            assert page.inner_text("#bindings").count("\n") >= 2 and "LEFT" in page.inner_text("#bindings")
-            page.keyboard.down("ArrowLeft")  # hold LEFT for a few ticks
-            page.wait_for_function("() => window.mw.header.action === 0", timeout=20000)
-            page.keyboard.up("ArrowLeft")
-            assert canvas_pixels(page) != before
-
-            # step mode: one frame per key; from the same start, LEFT and RIGHT give different frames
-            page.click("#mode-step")
-            page.wait_for_function("() => window.mw.mode === 'step'")
-            page.click("#reset")
-            wait_step(page, 0)
-            start = canvas_pixels(page)
-            left, right, left2 = step_with(page, "ArrowLeft"), step_with(page, "ArrowRight"), step_with(page, "ArrowLeft")
-            assert left != start and left != right
-            assert left == left2  # reset + same key -> same frame (seeded, exact)
-
-            # save from the page, and the list shows it
-            page.fill("#save-name", "browser run")
-            page.click("#save")
-            page.wait_for_selector("#sessions li:has-text('browser run')", timeout=20000)
-
-            page.click("#mode-realtime")
-            page.wait_for_function("() => window.mw.fps > 0", timeout=20000)
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "play.png"))
-            assert not errors and not page.evaluate("window.mw.errors")
-            print(f"page FPS readout: {fps}")
+            yield page, errors
         finally:
             browser.close()
+
+
+def test_play_in_chromium(server):
+    with chromium_page() as (page, errors):
+        page.goto(server + "?seed=0")
+        # real-time mode: the world ticks with the idle action (NOOP) and the readouts move
+        page.wait_for_function("() => window.mw.frames >= 4", timeout=30000)
+        before = canvas_pixels(page)
+        page.wait_for_function("() => window.mw.fps > 0", timeout=20000)
+        fps = float(page.inner_text("#fps"))
+        assert fps > 0
+        assert int(page.inner_text("#step")) > 0
+        assert page.inner_text("#bindings").count("\n") >= 2 and "LEFT" in page.inner_text("#bindings")
+        page.keyboard.down("ArrowLeft")  # hold LEFT for a few ticks
+        page.wait_for_function("() => window.mw.header.action === 0", timeout=20000)
+        page.keyboard.up("ArrowLeft")
+        assert canvas_pixels(page) != before
+
+        # step mode: one frame per key; from the same start, LEFT and RIGHT give different frames
+        page.click("#mode-step")
+        page.wait_for_function("() => window.mw.mode === 'step'")
+        page.click("#reset")
+        wait_step(page, 0)
+        start = canvas_pixels(page)
+        left, right, left2 = step_with(page, "ArrowLeft"), step_with(page, "ArrowRight"), step_with(page, "ArrowLeft")
+        assert left != start and left != right
+        assert left == left2  # reset + same key -> same frame (seeded, exact)
+
+        # save from the page, and the list shows it
+        page.fill("#save-name", "browser run")
+        page.click("#save")
+        page.wait_for_selector("#sessions li:has-text('browser run')", timeout=20000)
+
+        page.click("#mode-realtime")
+        page.wait_for_function("() => window.mw.fps > 0", timeout=20000)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "play.png"))
+        assert not errors and not page.evaluate("window.mw.errors")
+        print(f"page FPS readout: {fps}")
 
 
 def test_shipped_world_fps_in_chromium(shipped_server):
@@ -203,34 +211,26 @@ def latent_server(tiny_latent_world, tmp_path):
 def test_latent_world_in_chromium(latent_server):
     """A world trained on video: digits 1..K press latent codes, the game's keys their mapped codes, and the
     preview strip shows K pictures, the 2nd of which is the frame that key 2 then gives."""
-    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no `playwright install` needed)")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1100, "height": 760})
-            errors = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(latent_server + "?seed=0&mode=step")
-            page.wait_for_function("() => window.mw.header && window.mw.previews >= 1", timeout=30000)
-            assert page.is_visible("#preview-box") and page.locator("#preview img").count() == 4
-            keys_text = page.inner_text("#bindings")
-            assert "latent 1" in keys_text and "LEFT" in keys_text
-            preview2 = page.evaluate("() => document.querySelectorAll('#preview img')[1].src")
-            page.keyboard.press("2")
-            wait_step(page, 1)
-            assert page.evaluate("() => window.mw.header.action") == 1
-            # the canvas now shows what the strip promised for code 2
-            shown = page.evaluate("""async (src) => { const img = new Image(); img.src = src; await img.decode();
-                const c = document.createElement('canvas'); c.width = c.height = 64; const x = c.getContext('2d');
-                x.drawImage(img, 0, 0); return Array.from(x.getImageData(0, 0, 64, 64).data); }""", preview2)
-            assert hashlib.sha1(bytes(shown)).hexdigest() == canvas_pixels(page)
-            page.click("#reset")
-            wait_step(page, 0)
-            page.keyboard.press("ArrowLeft")  # LEFT maps to code 4 (index 3) in the fixture's map
-            wait_step(page, 1)
-            assert page.evaluate("() => window.mw.header.action") == 3
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "play_latent.png"))
-            assert not errors and not page.evaluate("window.mw.errors")
-        finally:
-            browser.close()
+    with chromium_page() as (page, errors):
+        page.goto(latent_server + "?seed=0&mode=step")
+        page.wait_for_function("() => window.mw.header && window.mw.previews >= 1", timeout=30000)
+        assert page.is_visible("#preview-box") and page.locator("#preview img").count() == 4
+        keys_text = page.inner_text("#bindings")
+        assert "latent 1" in keys_text and "LEFT" in keys_text
+        preview2 = page.evaluate("() => document.querySelectorAll('#preview img')[1].src")
+        page.keyboard.press("2")
+        wait_step(page, 1)
+        assert page.evaluate("() => window.mw.header.action") == 1
+        # the canvas now shows what the strip promised for code 2
+        shown = page.evaluate("""async (src) => { const img = new Image(); img.src = src; await img.decode();
+            const c = document.createElement('canvas'); c.width = c.height = 64; const x = c.getContext('2d');
+            x.drawImage(img, 0, 0); return Array.from(x.getImageData(0, 0, 64, 64).data); }""", preview2)
+        assert hashlib.sha1(bytes(shown)).hexdigest() == canvas_pixels(page)
+        page.click("#reset")
+        wait_step(page, 0)
+        page.keyboard.press("ArrowLeft")  # LEFT maps to code 4 (index 3) in the fixture's map
+        wait_step(page, 1)
+        assert page.evaluate("() => window.mw.header.action") == 3
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "play_latent.png"))
+        assert not errors and not page.evaluate("window.mw.errors")

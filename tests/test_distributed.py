@@ -50,12 +50,8 @@ def data(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Two cores, two ranks: one thread each (oversubscribed OpenMP threads spin and run 10x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Every test here on one torch thread (conftest's one_thread)."""
 
 
 def torchrun(*args, wait=True):

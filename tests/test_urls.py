@@ -8,7 +8,6 @@ import uuid
 import fsspec
 import numpy as np
 import pytest
-import torch
 
 import maskworld
 from maskworld.cli import main
@@ -28,11 +27,8 @@ def mem():
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Every test here on one torch thread (conftest's one_thread)."""
 
 
 def frames(world, actions=(0, 1, 2, 1)):

@@ -133,6 +133,16 @@ class DreamVectorEnv(VectorEnv):
             env.close()
 
 
+def paired_envs(world, num_envs: int, seed: int = 0):
+    """A `DreamVectorEnv` and `num_envs` single `DreamEnv`s on the same world, reset with the same seeds."""
+    vec = DreamVectorEnv(num_envs, world=world)
+    singles = [DreamEnv(world) for _ in range(num_envs)]
+    vec.reset(seed=seed)
+    for i, env in enumerate(singles):
+        env.reset(seed=seed + i)
+    return vec, singles
+
+
 def bench_vector_env(world, num_envs: int = 64, iters: int = 5, warmup: int | None = None, seed: int = 0) -> dict:
     """Frames/s of `DreamVectorEnv` (one `step_many` per step) vs `num_envs` single `DreamEnv`s stepped one
     at a time, measured in the same run: rounds alternate (one vector step, then one step of every single
@@ -146,11 +156,7 @@ def bench_vector_env(world, num_envs: int = 64, iters: int = 5, warmup: int | No
     w = resolve_world(world)
     window = w.dynamics.cfg.window
     warmup = window - 1 if warmup is None else warmup
-    vec = DreamVectorEnv(num_envs, world=w)
-    singles = [DreamEnv(w) for _ in range(num_envs)]
-    vec.reset(seed=seed)
-    for i, env in enumerate(singles):
-        env.reset(seed=seed + i)
+    vec, singles = paired_envs(w, num_envs, seed)
     rng = np.random.default_rng(seed)
     sync = torch.cuda.synchronize if w.device.type == "cuda" else (lambda: None)
 
