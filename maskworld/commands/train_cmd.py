@@ -44,6 +44,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lam-steps", type=int, help="LAM steps when the budget is --steps (default: --steps)")
     p.add_argument("--label-transitions", type=int, default=200,
                    help="with --ignore-actions on labelled data: transitions that fit the real->latent key map (default 200)")
+    p.add_argument("--memory", type=int, default=0, metavar="M",
+                   help="memory M: retrieved past frames each predicted frame reads, keyed by pose (0 = off; needs data "
+                        "with poses, e.g. MiniGrid-Landmarks-v0)")
+    p.add_argument("--compressed", type=int, metavar="C",
+                   help="memory M: frames just older than the window, read at a quarter of their tokens (default 2 with --memory)")
     p.add_argument("--fsdp", action="store_true", help="shard parameters across GPUs with FSDP2 (under torchrun, CUDA only)")
     p.add_argument("--data-split", choices=["global", "rank"], default="global",
                    help="under torchrun: 'global' (default) = every process draws the same global batch and trains on its "
@@ -119,7 +124,7 @@ def run(args) -> int:
                   ignore_actions=args.ignore_actions, grid=args.grid, batch=args.batch, tok_batch=args.tok_batch, ckpt_minutes=args.ckpt_minutes, window=args.window,
                   fsdp=args.fsdp, compile=args.compile, data_split=args.data_split, command_line=args.command_line,
                   latent_actions=args.latent_actions, lam_share=args.lam_share, lam_steps=args.lam_steps,
-                  label_transitions=args.label_transitions)
+                  label_transitions=args.label_transitions, memory=args.memory, compressed=args.compressed)
     stages = {"world": ("tokenizer", "dynamics"), "tokenizer": ("tokenizer",), "dynamics": ("dynamics",)}[args.stage]
     if args.stage == "dynamics" and a.tok_steps is None and a.tok_minutes is None:
         a.tok_steps = 1  # unused: the tokenizer is loaded from OUT

@@ -4,7 +4,8 @@ Layout of a cache directory::
 
     tokens.u16    flat uint16, shape (N, h, w): all frames of all episodes, episode after episode
     index.npz     episode_ids (E,), offsets (E,), lengths (E,) [frames per episode],
-                  actions_in (N,) int64, rewards_in (N,) float32, terminated_in (N,) bool, truncated_in (N,) bool
+                  actions_in (N,) int64, rewards_in (N,) float32, terminated_in (N,) bool, truncated_in (N,) bool,
+                  poses (N, 3) int64 [x, y, dir; only when the store records agent_pos/agent_dir, for memory M]
     meta.json     grid [h, w], num_frames, num_actions, null_action, action_meanings, store meta
 
 Per-frame arrays use the clips alignment ("the action precedes its frame", see clips.py):
@@ -56,6 +57,8 @@ def write_token_cache(path: str, store: Any, episode_ids: list[int],
         null = int(store.meta.get("num_actions", 0))
         per_frame = {"actions_in": np.empty(N, np.int64), "rewards_in": np.empty(N, np.float32),
                      "terminated_in": np.empty(N, bool), "truncated_in": np.empty(N, bool)}
+        has_pose = {"agent_pos", "agent_dir"} <= set(store.meta.get("info_keys", []))
+        poses = np.full((N, 3), -1, np.int64) if has_pose else None
         tokens = None
         pending: list[np.ndarray] = []  # frames waiting for a full batch
         written = 0
@@ -77,6 +80,9 @@ def write_token_cache(path: str, store: Any, episode_ids: list[int],
                 ep = store.load(ep_id)
                 for k, v in incoming(ep, 0, int(n), null).items():
                     per_frame[k][off:off + n] = v
+                if poses is not None:
+                    poses[off:off + n, :2] = np.asarray(ep.info["agent_pos"]).reshape(n, 2)
+                    poses[off:off + n, 2] = np.asarray(ep.info["agent_dir"]).reshape(n)
                 for s in range(0, int(n), batch_size):
                     pending.append(ep.frames[s:s + batch_size])
                     if sum(len(p) for p in pending) >= batch_size:
@@ -93,7 +99,7 @@ def write_token_cache(path: str, store: Any, episode_ids: list[int],
         grid = list(tokens.shape[1:])
         del tokens
         np.savez(os.path.join(tmp, INDEX), episode_ids=np.array(episode_ids, dtype=np.int64),
-                 offsets=offsets, lengths=lengths, **per_frame)
+                 offsets=offsets, lengths=lengths, **per_frame, **({"poses": poses} if poses is not None else {}))
         meta = {"format": "maskworld-token-cache", "version": 1, "grid": grid, "num_frames": N,
                 "num_actions": null, "null_action": null,
                 "action_meanings": store.meta.get("action_meanings", []), "store_meta": store.meta,
@@ -140,6 +146,8 @@ class TokenCache:
         self.rewards_in = idx["rewards_in"]
         self.terminated_in = idx["terminated_in"]
         self.truncated_in = idx["truncated_in"]
+        self.poses = idx["poses"] if "poses" in idx.files else None
+        """(N, 3) x, y, dir per frame when the data recorded poses (MiniGrid): memory keys and pose-head targets."""
         sel = slice(rank, None, world_size)  # DDP: each rank sees a disjoint set of episodes
         self.episode_ids = idx["episode_ids"][sel]
         self.offsets = idx["offsets"][sel]
@@ -170,7 +178,8 @@ class TokenCache:
 
         Returns tokens (B,T,h,w) int64, actions_in (B,T) int64, rewards_in (B,T) float32,
         terminated_in (B,T) bool, truncated_in (B,T) bool, episode_ids (B,), starts (B,) (frame
-        index inside the episode).
+        index inside the episode), rows (B,T) flat frame indices and first_rows (B,T) the flat index of
+        each clip's episode start (memory retrieval looks at rows first_rows..rows-1).
         """
         windows = np.maximum(self.lengths - T + 1, 0)
         cum = np.cumsum(windows)
@@ -188,4 +197,6 @@ class TokenCache:
             "truncated_in": self.truncated_in[rows],
             "episode_ids": self.episode_ids[which],
             "starts": starts.astype(np.int64),
+            "rows": rows,
+            "first_rows": np.broadcast_to(self.offsets[which][:, None], rows.shape).copy(),
         }

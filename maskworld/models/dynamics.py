@@ -46,6 +46,16 @@ class DynamicsConfig:
     reward_classes: int = 3
     """Reward discretised by sign: class 0 = negative, 1 = zero, 2 = positive."""
     rope_base: float = 100.0
+    memory_frames: int = 0
+    """Retrieved frames the predicted frame reads by cross-attention (memory M; 0 = no retrieval memory)."""
+    compressed_frames: int = 0
+    """Frames just older than the window, read at a quarter of their tokens (FramePack; 0 = none)."""
+    pose_head: bool = False
+    """Predict each frame's pose change (dead reckoning for memory keys; needs poses in the data)."""
+
+    @property
+    def has_memory(self) -> bool:
+        return self.memory_frames > 0 or self.compressed_frames > 0
 
     @property
     def tokens_per_frame(self) -> int:
@@ -149,7 +159,15 @@ class Dynamics(nn.Module):
         self.tok_head = nn.Linear(d, cfg.vocab_size)
         self.reward_head = nn.Linear(d, cfg.reward_classes)
         self.term_head = nn.Linear(d, 1)
+        if cfg.pose_head:
+            from maskworld.memory.pose import DELTA_CLASSES
+
+            self.pose_head = nn.Linear(d, DELTA_CLASSES)
         self.apply(self._init)
+        if cfg.has_memory:  # after _init: the reader's zero-initialised outputs must stay zero
+            from maskworld.models.memory_reader import MemoryReader
+
+            self.memory = MemoryReader(d, cfg.n_heads, cfg.n_layers, cfg.grid, cfg.compressed_frames)
         self._mask_cache: dict = {}
 
     @staticmethod
@@ -181,13 +199,20 @@ class Dynamics(nn.Module):
             self._mask_cache[key] = torch.cat([top, bottom], 0)[None, None]
         return self._mask_cache[key]
 
-    def forward(self, clean_BTN, masked_BTN, actions_BT):
+    def memory_kv(self, memory):
+        """MemoryInput (per query frame) -> per-layer keys/values, or None when the model or caller has none."""
+        if memory is None or not self.cfg.has_memory:
+            return None
+        return self.memory.kv(memory, self.tok_emb, self.pos_emb[1:])
+
+    def forward(self, clean_BTN, masked_BTN, actions_BT, memory=None, return_pose: bool = False):
         """Two-stream training pass.
 
         clean_BTN: context tokens (possibly corrupted); masked_BTN: same frames with MASK ids where
-        the model must predict; actions_BT: action into each frame (NULL for episode starts).
+        the model must predict; actions_BT: action into each frame (NULL for episode starts);
+        memory: a MemoryInput with B*T query rows (frame t of clip b = row b*T + t), read by the masked stream.
         Returns token logits (B,T,N,V) for the masked stream, reward logits (B,T,3) and termination
-        logits (B,T) from the clean stream.
+        logits (B,T) from the clean stream (+ pose-change logits (B,T,36) with return_pose).
         """
         B, T, N = clean_BTN.shape
         S = N + 1
@@ -195,16 +220,23 @@ class Dynamics(nn.Module):
         pos = torch.arange(T, device=x.device).repeat_interleave(S).repeat(2)[None].expand(B, -1)
         cos, sin = rope_angles(pos, self.cfg.d_model // self.cfg.n_heads, self.cfg.rope_base)
         mask = self._train_mask(T, x.device)
-        for blk in self.blocks:
+        mkv = self.memory_kv(memory)
+        for i, blk in enumerate(self.blocks):
             x, _ = blk(x, cos, sin, mask)
+            if mkv is not None:  # the masked stream reads memory: one query row per frame
+                m = x[:, T * S :].reshape(B * T, S, -1)
+                x = torch.cat([x[:, : T * S], (m + self.memory.read(i, m, mkv)).view(B, T * S, -1)], 1)
         x = self.ln_f(x)
         clean, masked = x[:, : T * S].view(B, T, S, -1), x[:, T * S :].view(B, T, S, -1)
         tok_logits = self.tok_head(masked[:, :, 1:])  # (B,T,N,V)
         head_in = clean[:, :, 0]  # (B,T,D): clean action position sees the whole frame
-        return tok_logits, self.reward_head(head_in), self.term_head(head_in).squeeze(-1)
+        out = (tok_logits, self.reward_head(head_in), self.term_head(head_in).squeeze(-1))
+        if return_pose:
+            out = out + (self.pose_head(head_in) if self.cfg.pose_head else None,)
+        return out
 
     # ---------------------------------------------------------------- inference (KV cache)
-    def _frame_pass(self, x_BSD, pos_B, cache: KVCache | None):
+    def _frame_pass(self, x_BSD, pos_B, cache: KVCache | None, mkv=None):
         B, S, _ = x_BSD.shape
         pos = pos_B[:, None].expand(B, S)
         cos, sin = rope_angles(pos, self.cfg.d_model // self.cfg.n_heads, self.cfg.rope_base)
@@ -217,19 +249,23 @@ class Dynamics(nn.Module):
         for i, blk in enumerate(self.blocks):
             past = (cache.k[i], cache.v[i]) if cache is not None else None
             x_BSD, kv = blk(x_BSD, cos, sin, mask, past)
+            if mkv is not None:
+                x_BSD = x_BSD + self.memory.read(i, x_BSD, mkv)
             new_kv.append(kv)
         return self.ln_f(x_BSD), new_kv
 
-    def predict_logits(self, tokens_BN, actions_B, pos_B, cache: KVCache | None) -> torch.Tensor:
-        """Masked-stream pass for the frame being decoded -> token logits (B,N,V). Cache untouched."""
+    def predict_logits(self, tokens_BN, actions_B, pos_B, cache: KVCache | None, mkv=None) -> torch.Tensor:
+        """Masked-stream pass for the frame being decoded -> token logits (B,N,V). Cache untouched.
+
+        mkv: `memory_kv(MemoryInput)` with B rows, computed once per decoded frame (None = memory off)."""
         x = self.embed_frames(tokens_BN[:, None], actions_B[:, None], 1)
-        h, _ = self._frame_pass(x, pos_B, cache)
+        h, _ = self._frame_pass(x, pos_B, cache, mkv)
         return self.tok_head(h[:, 1:])
 
-    def commit(self, tokens_BN, actions_B, pos_B, cache: KVCache | None):
+    def commit(self, tokens_BN, actions_B, pos_B, cache: KVCache | None, return_pose: bool = False):
         """Clean-stream pass of a finished frame: appends its K/V to the cache (sliding window).
 
-        Returns (new cache, reward logits (B,3), termination logits (B,)).
+        Returns (new cache, reward logits (B,3), termination logits (B,)) (+ pose-change logits (B,36)).
         """
         cfg = self.cfg
         x = self.embed_frames(tokens_BN[:, None], actions_B[:, None], 0)
@@ -244,7 +280,10 @@ class Dynamics(nn.Module):
         valid = torch.cat([cache.valid, torch.ones(B, S, dtype=torch.bool, device=h.device)], 1)[:, -keep:]
         new = KVCache(ks, vs, valid, min(cache.frames + 1, cfg.window - 1))
         head_in = h[:, 0]
-        return new, self.reward_head(head_in), self.term_head(head_in).squeeze(-1)
+        out = (new, self.reward_head(head_in), self.term_head(head_in).squeeze(-1))
+        if return_pose:
+            out = out + (self.pose_head(head_in) if cfg.pose_head else None,)
+        return out
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -100,15 +100,18 @@ def maskgit_decode(predict, B: int, N: int, mask_id: int, cfg: SamplerConfig, ge
 
 
 @torch.no_grad()
-def decode_frame(model: Dynamics, cache: KVCache | None, actions_B, pos_B, cfg: SamplerConfig, gens) -> torch.Tensor:
-    """Next frame's tokens (B, N) with the KV cache: each step runs only the new frame."""
+def decode_frame(model: Dynamics, cache: KVCache | None, actions_B, pos_B, cfg: SamplerConfig, gens, memory=None) -> torch.Tensor:
+    """Next frame's tokens (B, N) with the KV cache: each step runs only the new frame.
+
+    memory: a MemoryInput (B rows) or None; its keys/values are computed once and read by every step."""
     if cfg.order == "autoregressive":
         return decode_autoregressive(model, cache, actions_B, pos_B, cfg.temperature, gens)
     if cfg.order != "maskgit":
         raise ValueError(f"unknown sampler order {cfg.order!r}; use 'maskgit' or 'autoregressive'")
     B, N = actions_B.shape[0], model.cfg.tokens_per_frame
+    mkv = model.memory_kv(memory)
     return maskgit_decode(
-        lambda t: model.predict_logits(t, actions_B, pos_B, cache), B, N, model.cfg.mask_id, cfg, gens, actions_B.device
+        lambda t: model.predict_logits(t, actions_B, pos_B, cache, mkv), B, N, model.cfg.mask_id, cfg, gens, actions_B.device
     )
 
 

@@ -34,14 +34,58 @@ def reward_class(r: torch.Tensor) -> torch.Tensor:
     return (torch.sign(r) + 1).long()
 
 
-def make_batch(cache, batch: int, window: int, rng: np.random.Generator, num_actions: int, device):
+def make_batch(cache, batch: int, window: int, rng: np.random.Generator, num_actions: int, device, cfg=None):
+    """-> tok (B,T,N), act (B,T), rew (B,T), term (B,T), extra {memory parts (B,T,...), pose_target (B,T)}.
+
+    `extra` is filled only for a model with memory or a pose head (cfg), from the cache's poses."""
     b = cache.sample(batch, window, rng)
     tok = torch.from_numpy(np.asarray(b["tokens"])).long().to(device).flatten(2)  # (B,T,N)
     act = torch.from_numpy(np.asarray(b["actions_in"])).long().to(device)  # (B,T)
     act = torch.where((act < 0) | (act > num_actions), torch.full_like(act, num_actions), act)
     rew = torch.from_numpy(np.asarray(b["rewards_in"], dtype=np.float32)).to(device)
     term = torch.from_numpy(np.asarray(b["terminated_in"])).float().to(device)
-    return tok, act, rew, term
+    extra = {}
+    if cfg is not None and (cfg.has_memory or cfg.pose_head):
+        extra = memory_extra(cache, b, cfg, rng, device)
+    return tok, act, rew, term, extra
+
+
+def memory_extra(cache, b: dict, cfg: DynamicsConfig, rng: np.random.Generator, device) -> dict:
+    """Memory tokens of every clip frame (maskworld.memory.retrieval) and pose-change targets."""
+    from maskworld.memory.pose import delta_class
+    from maskworld.memory.retrieval import training_memory
+
+    if cache.poses is None:
+        from maskworld.errors import UserError
+
+        raise UserError(f"{cache.path} has no poses: memory and the pose head need data that records agent_pos/agent_dir "
+                        "(MiniGrid envs); retrain with --memory 0")
+    rows, first = b["rows"], b["first_rows"]
+    ret, rel, comp = training_memory(cache.poses, rows, first, cfg.window, cfg.memory_frames, cfg.compressed_frames, rng)
+    prev_ok = rows - 1 >= first
+    target = np.where(prev_ok, delta_class(cache.poses[np.maximum(rows - 1, 0)], cache.poses[rows]), -1)
+    g = cfg.grid
+
+    def gather(r):  # (B,T,k) rows, -1 = none -> tokens (B,T,k,N)
+        t = cache.tokens[np.maximum(r, 0).reshape(-1)].reshape(*r.shape, g * g).astype(np.int64)
+        return torch.from_numpy(t).to(device)
+
+    out = {"pose_target": torch.from_numpy(target).long().to(device)}
+    if cfg.memory_frames:
+        out["retrieved"], out["rel"] = gather(ret), torch.from_numpy(rel).to(device)
+    if cfg.compressed_frames:
+        out["compressed"], out["comp_valid"] = gather(comp), torch.from_numpy(comp >= 0).to(device)
+    return out
+
+
+def memory_input(extra: dict):
+    """(B,T,...) memory parts -> a MemoryInput with B*T query rows, or None."""
+    from maskworld.models.memory_reader import MemoryInput
+
+    if not any(k in extra for k in ("retrieved", "compressed")):
+        return None
+    flat = {k: v.flatten(0, 1) for k, v in extra.items() if k != "pose_target"}
+    return MemoryInput(flat.get("retrieved"), flat.get("rel"), flat.get("compressed"), flat.get("comp_valid"))
 
 
 def mask_tokens(tok_BTN: torch.Tensor, mask_id: int, gen: torch.Generator | None = None):
@@ -66,8 +110,11 @@ def corrupt(tok_BTN: torch.Tensor, vocab: int, max_rate: float, gen=None) -> tor
 
 
 def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0.1, gen=None,
-                    part: dist.Part | None = None, forward=None):
+                    part: dist.Part | None = None, forward=None, extra: dict | None = None):
     """Token, reward and termination losses and masked-token accuracy.
+
+    `extra` (from make_batch): memory read by the predicted frames, and pose-change targets whose loss
+    is added to the termination loss's slot only when the model has a pose head (see `pose_loss`).
 
     With `part` (several ranks) tok/act/rew/term are the global batch: masks are drawn for all of it,
     the model runs on this rank's share, and each loss is this rank's sum over the global count
@@ -82,7 +129,15 @@ def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0
         n_mask, n_real = m.sum().clamp_min(1), real.sum().clamp_min(1)
         sl = part.slice(len(tok))
         tok, act, rew, term, masked, m, clean, real = (t[sl] for t in (tok, act, rew, term, masked, m, clean, real))
-    logits, r_logits, d_logits = forward(clean, masked, act)
+        extra = {k: v[sl] for k, v in (extra or {}).items()}
+    extra = extra or {}
+    logits, r_logits, d_logits, p_logits = forward(clean, masked, act, memory_input(extra), return_pose=True)
+    if p_logits is not None and "pose_target" in extra:
+        # the pose head rides on the termination slot: the sum is what training minimises and logs
+        pl = F.cross_entropy(p_logits.flatten(0, 1), extra["pose_target"].flatten(), ignore_index=-1)
+        d_extra = pl if bool((extra["pose_target"] >= 0).any()) else torch.zeros((), device=tok.device)
+    else:
+        d_extra = None
     if part is None:
         tok_loss = F.cross_entropy(logits[m], tok[m])
         if real.any():
@@ -91,12 +146,14 @@ def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0
         else:
             r_loss = d_loss = torch.zeros((), device=tok.device)
         acc = (logits[m].argmax(-1) == tok[m]).float().mean()
-        return tok_loss, r_loss, d_loss, acc
+        return tok_loss, r_loss, d_loss + (d_extra if d_extra is not None else 0.0), acc
     w = part.world
     tok_loss = F.cross_entropy(logits[m], tok[m], reduction="sum") * w / n_mask
     r_loss = F.cross_entropy(r_logits[real], reward_class(rew[real]), reduction="sum") * w / n_real
     d_loss = F.binary_cross_entropy_with_logits(d_logits[real], term[real], reduction="sum") * w / n_real
     acc = (logits[m].argmax(-1) == tok[m]).float().sum() * w / n_mask
+    if d_extra is not None:
+        d_loss = d_loss + d_extra  # this rank's mean (pose targets are dense; a small DDP approximation)
     return tok_loss, r_loss, d_loss, acc
 
 
@@ -106,8 +163,8 @@ def evaluate_dynamics(model: Dynamics, cache, window: int, device, batches: int 
     gen = torch.Generator().manual_seed(seed)
     out = {"loss": 0.0, "acc": 0.0}
     for _ in range(batches):
-        tok, act, rew, term = make_batch(cache, batch, window, rng, model.cfg.num_actions, device)
-        tl, _, _, acc = dynamics_losses(model, tok, act, rew, term, corrupt_max=0.0, gen=gen)
+        tok, act, rew, term, extra = make_batch(cache, batch, window, rng, model.cfg.num_actions, device, model.cfg)
+        tl, _, _, acc = dynamics_losses(model, tok, act, rew, term, corrupt_max=0.0, gen=gen, extra=extra)
         out["loss"] += tl.item() / batches
         out["acc"] += acc.item() / batches
     return out
@@ -132,9 +189,9 @@ def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: 
 
         t0 = time.time()
         # global split: the whole global batch (dynamics_losses keeps `part`); rank split: this rank's own rows
-        tok, act, rew, term = make_batch(train_cache, dist.rows_to_draw(batch), cfg.window, rng, cfg.num_actions, device)
+        tok, act, rew, term, extra = make_batch(train_cache, dist.rows_to_draw(batch), cfg.window, rng, cfg.num_actions, device, cfg)
         with autocast(device):
-            tl, rl, dl, acc = dynamics_losses(model, tok, act, rew, term, corrupt_max, part=part, forward=fwd)
+            tl, rl, dl, acc = dynamics_losses(model, tok, act, rew, term, corrupt_max, part=part, forward=fwd, extra=extra)
         loss = tl + 0.5 * rl + 0.5 * dl
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -74,6 +74,17 @@ class TrainArgs:
     lam_steps: int | None = None
     label_transitions: int = 200
     """Labelled transitions (from training episodes) that fit the real->latent action map, when the store has actions."""
+    memory: int = 0
+    """Memory M: retrieved frames read by each predicted frame (0 = off). Needs poses in the data (MiniGrid)."""
+    compressed: int | None = None
+    """Memory M: frames just older than the window read at a quarter of their tokens (default 2 with --memory)."""
+
+
+def _check_memory(a: TrainArgs) -> None:
+    if a.memory < 0 or a.memory > 16:
+        raise UserError(f"--memory {a.memory}: give 0 (off) to 16 retrieved frames")
+    if a.compressed is not None and not 0 <= a.compressed <= 16:
+        raise UserError(f"--compressed {a.compressed}: give 0 (off) to 16 frames")
 
 
 def _check_latent(a: TrainArgs) -> None:
@@ -202,6 +213,15 @@ def stage_dynamics(a: TrainArgs, store, tok, train_ids, val_ids, budget: Budget,
     if not has_actions and a.latent_actions > 0:
         lam, lam_info, budget = stage_lam(a, store, tok, train_cache, val_cache, budget, device, work)
         cfg.num_actions = lam.cfg.num_codes
+    compressed = a.compressed if a.compressed is not None else (2 if a.memory else 0)
+    if a.memory or compressed:
+        if train_cache.poses is None:
+            raise UserError(f"memory needs poses in the data: {a.data} records no agent_pos/agent_dir (collect a MiniGrid "
+                            "env, e.g. MiniGrid-Landmarks-v0), or train without --memory/--compressed")
+        if cfg.grid % 2:
+            raise UserError(f"--compressed pools 2x2 tokens and needs an even token grid, not {cfg.grid}")
+        cfg.memory_frames, cfg.compressed_frames, cfg.pose_head = a.memory, compressed, True
+        print0(f"[memory] {a.memory} retrieved frames by pose, {compressed} compressed frames, pose head on")
     dist.check_batch("--batch", a.batch or preset.dyn_batch)
     print0(f"[dynamics] budget {budget.describe()}, window {cfg.window} frames, {cfg.d_model}d x {cfg.n_layers} layers")
     model, m = train_dynamics(train_cache, val_cache, cfg, a.batch or preset.dyn_batch, preset.lr, budget, work, device, a.resume,
@@ -278,6 +298,7 @@ def run_train(a: TrainArgs, stages=("tokenizer", "dynamics")) -> Path:
 def _run_train(a: TrainArgs, stages, out: Path, device) -> Path:
     tok_budget, dyn_budget = _budgets(a)  # argument errors first: nothing is written before they pass
     _check_latent(a)
+    _check_memory(a)
     store = open_store(a.data)
     work = out / "_work"
     if out.exists() and any(out.iterdir()) and not a.resume and "tokenizer" in stages and (work / "ckpt_tokenizer").exists():

@@ -8,6 +8,12 @@ Design choices:
   and committed to the cache as if the world had produced it; in a world trained on action-free
   video, a missing action is inferred by the latent-action model from the previous frame.
 - `step` never clamps: an action outside the action space is an error.
+- Memory M (worlds trained with `--memory`): every committed frame goes into the session's MemoryBank
+  with its pose key: the environment's pose when the caller gives one (`observe(..., pose=)`,
+  `step(..., pose=)`), else the world's own estimate (its pose head's predicted move, integrated from
+  (0, 0, 0) at the first frame). Each decoded frame reads the nearest remembered frames and the
+  compressed frames just older than the window. `memory=False` switches the reads off (ablation; the
+  bank still fills, so it can be switched back on). The bank is part of the saved session.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import numpy as np
 import torch
 
 from maskworld.errors import UserError
+from maskworld.memory.bank import MemoryBank
+from maskworld.memory.pose import integrate
 from maskworld.models.dynamics import KVCache
 from maskworld.models.sampler import decode_frame
 from maskworld.world.world import World, as_uint8_frame
@@ -29,8 +37,14 @@ def _reward_value(logits_B3: torch.Tensor) -> torch.Tensor:
 
 
 class Session:
-    def __init__(self, world: World, seed: int = 0):
+    def __init__(self, world: World, seed: int = 0, memory: bool | None = None):
         self.world = world
+        cfg = world.dynamics.cfg
+        self.memory_on = cfg.has_memory if memory is None else bool(memory) and cfg.has_memory
+        self.memory_k = cfg.memory_frames
+        """Retrieved frames read per step (<= the trained number; fewer = cheaper)."""
+        self.bank = MemoryBank(cfg.tokens_per_frame)
+        self.pose = np.zeros(3, np.int64)  # pose of the last frame (estimated unless given)
         self.seed = seed
         self.gen = torch.Generator().manual_seed(seed)
         self.cache: KVCache | None = None
@@ -45,8 +59,8 @@ class Session:
 
     # ------------------------------------------------------------------ start
     @classmethod
-    def start(cls, world: World, prompt=None, seed: int = 0, actions=None) -> "Session":
-        s = cls(world, seed)
+    def start(cls, world: World, prompt=None, seed: int = 0, actions=None, memory: bool | None = None) -> "Session":
+        s = cls(world, seed, memory)
         if prompt is None:
             s._generate_first()
             return s
@@ -70,9 +84,10 @@ class Session:
         self._commit(toks, null)
 
     @torch.no_grad()
-    def observe(self, frame, action: int | None = None) -> int | None:
+    def observe(self, frame, action: int | None = None, pose=None) -> int | None:
         """F: feed a real frame (and the action that led to it, if known) into the world's context.
 
+        pose: the environment's (x, y, dir) of this frame, if known (memory keys); else the world estimates it.
         Returns the action committed with it: the given one, the latent code the LAM inferred, or None."""
         w = self.world
         img = as_uint8_frame(frame, w.meta.size)
@@ -85,19 +100,46 @@ class Session:
             before = torch.from_numpy(self.prev_tokens.astype(np.int64))[None].to(dev) if self.prev_tokens is not None else None
             action = int(w.lam.infer(last, toks.view(1, g, g), before)[0])
         a = w.dynamics.cfg.null_action if action is None else self._check_action(action)
-        self._commit(toks, torch.tensor([a], device=dev))
+        self._commit(toks, torch.tensor([a], device=dev), pose)
         return action
 
-    def _commit(self, toks_1N: torch.Tensor, action_1: torch.Tensor):
+    def _commit(self, toks_1N: torch.Tensor, action_1: torch.Tensor, pose=None):
         w = self.world
         pos = torch.tensor([self.pos], device=toks_1N.device)
-        self.cache, r, d = w.dynamics.commit(toks_1N, action_1, pos, self.cache)
+        self.cache, r, d, p = w.dynamics.commit(toks_1N, action_1, pos, self.cache, return_pose=True)
+        self._remember(toks_1N[0], p[0] if p is not None else None, pose)
         self.pos += 1
         g = w.dynamics.cfg.grid
         self.prev_tokens = self.tokens
         self.tokens = toks_1N[0].view(g, g).cpu().numpy().astype(np.uint16)
         self.frame = w.tokenizer.render_uint8(toks_1N.view(1, g, g))[0].cpu().numpy()
         return r, d
+
+    def _remember(self, toks_N: torch.Tensor, pose_logits, pose) -> None:
+        """Store the committed frame with its pose: given, else the estimate moved by the pose head."""
+        if pose is not None:
+            self.pose = np.asarray(pose, np.int64).reshape(3)
+        elif pose_logits is not None and self.bank.size > 0:
+            self.pose = integrate(self.pose, int(pose_logits.argmax()))
+        self.bank.append(toks_N.cpu().numpy().astype(np.uint16), self.pose)
+
+    def memory_input_row(self):
+        """This session's memory for its next frame: (retrieved, rel, compressed, comp_valid) numpy arrays."""
+        cfg = self.world.dynamics.cfg
+        m = self.memory_k if self.memory_on else 0
+        ret, rel, comp, valid = self.bank.query(self.pos, self.pose, cfg.window, cfg.memory_frames, cfg.compressed_frames)
+        if m < cfg.memory_frames:  # fewer reads (or memory off): the rest of the slots are empty
+            from maskworld.memory.pose import REL_EMPTY
+
+            rel[m:] = REL_EMPTY
+        if not self.memory_on:
+            valid[:] = False
+        return ret, rel, comp, valid
+
+    @property
+    def memory_frames(self) -> int:
+        """Frames the session's memory holds (what the play page shows)."""
+        return self.bank.size
 
     # ------------------------------------------------------------------ stepping
     def _check_action(self, action) -> int:
@@ -108,9 +150,9 @@ class Session:
             raise UserError(f"action {action} is outside the action space 0..{n - 1} ({', '.join(self.world.action_meanings)})")
         return int(action)
 
-    def step(self, action: int):
-        """-> (frame (H,W,3) uint8, reward float, done bool)."""
-        return step_many(self.world, [self], [action])[0]
+    def step(self, action: int, pose=None):
+        """-> (frame (H,W,3) uint8, reward float, done bool). pose: the environment's pose of the new frame, if known."""
+        return step_many(self.world, [self], [action], None if pose is None else [pose])[0]
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> tuple[dict, dict]:
@@ -118,6 +160,8 @@ class Session:
         t: dict[str, torch.Tensor] = {"rng": self.gen.get_state(), "tokens": torch.from_numpy(self.tokens.astype(np.int32))}
         if self.prev_tokens is not None:
             t["prev_tokens"] = torch.from_numpy(self.prev_tokens.astype(np.int32))
+        t.update(self.bank.state())
+        t["memory.pose"] = torch.from_numpy(self.pose.copy())
         if self.cache is not None:
             for i, (k, v) in enumerate(zip(self.cache.k, self.cache.v)):
                 t[f"cache.k.{i}"], t[f"cache.v.{i}"] = k.cpu(), v.cpu()
@@ -125,12 +169,17 @@ class Session:
         info = {
             "seed": self.seed, "pos": self.pos, "steps": self.steps, "total_reward": self.total_reward,
             "done": self.done, "actions": self.actions, "cache_frames": self.cache.frames if self.cache else 0,
+            "memory_on": self.memory_on, "memory_k": self.memory_k,
         }
         return t, info
 
     @classmethod
     def from_state(cls, world: World, tensors: dict, info: dict) -> "Session":
-        s = cls(world, int(info["seed"]))
+        s = cls(world, int(info["seed"]), info.get("memory_on"))
+        s.memory_k = int(info.get("memory_k", s.memory_k))
+        s.bank = MemoryBank.from_state(tensors, world.dynamics.cfg.tokens_per_frame)
+        if "memory.pose" in tensors:
+            s.pose = tensors["memory.pose"].numpy().astype(np.int64)
         s.gen.set_state(tensors["rng"])
         s.pos, s.steps = int(info["pos"]), int(info["steps"])
         s.total_reward, s.done, s.actions = float(info["total_reward"]), bool(info["done"]), list(info["actions"])
@@ -189,8 +238,25 @@ def _split_cache(cache: KVCache, frames: list[int]) -> list[KVCache]:
 
 
 @torch.no_grad()
-def step_many(world: World, sessions: list[Session], actions: list[int]):
-    """One batched MaskGIT decode + commit for all sessions. -> [(frame, reward, done)]."""
+def _memory_input(world: World, sessions: list[Session]):
+    """The batch's MemoryInput, or None when no session reads memory (then the model runs exactly as without)."""
+    from maskworld.models.memory_reader import MemoryInput
+
+    cfg = world.dynamics.cfg
+    if not cfg.has_memory or not any(s.memory_on for s in sessions):
+        return None
+    rows = [s.memory_input_row() for s in sessions]
+    dev = world.device
+    ret, rel, comp, valid = (torch.from_numpy(np.stack([r[i] for r in rows])).to(dev) for i in range(4))
+    return MemoryInput(ret if cfg.memory_frames else None, rel if cfg.memory_frames else None,
+                       comp if cfg.compressed_frames else None, valid if cfg.compressed_frames else None)
+
+
+@torch.no_grad()
+def step_many(world: World, sessions: list[Session], actions: list[int], poses=None):
+    """One batched MaskGIT decode + commit for all sessions. -> [(frame, reward, done)].
+
+    poses: optional environment poses (x, y, dir) of the new frames, one per session (memory keys)."""
     if len(sessions) != len(actions):
         raise UserError(f"{len(sessions)} sessions but {len(actions)} actions")
     if not sessions:
@@ -201,8 +267,8 @@ def step_many(world: World, sessions: list[Session], actions: list[int]):
     cache = _stack_caches([s.cache for s in sessions])
     a = torch.tensor(acts, device=dev)
     pos = torch.tensor([s.pos for s in sessions], device=dev)
-    toks = decode_frame(dyn, cache, a, pos, world.sampler, [s.gen for s in sessions])
-    new_cache, r_logits, d_logits = dyn.commit(toks, a, pos, cache)
+    toks = decode_frame(dyn, cache, a, pos, world.sampler, [s.gen for s in sessions], _memory_input(world, sessions))
+    new_cache, r_logits, d_logits, p_logits = dyn.commit(toks, a, pos, cache, return_pose=True)
     g = dyn.cfg.grid
     frames = world.tokenizer.render_uint8(toks.view(-1, g, g)).cpu().numpy()
     rewards = _reward_value(r_logits).cpu().numpy()
@@ -210,6 +276,7 @@ def step_many(world: World, sessions: list[Session], actions: list[int]):
     caches = _split_cache(new_cache, [min(s.cache.frames + 1, dyn.cfg.window - 1) for s in sessions])
     out = []
     for i, s in enumerate(sessions):
+        s._remember(toks[i], p_logits[i] if p_logits is not None else None, None if poses is None else poses[i])
         s.cache, s.pos, s.steps = caches[i], s.pos + 1, s.steps + 1
         s.prev_tokens, s.tokens = s.tokens, toks[i].view(g, g).cpu().numpy().astype(np.uint16)
         s.frame = frames[i]

@@ -105,12 +105,17 @@ class World:
     def action_meanings(self) -> list[str]:
         return self.meta.action_meanings or [f"ACTION_{i}" for i in range(self.num_actions)]
 
-    def session(self, prompt=None, seed: int = 0, actions=None):
+    def session(self, prompt=None, seed: int = 0, actions=None, memory: bool | None = None):
         """A new session. prompt: None (generate the first frame), an image (H,W,3 uint8 / PIL / path)
-        or frames (T,H,W,3) with optional `actions` (T,) leading into each frame."""
+        or frames (T,H,W,3) with optional `actions` (T,) leading into each frame. memory: read memory M
+        (default: on for worlds trained with it; False = the window only, for comparison)."""
         from maskworld.world.session import Session
 
-        return Session.start(self, prompt=prompt, seed=seed, actions=actions)
+        return Session.start(self, prompt=prompt, seed=seed, actions=actions, memory=memory)
+
+    @property
+    def has_memory(self) -> bool:
+        return self.dynamics.cfg.has_memory
 
     def step_many(self, sessions, actions):
         """Step many sessions in one batched forward pass; returns a list of (frame, reward, done)."""
