@@ -37,6 +37,7 @@ KNOWN_ENVS: list[tuple[str, str]] = [
     ("MiniGrid-FourRooms-v0", "MiniGrid four rooms; --view partial (egocentric) or full; records agent_pos/agent_dir"),
     ("MiniGrid-Empty-8x8-v0", "MiniGrid empty room"),
     ("MiniGrid-DoorKey-8x8-v0", "MiniGrid door + key"),
+    ("MiniGrid-Landmarks-v0", "MiniGrid four rooms with coloured landmarks, new layout per seed (revisit benchmark)"),
     ("crafter", "Crafter open-world survival (records agent_pos)"),
     ("procgen:coinrun", "Procgen CoinRun (needs maskworld[procgen]); any procgen:<game> works"),
     ("procgen:maze", "Procgen Maze"),
