@@ -16,7 +16,7 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-def _tiny_parts(num_actions: int):
+def _tiny_parts(num_actions: int, **dyn_kw):
     """A seeded random tiny tokenizer and dynamics model (no training)."""
     import torch
 
@@ -26,7 +26,7 @@ def _tiny_parts(num_actions: int):
     torch.manual_seed(0)
     tok = Tokenizer(TokenizerConfig(channels=16, num_res=1))
     dyn = Dynamics(DynamicsConfig(vocab_size=tok.cfg.vocab_size, grid=tok.cfg.grid, num_actions=num_actions, d_model=32,
-                                  n_layers=2, n_heads=2, window=4))
+                                  n_layers=2, n_heads=2, window=4, **dyn_kw))
     return tok, dyn
 
 
@@ -57,4 +57,23 @@ def tiny_latent_world(tmp_path):
                                                     "fit_transitions": 200}})
     w = World(tok, dyn, SamplerConfig(steps=2), meta, lam=lam)
     w.save(tmp_path / "latent_world")
+    return w
+
+
+@pytest.fixture
+def tiny_memory_world(tmp_path):
+    """A random tiny MiniGrid world with memory M (2 retrieved + 2 compressed frames, pose head). The reader's
+    zero-initialised outputs are randomised so that what memory holds changes the frames (untrained, it would not)."""
+    import torch
+
+    from maskworld.models.sampler import SamplerConfig
+    from maskworld.world.world import World, WorldMeta
+
+    tok, dyn = _tiny_parts(7, memory_frames=2, compressed_frames=2, pose_head=True)
+    with torch.no_grad():
+        for r in dyn.memory.reads:
+            r.out.weight.normal_(0, 0.5)
+    meanings = ["LEFT", "RIGHT", "FORWARD", "PICKUP", "DROP", "TOGGLE", "DONE"]
+    w = World(tok, dyn, SamplerConfig(steps=2), WorldMeta(env_id="MiniGrid-Landmarks-v0", action_meanings=meanings))
+    w.save(tmp_path / "memory_world")
     return w

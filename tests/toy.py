@@ -41,3 +41,39 @@ def make_toy_store(path, episodes=40, T=24, seed=0) -> str:
         for _ in range(episodes):
             w.add(toy_episode(rng, T))
     return str(path)
+
+
+def places_episode(rng, T=60, cells=6, vocab=16) -> Episode:
+    """A line of `cells` places, each showing its own random 2x2 token pattern, new every episode: what a
+    place looks like can only be known by having seen it (memory), never from the weights. Actions: LEFT,
+    RIGHT, STAY. Frames are 8x8: token k of the pattern is a 4x4 block of value 16k (see `places_tokens`)."""
+    pats = rng.integers(0, vocab, (cells, 2, 2))
+    x = int(rng.integers(cells))
+
+    def draw(x):
+        return np.repeat(np.repeat(pats[x] * 16, 4, 0), 4, 1).astype(np.uint8)[..., None].repeat(3, -1)
+
+    frames, acts, pos = [draw(x)], [], [x]
+    for _ in range(T):
+        a = int(rng.integers(3))
+        x = min(max(x + (-1, 1, 0)[a], 0), cells - 1)
+        frames.append(draw(x))
+        acts.append(a)
+        pos.append(x)
+    info = {"agent_pos": np.array([[p, 0] for p in pos]), "agent_dir": np.zeros(T + 1, np.int64)}
+    return Episode.from_lists(frames, acts, [0.0] * T, [False] * T, [False] * T, info=info)
+
+
+def places_tokens(frames: np.ndarray) -> np.ndarray:
+    """(N,8,8,3) places frames -> (N,2,2) tokens (the exact inverse of the drawing)."""
+    return frames[:, ::4, ::4, 0].astype(np.int64) // 16
+
+
+def make_places_store(path, episodes=60, T=60, seed=0) -> str:
+    rng = np.random.default_rng(seed)
+    meta = {"env_id": "toy/places", "size": 8, "num_actions": 3, "has_actions": True,
+            "action_meanings": ["LEFT", "RIGHT", "STAY"], "info_keys": ["agent_pos", "agent_dir"]}
+    with StoreWriter(path, meta) as w:
+        for _ in range(episodes):
+            w.add(places_episode(rng, T))
+    return str(path)

@@ -7,6 +7,7 @@ import argparse
 EXAMPLES = """examples:
   maskworld eval worlds/minigrid --data data/minigrid --html report.html --json eval.json
   maskworld eval worlds/minigrid --data data/minigrid --episodes 50 --seed 1 --update-card
+  maskworld eval worlds/landmarks --data data/landmarks --revisit      # + the memory benchmark
 How to read the report and every JSON key: docs/EVAL.md
 """
 
@@ -29,6 +30,10 @@ def register(sub) -> None:
     p.add_argument("--update-card", action="store_true", help="write the metrics into the world's model card (world.json)")
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    p.add_argument("--revisit", action="store_true", help="also run the memory benchmark (`maskworld revisit`; MiniGrid worlds)")
+    from maskworld.commands.revisit_cmd import add_revisit_args
+
+    add_revisit_args(p, prefix="revisit-")
     p.set_defaults(func=run)
 
 
@@ -69,6 +74,12 @@ def run(args) -> int:
     if args.temperature is not None:
         world.sampler.temperature = args.temperature
     store = EpisodeStore(args.data)
+    if args.revisit:  # checked before the long protocol runs
+        from maskworld.commands.revisit_cmd import parse_ints
+
+        parse_ints(args.revisit_gaps, "--revisit-gaps")
+        if args.revisit_memory_k:
+            parse_ints(args.revisit_memory_k, "--revisit-memory-k")
     metrics, artifacts = evaluate(world, store, episodes=args.episodes, seed=args.seed, idm_steps=args.idm_steps,
                                   progress=args.progress, world_path=args.world, data_path=args.data)
     metrics["meta.sampler_steps"] = world.sampler.steps
@@ -80,6 +91,10 @@ def run(args) -> int:
     for h in metrics["meta.horizons"]:
         print(f"  horizon {h:2d}: world {metrics[f'rollout.psnr.{h}']:.2f} dB, copy-last {metrics[f'baseline.copy_last.psnr.{h}']:.2f}, "
               f"tokenizer ceiling {metrics[f'baseline.tokenizer.psnr.{h}']:.2f}")
+    if args.revisit:
+        from maskworld.commands.revisit_cmd import run_revisit
+
+        metrics.update(run_revisit(world, args, prefix="revisit-", progress=args.progress, seed=args.seed))
     if args.json:
         atomic_write_text(args.json, json.dumps(metrics, indent=1, sort_keys=True))
         print(f"wrote {args.json}")

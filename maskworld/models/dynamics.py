@@ -167,7 +167,7 @@ class Dynamics(nn.Module):
         if cfg.has_memory:  # after _init: the reader's zero-initialised outputs must stay zero
             from maskworld.models.memory_reader import MemoryReader
 
-            self.memory = MemoryReader(d, cfg.n_heads, cfg.n_layers, cfg.grid, cfg.compressed_frames)
+            self.memory = MemoryReader(d, cfg.n_heads, cfg.n_layers, cfg.grid, cfg.compressed_frames, cfg.num_actions)
         self._mask_cache: dict = {}
 
     @staticmethod
@@ -199,11 +199,12 @@ class Dynamics(nn.Module):
             self._mask_cache[key] = torch.cat([top, bottom], 0)[None, None]
         return self._mask_cache[key]
 
-    def memory_kv(self, memory):
-        """MemoryInput (per query frame) -> per-layer keys/values, or None when the model or caller has none."""
+    def memory_kv(self, memory, actions_Q: torch.Tensor):
+        """MemoryInput + the action into each query frame (Q,) -> per-layer keys/values, or None when the model
+        or the caller has no memory."""
         if memory is None or not self.cfg.has_memory:
             return None
-        return self.memory.kv(memory, self.tok_emb, self.pos_emb[1:])
+        return self.memory.kv(memory, self.tok_emb, self.pos_emb[1:], actions_Q)
 
     def forward(self, clean_BTN, masked_BTN, actions_BT, memory=None, return_pose: bool = False):
         """Two-stream training pass.
@@ -220,7 +221,7 @@ class Dynamics(nn.Module):
         pos = torch.arange(T, device=x.device).repeat_interleave(S).repeat(2)[None].expand(B, -1)
         cos, sin = rope_angles(pos, self.cfg.d_model // self.cfg.n_heads, self.cfg.rope_base)
         mask = self._train_mask(T, x.device)
-        mkv = self.memory_kv(memory)
+        mkv = self.memory_kv(memory, actions_BT.reshape(-1))
         for i, blk in enumerate(self.blocks):
             x, _ = blk(x, cos, sin, mask)
             if mkv is not None:  # the masked stream reads memory: one query row per frame
@@ -257,7 +258,7 @@ class Dynamics(nn.Module):
     def predict_logits(self, tokens_BN, actions_B, pos_B, cache: KVCache | None, mkv=None) -> torch.Tensor:
         """Masked-stream pass for the frame being decoded -> token logits (B,N,V). Cache untouched.
 
-        mkv: `memory_kv(MemoryInput)` with B rows, computed once per decoded frame (None = memory off)."""
+        mkv: `memory_kv(MemoryInput, actions_B)` with B rows, computed once per decoded frame (None = memory off)."""
         x = self.embed_frames(tokens_BN[:, None], actions_B[:, None], 1)
         h, _ = self._frame_pass(x, pos_B, cache, mkv)
         return self.tok_head(h[:, 1:])

@@ -13,6 +13,10 @@ Design choices (issue 7; WorldMem / Context-as-Memory read retrieved frames, Fra
   play (measured by `maskworld eval --revisit`).
 - Compressed frames: 2x2 average pooling of the token embeddings (a quarter of the tokens), with an
   age embedding (FramePack keeps recent frames sharp and older ones coarse).
+- The query also carries the action being taken (a per-layer action embedding added to it): which
+  remembered frame shows the next view depends on the move (after "turn left" it is the one to the left),
+  and keys hold the relative pose additively, so action-query x pose-key scores learn that choice
+  directly (measured on the places toy: without it the reader stayed unused for 1,500 steps).
 - A learned "nothing" key is always present, so a query with an empty memory attends somewhere; output
   projections start at zero, so an untrained reader leaves the model unchanged.
 """
@@ -43,10 +47,11 @@ class MemoryInput:
 
 
 class MemoryKV:
-    """Per-layer keys/values of the memory tokens: k[l], v[l] (Q, nh, Lm, hd); mask (Q, 1, 1, Lm) bool."""
+    """Per-layer keys/values of the memory tokens: k[l], v[l] (Q, nh, Lm, hd); mask (Q, 1, 1, Lm) bool;
+    aq[l] (Q, 1, D) the action's query term."""
 
-    def __init__(self, k: list, v: list, mask: torch.Tensor):
-        self.k, self.v, self.mask = k, v, mask
+    def __init__(self, k: list, v: list, mask: torch.Tensor, aq: list):
+        self.k, self.v, self.mask, self.aq = k, v, mask, aq
 
 
 class CrossRead(nn.Module):
@@ -63,22 +68,27 @@ class CrossRead(nn.Module):
         k, v = self.kv(self.ln_m(mem_QLD)).view(Q, L, 2, self.nh, self.hd).permute(2, 0, 3, 1, 4)
         return k, v
 
-    def forward(self, x_QSD: torch.Tensor, k, v, mask) -> torch.Tensor:
+    def forward(self, x_QSD: torch.Tensor, k, v, mask, aq) -> torch.Tensor:
         Q, S, D = x_QSD.shape
-        q = self.q(self.ln_q(x_QSD)).view(Q, S, self.nh, self.hd).transpose(1, 2)
+        q = (self.q(self.ln_q(x_QSD)) + aq).view(Q, S, self.nh, self.hd).transpose(1, 2)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.out(y.transpose(1, 2).reshape(Q, S, D))
 
 
 class MemoryReader(nn.Module):
-    def __init__(self, d: int, nh: int, n_layers: int, grid: int, compressed_frames: int):
+    def __init__(self, d: int, nh: int, n_layers: int, grid: int, compressed_frames: int, num_actions: int):
         super().__init__()
         self.grid = grid
+        self.act_q = nn.ModuleList([nn.Embedding(num_actions + 1, d) for _ in range(n_layers)])  # + NULL
         self.rel_emb = nn.Embedding(REL_CLASSES, d)
         self.kind_emb = nn.Parameter(torch.zeros(2, d))  # 0 = retrieved, 1 = compressed
         self.age_emb = nn.Parameter(torch.zeros(max(1, compressed_frames), d))
         self.null = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.reads = nn.ModuleList([CrossRead(d, nh) for _ in range(n_layers)])
+        # the model's own init scale (std 0.02): a default N(0, 1) relative-pose embedding would drown the
+        # token embeddings it is added to, and the reader could not tell remembered frames apart
+        for e in [self.rel_emb, *self.act_q]:
+            nn.init.normal_(e.weight, std=0.02)
 
     def embed(self, mem: MemoryInput, tok_emb: nn.Embedding, pos_emb_ND: torch.Tensor):
         """-> memory tokens (Q, Lm, D) and their validity (Q, Lm)."""
@@ -103,10 +113,11 @@ class MemoryReader(nn.Module):
         valid.insert(0, torch.ones(Q, 1, dtype=torch.bool, device=parts[0].device))
         return torch.cat(parts, 1), torch.cat(valid, 1)
 
-    def kv(self, mem: MemoryInput, tok_emb: nn.Embedding, pos_emb_ND: torch.Tensor) -> MemoryKV:
+    def kv(self, mem: MemoryInput, tok_emb: nn.Embedding, pos_emb_ND: torch.Tensor, actions_Q: torch.Tensor) -> MemoryKV:
+        """actions_Q: the action into each query frame."""
         e, valid = self.embed(mem, tok_emb, pos_emb_ND)
         ks, vs = zip(*(r.keys(e) for r in self.reads))
-        return MemoryKV(list(ks), list(vs), valid[:, None, None, :])
+        return MemoryKV(list(ks), list(vs), valid[:, None, None, :], [a(actions_Q)[:, None] for a in self.act_q])
 
     def read(self, layer: int, x_QSD: torch.Tensor, mkv: MemoryKV) -> torch.Tensor:
-        return self.reads[layer](x_QSD, mkv.k[layer], mkv.v[layer], mkv.mask)
+        return self.reads[layer](x_QSD, mkv.k[layer], mkv.v[layer], mkv.mask, mkv.aq[layer])

@@ -109,7 +109,7 @@ def decode_frame(model: Dynamics, cache: KVCache | None, actions_B, pos_B, cfg: 
     if cfg.order != "maskgit":
         raise ValueError(f"unknown sampler order {cfg.order!r}; use 'maskgit' or 'autoregressive'")
     B, N = actions_B.shape[0], model.cfg.tokens_per_frame
-    mkv = model.memory_kv(memory)
+    mkv = model.memory_kv(memory, actions_B)
     return maskgit_decode(
         lambda t: model.predict_logits(t, actions_B, pos_B, cache, mkv), B, N, model.cfg.mask_id, cfg, gens, actions_B.device
     )

@@ -300,6 +300,9 @@ def _run_train(a: TrainArgs, stages, out: Path, device) -> Path:
     _check_latent(a)
     _check_memory(a)
     store = open_store(a.data)
+    if (a.memory or a.compressed) and "dynamics" in stages and not {"agent_pos", "agent_dir"} <= set(store.meta.get("info_keys", [])):
+        raise UserError(f"memory needs poses in the data: {a.data} records no agent_pos/agent_dir (collect a MiniGrid env, "
+                        "e.g. MiniGrid-Landmarks-v0), or train without --memory/--compressed")
     work = out / "_work"
     if out.exists() and any(out.iterdir()) and not a.resume and "tokenizer" in stages and (work / "ckpt_tokenizer").exists():
         raise UserError(f"{out} already holds a training run; pass --resume to continue it, or choose another --out")

@@ -1,0 +1,207 @@
+"""The revisit benchmark: does the world remember a place after being away longer than its window?
+
+Protocol (issue 7; DESIGN.md "Evaluation"): scripted out-and-back trials in procedurally generated
+MiniGrid layouts with landmarks (maskworld.eval.revisit_trials): the world is given the real frames of the
+outbound leg (a 360-degree scan of a place), then imagines the gap of g steps and the return leg from the
+logged actions. Scored on the return leg (the same scan of the same place):
+- `psnr` / `ssim` against the real frames;
+- `self_psnr`: against the world's own frames of the same poses before the gap (self-consistency);
+- `recall`: landmark recall (right object, right place, right colour) on the returning frames.
+
+Arms, in one run on the same trials and seeds:
+- `memory`: memory M as trained, keys from the world's own pose estimates (nothing given but frames and
+  actions, like play);
+- `no_memory`: the same weights reading nothing (the window only);
+- `oracle`: oracle retrieval: the memory holds the real frames, keyed by the true poses;
+- `copy_last`: the last given frame, repeated.
+`memory_k{k}` arms (optional) read only k retrieved frames: how many to read is chosen by measurement.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from maskworld.errors import UserError
+from maskworld.eval.metrics import psnr_per_frame, ssim_per_frame
+
+ARMS = ("memory", "no_memory", "oracle")
+
+
+def _tokenize(world, frames: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        t = world.tokenizer.tokenize_uint8(torch.from_numpy(np.ascontiguousarray(frames)).to(world.device))
+    return t.flatten(1).cpu().numpy()
+
+
+def _run_arm(world, trials, arm: str, seed: int, k: int | None = None) -> list[np.ndarray]:
+    """Imagine every trial of one gap under one arm -> per trial its frames (L, H, W, 3) (outbound: the
+    world's reading of the real frames; then its own)."""
+    from maskworld.world.session import Session, step_many
+
+    memory = arm != "no_memory"
+    sessions, frames = [], []
+    oracle = arm == "oracle"
+    for i, tr in enumerate(trials):
+        s = Session(world, seed=seed + i, memory=memory)
+        if k is not None:
+            s.memory_k = k
+        own = []
+        for j in range(tr.outbound):
+            a = int(tr.actions_in[j])
+            s.observe(tr.frames[j], None if a < 0 else a, pose=tr.poses[j] if oracle else None)
+            own.append(s.frame)
+        sessions.append(s)
+        frames.append(own)
+    real_tokens = [_tokenize(world, tr.frames) for tr in trials] if oracle else None
+    L = len(trials[0].frames)
+    for j in range(trials[0].outbound, L):
+        acts = [int(tr.actions_in[j]) for tr in trials]
+        out = step_many(world, sessions, acts, [tr.poses[j] for tr in trials] if oracle else None)
+        for i, (f, _, _) in enumerate(out):
+            frames[i].append(f)
+            if oracle:  # what was really seen there, at the true pose
+                sessions[i].bank.replace(sessions[i].bank.size - 1, real_tokens[i][j])
+    return [np.stack(f) for f in frames]
+
+
+def _scores(trials, gen: list[np.ndarray]) -> dict:
+    from maskworld.eval.revisit_trials import landmark_recall
+
+    ps, ss, self_ps, hits, total = [], [], [], 0, 0
+    for tr, g in zip(trials, gen):
+        pred, real, before = g[tr.ret], tr.frames[tr.ret], g[tr.match]
+        ps.append(psnr_per_frame(pred, real))
+        ss.append(ssim_per_frame(pred, real))
+        self_ps.append(psnr_per_frame(pred, before))
+        h, n = landmark_recall(pred, tr.views[tr.ret])
+        hits, total = hits + h, total + n
+    return {"psnr": float(np.concatenate(ps).mean()), "ssim": float(np.concatenate(ss).mean()),
+            "self_psnr": float(np.concatenate(self_ps).mean()), "recall": hits / total if total else None,
+            "landmarks": total}
+
+
+def revisit(world, env_id: str | None = None, gaps=(8, 16, 32, 64, 128, 256), per_gap: int = 8, seed: int = 0,
+            memory_k: tuple = (), progress: bool = True) -> dict:
+    """Run the benchmark -> flat metrics `revisit.<arm>.<metric>.<g>` plus `revisit.gain.*` summaries."""
+    from tqdm import tqdm
+
+    from maskworld.eval.revisit_trials import make_trials
+
+    env_id = env_id or world.meta.env_id
+    if not env_id.startswith("MiniGrid-"):
+        raise UserError(f"the revisit benchmark runs on MiniGrid layouts (poses and landmarks); {env_id!r} is not one: "
+                        "pass --env MiniGrid-Landmarks-v0 with a world trained on it")
+    if not world.has_memory:
+        print("note: this world has no memory M (trained without --memory): the memory arms equal no_memory")
+    for k in memory_k:
+        if not 1 <= k <= world.dynamics.cfg.memory_frames:
+            raise UserError(f"--memory-k {k}: this world reads 1..{world.dynamics.cfg.memory_frames} retrieved frames")
+    size = world.meta.size
+    arms = list(ARMS) + [f"memory_k{k}" for k in memory_k]
+    out: dict = {"revisit.env": env_id, "revisit.gaps": list(gaps), "revisit.trials_per_gap": per_gap,
+                 "revisit.window": world.dynamics.cfg.window, "revisit.arms": arms + ["copy_last"]}
+    t0 = time.time()
+    bar = tqdm(total=len(gaps) * len(arms), desc="revisit", unit="arm", disable=not progress or None)
+    for g in gaps:
+        trials = make_trials(env_id, gaps=(g,), per_gap=per_gap, seed=seed, size=size)
+        out[f"revisit.away.{g}"] = float(np.mean([getattr(t, "away", 0) for t in trials]))
+        last = [np.repeat(t.frames[t.outbound - 1][None], len(t.frames), 0) for t in trials]
+        for key, v in _scores(trials, last).items():
+            out[f"revisit.copy_last.{key}.{g}"] = v
+        for arm in arms:
+            k = int(arm.split("_k")[1]) if "_k" in arm else None
+            gen = _run_arm(world, trials, "memory" if k else arm, seed, k)
+            for key, v in _scores(trials, gen).items():
+                out[f"revisit.{arm}.{key}.{g}"] = v
+            bar.update(1)
+    bar.close()
+    for g in gaps:
+        off, mem, orc = (out[f"revisit.{a}.psnr.{g}"] for a in ("no_memory", "memory", "oracle"))
+        out[f"revisit.gain.psnr.{g}"] = mem - off
+        out[f"revisit.gain.oracle_psnr.{g}"] = orc - off
+        out[f"revisit.gain.share_of_oracle.{g}"] = (mem - off) / (orc - off) if orc - off > 1e-6 else None
+    out["revisit.seconds"] = time.time() - t0
+    return out
+
+
+def memory_cost(world, history: int = 1000, steps: int = 50, seed: int = 0) -> dict:
+    """Play speed with memory on vs off after `history` steps, and bytes per remembered frame."""
+    from maskworld.world.session import Session
+
+    rng = np.random.default_rng(seed)
+    s = Session.start(world, seed=seed)
+    sizes = {}
+    for i in range(history):
+        s.step(int(rng.integers(min(3, world.num_actions))))
+        if i + 1 in (history // 4, history // 2, history):
+            sizes[i + 1] = s.bank.nbytes
+    acts = [int(a) for a in rng.integers(min(3, world.num_actions), size=steps)]
+    fps = {}
+    for on in (False, True, False, True):  # interleaved: the machine is shared and noisy
+        s.memory_on = on and world.has_memory
+        t = time.perf_counter()
+        for a in acts:
+            s.step(a)
+        fps.setdefault(on, []).append(steps / (time.perf_counter() - t))
+    off, on = max(fps[False]), max(fps[True])
+    out = {"memory.history_steps": history, "memory.fps_off": off, "memory.fps_on": on,
+           "memory.speed_cost": 1 - on / off, "memory.bytes_per_frame": s.bank.nbytes / s.bank.size}
+    for n, b in sizes.items():
+        out[f"memory.bytes.{n}"] = b
+    return out
+
+
+def curves_svg(metrics: dict, metric: str = "psnr", width: int = 560, height: int = 300) -> str:
+    """Revisit curves over g (log axis) of one metric, one line per arm -> SVG text."""
+    gaps = metrics["revisit.gaps"]
+    colors = {"memory": "#d62728", "no_memory": "#1f77b4", "oracle": "#2ca02c", "copy_last": "#7f7f7f"}
+    series = {a: [(g, metrics.get(f"revisit.{a}.{metric}.{g}")) for g in gaps] for a in metrics["revisit.arms"]}
+    vals = [v for pts in series.values() for _, v in pts if v is not None]
+    if not vals:
+        return "<svg xmlns='http://www.w3.org/2000/svg'/>"
+    lo, hi = min(vals), max(vals)
+    lo, hi = (lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9))
+    ml, mr, mt, mb = 55, 130, 20, 40
+    x0, x1 = math.log2(gaps[0]), max(math.log2(gaps[-1]), math.log2(gaps[0]) + 1)
+
+    def px(g):
+        return ml + (math.log2(g) - x0) / (x1 - x0) * (width - ml - mr)
+
+    def py(v):
+        return mt + (hi - v) / (hi - lo) * (height - mt - mb)
+
+    p = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
+         f'<rect x="{ml}" y="{mt}" width="{width - ml - mr}" height="{height - mt - mb}" fill="none" stroke="#ccc"/>']
+    for i in range(5):
+        v = lo + (hi - lo) * i / 4
+        p.append(f'<text x="{ml - 6}" y="{py(v) + 4:.1f}" text-anchor="end">{v:.3g}</text>')
+    p += [f'<text x="{px(g):.1f}" y="{height - mb + 15}" text-anchor="middle">{g}</text>' for g in gaps]
+    p.append(f'<text x="{(ml + width - mr) / 2}" y="{height - 6}" text-anchor="middle">gap g (steps away)</text>'
+             f'<text x="12" y="{(mt + height - mb) / 2}" transform="rotate(-90 12 {(mt + height - mb) / 2})" '
+             f'text-anchor="middle">revisit {metric}</text>')
+    for i, (arm, pts) in enumerate(series.items()):
+        c = colors.get(arm, ["#9467bd", "#8c564b", "#e377c2", "#bcbd22"][i % 4])
+        xy = [(px(g), py(v)) for g, v in pts if v is not None]
+        p.append(f'<polyline points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in xy)}" fill="none" stroke="{c}" stroke-width="2"/>')
+        ly = mt + 10 + 16 * i
+        p.append(f'<line x1="{width - mr + 10}" x2="{width - mr + 28}" y1="{ly}" y2="{ly}" stroke="{c}" stroke-width="2"/>'
+                 f'<text x="{width - mr + 32}" y="{ly + 4}">{arm}</text>')
+    p.append("</svg>")
+    return "".join(p)
+
+
+def summary_lines(m: dict) -> list[str]:
+    lines = []
+    arms = m["revisit.arms"]
+    lines.append("  gap  " + "".join(f"{a:>22s}" for a in arms) + "   (PSNR dB / landmark recall)")
+    for g in m["revisit.gaps"]:
+        cells = []
+        for a in arms:
+            r = m.get(f"revisit.{a}.recall.{g}")
+            cells.append(f"{m[f'revisit.{a}.psnr.{g}']:8.2f} / {'-' if r is None else f'{r:.2f}':>5s}")
+        lines.append(f"  {g:4d} " + "".join(f"{c:>22s}" for c in cells))
+    return lines

@@ -1,0 +1,175 @@
+"""Memory M: pose codes, retrieval, a model that learns to read memory (and can fail to), sessions that keep it."""
+
+import numpy as np
+import pytest
+import torch
+
+from maskworld.memory.bank import MemoryBank
+from maskworld.memory.pose import REL_EMPTY, delta_class, distance, integrate, rel_code
+from maskworld.memory.retrieval import select, training_memory
+
+
+def test_pose_changes_integrate_back():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        a = np.array([*rng.integers(-5, 5, 2), rng.integers(4)])
+        step = [np.array([1, 0]), np.array([-1, 0]), np.array([0, 1]), np.array([0, -1]), np.array([0, 0])][rng.integers(5)]
+        b = np.array([*(a[:2] + step), (a[2] + rng.integers(4)) % 4])
+        assert (integrate(a, int(delta_class(a, b))) == b).all()
+
+
+def test_relative_codes_depend_only_on_the_offset():
+    # the same offset seen from anywhere, facing anywhere, gets the same code
+    for d in range(4):
+        ref = np.array([3, 7, d])
+        fwd = np.array([[1, 0], [0, 1], [-1, 0], [0, -1]])[d]
+        assert rel_code(ref, np.array([3 + fwd[0], 7 + fwd[1], d])) == rel_code(np.array([0, 0, 0]), np.array([1, 0, 0]))
+    assert rel_code(np.zeros(3, int), np.array([0, 0, 0])) != REL_EMPTY
+
+
+def test_select_nearest_one_per_pose_most_recent_first():
+    poses = np.array([[0, 0, 0], [5, 5, 0], [0, 0, 0], [1, 0, 0], [0, 0, 2], [9, 9, 1]])
+    idx = select(np.array([0, 0, 0]), poses, 3)
+    assert list(idx) == [2, 3, 4]  # the later of the two views at (0,0,0); far ones never
+    assert len(select(np.array([20, 20, 0]), poses, 3)) == 0
+
+
+def test_training_memory_looks_only_beyond_the_window():
+    rng = np.random.default_rng(0)
+    poses = np.stack([np.arange(30) % 3, np.zeros(30, int), np.zeros(30, int)], 1)  # pacing over 3 cells
+    rows = np.array([[20, 21, 22, 23]])
+    ret, rel, comp = training_memory(poses, rows, np.zeros_like(rows), window=4, m=2, c=2, rng=rng, drop=0.0)
+    for t in range(4):
+        p = rows[0, t]
+        assert (ret[0, t] >= 0).all() and (ret[0, t] <= p - 4).all()  # two distinct places, both older than the window
+        assert list(comp[0, t]) == [p - 5, p - 4]
+    # at an episode's start there is nothing to remember
+    ret, rel, comp = training_memory(poses, np.array([[0, 1, 2, 3]]), np.zeros((1, 4), int), 4, 2, 2, rng, 0.0)
+    assert (ret == -1).all() and (rel == REL_EMPTY).all() and (comp == -1).all()
+
+
+def test_bank_grows_linearly_and_round_trips():
+    b = MemoryBank(64)
+    for i in range(100):
+        b.append(np.full(64, i, np.uint16), np.array([i, 0, 0]))
+    assert b.nbytes == 100 * (64 * 2 + 24)
+    c = MemoryBank.from_state(b.state(), 64)
+    assert (c.tokens == b.tokens).all() and (c.poses == b.poses).all()
+    ret, rel, comp, valid = b.query(pos=100, ref_pose=np.array([10, 0, 0]), window=4, m=2, c=2)
+    assert ret[0, 0] == 10 and list(valid) == [True, True] and comp[1, 0] == 96
+
+
+STEPS = 600
+
+
+@pytest.fixture(scope="module")
+def places_model(tmp_path_factory):
+    """A tiny dynamics model trained to read memory on the places toy (what a place shows is only in memory)."""
+    from maskworld.data.store import EpisodeStore
+    from maskworld.data.token_cache import write_token_cache
+    from maskworld.models.dynamics import DynamicsConfig
+    from maskworld.train.dynamics_train import train_dynamics
+    from maskworld.train.loop import Budget
+    from toy import make_places_store, places_tokens
+
+    d = tmp_path_factory.mktemp("places")
+    store = EpisodeStore(make_places_store(d / "data", episodes=60))
+    ids = list(range(len(store)))
+    train = write_token_cache(d / "train", store, ids[:50], places_tokens, progress=False)
+    val = write_token_cache(d / "val", store, ids[50:], places_tokens, progress=False)
+    cfg = DynamicsConfig(vocab_size=16, num_actions=3, grid=2, d_model=64, n_layers=2, n_heads=4, window=2,
+                         memory_frames=3, compressed_frames=0, pose_head=True)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model, _ = train_dynamics(train, val, cfg, batch=32, lr=2e-3, budget=Budget(steps=STEPS), work_dir=d / "work",
+                                  device=torch.device("cpu"), resume=False, progress=False, ckpt_minutes=100)
+    finally:
+        torch.set_num_threads(n)
+    return model.eval(), val
+
+
+def _accuracy(model, cache, memory: bool) -> float:
+    from maskworld.train.dynamics_train import dynamics_losses, make_batch
+
+    rng, gen, accs = np.random.default_rng(5), torch.Generator().manual_seed(5), []
+    with torch.no_grad():
+        for _ in range(8):
+            tok, act, rew, term, extra = make_batch(cache, 64, model.cfg.window, rng, 3, "cpu", model.cfg)
+            if not memory:
+                extra["rel"] = torch.full_like(extra["rel"], REL_EMPTY)
+            accs.append(dynamics_losses(model, tok, act, rew, term, corrupt_max=0.0, gen=gen, extra=extra)[3].item())
+    return float(np.mean(accs))
+
+
+def test_model_learns_to_read_memory_and_fails_without_it(places_model):
+    model, val = places_model
+    on, off = _accuracy(model, val, True), _accuracy(model, val, False)
+    # a place's pattern is random per episode: without memory a new place is a guess (1/16 per token)
+    assert on > off + 0.15, (on, off)
+
+
+def test_untrained_reader_changes_nothing():
+    from maskworld.models.dynamics import Dynamics, DynamicsConfig
+    from maskworld.models.memory_reader import MemoryInput
+
+    torch.manual_seed(0)
+    m = Dynamics(DynamicsConfig(vocab_size=20, grid=4, num_actions=3, d_model=32, n_layers=2, n_heads=2, window=3,
+                                memory_frames=2, compressed_frames=2)).eval()
+    tok = torch.randint(0, 20, (2, 3, 16))
+    act = torch.randint(0, 3, (2, 3))
+    mem = MemoryInput(torch.randint(0, 20, (6, 2, 16)), torch.zeros(6, 2, dtype=torch.long),
+                      torch.randint(0, 20, (6, 2, 16)), torch.ones(6, 2, dtype=torch.bool))
+    a, b = m(tok, tok, act)[0], m(tok, tok, act, memory=mem)[0]
+    assert torch.equal(a, b)  # zero-initialised outputs: adding memory to a trained world starts from it
+
+
+def test_session_memory_survives_save_and_resume(tiny_memory_world, one_thread):
+    from maskworld.world.session import Session
+
+    w = tiny_memory_world
+    s = w.session(seed=3)
+    rng = np.random.default_rng(0)
+    for a in rng.integers(0, 3, 500):
+        s.step(int(a))
+    assert s.memory_frames == 501
+    blob, info = s.to_bytes()
+    r = Session.from_bytes(w, blob, info)
+    assert r.memory_frames == 501 and (r.bank.tokens == s.bank.tokens).all() and (r.pose == s.pose).all()
+    # what it reads next (places seen before saving) and what it then shows are the same as without the save
+    for x, y in zip(s.memory_input_row(), r.memory_input_row()):
+        assert (x == y).all()
+    acts = [int(a) for a in rng.integers(0, 3, 10)]
+    assert all((s.step(a)[0] == r.step(a)[0]).all() for a in acts)
+
+
+def test_memory_switch_changes_frames_and_not_the_bank(tiny_memory_world):
+    w = tiny_memory_world
+    on, off = w.session(seed=1), w.session(seed=1, memory=False)
+    acts = [0, 2, 2, 1, 2, 2, 0, 0, 2, 1] * 3
+    fo = [on.step(a)[0] for a in acts]
+    ff = [off.step(a)[0] for a in acts]
+    assert off.memory_frames == on.memory_frames == len(acts) + 1
+    assert any((x != y).any() for x, y in zip(fo, ff))
+
+
+def test_revisit_benchmark_runs_and_memory_blind_world_gains_nothing(tiny_world, tiny_memory_world, tmp_path):
+    """The benchmark's gain can be zero: a world without memory gets exactly its no-memory score."""
+    from maskworld.eval.revisit import memory_cost, revisit
+    from maskworld.models.sampler import SamplerConfig
+    from maskworld.world.world import World, WorldMeta
+    from conftest import _tiny_parts
+
+    tok, dyn = _tiny_parts(7)
+    blind = World(tok, dyn, SamplerConfig(steps=1), WorldMeta(env_id="MiniGrid-Landmarks-v0"))
+    m = revisit(blind, gaps=(8,), per_gap=2, progress=False)
+    assert m["revisit.gain.psnr.8"] == 0.0 and m["revisit.memory.psnr.8"] == m["revisit.no_memory.psnr.8"]
+    mm = revisit(tiny_memory_world, gaps=(8,), per_gap=2, progress=False, memory_k=(1,))
+    for arm in ("memory", "no_memory", "oracle", "copy_last", "memory_k1"):
+        assert np.isfinite(mm[f"revisit.{arm}.psnr.8"]) and 0 <= mm[f"revisit.{arm}.recall.8"] <= 1
+    assert mm["revisit.memory.psnr.8"] != mm["revisit.no_memory.psnr.8"]
+    c = memory_cost(tiny_memory_world, history=40, steps=5)
+    bpf = tiny_memory_world.dynamics.cfg.tokens_per_frame * 2 + 24
+    assert c["memory.bytes_per_frame"] == bpf
+    assert [c[f"memory.bytes.{n}"] for n in (10, 20, 40)] == [(n + 1) * bpf for n in (10, 20, 40)]  # linear in steps
+    assert c["memory.fps_on"] > 0 and c["memory.fps_off"] > 0
