@@ -133,6 +133,7 @@ def test_play_in_chromium(server):
         fps = float(page.inner_text("#fps"))
         assert fps > 0
         assert int(page.inner_text("#step")) > 0
+        assert page.inner_text("#memory") == "off"  # a world trained without memory M
         assert page.inner_text("#bindings").count("\n") >= 2 and "LEFT" in page.inner_text("#bindings")
         page.keyboard.down("ArrowLeft")  # hold LEFT for a few ticks
         page.wait_for_function("() => window.mw.header.action === 0", timeout=20000)
@@ -233,4 +234,22 @@ def test_latent_world_in_chromium(latent_server):
         assert page.evaluate("() => window.mw.header.action") == 3
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "play_latent.png"))
+        assert not errors and not page.evaluate("window.mw.errors")
+
+
+@pytest.fixture
+def memory_server(tiny_memory_world, tmp_path):
+    yield from _serve([str(tiny_memory_world.path), "--fps", "15"], tmp_path)
+
+
+def test_memory_world_shows_what_memory_holds(memory_server):
+    """Memory is on by default in a world trained with it, and the page counts the frames it holds."""
+    with chromium_page() as (page, errors):
+        page.goto(memory_server + "?seed=0&mode=step")
+        page.wait_for_function("() => window.mw.header && window.mw.header.step === 0", timeout=30000)
+        start = int(page.inner_text("#memory"))
+        for i, key in enumerate(["ArrowUp", "ArrowLeft", "ArrowUp"], 1):
+            page.keyboard.press(key)
+            wait_step(page, i)
+        assert int(page.inner_text("#memory")) == start + 3
         assert not errors and not page.evaluate("window.mw.errors")

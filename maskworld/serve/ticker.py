@@ -248,4 +248,6 @@ def frame_header(c: PlayClient, s, model_ms=None, batch=None, action=None, rewar
         "seq": c.frames_sent, "w": w, "h": h, "fmt": c.fmt, "step": s.steps if step is None else step, "reward": reward,
         "total_reward": s.total_reward if total_reward is None else total_reward, "done": s.done if done is None else done,
         "model_ms": model_ms, "batch": batch, "action": action, "mode": c.mode, "name": c.name,
+        # frames held by memory M (None: the world has none, or it is switched off)
+        "memory": s.memory_frames if getattr(s, "memory_on", False) else None,
     }

@@ -52,6 +52,7 @@
     $("step").textContent = h.step;
     $("reward").textContent = Number(h.total_reward).toFixed(h.total_reward % 1 ? 2 : 0);
     $("done").textContent = h.done ? "yes" : "no";
+    $("memory").textContent = h.memory == null ? "off" : h.memory;
     if (h.model_ms != null) { $("model-ms").textContent = (h.model_ms / h.batch).toFixed(1); $("batch").textContent = h.batch; }
     if (h.name) $("save-name").placeholder = h.name;
     document.querySelectorAll("#bindings tr").forEach((tr) => tr.classList.toggle("active", Number(tr.dataset.code) === h.action));
