@@ -8,7 +8,7 @@ EXAMPLES = """examples:
   maskworld eval worlds/minigrid --data data/minigrid --html report.html --json eval.json
   maskworld eval worlds/minigrid --data data/minigrid --episodes 50 --seed 1 --update-card
   maskworld eval worlds/landmarks --data data/landmarks --revisit      # + the memory benchmark
-How to read the report and every JSON key: docs/EVAL.md
+How to read the report and every JSON key: README.md, "Evaluation and benchmarks"
 """
 
 

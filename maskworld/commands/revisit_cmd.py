@@ -7,7 +7,7 @@ import argparse
 EXAMPLES = """examples:
   maskworld revisit worlds/landmarks --json revisit.json --svg revisit.svg
   maskworld revisit worlds/landmarks --gaps 8,32,128 --trials 4 --memory-k 1,2
-How to read it: docs/EVAL.md ("Revisit benchmark")
+How to read it: README.md, "Memory M and the revisit benchmark"
 """
 
 

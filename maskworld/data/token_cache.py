@@ -181,13 +181,22 @@ class TokenCache:
         index inside the episode), rows (B,T) flat frame indices and first_rows (B,T) the flat index of
         each clip's episode start (memory retrieval looks at rows first_rows..rows-1).
         """
+        which, starts = self.draw_windows(batch, T, rng)
+        return self.windows(which, starts, T)
+
+    def draw_windows(self, batch: int, T: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(episode index (B,), start frame inside it (B,)) of `batch` uniform windows of T frames."""
         windows = np.maximum(self.lengths - T + 1, 0)
         cum = np.cumsum(windows)
         if cum.size == 0 or cum[-1] == 0:
             raise UserError(f"no episode in {self.path} has {T} frames (longest {int(self.lengths.max(initial=0))})")
         u = rng.integers(0, cum[-1], size=batch)
         which = np.searchsorted(cum, u, side="right")
-        starts = u - (cum[which] - windows[which])
+        return which, u - (cum[which] - windows[which])
+
+    def windows(self, which: np.ndarray, starts: np.ndarray, T: int) -> dict[str, np.ndarray]:
+        """The arrays of `sample` for given windows: episode index `which` (B,), start inside it `starts` (B,)."""
+        batch = len(which)
         rows = (self.offsets[which] + starts)[:, None] + np.arange(T)[None, :]  # (B,T) flat frame index
         return {
             "tokens": self.tokens[rows.reshape(-1)].reshape(batch, T, *self.grid).astype(np.int64),
@@ -196,7 +205,7 @@ class TokenCache:
             "terminated_in": self.terminated_in[rows],
             "truncated_in": self.truncated_in[rows],
             "episode_ids": self.episode_ids[which],
-            "starts": starts.astype(np.int64),
+            "starts": np.asarray(starts).astype(np.int64),
             "rows": rows,
             "first_rows": np.broadcast_to(self.offsets[which][:, None], rows.shape).copy(),
         }

@@ -2,7 +2,7 @@
 
 Everything runs on held-out episodes (the validation split the world was trained with, read from its
 model card), is deterministic given the seed and uses no downloaded weights. Metrics come back as a
-flat dict with stable dotted keys (documented in docs/EVAL.md); pictures for the HTML report come
+flat dict with stable dotted keys (documented in README.md, "Evaluation and benchmarks"); pictures for the HTML report come
 back separately.
 
 Design choices:

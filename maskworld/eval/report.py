@@ -109,6 +109,17 @@ def _horizon_table(m: dict) -> str:
     return f"<table><tr><th>horizon</th>{head}</tr>{body}</table>"
 
 
+def _revisit_section(m: dict) -> str:
+    """Memory curves over the gap, when `eval --revisit` ran."""
+    if "revisit.gaps" not in m:
+        return ""
+    from maskworld.eval.revisit import curves_svg
+
+    return ("<h2>Revisit (memory M)</h2><p class=note>Returning to a place after g steps away: PSNR against the real "
+            "frames and landmark recall, for memory on, memory off (window only), oracle retrieval and copy-last.</p>"
+            + curves_svg(m, "psnr") + curves_svg(m, "recall"))
+
+
 def write_html(path, metrics: dict, artifacts: dict, scale: int = 2) -> None:
     from maskworld.world.world import atomic_write_text
 
@@ -130,12 +141,13 @@ td,th{{border:1px solid #ddd;padding:4px 8px;text-align:left}} .note{{color:#666
 figure{{display:inline-block;margin:0.5em}} pre{{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:85%}}</style></head><body>
 <h1>{title}</h1>
 <p class=note>data {html.escape(str(m.get('meta.data', '')))}; {m.get('meta.episodes')} held-out episodes, context {m.get('meta.context')} real frames,
-seed {m.get('meta.seed')}, {m.get('meta.sampler_steps')} MaskGIT steps per frame, {m.get('meta.seconds')} s. How to read it: docs/EVAL.md.</p>
+seed {m.get('meta.seed')}, {m.get('meta.sampler_steps')} MaskGIT steps per frame, {m.get('meta.seconds')} s. How to read it: README.md, “Evaluation and benchmarks”.</p>
 <h2>Summary</h2>{_headline(m)}
 <h2>Open-loop PSNR vs horizon</h2>
 <p class=note>Higher is better. The world should sit above copy-last and below the tokenizer ceiling.</p>
 {psnr_plot_svg(artifacts.get('curve', {}))}
 {_horizon_table(m)}
+{_revisit_section(m)}
 <h2>Per-action grids</h2>{''.join(grids) or '<p>(the world has no actions)</p>'}
 <h2>Ground truth | generated</h2>{''.join(gifs)}
 <h2>All metrics (JSON)</h2><pre>{html.escape(json.dumps(m, indent=1))}</pre>
