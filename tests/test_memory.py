@@ -173,3 +173,35 @@ def test_revisit_benchmark_runs_and_memory_blind_world_gains_nothing(tiny_world,
     assert c["memory.bytes_per_frame"] == bpf
     assert [c[f"memory.bytes.{n}"] for n in (10, 20, 40)] == [(n + 1) * bpf for n in (10, 20, 40)]  # linear in steps
     assert c["memory.fps_on"] > 0 and c["memory.fps_off"] > 0
+
+
+def test_revisit_command_writes_json_and_svg(tiny_memory_world, tmp_path, capsys, one_thread):
+    import json
+
+    from maskworld.cli import main
+
+    out = tmp_path / "r.json"
+    assert main(["revisit", str(tiny_memory_world.path), "--gaps", "8", "--trials", "1", "--history", "20",
+                 "--json", str(out), "--svg", str(tmp_path / "r.svg"), "--no-progress"]) == 0
+    m = json.loads(out.read_text())
+    assert m["revisit.gaps"] == [8] and "revisit.gain.psnr.8" in m and m["memory.history_steps"] == 20
+    assert (tmp_path / "r.svg").read_text().startswith("<svg") and "memory gain" in capsys.readouterr().out
+
+
+def test_bad_memory_input_fails_clearly_before_writing(tiny_memory_world, tiny_world, tmp_path, capsys):
+    from maskworld.cli import main
+    from toy import make_toy_store
+
+    w = str(tiny_memory_world.path)
+    for bad, msg in ((["--gaps", "0,8"], "--gaps"), (["--gaps", "eight"], "--gaps"), (["--memory-k", "3"], "--memory-k 3"),
+                     (["--trials", "0"], "--trials"), (["--env", "ALE/Pong-v5"], "MiniGrid"), (["--json", str(tmp_path / "x.txt")], ".json")):
+        assert main(["revisit", w, *bad]) == 2, bad
+        assert msg in capsys.readouterr().err, bad
+    assert not (tmp_path / "x.txt").exists()
+    # memory needs poses: a store without agent_pos/agent_dir is refused before anything is written
+    data = make_toy_store(tmp_path / "toy", episodes=4, T=6)
+    for bad in (["--memory", "2"], ["--memory", "-1"], ["--compressed", "99"]):
+        out = tmp_path / "w"
+        assert main(["train", "world", "--data", data, "--out", str(out), "--steps", "2", *bad]) == 2
+        assert not out.exists(), bad
+    assert "agent_pos" in capsys.readouterr().err
