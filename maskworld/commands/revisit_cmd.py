@@ -6,7 +6,7 @@ import argparse
 
 EXAMPLES = """examples:
   maskworld revisit worlds/landmarks --json revisit.json --svg revisit.svg
-  maskworld revisit worlds/landmarks --gaps 8,32,128 --trials 4 --memory-k 1,2
+  maskworld revisit worlds/landmarks --gaps 8,32,128 --trials 4 --memory-k 1,2 --ablations
 How to read it: README.md, "Memory M and the revisit benchmark"
 """
 
@@ -28,6 +28,8 @@ def add_revisit_args(p, prefix: str = "") -> None:
     p.add_argument(f"--{prefix}trials", type=int, default=8, help="out-and-back trials per gap (default 8)")
     p.add_argument(f"--{prefix}env", help="MiniGrid env of the trials (default: the world's)")
     p.add_argument(f"--{prefix}memory-k", default="", help="also run arms reading only k retrieved frames, e.g. 1,2")
+    p.add_argument(f"--{prefix}ablations", action="store_true",
+                   help="also run retrieval_only, compressed_only and recent (choose by recency, not place) arms")
     p.add_argument(f"--{prefix}history", type=int, default=1000, help="steps of history for the memory speed cost (default 1000)")
 
 
@@ -58,7 +60,8 @@ def run_revisit(world, args, prefix: str = "", progress: bool = True, seed: int 
         raise UserError(f"--{prefix}trials {get('trials')}: give at least 1")
     if get("history") < 1:
         raise UserError(f"--{prefix}history {get('history')}: give at least 1")
-    m = revisit(world, env_id=get("env"), gaps=gaps, per_gap=get("trials"), seed=seed, memory_k=ks, progress=progress)
+    m = revisit(world, env_id=get("env"), gaps=gaps, per_gap=get("trials"), seed=seed, memory_k=ks,
+                ablations=get("ablations"), progress=progress)
     m.update(memory_cost(world, history=get("history"), seed=seed))
     for line in summary_lines(m):
         print(line)

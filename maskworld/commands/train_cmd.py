@@ -10,6 +10,7 @@ EXAMPLES = """examples:
   maskworld train tokenizer --data data/minigrid --out worlds/minigrid --minutes 15
   maskworld train dynamics  --data data/minigrid --out worlds/minigrid --minutes 45
   maskworld train world --data data/video --out worlds/video --minutes 60          # action-free: latent actions
+  maskworld train world --data data/empty8 --out worlds/empty8 --preset tiny --minutes 25 --event-share 0.25  # sparse reward
   maskworld train world --data data/coinrun --out worlds/coinrun-lam --ignore-actions --minutes 60
   torchrun --nproc-per-node 2 -m maskworld train world --data data/minigrid --out worlds/minigrid --preset tiny --steps 200
   torchrun --nproc-per-node 8 -m maskworld train world --data data/minigrid --out worlds/minigrid --preset base --minutes 60 --batch 256 --compile
@@ -49,6 +50,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "with poses, e.g. MiniGrid-Landmarks-v0)")
     p.add_argument("--compressed", type=int, metavar="C",
                    help="memory M: frames just older than the window, read at a quarter of their tokens (default 2 with --memory)")
+    p.add_argument("--event-share", type=float, metavar="F",
+                   help="share of each dynamics batch's clips that end on a reward or termination transition, so a "
+                        "sparse-reward world learns to imagine the rewarding step (default 0.25 when the data has any, "
+                        "else 0; 0 = uniform clips)")
     p.add_argument("--fsdp", action="store_true", help="shard parameters across GPUs with FSDP2 (under torchrun, CUDA only)")
     p.add_argument("--data-split", choices=["global", "rank"], default="global",
                    help="under torchrun: 'global' (default) = every process draws the same global batch and trains on its "
@@ -124,7 +129,8 @@ def run(args) -> int:
                   ignore_actions=args.ignore_actions, grid=args.grid, batch=args.batch, tok_batch=args.tok_batch, ckpt_minutes=args.ckpt_minutes, window=args.window,
                   fsdp=args.fsdp, compile=args.compile, data_split=args.data_split, command_line=args.command_line,
                   latent_actions=args.latent_actions, lam_share=args.lam_share, lam_steps=args.lam_steps,
-                  label_transitions=args.label_transitions, memory=args.memory, compressed=args.compressed)
+                  label_transitions=args.label_transitions, memory=args.memory, compressed=args.compressed,
+                  event_share=args.event_share)
     stages = {"world": ("tokenizer", "dynamics"), "tokenizer": ("tokenizer",), "dynamics": ("dynamics",)}[args.stage]
     if args.stage == "dynamics" and a.tok_steps is None and a.tok_minutes is None:
         a.tok_steps = 1  # unused: the tokenizer is loaded from OUT

@@ -14,7 +14,9 @@ Arms, in one run on the same trials and seeds:
 - `no_memory`: the same weights reading nothing (the window only);
 - `oracle`: oracle retrieval: the memory holds the real frames, keyed by the true poses;
 - `copy_last`: the last given frame, repeated.
-`memory_k{k}` arms (optional) read only k retrieved frames: how many to read is chosen by measurement.
+Ablations (`ablations=True`): `retrieval_only` (compressed frames off), `compressed_only` (retrieval off),
+`recent` (the retrieved frames are the most recent ones beyond the window instead of the nearest places), and
+`memory_k{k}` arms read only k retrieved frames: how many to read, and how to choose them, by measurement.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from maskworld.errors import UserError
 from maskworld.eval.metrics import psnr_per_frame, ssim_per_frame
 
 ARMS = ("memory", "no_memory", "oracle")
+ABLATIONS = {"retrieval_only": {"compressed": False}, "compressed_only": {"retrieved": False}, "recent": {"choose": "recent"}}
 
 
 def _tokenize(world, frames: np.ndarray) -> np.ndarray:
@@ -37,7 +40,7 @@ def _tokenize(world, frames: np.ndarray) -> np.ndarray:
     return t.flatten(1).cpu().numpy()
 
 
-def _run_arm(world, trials, arm: str, seed: int, k: int | None = None) -> list[np.ndarray]:
+def _run_arm(world, trials, arm: str, seed: int, k: int | None = None, parts: dict | None = None) -> list[np.ndarray]:
     """Imagine every trial of one gap under one arm -> per trial its frames (L, H, W, 3) (outbound: the
     world's reading of the real frames; then its own)."""
     from maskworld.world.session import Session, step_many
@@ -49,6 +52,7 @@ def _run_arm(world, trials, arm: str, seed: int, k: int | None = None) -> list[n
         s = Session(world, seed=seed + i, memory=memory)
         if k is not None:
             s.memory_k = k
+        s.memory_parts.update(parts or {})
         own = []
         for j in range(tr.outbound):
             a = int(tr.actions_in[j])
@@ -85,7 +89,7 @@ def _scores(trials, gen: list[np.ndarray]) -> dict:
 
 
 def revisit(world, env_id: str | None = None, gaps=(8, 16, 32, 64, 128, 256), per_gap: int = 8, seed: int = 0,
-            memory_k: tuple = (), progress: bool = True) -> dict:
+            memory_k: tuple = (), ablations: bool = False, progress: bool = True) -> dict:
     """Run the benchmark -> flat metrics `revisit.<arm>.<metric>.<g>` plus `revisit.gain.*` summaries."""
     from tqdm import tqdm
 
@@ -101,7 +105,7 @@ def revisit(world, env_id: str | None = None, gaps=(8, 16, 32, 64, 128, 256), pe
         if not 1 <= k <= world.dynamics.cfg.memory_frames:
             raise UserError(f"--memory-k {k}: this world reads 1..{world.dynamics.cfg.memory_frames} retrieved frames")
     size = world.meta.size
-    arms = list(ARMS) + [f"memory_k{k}" for k in memory_k]
+    arms = list(ARMS) + (list(ABLATIONS) if ablations else []) + [f"memory_k{k}" for k in memory_k]
     out: dict = {"revisit.env": env_id, "revisit.gaps": list(gaps), "revisit.trials_per_gap": per_gap,
                  "revisit.window": world.dynamics.cfg.window, "revisit.arms": arms + ["copy_last"]}
     t0 = time.time()
@@ -114,7 +118,7 @@ def revisit(world, env_id: str | None = None, gaps=(8, 16, 32, 64, 128, 256), pe
             out[f"revisit.copy_last.{key}.{g}"] = v
         for arm in arms:
             k = int(arm.split("_k")[1]) if "_k" in arm else None
-            gen = _run_arm(world, trials, "memory" if k else arm, seed, k)
+            gen = _run_arm(world, trials, "memory" if k or arm in ABLATIONS else arm, seed, k, ABLATIONS.get(arm))
             for key, v in _scores(trials, gen).items():
                 out[f"revisit.{arm}.{key}.{g}"] = v
             bar.update(1)

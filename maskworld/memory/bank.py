@@ -49,15 +49,20 @@ class MemoryBank:
         """Bytes of the stored frames (tokens + poses), excluding the doubling slack."""
         return self.size * (self.n * 2 + 3 * 8)
 
-    def query(self, pos: int, ref_pose: np.ndarray, window: int, m: int, c: int):
+    def query(self, pos: int, ref_pose: np.ndarray, window: int, m: int, c: int, choose: str = "pose"):
         """Memory for the frame at index `pos` (see maskworld.memory.retrieval for the rule).
 
+        choose: "pose" (the nearest places: what the model is trained with) or "recent" (the m most recent
+        frames beyond the window, whatever their place: the ablation that shows what choosing by pose buys).
         -> retrieved tokens (m,N) int64, rel codes (m,), compressed tokens (c,N) int64, compressed valid (c,)."""
         newest = min(pos - window, self.size - 1)
         ret = np.zeros((m, self.n), np.int64)
         rel = np.full(m, REL_EMPTY, np.int64)
         if m and newest >= 0:
-            idx = select(ref_pose, self.poses[: newest + 1], m)
+            if choose == "recent":
+                idx = np.arange(newest, max(newest - m, -1), -1)
+            else:
+                idx = select(ref_pose, self.poses[: newest + 1], m)
             ret[: len(idx)] = self._tok[idx]
             rel[: len(idx)] = rel_code(ref_pose, self._pose[idx])
         rows = np.arange(newest - c + 1, newest + 1)

@@ -15,6 +15,10 @@ of clips (token windows are a few KB) and draws the masks and corruption for all
 on its own contiguous part; the losses are normalised by the global counts of masked tokens and real
 transitions, so DDP's gradient mean is the single-process gradient (maskworld.train.dist).
 With `--data-split rank` each rank instead samples its share of `batch` from its own token cache.
+
+Event oversampling (`--event-share`, maskworld.data.event_sampler): a share of each batch's clips end on a
+reward or termination transition, so a sparse-reward world learns to imagine the rewarding step (issue 8).
+Validation stays on uniform clips, comparable across runs.
 """
 
 from __future__ import annotations
@@ -34,11 +38,13 @@ def reward_class(r: torch.Tensor) -> torch.Tensor:
     return (torch.sign(r) + 1).long()
 
 
-def make_batch(cache, batch: int, window: int, rng: np.random.Generator, num_actions: int, device, cfg=None):
+def make_batch(cache, batch: int, window: int, rng: np.random.Generator, num_actions: int, device, cfg=None,
+               clips=None):
     """-> tok (B,T,N), act (B,T), rew (B,T), term (B,T), extra {memory parts (B,T,...), pose_target (B,T)}.
 
-    `extra` is filled only for a model with memory or a pose head (cfg), from the cache's poses."""
-    b = cache.sample(batch, window, rng)
+    `extra` is filled only for a model with memory or a pose head (cfg), from the cache's poses.
+    clips: an EventClips over `cache` and `window` (event oversampling); None = uniform windows."""
+    b = clips.sample(batch, rng) if clips is not None else cache.sample(batch, window, rng)
     tok = torch.from_numpy(np.asarray(b["tokens"])).long().to(device).flatten(2)  # (B,T,N)
     act = torch.from_numpy(np.asarray(b["actions_in"])).long().to(device)  # (B,T)
     act = torch.where((act < 0) | (act > num_actions), torch.full_like(act, num_actions), act)
@@ -157,6 +163,12 @@ def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0
     return tok_loss, r_loss, d_loss, acc
 
 
+def clip_events(rew, term, act, null_action: int) -> float:
+    """Share of the batch's clips holding a reward or termination transition (logged: what oversampling did)."""
+    hit = ((rew != 0) | (term > 0)) & (act != null_action)  # (B,T)
+    return hit.any(1).float().mean().item()
+
+
 @torch.no_grad()
 def evaluate_dynamics(model: Dynamics, cache, window: int, device, batches: int = 4, batch: int = 16, seed: int = 1):
     rng = np.random.default_rng(seed)
@@ -172,7 +184,10 @@ def evaluate_dynamics(model: Dynamics, cache, window: int, device, batches: int 
 
 def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: float, budget: Budget, work_dir, device,
                    resume: bool, seed: int = 0, progress: bool = True, ckpt_minutes: float = 5.0, corrupt_max: float = 0.1,
-                   fsdp: bool = False, compile: bool = False):
+                   fsdp: bool = False, compile: bool = False, event_share: float = 0.0):
+    """event_share: share of each batch's clips that end on a reward/termination (maskworld.data.event_sampler)."""
+    from maskworld.data.event_sampler import EventClips
+
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = Dynamics(cfg).to(device)
@@ -183,13 +198,15 @@ def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: 
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=lr, betas=(0.9, 0.95))
     tokens_per_step = batch * cfg.window * cfg.frame_len
+    clips = EventClips(train_cache, cfg.window, event_share)
 
     def step_fn(step: int) -> dict:
         import time
 
         t0 = time.time()
         # global split: the whole global batch (dynamics_losses keeps `part`); rank split: this rank's own rows
-        tok, act, rew, term, extra = make_batch(train_cache, dist.rows_to_draw(batch), cfg.window, rng, cfg.num_actions, device, cfg)
+        tok, act, rew, term, extra = make_batch(train_cache, dist.rows_to_draw(batch), cfg.window, rng, cfg.num_actions, device, cfg,
+                                               clips)
         with autocast(device):
             tl, rl, dl, acc = dynamics_losses(model, tok, act, rew, term, corrupt_max, part=part, forward=fwd, extra=extra)
         loss = tl + 0.5 * rl + 0.5 * dl
@@ -198,7 +215,8 @@ def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: 
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         return {"loss": loss.item(), "tok_loss": tl.item(), "reward_loss": rl.item(), "term_loss": dl.item(),
-                "acc": acc.item(), "tok_s": tokens_per_step / max(time.time() - t0, 1e-9)}
+                "acc": acc.item(), "tok_s": tokens_per_step / max(time.time() - t0, 1e-9),
+                "event_clips": clip_events(rew, term, act, cfg.null_action)}
 
     metrics = run_loop("dynamics", model, opt, step_fn, budget, work_dir, lr, rng, resume,
                        eval_fn=lambda: evaluate_dynamics(model, val_cache, cfg.window, device), eval_every=500,

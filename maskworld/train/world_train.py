@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from maskworld.device import pick_device
+from maskworld.data.event_sampler import check_share
 from maskworld.errors import UserError
 from maskworld.models.sampler import SamplerConfig
 from maskworld.models.tokenizer import Tokenizer, TokenizerConfig
@@ -78,6 +79,9 @@ class TrainArgs:
     """Memory M: retrieved frames read by each predicted frame (0 = off). Needs poses in the data (MiniGrid)."""
     compressed: int | None = None
     """Memory M: frames just older than the window read at a quarter of their tokens (default 2 with --memory)."""
+    event_share: float | None = None
+    """Share of each dynamics batch's clips that end on a reward/termination transition (issue 8); None = 0.25 when
+    the training data has any such transition, else 0 (maskworld.data.event_sampler)."""
 
 
 def _check_memory(a: TrainArgs) -> None:
@@ -223,12 +227,32 @@ def stage_dynamics(a: TrainArgs, store, tok, train_ids, val_ids, budget: Budget,
         cfg.memory_frames, cfg.compressed_frames, cfg.pose_head = a.memory, compressed, True
         print0(f"[memory] {a.memory} retrieved frames by pose, {compressed} compressed frames, pose head on")
     dist.check_batch("--batch", a.batch or preset.dyn_batch)
+    share = event_share(a, train_cache, cfg.window)
     print0(f"[dynamics] budget {budget.describe()}, window {cfg.window} frames, {cfg.d_model}d x {cfg.n_layers} layers")
     model, m = train_dynamics(train_cache, val_cache, cfg, a.batch or preset.dyn_batch, preset.lr, budget, work, device, a.resume,
-                              a.seed, a.progress, ckpt_minutes=a.ckpt_minutes, fsdp=a.fsdp, compile=a.compile)
+                              a.seed, a.progress, ckpt_minutes=a.ckpt_minutes, fsdp=a.fsdp, compile=a.compile,
+                              event_share=share)
+    m["event_share"] = share
     print0(f"[dynamics] val token loss {m.get('val_loss', float('nan')):.3f}, masked-token accuracy {m.get('val_acc', 0):.3f}, "
           f"{m.get('tok_s', 0):.0f} tokens/s")
     return model, m, lam, lam_info
+
+
+def event_share(a: TrainArgs, cache, window: int) -> float:
+    """--event-share, or its default for this cache (0.25 with events, 0 without); says what it found."""
+    from maskworld.data.event_sampler import default_share, event_windows
+
+    n = len(event_windows(cache, window)[0])
+    share = default_share(cache) if a.event_share is None else a.event_share
+    if share > 0 and n == 0:
+        print0(f"[dynamics] --event-share {share:g}: {a.data} has no reward or termination transition in an episode of "
+               f"{window}+ frames, nothing to oversample: uniform clips")
+        return 0.0
+    if share > 0:
+        uniform = n / max(1, int(np.maximum(cache.lengths - window + 1, 0).sum()))
+        print0(f"[dynamics] event oversampling: {share:.0%} of the clips end on one of {n} reward/termination "
+               f"transitions ({uniform:.2%} of uniform clips do)")
+    return share
 
 
 def stage_lam(a: TrainArgs, store, tok, train_cache, val_cache, budget: Budget, device, work: Path):
@@ -299,6 +323,7 @@ def _run_train(a: TrainArgs, stages, out: Path, device) -> Path:
     tok_budget, dyn_budget = _budgets(a)  # argument errors first: nothing is written before they pass
     _check_latent(a)
     _check_memory(a)
+    check_share(a.event_share)
     store = open_store(a.data)
     if (a.memory or a.compressed) and "dynamics" in stages and not {"agent_pos", "agent_dir"} <= set(store.meta.get("info_keys", [])):
         raise UserError(f"memory needs poses in the data: {a.data} records no agent_pos/agent_dir (collect a MiniGrid env, "
@@ -327,7 +352,7 @@ def _run_train(a: TrainArgs, stages, out: Path, device) -> Path:
     t0 = time.time()
     dyn, dm, lam, lam_info = stage_dynamics(a, store, tok, train_ids, val_ids, dyn_budget, device, work)
     times["dynamics_s"] = round(time.time() - t0, 1)
-    card["dynamics_train"] = {k: dm[k] for k in ("val_loss", "val_acc", "steps", "train_s", "tok_s") if k in dm}
+    card["dynamics_train"] = {k: dm[k] for k in ("val_loss", "val_acc", "steps", "train_s", "tok_s", "event_share") if k in dm}
     card["train_time_s"] = times
     card["split"] = {"seed": a.seed, "val_fraction": a.val_fraction, "val_episodes": len(val_ids)}
     # Same rule as stage_dynamics: action-free video (or --ignore-actions) -> latent actions, or one NOOP action.

@@ -43,6 +43,9 @@ class Session:
         self.memory_on = cfg.has_memory if memory is None else bool(memory) and cfg.has_memory
         self.memory_k = cfg.memory_frames
         """Retrieved frames read per step (<= the trained number; fewer = cheaper)."""
+        self.memory_parts = {"retrieved": True, "compressed": True, "choose": "pose"}
+        """Ablation switches: read retrieved frames, read compressed frames, choose retrieved frames by "pose"
+        (as trained) or "recent"."""
         self.bank = MemoryBank(cfg.tokens_per_frame)
         self.pose = np.zeros(3, np.int64)  # pose of the last frame (estimated unless given)
         self.seed = seed
@@ -126,13 +129,15 @@ class Session:
     def memory_input_row(self):
         """This session's memory for its next frame: (retrieved, rel, compressed, comp_valid) numpy arrays."""
         cfg = self.world.dynamics.cfg
-        m = self.memory_k if self.memory_on else 0
-        ret, rel, comp, valid = self.bank.query(self.pos, self.pose, cfg.window, cfg.memory_frames, cfg.compressed_frames)
+        parts = self.memory_parts
+        m = self.memory_k if self.memory_on and parts["retrieved"] else 0
+        ret, rel, comp, valid = self.bank.query(self.pos, self.pose, cfg.window, cfg.memory_frames, cfg.compressed_frames,
+                                                parts["choose"])
         if m < cfg.memory_frames:  # fewer reads (or memory off): the rest of the slots are empty
             from maskworld.memory.pose import REL_EMPTY
 
             rel[m:] = REL_EMPTY
-        if not self.memory_on:
+        if not (self.memory_on and parts["compressed"]):
             valid[:] = False
         return ret, rel, comp, valid
 
@@ -169,7 +174,7 @@ class Session:
         info = {
             "seed": self.seed, "pos": self.pos, "steps": self.steps, "total_reward": self.total_reward,
             "done": self.done, "actions": self.actions, "cache_frames": self.cache.frames if self.cache else 0,
-            "memory_on": self.memory_on, "memory_k": self.memory_k,
+            "memory_on": self.memory_on, "memory_k": self.memory_k, "memory_parts": self.memory_parts,
         }
         return t, info
 
@@ -177,6 +182,7 @@ class Session:
     def from_state(cls, world: World, tensors: dict, info: dict) -> "Session":
         s = cls(world, int(info["seed"]), info.get("memory_on"))
         s.memory_k = int(info.get("memory_k", s.memory_k))
+        s.memory_parts.update(info.get("memory_parts", {}))
         s.bank = MemoryBank.from_state(tensors, world.dynamics.cfg.tokens_per_frame)
         if "memory.pose" in tensors:
             s.pose = tensors["memory.pose"].numpy().astype(np.int64)
