@@ -31,6 +31,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tok-steps", type=int, help="override the tokenizer's steps")
     p.add_argument("--grid", type=int, choices=[8, 16], help="tokens per frame side (default: the preset's, 8 = 64 tokens; 16 is sharper and ~4x dearer)")
     p.add_argument("--window", type=int, help="context window in frames (default: the preset's); the KV cache holds window-1 frames")
+    p.add_argument("--d-model", type=int, help="dynamics width (default: the preset's; tiny 96, small 256, base 384)")
+    p.add_argument("--layers", type=int, help="dynamics depth (default: the preset's; tiny 2, small 4, base 8)")
     p.add_argument("--batch", type=int, help="dynamics clips per step (default: the preset's; raise it on a GPU)")
     p.add_argument("--tok-batch", type=int, help="tokenizer frames per step (default: the preset's)")
     p.add_argument("--ckpt-minutes", type=float, default=5.0, help="minutes between checkpoints (default 5)")
@@ -130,7 +132,7 @@ def run(args) -> int:
                   fsdp=args.fsdp, compile=args.compile, data_split=args.data_split, command_line=args.command_line,
                   latent_actions=args.latent_actions, lam_share=args.lam_share, lam_steps=args.lam_steps,
                   label_transitions=args.label_transitions, memory=args.memory, compressed=args.compressed,
-                  event_share=args.event_share)
+                  event_share=args.event_share, d_model=args.d_model, layers=args.layers)
     stages = {"world": ("tokenizer", "dynamics"), "tokenizer": ("tokenizer",), "dynamics": ("dynamics",)}[args.stage]
     if args.stage == "dynamics" and a.tok_steps is None and a.tok_minutes is None:
         a.tok_steps = 1  # unused: the tokenizer is loaded from OUT

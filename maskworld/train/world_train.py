@@ -79,6 +79,10 @@ class TrainArgs:
     """Memory M: retrieved frames read by each predicted frame (0 = off). Needs poses in the data (MiniGrid)."""
     compressed: int | None = None
     """Memory M: frames just older than the window read at a quarter of their tokens (default 2 with --memory)."""
+    d_model: int | None = None
+    """Dynamics width override (None = the preset's); must be a multiple of the preset's heads."""
+    layers: int | None = None
+    """Dynamics depth override (None = the preset's)."""
     event_share: float | None = None
     """Share of each dynamics batch's clips that end on a reward/termination transition (issue 8); None = 0.25 when
     the training data has any such transition, else 0 (maskworld.data.event_sampler)."""
@@ -89,6 +93,11 @@ def _check_memory(a: TrainArgs) -> None:
         raise UserError(f"--memory {a.memory}: give 0 (off) to 16 retrieved frames")
     if a.compressed is not None and not 0 <= a.compressed <= 16:
         raise UserError(f"--compressed {a.compressed}: give 0 (off) to 16 frames")
+    heads = get_preset(a.preset).dynamics.n_heads
+    if a.d_model is not None and (a.d_model < heads or a.d_model % (2 * heads)):
+        raise UserError(f"--d-model {a.d_model}: give a multiple of {2 * heads} (the {a.preset} preset's {heads} heads, even head size)")
+    if a.layers is not None and a.layers < 1:
+        raise UserError(f"--layers {a.layers}: give at least 1")
 
 
 def _check_latent(a: TrainArgs) -> None:
@@ -208,6 +217,10 @@ def stage_dynamics(a: TrainArgs, store, tok, train_ids, val_ids, budget: Budget,
         if a.window < 2:
             raise UserError(f"--window {a.window}: the dynamics need at least 2 frames (one of context)")
         cfg.window = a.window
+    if a.d_model is not None:
+        cfg.d_model = a.d_model
+    if a.layers is not None:
+        cfg.n_layers = a.layers
     has_actions = bool(store.meta.get("has_actions", True)) and not a.ignore_actions
     cfg.num_actions = int(store.meta.get("num_actions", 1)) if has_actions else 1
     cfg.vocab_size, cfg.grid = tok.cfg.vocab_size, tok.cfg.grid
