@@ -124,7 +124,8 @@ class Session:
             self.pose = np.asarray(pose, np.int64).reshape(3)
         elif pose_logits is not None and self.bank.size > 0:
             self.pose = integrate(self.pose, int(pose_logits.argmax()))
-        self.bank.append(toks_N.cpu().numpy().astype(np.uint16), self.pose)
+        if self.world.dynamics.cfg.has_memory:  # worlds without memory M keep no bank (saved sessions stay small)
+            self.bank.append(toks_N.cpu().numpy().astype(np.uint16), self.pose)
 
     def memory_input_row(self):
         """This session's memory for its next frame: (retrieved, rel, compressed, comp_valid) numpy arrays."""
