@@ -44,6 +44,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write the metrics here (.json)")
     p.add_argument("--svg", help="write the PSNR-over-gap plot here (.svg)")
+    p.add_argument("--update-card", action="store_true", help="write the metrics into the world's model card (world.json)")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=run)
@@ -93,4 +94,7 @@ def run(args) -> int:
     if args.svg:
         atomic_write_text(args.svg, curves_svg(m))
         print(f"wrote {args.svg}")
+    if args.update_card:
+        world.update_model_card(revisit=m)
+        print(f"updated the model card in {args.world}/world.json")
     return 0
