@@ -68,8 +68,10 @@ def run_revisit(world, args, prefix: str = "", progress: bool = True, seed: int 
         print(line)
     for g in gaps:
         share = m[f"revisit.gain.share_of_oracle.{g}"]
-        print(f"  g={g}: memory gain {m[f'revisit.gain.psnr.{g}']:+.2f} dB, oracle gain {m[f'revisit.gain.oracle_psnr.{g}']:+.2f} dB"
-              f" (share {'-' if share is None else f'{share:.2f}'})")
+        env = m[f"revisit.gain.envpose_share_of_oracle.{g}"]
+        print(f"  g={g}: memory gain {m[f'revisit.gain.psnr.{g}']:+.2f} dB (share of oracle {'-' if share is None else f'{share:.2f}'}), "
+              f"with env poses {m[f'revisit.gain.envpose_psnr.{g}']:+.2f} dB (share {'-' if env is None else f'{env:.2f}'}), "
+              f"oracle {m[f'revisit.gain.oracle_psnr.{g}']:+.2f} dB")
     print(f"  play speed after {m['memory.history_steps']} steps: {m['memory.fps_on']:.1f} FPS with memory, "
           f"{m['memory.fps_off']:.1f} without (cost {100 * m['memory.speed_cost']:.0f} %); "
           f"{m['memory.bytes_per_frame']:.0f} bytes per remembered frame")

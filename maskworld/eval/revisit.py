@@ -12,6 +12,8 @@ Arms, in one run on the same trials and seeds:
 - `memory`: memory M as trained, keys from the world's own pose estimates (nothing given but frames and
   actions, like play);
 - `no_memory`: the same weights reading nothing (the window only);
+- `memory_envpose`: memory M keyed by the environment's logged poses (the data has them) instead of the
+  world's estimates; the remembered frames are still the world's own;
 - `oracle`: oracle retrieval: the memory holds the real frames, keyed by the true poses;
 - `copy_last`: the last given frame, repeated.
 Ablations (`ablations=True`): `retrieval_only` (compressed frames off), `compressed_only` (retrieval off),
@@ -30,7 +32,7 @@ import torch
 from maskworld.errors import UserError
 from maskworld.eval.metrics import psnr_per_frame, ssim_per_frame
 
-ARMS = ("memory", "no_memory", "oracle")
+ARMS = ("memory", "no_memory", "memory_envpose", "oracle")
 ABLATIONS = {"retrieval_only": {"compressed": False}, "compressed_only": {"retrieved": False}, "recent": {"choose": "recent"}}
 
 
@@ -48,6 +50,7 @@ def _run_arm(world, trials, arm: str, seed: int, k: int | None = None, parts: di
     memory = arm != "no_memory"
     sessions, frames = [], []
     oracle = arm == "oracle"
+    given = arm in ("oracle", "memory_envpose")  # keys from the logged poses
     for i, tr in enumerate(trials):
         s = Session(world, seed=seed + i, memory=memory)
         if k is not None:
@@ -56,7 +59,7 @@ def _run_arm(world, trials, arm: str, seed: int, k: int | None = None, parts: di
         own = []
         for j in range(tr.outbound):
             a = int(tr.actions_in[j])
-            s.observe(tr.frames[j], None if a < 0 else a, pose=tr.poses[j] if oracle else None)
+            s.observe(tr.frames[j], None if a < 0 else a, pose=tr.poses[j] if given else None)
             own.append(s.frame)
         sessions.append(s)
         frames.append(own)
@@ -64,7 +67,7 @@ def _run_arm(world, trials, arm: str, seed: int, k: int | None = None, parts: di
     L = len(trials[0].frames)
     for j in range(trials[0].outbound, L):
         acts = [int(tr.actions_in[j]) for tr in trials]
-        out = step_many(world, sessions, acts, [tr.poses[j] for tr in trials] if oracle else None)
+        out = step_many(world, sessions, acts, [tr.poses[j] for tr in trials] if given else None)
         for i, (f, _, _) in enumerate(out):
             frames[i].append(f)
             if oracle:  # what was really seen there, at the true pose
@@ -124,8 +127,10 @@ def revisit(world, env_id: str | None = None, gaps=(8, 16, 32, 64, 128, 256), pe
             bar.update(1)
     bar.close()
     for g in gaps:
-        off, mem, orc = (out[f"revisit.{a}.psnr.{g}"] for a in ("no_memory", "memory", "oracle"))
+        off, mem, orc, env = (out[f"revisit.{a}.psnr.{g}"] for a in ("no_memory", "memory", "oracle", "memory_envpose"))
         out[f"revisit.gain.psnr.{g}"] = mem - off
+        out[f"revisit.gain.envpose_psnr.{g}"] = env - off
+        out[f"revisit.gain.envpose_share_of_oracle.{g}"] = (env - off) / (orc - off) if orc - off > 1e-6 else None
         out[f"revisit.gain.oracle_psnr.{g}"] = orc - off
         out[f"revisit.gain.share_of_oracle.{g}"] = (mem - off) / (orc - off) if orc - off > 1e-6 else None
     out["revisit.seconds"] = time.time() - t0
@@ -162,7 +167,8 @@ def memory_cost(world, history: int = 1000, steps: int = 50, seed: int = 0) -> d
 def curves_svg(metrics: dict, metric: str = "psnr", width: int = 560, height: int = 300) -> str:
     """Revisit curves over g (log axis) of one metric, one line per arm -> SVG text."""
     gaps = metrics["revisit.gaps"]
-    colors = {"memory": "#d62728", "no_memory": "#1f77b4", "oracle": "#2ca02c", "copy_last": "#7f7f7f"}
+    colors = {"memory": "#d62728", "no_memory": "#1f77b4", "oracle": "#2ca02c", "copy_last": "#7f7f7f",
+              "memory_envpose": "#ff7f0e"}
     series = {a: [(g, metrics.get(f"revisit.{a}.{metric}.{g}")) for g in gaps] for a in metrics["revisit.arms"]}
     vals = [v for pts in series.values() for _, v in pts if v is not None]
     if not vals:
