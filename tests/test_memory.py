@@ -165,7 +165,7 @@ def test_revisit_benchmark_runs_and_memory_blind_world_gains_nothing(tiny_world,
     m = revisit(blind, gaps=(8,), per_gap=2, progress=False)
     assert m["revisit.gain.psnr.8"] == 0.0 and m["revisit.memory.psnr.8"] == m["revisit.no_memory.psnr.8"]
     mm = revisit(tiny_memory_world, gaps=(8,), per_gap=2, progress=False, memory_k=(1,), ablations=True)
-    for arm in ("memory", "no_memory", "memory_envpose", "oracle", "copy_last", "memory_k1", "retrieval_only", "compressed_only", "recent"):
+    for arm in ("memory", "no_memory", "memory_envpose", "oracle", "copy_last", "tokenizer", "memory_k1", "retrieval_only", "compressed_only", "recent"):
         assert np.isfinite(mm[f"revisit.{arm}.psnr.8"]) and 0 <= mm[f"revisit.{arm}.recall.8"] <= 1
     assert mm["revisit.memory.psnr.8"] != mm["revisit.no_memory.psnr.8"]
     c = memory_cost(tiny_memory_world, history=40, steps=5)

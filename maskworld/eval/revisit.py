@@ -15,7 +15,8 @@ Arms, in one run on the same trials and seeds:
 - `memory_envpose`: memory M keyed by the environment's logged poses (the data has them) instead of the
   world's estimates; the remembered frames are still the world's own;
 - `oracle`: oracle retrieval: the memory holds the real frames, keyed by the true poses;
-- `copy_last`: the last given frame, repeated.
+- `copy_last`: the last given frame, repeated;
+- `tokenizer`: the real frames through the tokenizer (the ceiling any world with this tokenizer can reach).
 Ablations (`ablations=True`): `retrieval_only` (compressed frames off), `compressed_only` (retrieval off),
 `recent` (the retrieved frames are the most recent ones beyond the window instead of the nearest places), and
 `memory_k{k}` arms read only k retrieved frames: how many to read, and how to choose them, by measurement.
@@ -110,7 +111,7 @@ def revisit(world, env_id: str | None = None, gaps=(8, 16, 32, 64, 128, 256), pe
     size = world.meta.size
     arms = list(ARMS) + (list(ABLATIONS) if ablations else []) + [f"memory_k{k}" for k in memory_k]
     out: dict = {"revisit.env": env_id, "revisit.gaps": list(gaps), "revisit.trials_per_gap": per_gap,
-                 "revisit.window": world.dynamics.cfg.window, "revisit.arms": arms + ["copy_last"]}
+                 "revisit.window": world.dynamics.cfg.window, "revisit.arms": arms + ["copy_last", "tokenizer"]}
     t0 = time.time()
     bar = tqdm(total=len(gaps) * len(arms), desc="revisit", unit="arm", disable=not progress or None)
     for g in gaps:
@@ -119,6 +120,11 @@ def revisit(world, env_id: str | None = None, gaps=(8, 16, 32, 64, 128, 256), pe
         last = [np.repeat(t.frames[t.outbound - 1][None], len(t.frames), 0) for t in trials]
         for key, v in _scores(trials, last).items():
             out[f"revisit.copy_last.{key}.{g}"] = v
+        with torch.no_grad():
+            recon = [world.tokenizer.render_uint8(torch.from_numpy(_tokenize(world, t.frames)).view(
+                -1, world.dynamics.cfg.grid, world.dynamics.cfg.grid).to(world.device)).cpu().numpy() for t in trials]
+        for key, v in _scores(trials, recon).items():
+            out[f"revisit.tokenizer.{key}.{g}"] = v
         for arm in arms:
             k = int(arm.split("_k")[1]) if "_k" in arm else None
             gen = _run_arm(world, trials, "memory" if k or arm in ABLATIONS else arm, seed, k, ABLATIONS.get(arm))
@@ -168,7 +174,7 @@ def curves_svg(metrics: dict, metric: str = "psnr", width: int = 560, height: in
     """Revisit curves over g (log axis) of one metric, one line per arm -> SVG text."""
     gaps = metrics["revisit.gaps"]
     colors = {"memory": "#d62728", "no_memory": "#1f77b4", "oracle": "#2ca02c", "copy_last": "#7f7f7f",
-              "memory_envpose": "#ff7f0e"}
+              "memory_envpose": "#ff7f0e", "tokenizer": "#17becf"}
     series = {a: [(g, metrics.get(f"revisit.{a}.{metric}.{g}")) for g in gaps] for a in metrics["revisit.arms"]}
     vals = [v for pts in series.values() for _, v in pts if v is not None]
     if not vals:
