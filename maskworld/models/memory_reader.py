@@ -87,25 +87,39 @@ class MemoryReader(nn.Module):
         self.age_emb = nn.Parameter(torch.zeros(max(1, compressed_frames), d))
         self.null = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.reads = nn.ModuleList([CrossRead(d, nh) for _ in range(n_layers)])
+        self._cache = None
         # the model's own init scale (std 0.02): a default N(0, 1) relative-pose embedding would drown the
         # token embeddings it is added to, and the reader could not tell remembered frames apart
         for e in [self.rel_emb, *self.act_q]:
             nn.init.normal_(e.weight, std=0.02)
+
+    def _tables(self, tok_emb: nn.Embedding, pos_emb_ND: torch.Tensor):
+        """Per-layer K/V tables (layers stacked on the last axis). In inference they are computed once and kept
+        (10 ms a step on the CPU otherwise); `train()` drops them, and so does any call with gradients on."""
+        if self._cache is not None and not self.training and not torch.is_grad_enabled():
+            return self._cache
+        W = torch.cat([r.kv.weight for r in self.reads], 0)  # (L*2D, D)
+        b = torch.cat([r.kv.bias for r in self.reads], 0)
+        tab = lambda x: x @ W.t()  # noqa: E731
+        out = (tab, tab(tok_emb.weight), tab(pos_emb_ND), tab(self.kind_emb) + b, tab(self.null[0]) + b,
+               tab(self.rel_emb.weight), tab(self.age_emb))  # tok (V+1, L2D), pos (N, L2D), ...
+        self._cache = out if not self.training and not torch.is_grad_enabled() else None
+        return out
+
+    def train(self, mode: bool = True):
+        self._cache = None
+        return super().train(mode)
 
     def kv(self, mem: MemoryInput, tok_emb: nn.Embedding, pos_emb_ND: torch.Tensor, actions_Q: torch.Tensor) -> MemoryKV:
         """Keys/values of every memory token for every layer; actions_Q: the action into each query frame.
 
         A memory token's embedding is tok + pos + (rel | age) + kind, and its keys/values W e + b, so they are
         sums of table rows: tab(x) = x @ W^T for every layer at once (layers stacked along the last axis)."""
-        W = torch.cat([r.kv.weight for r in self.reads], 0)  # (L*2D, D)
-        b = torch.cat([r.kv.bias for r in self.reads], 0)
-        tab = lambda x: x @ W.t()  # noqa: E731
-        tok_t, pos_t = tab(tok_emb.weight), tab(pos_emb_ND)  # (V+1, L2D), (N, L2D)
-        kind_t = tab(self.kind_emb) + b
-        parts, valid = [tab(self.null[0]) + b], [None]
+        tab, tok_t, pos_t, kind_t, null_t, rel_t, age_t = self._tables(tok_emb, pos_emb_ND)
+        parts, valid = [null_t], [None]
         if mem.retrieved is not None:
             Q, M, N = mem.retrieved.shape
-            e = tok_t[mem.retrieved] + pos_t + (tab(self.rel_emb.weight)[mem.rel] + kind_t[0])[:, :, None]  # (Q,M,N,L2D)
+            e = tok_t[mem.retrieved] + pos_t + (rel_t[mem.rel] + kind_t[0])[:, :, None]  # (Q,M,N,L2D)
             parts.append(e.reshape(Q, M * N, -1))
             from maskworld.memory.pose import REL_EMPTY
 
@@ -115,7 +129,7 @@ class MemoryReader(nn.Module):
             g = self.grid
             e = (tok_t[mem.compressed] + pos_t).view(Q * C, g, g, -1).permute(0, 3, 1, 2)
             e = F.avg_pool2d(e, 2).flatten(2).transpose(1, 2).reshape(Q, C, (g // 2) ** 2, -1)  # pooling commutes with W
-            e = e + (tab(self.age_emb[:C]) + kind_t[1])[:, None]
+            e = e + (age_t[:C] + kind_t[1])[:, None]
             parts.append(e.reshape(Q, C * (g // 2) ** 2, -1))
             valid.append(mem.comp_valid[:, :, None].expand(Q, C, (g // 2) ** 2).reshape(Q, -1))
         Q = parts[1].shape[0]
