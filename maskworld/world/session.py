@@ -250,8 +250,10 @@ def _memory_input(world: World, sessions: list[Session]):
     from maskworld.models.memory_reader import MemoryInput
 
     cfg = world.dynamics.cfg
-    if not cfg.has_memory or not any(s.memory_on for s in sessions):
+    if not cfg.has_memory:
         return None
+    # memory off still reads the (empty) memory: that is the "no memory" the network was trained with (20 % of
+    # clips), whereas skipping the reads would feed it an input it never saw
     rows = [s.memory_input_row() for s in sessions]
     dev = world.device
     ret, rel, comp, valid = (torch.from_numpy(np.stack([r[i] for r in rows])).to(dev) for i in range(4))
