@@ -7,8 +7,8 @@ For every event transition (nonzero reward or termination) of the chosen episode
 before it, the world imagines the real actions with the agent's imagination path (`agents.imagination.imagine`,
 heads "expected", `--sampler-steps` MaskGIT steps, 1 as `train agent` is usually run):
 - `ctxC`: C real frames of context ending just before the event, then the real event action: the imagined
-  reward (p(+1) - p(-1)), p(end), and `entered`, the share of imagined frames that show the agent (MiniGrid's red
-  triangle) where the real event frame has it rather than where it stood before.
+  reward (p(+1) - p(-1)), p(end), and `entered`, the share of imagined frames that, in the box where the real event
+  frame shows the agent (MiniGrid's red triangle), look like that frame rather than like the frame before it.
 - `teacher`: the heads on the real event frame after C = max(contexts) real frames (real tokens, no imagination):
   what the heads give when the frame is imagined exactly; `teacher_none` the same on random frames that are no
   event (false alarms: oversampling events shifts the heads' priors).
@@ -60,24 +60,27 @@ def main(argv=None) -> int:
     sampler = dataclasses.replace(world.sampler, steps=a.sampler_steps)
     rng = np.random.default_rng(a.seed)
 
-    def red(frames):  # (B,S,S,3) -> (B,S,S) bool: MiniGrid's agent (a red triangle)
-        f = frames.astype(np.int16)
-        return (f[..., 0] > 150) & (f[..., 1] < 100) & (f[..., 2] < 100)
+    def rendered(frames):  # (B,S,S,3) -> what the world can show of them (through the tokenizer), float
+        g = world.dynamics.cfg.grid
+        t = world.tokenizer.tokenize_uint8(torch.from_numpy(np.ascontiguousarray(frames)).to(world.device))
+        return world.tokenizer.render_uint8(t.view(len(frames), g, g)).cpu().numpy().astype(np.float32)
 
-    def box(mask_SS):  # the agent's bounding box, 1px wider: where its triangle is drawn
-        ys, xs = np.nonzero(mask_SS)
-        out = np.zeros_like(mask_SS)
+    def agent_box(frame):  # where MiniGrid's agent (a red triangle) stands in a real frame, 1px wider
+        f = frame.astype(np.int16)
+        ys, xs = np.nonzero((f[..., 0] > 150) & (f[..., 1] < 100) & (f[..., 2] < 100))
+        out = np.zeros(f.shape[:2], bool)
         if len(ys):
             out[max(ys.min() - 1, 0) : ys.max() + 2, max(xs.min() - 1, 0) : xs.max() + 2] = True
         return out
 
     def entered(imagined, goal, prev):
-        """Share of imagined frames whose agent stands where the real event frame has it rather than where it was
-        before (red pixels inside each real agent box; a frame without a visible agent counts as not entered)."""
-        im, hits = red(imagined), []
-        for j, (g, p) in enumerate(zip(red(goal), red(prev))):
-            in_goal, in_prev = (im[j] & box(g)).sum(), (im[j] & box(p) & ~box(g)).sum()
-            hits.append(in_goal > max(in_prev, 3))
+        """Share of imagined frames that, where the real event frame has the agent, look like it (rendered through the
+        tokenizer: the agent on the goal is drawn orange there) rather than like the frame before (no agent there)."""
+        im, g, p = imagined.astype(np.float32), rendered(goal), rendered(prev)
+        hits = []
+        for j in range(len(im)):
+            b = agent_box(goal[j])
+            hits.append(np.abs(im[j][b] - g[j][b]).mean() < np.abs(im[j][b] - p[j][b]).mean() if b.any() else False)
         return float(np.mean(hits))
 
     def replay(starts, start_actions, actions_BK):
