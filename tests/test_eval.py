@@ -111,8 +111,10 @@ def test_trained_world_is_controllable(toy):
 
     data, d = toy
     out = d / "trained"
+    # uniform clips (event_share=0): the budget this test was measured at; oversampling the toy's reward corner
+    # (the default 0.25 on data with rewards) spends a quarter of 600 steps there and halves delta-PSNR
     run_train(TrainArgs(data=data, out=str(out), preset="tiny", grid=4, tok_steps=300, steps=600, progress=False,
-                        val_fraction=0.25))
+                        val_fraction=0.25, event_share=0.0))
     m = run_eval(out, data, d / "trained.json", "--episodes", "10")
     assert m["control.delta_psnr"] > 3.0
     assert m["control.idm_accuracy"] > m["control.chance"] + 0.3
