@@ -24,7 +24,6 @@ Ablations (`ablations=True`): `retrieval_only` (compressed frames off), `compres
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -172,42 +171,21 @@ def memory_cost(world, history: int = 1000, steps: int = 50, seed: int = 0) -> d
 
 def curves_svg(metrics: dict, metric: str = "psnr", width: int = 560, height: int = 300) -> str:
     """Revisit curves over g (log axis) of one metric, one line per arm -> SVG text."""
+    from maskworld.eval.report import log2_plot_svg
+
     gaps = metrics["revisit.gaps"]
     colors = {"memory": "#d62728", "no_memory": "#1f77b4", "oracle": "#2ca02c", "copy_last": "#7f7f7f",
               "memory_envpose": "#ff7f0e", "tokenizer": "#17becf"}
-    series = {a: [(g, metrics.get(f"revisit.{a}.{metric}.{g}")) for g in gaps] for a in metrics["revisit.arms"]}
-    vals = [v for pts in series.values() for _, v in pts if v is not None]
+    spare = ["#9467bd", "#8c564b", "#e377c2", "#bcbd22"]
+    series = [(a, colors.get(a, spare[i % 4]), {g: metrics.get(f"revisit.{a}.{metric}.{g}") for g in gaps})
+              for i, a in enumerate(metrics["revisit.arms"])]
+    vals = [v for _, _, ys in series for v in ys.values() if v is not None]
     if not vals:
         return "<svg xmlns='http://www.w3.org/2000/svg'/>"
-    lo, hi = min(vals), max(vals)
-    lo, hi = (lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9))
-    ml, mr, mt, mb = 55, 130, 20, 40
-    x0, x1 = math.log2(gaps[0]), max(math.log2(gaps[-1]), math.log2(gaps[0]) + 1)
-
-    def px(g):
-        return ml + (math.log2(g) - x0) / (x1 - x0) * (width - ml - mr)
-
-    def py(v):
-        return mt + (hi - v) / (hi - lo) * (height - mt - mb)
-
-    p = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
-         f'<rect x="{ml}" y="{mt}" width="{width - ml - mr}" height="{height - mt - mb}" fill="none" stroke="#ccc"/>']
-    for i in range(5):
-        v = lo + (hi - lo) * i / 4
-        p.append(f'<text x="{ml - 6}" y="{py(v) + 4:.1f}" text-anchor="end">{v:.3g}</text>')
-    p += [f'<text x="{px(g):.1f}" y="{height - mb + 15}" text-anchor="middle">{g}</text>' for g in gaps]
-    p.append(f'<text x="{(ml + width - mr) / 2}" y="{height - 6}" text-anchor="middle">gap g (steps away)</text>'
-             f'<text x="12" y="{(mt + height - mb) / 2}" transform="rotate(-90 12 {(mt + height - mb) / 2})" '
-             f'text-anchor="middle">revisit {metric}</text>')
-    for i, (arm, pts) in enumerate(series.items()):
-        c = colors.get(arm, ["#9467bd", "#8c564b", "#e377c2", "#bcbd22"][i % 4])
-        xy = [(px(g), py(v)) for g, v in pts if v is not None]
-        p.append(f'<polyline points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in xy)}" fill="none" stroke="{c}" stroke-width="2"/>')
-        ly = mt + 10 + 16 * i
-        p.append(f'<line x1="{width - mr + 10}" x2="{width - mr + 28}" y1="{ly}" y2="{ly}" stroke="{c}" stroke-width="2"/>'
-                 f'<text x="{width - mr + 32}" y="{ly + 4}">{arm}</text>')
-    p.append("</svg>")
-    return "".join(p)
+    pad = 0.05 * (max(vals) - min(vals) + 1e-9)
+    lo, hi = min(vals) - pad, max(vals) + pad
+    return log2_plot_svg(gaps, series, "gap g (steps away)", f"revisit {metric}", [lo + (hi - lo) * i / 4 for i in range(5)],
+                         lo, hi, width, height)
 
 
 def summary_lines(m: dict) -> list[str]:
