@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskworld.memory.pose import REL_CLASSES
+from maskworld.memory.pose import REL_CLASSES, REL_EMPTY
 
 
 @dataclass
@@ -121,8 +121,6 @@ class MemoryReader(nn.Module):
             Q, M, N = mem.retrieved.shape
             e = tok_t[mem.retrieved] + pos_t + (rel_t[mem.rel] + kind_t[0])[:, :, None]  # (Q,M,N,L2D)
             parts.append(e.reshape(Q, M * N, -1))
-            from maskworld.memory.pose import REL_EMPTY
-
             valid.append((mem.rel != REL_EMPTY)[:, :, None].expand(Q, M, N).reshape(Q, M * N))
         if mem.compressed is not None:
             Q, C, N = mem.compressed.shape

@@ -25,7 +25,7 @@ import torch
 
 from maskworld.errors import UserError
 from maskworld.memory.bank import MemoryBank
-from maskworld.memory.pose import integrate
+from maskworld.memory.pose import REL_EMPTY, integrate
 from maskworld.models.dynamics import KVCache
 from maskworld.models.sampler import decode_frame
 from maskworld.world.world import World, as_uint8_frame
@@ -135,8 +135,6 @@ class Session:
         ret, rel, comp, valid = self.bank.query(self.pos, self.pose, cfg.window, cfg.memory_frames, cfg.compressed_frames,
                                                 parts["choose"])
         if m < cfg.memory_frames:  # fewer reads (or memory off): the rest of the slots are empty
-            from maskworld.memory.pose import REL_EMPTY
-
             rel[m:] = REL_EMPTY
         if not (self.memory_on and parts["compressed"]):
             valid[:] = False
