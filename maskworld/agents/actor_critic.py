@@ -1,14 +1,16 @@
-"""Actor-critic trained on imagined rollouts (C, issue 8): the world dreams, the agent learns, the real env is only
-sampled for start frames.
+"""Actor-critic trained on imagined rollouts (C, issue 8): the world dreams, the agent learns.
 
     from maskworld.agents.actor_critic import train_agent, AgentTrainConfig
     agent, stats = train_agent(world, "MiniGrid-FourRooms-v0", real_steps=5000, out="agents/fourrooms")
 
+The loop that alternates real experience, world updates and imagined updates is maskworld.agents.dyna;
+this module holds the network, the imagined update, the returns and saving/loading.
+
 Design choices (Dreamer / DreamerV3 actor-critic, simplified to a pixel world with discrete actions):
 - Real steps are the budget that is compared against model-free RL: the agent acts in the real env for
-  `collect_every` steps (its frames fill a start buffer), then runs `updates_per_collect` updates on
-  imagined rollouts of `horizon` steps from `batch` real start frames. The world's own training data
-  counts too (`stats["world_data_steps"]`, `stats["total_real_steps"]`): it was real experience.
+  `collect_every` steps, then runs `updates_per_collect` updates on imagined rollouts of `horizon` steps
+  from `batch` real start frames. The world's own training data counts too
+  (`stats["world_data_steps"]`, `stats["total_real_steps"]`): it was real experience.
 - Start frames: a share `data_starts` of every batch comes from the world's training data (real frames
   already paid for), the rest from the agent's own real frames. Under a sparse reward the agent's early
   frames all lie near its start and a horizon-15 dream from them rarely meets a reward; the data's frames
@@ -32,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +41,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from maskworld.agents.dream_env import check_world_for_rl, resolve_world
 from maskworld.agents.imagination import imagine
 from maskworld.errors import UserError
 
@@ -137,6 +137,32 @@ class AgentTrainConfig:
     every token in one pass (measured on the Empty-8x8 tiny world: no worse than its K = 4 on a scripted path)."""
     max_data_frames: int = 8192
     """Cap on the data frames kept in memory as starts (uniformly sampled, each episode's last frame left out)."""
+    world_updates: int = 10
+    """Gradient steps of the world's dynamics on real experience after each collect round (the Dyna loop's "the
+    world learns"; 0 = the world stays frozen, as before this existed). See maskworld.agents.world_update."""
+    world_batch: int = 16
+    """Clips per world update."""
+    world_lr: float = 1e-4
+    """Learning rate of the world updates (a fine-tune of a trained world: below its training rate)."""
+    world_real_share: float = 0.5
+    """Share of each world batch from the agent's real episodes (the rest: the world's own training data)."""
+
+    def check(self) -> None:
+        """UserError naming the first bad field (before anything is trained or written)."""
+        ints = {"horizon": 1, "batch": 1, "collect_every": 1, "updates_per_collect": 0, "channels": 1, "context": 1,
+                "world_updates": 0, "world_batch": 1, "max_data_frames": 1}
+        for k, lo in ints.items():
+            v = getattr(self, k)
+            if not isinstance(v, int) or v < lo:
+                raise UserError(f"agent setting {k} = {v!r} must be an integer >= {lo}")
+        for k in ("gamma", "lam", "data_starts", "world_real_share"):
+            if not 0.0 <= getattr(self, k) <= 1.0:
+                raise UserError(f"agent setting {k} = {getattr(self, k)} must be in [0, 1]")
+        for k in ("lr", "world_lr"):
+            if not getattr(self, k) > 0:
+                raise UserError(f"agent setting {k} = {getattr(self, k)} must be > 0")
+        if self.heads not in ("expected", "argmax"):
+            raise UserError(f"agent setting heads = {self.heads!r} must be 'expected' or 'argmax'")
 
 
 def _card_data(world) -> dict:
@@ -240,79 +266,18 @@ def _update(agent, opt, world, starts, start_actions, cfg: AgentTrainConfig, sca
             "imagined_reward": float((alive * rew).sum() / B), "return_scale": s}
 
 
-def train_agent(world, env_id: str | None = None, real_steps: int = 10_000, cfg: AgentTrainConfig | None = None,
-                seed: int = 0, device: str | None = None, out=None, progress: bool = True, view: str | None = None,
-                data=None, command: str | None = None):
-    """Train an actor-critic in `world`'s imagination with `real_steps` steps of `env_id` (default: the
-    world's own env) for start frames. -> (agent, stats). With `out`, saves agent.json + agent.safetensors.
-    view: MiniGrid view of the real env (default: the world's data's); data: the world's data store for
-    start frames (default: the path on its model card)."""
-    cfg = cfg or AgentTrainConfig()
-    world = resolve_world(world, device)
-    check_world_for_rl(world)
-    if real_steps < 1:
-        raise UserError(f"real_steps must be >= 1, not {real_steps}")
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(seed)
-    agent = ActorCritic(ActorCriticConfig(world.num_actions, world.meta.size, cfg.channels)).to(world.device)
-    opt = torch.optim.Adam(agent.parameters(), lr=cfg.lr, eps=1e-5)
-    scale = ReturnScale()
-    view = view or world_view(world)
-    env = _real_env(world, env_id, seed, view)
-    data_frames = None
-    if cfg.data_starts > 0 and cfg.context <= 1:
-        data_frames = load_data_starts(world, data, cfg.max_data_frames, seed)
-    frames, acts_in = [], []  # real frames and the action into each (-1 at episode starts)
-    episode_returns, ep_ret, log = [], 0.0, []
-    frame, _ = env.reset(seed=seed)
-    frames.append(frame)
-    acts_in.append(-1)
-    t0, steps = time.time(), 0
-    try:
-        while steps < real_steps:
-            for _ in range(min(cfg.collect_every, real_steps - steps)):
-                a = int(agent.act(frame[None], gen)[0])
-                frame, r, term, trunc, _ = env.step(a)
-                steps += 1
-                ep_ret += r
-                if term or trunc:
-                    episode_returns.append(ep_ret)
-                    ep_ret = 0.0
-                    frame, _ = env.reset(seed=int(rng.integers(2**31 - 1)))
-                    a = -1
-                frames.append(frame)
-                acts_in.append(a)
-            for _ in range(cfg.updates_per_collect):
-                starts, start_actions = _sample_starts(frames, acts_in, cfg.batch, cfg.context, rng)
-                if data_frames is not None:  # replace a share of the batch with data frames
-                    k = int(round(cfg.data_starts * cfg.batch))
-                    starts[:k] = data_frames[rng.integers(0, len(data_frames), k)]
-                m = _update(agent, opt, world, starts, start_actions, cfg, scale, gen, rng)
-                m["real_steps"] = steps
-                log.append(m)
-            if progress:
-                recent = np.mean(episode_returns[-10:]) if episode_returns else float("nan")
-                print(f"[agent] {steps}/{real_steps} real steps, real return (last 10) {recent:.3f}, "
-                      f"imagined reward {m['imagined_reward']:.3f}, entropy {m['entropy']:.2f}, {time.time() - t0:.0f}s")
-    finally:
-        env.close()
-    data_steps = world_data_steps(world)
-    stats = {"real_steps": steps, "world_data_steps": data_steps, "total_real_steps": steps + data_steps,
-             "view": view, "data_start_frames": 0 if data_frames is None else len(data_frames),
-             "real_episodes": len(episode_returns),
-             "real_return_last10": float(np.mean(episode_returns[-10:])) if episode_returns else None,
-             "updates": len(log), "train_s": round(time.time() - t0, 1), "last": log[-1] if log else {},
-             "config": dataclasses.asdict(cfg), "world": str(world.path) if world.path else None,
-             "env_id": env_id or world.meta.env_id, "seed": seed, "command": command}
-    if out is not None:
-        save_agent(agent, out, stats)
-    return agent, stats
+def train_agent(world, env_id: str | None = None, real_steps: int = 10_000, cfg: AgentTrainConfig | None = None, **kw):
+    """The Dyna loop (maskworld.agents.dyna.train_agent): imagined rollouts train the agent, real steps feed both
+    the start frames and world updates. -> (agent, stats)."""
+    from maskworld.agents.dyna import train_agent as dyna_train_agent
+
+    return dyna_train_agent(world, env_id, real_steps, cfg, **kw)
 
 
-def _sample_starts(frames, acts_in, batch: int, context: int, rng):
-    """B real start points; with context > 1, the frames (and actions) leading into each, within one episode."""
-    idx = rng.integers(0, len(frames), batch)
+def _sample_starts(frames, acts_in, batch: int, context: int, rng, usable=None):
+    """B real start points; with context > 1, the frames (and actions) leading into each, within one episode.
+    usable: indices of frames that may start a rollout (not an episode's last frame); default all."""
+    idx = rng.integers(0, len(frames), batch) if usable is None else np.asarray(usable)[rng.integers(0, len(usable), batch)]
     if context <= 1:
         return np.stack([frames[i] for i in idx]), None
     firsts = []
@@ -343,10 +308,17 @@ def load_agent(path, device=None) -> tuple[ActorCritic, dict]:
     path = Path(path)
     if not (path / "agent.json").exists() or not (path / "agent.safetensors").exists():
         raise UserError(f"{path} is not an agent directory (expected agent.json + agent.safetensors from train_agent)")
-    info = json.loads((path / "agent.json").read_text())
-    agent = ActorCritic(ActorCriticConfig(**info["agent"]))
     try:
-        agent.load_state_dict(load_file(str(path / "agent.safetensors")))
+        info = json.loads((path / "agent.json").read_text())
+        agent = ActorCritic(ActorCriticConfig(**info["agent"]))
+    except (ValueError, TypeError, KeyError) as e:
+        raise UserError(f"{path}/agent.json is corrupt ({type(e).__name__}: {e}); retrain the agent or restore the file") from e
+    try:
+        state = load_file(str(path / "agent.safetensors"))
+    except Exception as e:
+        raise UserError(f"{path}/agent.safetensors cannot be read ({e}); the file is corrupt or truncated, retrain the agent") from e
+    try:
+        agent.load_state_dict(state)
     except Exception as e:
         raise UserError(f"{path}/agent.safetensors does not match agent.json ({e})") from e
     return agent.to(device or "cpu").eval(), info.get("train", {})

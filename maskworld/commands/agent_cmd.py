@@ -153,8 +153,11 @@ def run(args) -> int:
     if args.json:
         atomic_write_text(args.json, json.dumps(res, indent=1))
         print(f"wrote {args.json}")
-    if args.update_card:
-        _update_world_card(train.get("world"), res, train)
+    if args.update_card:  # the world it trained in (updated by the Dyna loop) and the one it started from
+        for w in dict.fromkeys(p for p in (train.get("world"), train.get("world_started_from")) if p):
+            _update_world_card(w, res, train)
+        if not (train.get("world") or train.get("world_started_from")):
+            _update_world_card(None, res, train)
     return 0
 
 
@@ -168,7 +171,8 @@ def _update_world_card(world_path, res: dict, train: dict) -> None:
     world = load_world(world_path, device="cpu")
     summary = {k: v for k, v in res.items() if not k.endswith(".returns")}
     summary["train"] = {k: train.get(k) for k in ("command", "real_steps", "world_data_steps", "total_real_steps",
-                                                  "real_return_last10", "updates", "train_s", "config")}
+                                                  "real_return_last10", "updates", "world_update_steps", "train_s",
+                                                  "config", "world")}
     key = "agent_greedy" if res.get("greedy") else "agent"
     world.update_model_card(**{key: summary})
     print(f"stored the agent's numbers in {world_path}/world.json (model_card.{key})")

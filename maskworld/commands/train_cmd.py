@@ -97,6 +97,15 @@ def register(sub) -> None:
     ap.add_argument("--channels", type=int, help="agent CNN width (default 32)")
     ap.add_argument("--data-starts", type=float,
                     help="share of start frames from the world's data (default 0.5; 0 = the agent's real frames only)")
+    ap.add_argument("--world-updates", type=int,
+                    help="world (dynamics) gradient steps on real experience after each collect round (default 10; "
+                         "0 = the world stays frozen); the updated world is saved as OUT/world")
+    ap.add_argument("--world-batch", type=int, help="clips per world update (default 16)")
+    ap.add_argument("--world-lr", type=float, help="learning rate of the world updates (default 1e-4)")
+    ap.add_argument("--world-real-share", type=float,
+                    help="share of each world batch from the agent's real episodes, the rest from the world's data (default 0.5)")
+    ap.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUT/_work")
+    ap.add_argument("--ckpt-minutes", type=float, default=5.0, help="minutes between checkpoints (default 5)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--no-progress", dest="progress", action="store_false")
@@ -112,11 +121,12 @@ def run_agent(args) -> int:
     world = load_world(args.world, device=None if args.device == "auto" else args.device)
     out = args.out or str(Path(args.world) / "agent")
     given = {k: getattr(args, k) for k in ("horizon", "batch", "collect_every", "updates_per_collect", "entropy", "data_starts",
-                                           "sampler_steps", "channels", "gamma", "lr")}
+                                           "sampler_steps", "channels", "gamma", "lr", "world_updates", "world_batch",
+                                           "world_lr", "world_real_share")}
     cfg = AgentTrainConfig(**{k: v for k, v in given.items() if v is not None})
     _, m = train_agent(world, env_id=args.env, real_steps=args.real_steps, cfg=cfg, seed=args.seed, out=out,
                        progress=args.progress, view=args.view, data=args.data,
-                       command=getattr(args, "command_line", None))
+                       command=getattr(args, "command_line", None), resume=args.resume, ckpt_minutes=args.ckpt_minutes)
     shown = {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     print(f"agent saved to {out}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
     return 0

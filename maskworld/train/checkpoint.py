@@ -80,8 +80,10 @@ def _sharded_optim_state(model, opt) -> dict:
     return {"state": {idx[n]: st for n, st in sd["state"].items()}, "param_groups": groups}
 
 
-def save_checkpoint(ckpt_dir, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, state: dict, np_rng=None) -> Path:
-    """Call on every rank; rank 0 writes (see the module docstring)."""
+def save_checkpoint(ckpt_dir, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int, state: dict, np_rng=None,
+                    arrays: dict[str, np.ndarray] | None = None) -> Path:
+    """Call on every rank; rank 0 writes (see the module docstring). `arrays`: numpy arrays kept beside the
+    weights in arrays.npz (e.g. an agent's real experience; `load_arrays` reads them back, no pickles)."""
     ckpt_dir = Path(ckpt_dir)
     final = ckpt_dir / f"step-{step:09d}"
     if dist.is_sharded(model):  # every rank takes part in the gathers
@@ -106,6 +108,8 @@ def save_checkpoint(ckpt_dir, model: torch.nn.Module, opt: torch.optim.Optimizer
         if np_rng is not None:
             full_state["np_rng"] = np_rng.bit_generator.state
         (tmp / "state.json").write_text(json.dumps(full_state, default=int))
+        if arrays is not None:
+            np.savez_compressed(tmp / "arrays.npz", **arrays)
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
@@ -153,3 +157,15 @@ def load_checkpoint(path, model: torch.nn.Module, opt: torch.optim.Optimizer | N
     if np_rng is not None and "np_rng" in state:
         np_rng.bit_generator.state = state["np_rng"]
     return state
+
+
+def load_arrays(path) -> dict[str, np.ndarray]:
+    """The `arrays` a checkpoint was saved with ({} if none)."""
+    f = Path(path) / "arrays.npz"
+    if not f.exists():
+        return {}
+    try:
+        with np.load(f, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as e:
+        raise UserError(f"checkpoint {path}: arrays.npz cannot be read ({e}); delete the checkpoint to start over") from e
