@@ -134,6 +134,7 @@ def test_play_in_chromium(server):
         assert fps > 0
         assert int(page.inner_text("#step")) > 0
         assert page.inner_text("#memory") == "off"  # a world trained without memory M
+        assert page.inner_text("#driver") == "you" and page.is_disabled("#driver-agent")  # no agent in this world
         assert page.inner_text("#bindings").count("\n") >= 2 and "LEFT" in page.inner_text("#bindings")
         page.keyboard.down("ArrowLeft")  # hold LEFT for a few ticks
         page.wait_for_function("() => window.mw.header.action === 0", timeout=20000)
@@ -252,4 +253,28 @@ def test_memory_world_shows_what_memory_holds(memory_server):
             page.keyboard.press(key)
             wait_step(page, i)
         assert int(page.inner_text("#memory")) == start + 3
+        assert not errors and not page.evaluate("window.mw.errors")
+
+
+@pytest.fixture
+def agent_server(play_world, tmp_path):
+    from test_serve import save_fixed_agent
+
+    save_fixed_agent(play_world / "agent", 3, action=1)  # WORLD/agent: play offers it without --agent
+    yield from _serve([str(play_world), "--fps", "15"], tmp_path)
+
+
+def test_agent_drives_in_chromium(agent_server):
+    """G hands the world to the agent: the page says who acts, and the frames carry the agent's action."""
+    with chromium_page() as (page, errors):
+        page.goto(agent_server + "?seed=0")
+        page.wait_for_function("() => window.mw.frames >= 2", timeout=30000)
+        assert page.inner_text("#driver") == "you" and not page.is_disabled("#driver-agent")
+        page.keyboard.press("g")
+        page.wait_for_function("() => window.mw.header && window.mw.header.driver === 'agent'", timeout=20000)
+        assert page.inner_text("#driver") == "agent"
+        page.wait_for_function("() => window.mw.header.action === 1", timeout=20000)
+        page.click("#driver-you")
+        page.wait_for_function("() => window.mw.header.driver === 'you'", timeout=20000)
+        assert page.inner_text("#driver") == "you"
         assert not errors and not page.evaluate("window.mw.errors")

@@ -287,3 +287,63 @@ def test_preview_refused_for_real_action_worlds(app):
             assert hello["latent"] is None
             ws.send_text(json.dumps({"type": "preview"}))
             assert "latent-action worlds" in next_of(ws, "json", "error")[1]["message"]
+
+
+def save_fixed_agent(path, num_actions: int, action: int):
+    """An agent directory whose policy always picks `action` (bias +50 on it)."""
+    import torch
+
+    from maskworld.agents.actor_critic import ActorCritic, ActorCriticConfig, save_agent
+
+    agent = ActorCritic(ActorCriticConfig(num_actions, 64, channels=8, hidden=16))
+    with torch.no_grad():
+        agent.actor.bias[action] = 50.0
+    return save_agent(agent, path, {"env_id": "test", "real_steps": 123})
+
+
+def test_agent_drives_and_frames_say_who_acts(tiny_world, tmp_path):
+    """With an agent, the driver switch hands the actions to it (every key press = one agent step in step mode);
+    each frame says who acted; switching back gives the keys back."""
+    agent = save_fixed_agent(tmp_path / "agent", 3, action=2)
+    app = create_app(tmp_path / "world", store=SessionStore(tmp_path / "s.db"), fps=20, agent=agent)
+    with TestClient(app) as client:
+        with open_step(client) as (ws, hello, first):
+            assert hello["agent"]["name"] == "agent" and hello["agent"]["real_steps"] == 123
+            assert first[1]["driver"] == "you"
+            ws.send_text(json.dumps({"type": "driver", "driver": "agent"}))
+            assert next_of(ws, "json", "driver")[1]["driver"] == "agent"
+            for _ in range(3):
+                h = step(ws, 0)[1]  # the key asks for a step; the agent picks the action
+                assert (h["action"], h["driver"]) == (2, "agent")
+            ws.send_text(json.dumps({"type": "driver", "driver": "you"}))
+            next_of(ws, "json", "driver")
+            h = step(ws, 0)[1]
+            assert (h["action"], h["driver"]) == (0, "you")
+
+
+def test_agent_refused_when_missing_or_mismatched(app, tiny_world, tmp_path):
+    with TestClient(app) as client:
+        with open_step(client) as (ws, hello, first):
+            assert hello["agent"] is None
+            ws.send_text(json.dumps({"type": "driver", "driver": "agent"}))
+            assert "no agent" in next_of(ws, "json", "error")[1]["message"]
+            assert step(ws, 1)[1]["driver"] == "you"  # the session carries on
+    with pytest.raises(UserError, match="7 actions"):
+        create_app(tmp_path / "world", store=SessionStore(tmp_path / "s2.db"), agent=save_fixed_agent(tmp_path / "a7", 7, 0))
+    bad = save_fixed_agent(tmp_path / "bad", 3, 0)
+    (bad / "agent.safetensors").write_bytes(b"\0" * 10)
+    with pytest.raises(UserError, match="corrupt or truncated"):
+        create_app(tmp_path / "world", store=SessionStore(tmp_path / "s3.db"), agent=bad)
+
+
+def test_play_finds_the_agent_beside_its_world(tmp_path):
+    from maskworld.commands.play_cmd import find_agent
+
+    (tmp_path / "w").mkdir()
+    assert find_agent(tmp_path / "w", None, False) is None
+    a = save_fixed_agent(tmp_path / "w" / "agent", 3, 0)
+    assert find_agent(tmp_path / "w", None, False) == a and find_agent(tmp_path / "w", None, True) is None
+    (a / "world").mkdir()
+    assert find_agent(a / "world", None, False) == a  # an agent's updated world (AGENT/world) finds its agent
+    with pytest.raises(UserError, match="not an agent directory"):
+        find_agent(tmp_path / "w", str(tmp_path / "nope"), False)

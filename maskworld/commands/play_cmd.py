@@ -30,7 +30,29 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads for the model (default: cores - 1, leaving one for the web server; "
                         "measured on 2 shared cores: 1 thread 5 ms/frame, 2 threads up to 700 ms when the machine is busy)")
+    p.add_argument("--agent", default=None,
+                   help="agent directory that may drive (the page's 'Agent drives' switch, key G); default: WORLD/agent, "
+                        "or the agent whose updated world WORLD is (AGENT/world)")
+    p.add_argument("--no-agent", action="store_true", help="do not offer an agent even if the world has one")
     p.set_defaults(func=run)
+
+
+def find_agent(world: Path, given: str | None, off: bool) -> Path | None:
+    """The agent directory play offers: --agent, else WORLD/agent, else WORLD/.. when WORLD is an agent's world."""
+    from maskworld.errors import UserError
+
+    if off:
+        return None
+    if given is not None:
+        p = Path(given).expanduser().resolve()
+        if not (p / "agent.json").is_file():
+            raise UserError(f"--agent {given} is not an agent directory (agent.json + agent.safetensors from "
+                            "`maskworld train agent`)")
+        return p
+    for p in (world / "agent", world.parent):
+        if (p / "agent.json").is_file() and (p / "agent.safetensors").is_file():
+            return p
+    return None
 
 
 def check_args(args) -> Path:
@@ -81,10 +103,14 @@ def run(args) -> int:
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 2) - 1))
     store = SessionStore(args.db)
     allowed = ["127.0.0.1", "localhost"] if args.host in ("127.0.0.1", "localhost") else None
-    app = create_app(world_dir, store=store, token=args.token, fps=args.fps, allowed_hosts=allowed, max_batch=args.max_batch)
+    agent = find_agent(world_dir, args.agent, args.no_agent)
+    app = create_app(world_dir, store=store, token=args.token, fps=args.fps, allowed_hosts=allowed, max_batch=args.max_batch,
+                     agent=agent)
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{args.port}/" + (f"?token={args.token}" if args.token else "")
     print(f"maskworld play: {world_dir.name} at {url}  (sessions: {store.path}; Ctrl-C to stop)", flush=True)
+    if agent is not None:
+        print(f"  agent {agent} can drive: press G or 'Agent drives' on the page", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", ws_max_size=MAX_UPLOAD_BYTES + 4096,
                 ws_ping_interval=20, ws_ping_timeout=20)
     return 0

@@ -65,6 +65,7 @@ SCHEMAS: dict[str, dict[str, tuple]] = {
     "list": {},
     "ping": {"t": ((int, float), False, None)},
     "preview": {},
+    "driver": {"driver": ((str,), True, ("you", "agent"))},
 }
 
 
@@ -158,9 +159,30 @@ def _given_token(conn) -> str | None:
     return auth[7:] if auth.lower().startswith("bearer ") else conn.query_params.get("token")
 
 
+def load_play_agent(path, world):
+    """An agent directory -> (callable frames (B,S,S,3) uint8 -> world actions (B,), its summary for the page).
+    UserError if it is corrupt or made for another world (action count, frame size)."""
+    import torch
+
+    from maskworld.agents.actor_critic import load_agent
+
+    agent, train = load_agent(path, device=world.device)
+    if agent.cfg.num_actions != world.num_actions or agent.cfg.image_size != world.meta.size:
+        raise UserError(f"agent {path} acts with {agent.cfg.num_actions} actions on {agent.cfg.image_size}px frames but "
+                        f"this world has {world.num_actions} actions and {world.meta.size}px frames; pick the agent "
+                        "trained in this world (--agent) or play without one (--no-agent)")
+    gen = torch.Generator().manual_seed(0)
+    info = json.loads((Path(path) / "agent.json").read_text())
+    ev = info.get("eval") or {}
+    summary = {"name": Path(path).name, "env_id": train.get("env_id"), "real_steps": train.get("real_steps"),
+               "mean_return": ev.get("agent.mean_return")}
+    return (lambda frames: agent.act(frames, gen)), summary
+
+
 def create_app(world, *, world_path=None, store: SessionStore | None = None, token: str | None = None,
-               fps: float = 20.0, allowed_hosts: list[str] | None = None, max_batch: int = 64):
-    """The FastAPI app. `world`: a World or a world directory."""
+               fps: float = 20.0, allowed_hosts: list[str] | None = None, max_batch: int = 64, agent=None):
+    """The FastAPI app. `world`: a World or a world directory. agent: an agent directory that may drive
+    (maskworld.agents; the page's "Agent drives" switch), or None."""
     from maskworld import load_world
     from maskworld.world.session import Session
 
@@ -177,7 +199,8 @@ def create_app(world, *, world_path=None, store: SessionStore | None = None, tok
     idle_world = ctrl.to_action[idle] if idle is not None else None  # what the ticker steps with
     size = world.meta.size
     prompts = load_prompts(world_path, size)
-    ticker = Ticker(world, fps=fps, max_batch=max_batch)
+    act, agent_info = load_play_agent(agent, world) if agent is not None else (None, None)
+    ticker = Ticker(world, fps=fps, max_batch=max_batch, agent=act)
     rng = random.SystemRandom()
 
     @contextlib.asynccontextmanager
@@ -207,7 +230,8 @@ def create_app(world, *, world_path=None, store: SessionStore | None = None, tok
             raise HTTPException(401, "missing or wrong token: open the URL printed by `maskworld play` (it ends in ?token=...)")
 
     info = {"env_id": world.meta.env_id, "size": size, "actions": meanings, "bindings": bindings, "idle_action": idle,
-            "fps": fps, "has_prompts": prompts is not None, "world": world_path.name, "world_id": wid, "latent": ctrl.latent}
+            "fps": fps, "has_prompts": prompts is not None, "world": world_path.name, "world_id": wid, "latent": ctrl.latent,
+            "agent": agent_info}
 
     @app.get("/", response_class=HTMLResponse)
     def index(request: Request):
@@ -325,6 +349,16 @@ def create_app(world, *, world_path=None, store: SessionStore | None = None, tok
             c.send_json(type="preview", step=c.session.steps, frames=frames)
         elif t == "ping":
             c.send_json(type="pong", t=msg.get("t"))
+        elif t == "driver":
+            if msg["driver"] == "agent" and act is None:
+                raise UserError("no agent can drive this world: train one with `maskworld train agent --world WORLD` "
+                                "or start play with --agent AGENT_DIR")
+            with ticker.lock:
+                c.driver = msg["driver"]
+                c.pending.clear()
+                c.held = c.idle_action
+            c.send_json(type="driver", driver=c.driver)
+            ticker.wake()
 
     async def sender(ws: WebSocket, c: PlayClient) -> None:
         try:

@@ -75,6 +75,7 @@ class PlayClient:
     name: str | None = None  # saved-session name, once saved or resumed
     start_state: tuple[bytes, str] | None = None  # what "reset" returns to
     mode: str = "realtime"  # or "step"
+    driver: str = "you"  # or "agent": the world's trained agent picks the actions (issue 8)
     held: int | None = None
     pending: collections.deque = field(default_factory=collections.deque)
     last_tick: int = -1
@@ -120,6 +121,8 @@ class PlayClient:
             return False
         if self.pending:
             return True
+        if self.driver == "agent":  # real-time: the agent acts every tick; step mode: one step per key press
+            return self.mode == "realtime" and self.last_tick < tick
         return self.mode == "realtime" and self.held is not None and self.last_tick < tick
 
     def next_action(self, tick: int) -> int:
@@ -134,10 +137,11 @@ class PlayClient:
 
 
 class Ticker:
-    def __init__(self, world, fps: float = 20.0, max_batch: int = 64):
+    def __init__(self, world, fps: float = 20.0, max_batch: int = 64, agent=None):
+        """agent: a callable (B,S,S,3) uint8 frames -> (B,) world actions, for clients whose driver is "agent"."""
         if not fps > 0:
             raise ValueError("fps must be positive")
-        self.world, self.period, self.max_batch = world, 1.0 / fps, max_batch
+        self.world, self.period, self.max_batch, self.agent = world, 1.0 / fps, max_batch, agent
         self.clients: set[PlayClient] = set()
         self.lock = threading.Lock()  # guards client state shared with the event loop(s)
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
@@ -214,6 +218,7 @@ class Ticker:
                 continue
             try:
                 t = time.perf_counter()
+                jobs = self._agent_actions(jobs)
                 outs = self.world.step_many([j[1] for j in jobs], [j[3] for j in jobs])
                 ms = (time.perf_counter() - t) * 1000
                 payloads = [encode_frame(f, c.fmt) for (f, _, _), (c, *_) in zip(outs, jobs)]
@@ -229,6 +234,18 @@ class Ticker:
                 header = {"model_ms": ms, "batch": len(jobs), "action": a, "reward": reward, "done": done,
                           "step": sess.steps, "total_reward": sess.total_reward, "size": frame.shape[:2]}
                 self._post(c, c.deliver, gen, header, payload)
+
+    def _agent_actions(self, jobs: list) -> list:
+        """Jobs of agent-driven clients get the agent's action on their current frame (one batched forward)."""
+        idx = [i for i, (c, *_) in enumerate(jobs) if c.driver == "agent"]
+        if not idx or self.agent is None:
+            return jobs
+        acts = self.agent(np.stack([jobs[i][1].frame for i in idx]))
+        jobs = list(jobs)
+        for i, a in zip(idx, acts):
+            c, sess, gen, _ = jobs[i]
+            jobs[i] = (c, sess, gen, int(a))
+        return jobs
 
     def _post(self, c: PlayClient, fn, *args, **kw) -> None:
         if c.closed:
@@ -247,7 +264,7 @@ def frame_header(c: PlayClient, s, model_ms=None, batch=None, action=None, rewar
     return {
         "seq": c.frames_sent, "w": w, "h": h, "fmt": c.fmt, "step": s.steps if step is None else step, "reward": reward,
         "total_reward": s.total_reward if total_reward is None else total_reward, "done": s.done if done is None else done,
-        "model_ms": model_ms, "batch": batch, "action": action, "mode": c.mode, "name": c.name,
+        "model_ms": model_ms, "batch": batch, "action": action, "mode": c.mode, "name": c.name, "driver": c.driver,
         # frames held by memory M (None: the world has none, or it is switched off)
         "memory": s.memory_frames if getattr(s, "memory_on", False) else None,
     }

@@ -8,7 +8,7 @@
   const withToken = (path) => token ? `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}` : path;
   const canvas = $("screen"), ctx = canvas.getContext("2d");
   const decoder = new TextDecoder();
-  const mw = window.mw = { frames: 0, fps: 0, header: null, info: null, errors: [], mode: "realtime", connected: false };
+  const mw = window.mw = { frames: 0, fps: 0, header: null, info: null, errors: [], mode: "realtime", driver: "you", connected: false };
   let ws, bindings = [], held = new Set(), times = [], statusTimer = null;
 
   function status(text, isError) {
@@ -53,6 +53,7 @@
     $("reward").textContent = Number(h.total_reward).toFixed(h.total_reward % 1 ? 2 : 0);
     $("done").textContent = h.done ? "yes" : "no";
     $("memory").textContent = h.memory == null ? "off" : h.memory;
+    if (h.driver) setDriver(h.driver);
     if (h.model_ms != null) { $("model-ms").textContent = (h.model_ms / h.batch).toFixed(1); $("batch").textContent = h.batch; }
     if (h.name) $("save-name").placeholder = h.name;
     document.querySelectorAll("#bindings tr").forEach((tr) => tr.classList.toggle("active", Number(tr.dataset.code) === h.action));
@@ -87,6 +88,9 @@
       mw.info = m; bindings = m.bindings;
       $("world-name").textContent = `${m.world} · ${m.env_id}`;
       $("new-data").disabled = !m.has_prompts;
+      $("driver-agent").disabled = !m.agent;
+      if (m.agent) $("driver-agent").title = `agent “${m.agent.name}” (${m.agent.real_steps} real steps` +
+        (m.agent.mean_return != null ? `, real return ${Number(m.agent.mean_return).toFixed(2)}` : "") + ") drives (key G)";
       const tbody = $("bindings").querySelector("tbody");
       tbody.innerHTML = "";
       for (const b of bindings) {
@@ -117,6 +121,8 @@
       document.querySelectorAll("#preview img").forEach((img, k) => { img.src = m.frames[k]; });
     } else if (m.type === "mode") {
       setMode(m.mode);
+    } else if (m.type === "driver") {
+      setDriver(m.driver);
     }
   }
 
@@ -124,6 +130,13 @@
     mw.mode = mode;
     $("mode-realtime").classList.toggle("on", mode === "realtime");
     $("mode-step").classList.toggle("on", mode === "step");
+  }
+
+  function setDriver(driver) {
+    mw.driver = driver;
+    $("driver").textContent = driver;
+    $("driver-you").classList.toggle("on", driver === "you");
+    $("driver-agent").classList.toggle("on", driver === "agent");
   }
 
   function renderSessions(list) {
@@ -159,6 +172,9 @@
   const typing = (e) => e.target instanceof HTMLInputElement;
   document.addEventListener("keydown", (e) => {
     const k = norm(e.key);
+    if (k === "g" && !bound(k) && !typing(e) && !e.repeat && mw.info && mw.info.agent) {  // toggle who drives
+      send({ type: "driver", driver: mw.driver === "agent" ? "you" : "agent" }); return;
+    }
     if (typing(e) || e.ctrlKey || e.metaKey || e.altKey || !bound(k)) return;
     e.preventDefault();
     if (e.repeat) return;
@@ -178,6 +194,8 @@
   // ---- buttons
   $("mode-realtime").onclick = () => send({ type: "mode", mode: "realtime" });
   $("mode-step").onclick = () => send({ type: "mode", mode: "step" });
+  $("driver-you").onclick = () => send({ type: "driver", driver: "you" });
+  $("driver-agent").onclick = () => send({ type: "driver", driver: "agent" });
   $("reset").onclick = () => send({ type: "reset" });
   $("new-scratch").onclick = () => send({ type: "new", source: "scratch" });
   $("new-data").onclick = () => send({ type: "new", source: "data" });
