@@ -47,6 +47,41 @@ def test_stages_alone(toy_data, tmp_path):
     assert main(["train", "dynamics", "--data", toy_data, "--out", str(tmp_path / "none"), "--steps", "3"] + TINY) == 2
 
 
+def test_init_fine_tunes_from_a_world(toy_data, tmp_path):
+    """--init starts the dynamics from a world's weights and config (a fine-tune), with --context-drop; a config
+    conflict or a missing world is a clear error before anything is written."""
+    import shutil
+
+    src = tmp_path / "src"
+    assert main(["train", "world", "--data", toy_data, "--out", str(src), "--steps", "3", "--window", "3"] + TINY) == 0
+    out = tmp_path / "ft"
+    out.mkdir()
+    for f in ("tokenizer.safetensors", "tokenizer.json"):
+        shutil.copy(src / f, out / f)
+    assert main(["train", "dynamics", "--data", toy_data, "--out", str(out), "--steps", "1", "--init", str(src),
+                 "--context-drop", "0.5"] + TINY) == 0
+    a, b = maskworld.load_world(src), maskworld.load_world(out)
+    assert b.dynamics.cfg.window == 3  # the init world's config, not the preset's
+    assert b.meta.model_card["dynamics_train"]["context_drop"] == 0.5
+    diff = max((a.dynamics.state_dict()[k] - v).abs().max().item() for k, v in b.dynamics.state_dict().items())
+    assert 0 < diff < 0.05  # one small step away from the init weights (a fresh init would be far)
+    assert main(["train", "dynamics", "--data", toy_data, "--out", str(tmp_path / "x"), "--steps", "1", "--init",
+                 str(tmp_path / "nope")] + TINY) == 2
+    assert main(["train", "dynamics", "--data", toy_data, "--out", str(out), "--steps", "1", "--init", str(src),
+                 "--window", "5", "--resume"] + TINY) == 2
+    assert main(["train", "dynamics", "--data", toy_data, "--out", str(out), "--steps", "1", "--context-drop", "2"] + TINY) == 2
+
+
+def test_context_drop_makes_the_context_mostly_noise():
+    from maskworld.train.dynamics_train import corrupt
+
+    tok = torch.zeros(64, 3, 16, dtype=torch.long)
+    g = torch.Generator().manual_seed(0)
+    light = (corrupt(tok, 1000, 0.1, g) != 0).float().mean(dim=(1, 2))
+    heavy = (corrupt(tok, 1000, 0.1, g, drop=1.0) != 0).float().mean(dim=(1, 2))
+    assert light.max() < 0.2 and heavy.min() > 0.35 and heavy.mean() > 0.6
+
+
 def test_train_bad_input(toy_data, tmp_path, capsys):
     assert main(["train", "world", "--data", toy_data, "--out", str(tmp_path / "a")] + TINY) == 2
     assert "budget" in capsys.readouterr().err

@@ -56,6 +56,11 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="share of each dynamics batch's clips that end on a reward or termination transition, so a "
                         "sparse-reward world learns to imagine the rewarding step (default 0.25 when the data has any, "
                         "else 0; 0 = uniform clips)")
+    p.add_argument("--context-drop", type=float, default=0.0, metavar="F",
+                   help="share of dynamics clips whose context is mostly noise (as after a long rollout), so a memory "
+                        "world learns to rebuild places from memory (default 0)")
+    p.add_argument("--init", metavar="WORLD",
+                   help="start the dynamics from WORLD's weights and config (a fine-tune, e.g. with --context-drop)")
     p.add_argument("--fsdp", action="store_true", help="shard parameters across GPUs with FSDP2 (under torchrun, CUDA only)")
     p.add_argument("--data-split", choices=["global", "rank"], default="global",
                    help="under torchrun: 'global' (default) = every process draws the same global batch and trains on its "
@@ -142,7 +147,8 @@ def run(args) -> int:
                   fsdp=args.fsdp, compile=args.compile, data_split=args.data_split, command_line=args.command_line,
                   latent_actions=args.latent_actions, lam_share=args.lam_share, lam_steps=args.lam_steps,
                   label_transitions=args.label_transitions, memory=args.memory, compressed=args.compressed,
-                  event_share=args.event_share, d_model=args.d_model, layers=args.layers)
+                  event_share=args.event_share, d_model=args.d_model, layers=args.layers,
+                  context_drop=args.context_drop, init=args.init)
     stages = {"world": ("tokenizer", "dynamics"), "tokenizer": ("tokenizer",), "dynamics": ("dynamics",)}[args.stage]
     if args.stage == "dynamics" and a.tok_steps is None and a.tok_minutes is None:
         a.tok_steps = 1  # unused: the tokenizer is loaded from OUT

@@ -105,18 +105,23 @@ def mask_tokens(tok_BTN: torch.Tensor, mask_id: int, gen: torch.Generator | None
     return torch.where(m, torch.full_like(tok_BTN, mask_id), tok_BTN), m
 
 
-def corrupt(tok_BTN: torch.Tensor, vocab: int, max_rate: float, gen=None) -> torch.Tensor:
-    if max_rate <= 0:
+def corrupt(tok_BTN: torch.Tensor, vocab: int, max_rate: float, gen=None, drop: float = 0.0) -> torch.Tensor:
+    """Random tokens at a per-clip rate ~ U(0, max_rate); a share `drop` of the clips gets U(0.5, 1) instead (a
+    context that is mostly noise, like a long open-loop rollout's: what memory M must stand in for)."""
+    if max_rate <= 0 and drop <= 0:
         return tok_BTN
     B = tok_BTN.shape[0]
     rate = torch.rand(B, 1, 1, generator=gen).to(tok_BTN.device) * max_rate
+    if drop > 0:
+        heavy = torch.rand(B, 1, 1, generator=gen).to(tok_BTN.device) < drop
+        rate = torch.where(heavy, 0.5 + 0.5 * torch.rand(B, 1, 1, generator=gen).to(tok_BTN.device), rate)
     flip = torch.rand(tok_BTN.shape, generator=gen).to(tok_BTN.device) < rate
     rnd = torch.randint(0, vocab, tok_BTN.shape, generator=gen).to(tok_BTN.device)
     return torch.where(flip, rnd, tok_BTN)
 
 
 def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0.1, gen=None,
-                    part: dist.Part | None = None, forward=None, extra: dict | None = None):
+                    part: dist.Part | None = None, forward=None, extra: dict | None = None, context_drop: float = 0.0):
     """Token, reward and termination losses and masked-token accuracy.
 
     `extra` (from make_batch): memory read by the predicted frames, and pose-change targets whose loss
@@ -129,7 +134,7 @@ def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0
     cfg = model.cfg
     forward = model if forward is None else forward
     masked, m = mask_tokens(tok, cfg.mask_id, gen)
-    clean = corrupt(tok, cfg.vocab_size, corrupt_max, gen)
+    clean = corrupt(tok, cfg.vocab_size, corrupt_max, gen, context_drop)
     real = act != cfg.null_action  # frames produced by a transition
     if part is not None:
         n_mask, n_real = m.sum().clamp_min(1), real.sum().clamp_min(1)
@@ -184,13 +189,18 @@ def evaluate_dynamics(model: Dynamics, cache, window: int, device, batches: int 
 
 def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: float, budget: Budget, work_dir, device,
                    resume: bool, seed: int = 0, progress: bool = True, ckpt_minutes: float = 5.0, corrupt_max: float = 0.1,
-                   fsdp: bool = False, compile: bool = False, event_share: float = 0.0):
-    """event_share: share of each batch's clips that end on a reward/termination (maskworld.data.event_sampler)."""
+                   fsdp: bool = False, compile: bool = False, event_share: float = 0.0, context_drop: float = 0.0,
+                   init_state: dict | None = None):
+    """event_share: share of each batch's clips that end on a reward/termination (maskworld.data.event_sampler).
+    context_drop: share of clips with a mostly-noise context (`corrupt`). init_state: weights to start from (a
+    fine-tune; a checkpoint in work_dir, on --resume, takes precedence)."""
     from maskworld.data.event_sampler import EventClips
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = Dynamics(cfg).to(device)
+    if init_state is not None:
+        model.load_state_dict(init_state)
     fwd = dist.wrap(model, device, fsdp=fsdp, compile=compile, blocks=list(model.blocks))  # `model` is what we save
     part = dist.part()
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "emb" not in n]
@@ -208,7 +218,8 @@ def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: 
         tok, act, rew, term, extra = make_batch(train_cache, dist.rows_to_draw(batch), cfg.window, rng, cfg.num_actions, device, cfg,
                                                clips)
         with autocast(device):
-            tl, rl, dl, acc = dynamics_losses(model, tok, act, rew, term, corrupt_max, part=part, forward=fwd, extra=extra)
+            tl, rl, dl, acc = dynamics_losses(model, tok, act, rew, term, corrupt_max, part=part, forward=fwd, extra=extra,
+                                              context_drop=context_drop)
         loss = tl + 0.5 * rl + 0.5 * dl
         opt.zero_grad(set_to_none=True)
         loss.backward()

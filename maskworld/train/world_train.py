@@ -86,6 +86,11 @@ class TrainArgs:
     event_share: float | None = None
     """Share of each dynamics batch's clips that end on a reward/termination transition (issue 8); None = 0.25 when
     the training data has any such transition, else 0 (maskworld.data.event_sampler)."""
+    context_drop: float = 0.0
+    """Share of clips whose context is mostly noise (corruption rate ~ U(0.5, 1)): as after a long open-loop rollout,
+    so a memory world learns to rebuild a place from memory rather than from its window (dynamics_train.corrupt)."""
+    init: str | None = None
+    """A world directory whose dynamics weights (and config) training starts from: a fine-tune."""
 
 
 def _check_memory(a: TrainArgs) -> None:
@@ -213,6 +218,9 @@ def stage_dynamics(a: TrainArgs, store, tok, train_ids, val_ids, budget: Budget,
     val_cache = stage_cache(store, val_ids, tok, work / "cache_val", device, a.progress)
     print0(f"[cache] tokenized {train_cache.num_frames + val_cache.num_frames} frames in {time.time() - t0:.0f}s")
     cfg = preset.dynamics
+    init_state = None
+    if a.init:
+        cfg, init_state = _init_dynamics(a, tok)
     if a.window is not None:
         if a.window < 2:
             raise UserError(f"--window {a.window}: the dynamics need at least 2 frames (one of context)")
@@ -231,7 +239,9 @@ def stage_dynamics(a: TrainArgs, store, tok, train_ids, val_ids, budget: Budget,
         lam, lam_info, budget = stage_lam(a, store, tok, train_cache, val_cache, budget, device, work)
         cfg.num_actions = lam.cfg.num_codes
     compressed = a.compressed if a.compressed is not None else (2 if a.memory else 0)
-    if a.memory or compressed:
+    if init_state is not None:  # the config is the init world's
+        pass
+    elif a.memory or compressed:
         if train_cache.poses is None:
             raise UserError(f"memory needs poses in the data: {a.data} records no agent_pos/agent_dir (collect a MiniGrid "
                             "env, e.g. MiniGrid-Landmarks-v0), or train without --memory/--compressed")
@@ -244,11 +254,31 @@ def stage_dynamics(a: TrainArgs, store, tok, train_ids, val_ids, budget: Budget,
     print0(f"[dynamics] budget {budget.describe()}, window {cfg.window} frames, {cfg.d_model}d x {cfg.n_layers} layers")
     model, m = train_dynamics(train_cache, val_cache, cfg, a.batch or preset.dyn_batch, preset.lr, budget, work, device, a.resume,
                               a.seed, a.progress, ckpt_minutes=a.ckpt_minutes, fsdp=a.fsdp, compile=a.compile,
-                              event_share=share)
+                              event_share=share, context_drop=a.context_drop, init_state=init_state)
     m["event_share"] = share
     print0(f"[dynamics] val token loss {m.get('val_loss', float('nan')):.3f}, masked-token accuracy {m.get('val_acc', 0):.3f}, "
           f"{m.get('tok_s', 0):.0f} tokens/s")
     return model, m, lam, lam_info
+
+
+def _init_dynamics(a: TrainArgs, tok):
+    """--init WORLD: its dynamics config and weights (a fine-tune); clear errors where they cannot fit."""
+    import dataclasses
+
+    from maskworld.world.world import load_world
+
+    src = load_world(a.init, device="cpu")
+    cfg = dataclasses.replace(src.dynamics.cfg)
+    if (cfg.vocab_size, cfg.grid) != (tok.cfg.vocab_size, tok.cfg.grid):
+        raise UserError(f"--init {a.init}: its dynamics read {cfg.vocab_size} tokens on a {cfg.grid}x{cfg.grid} grid, but "
+                        f"this run's tokenizer makes {tok.cfg.vocab_size} on {tok.cfg.grid}x{tok.cfg.grid}; use the same tokenizer")
+    given = {"--window": (a.window, cfg.window), "--d-model": (a.d_model, cfg.d_model), "--layers": (a.layers, cfg.n_layers),
+             "--memory": (a.memory or None, cfg.memory_frames or None)}
+    for flag, (want, have) in given.items():
+        if want is not None and want != have:
+            raise UserError(f"--init {a.init} has {flag.lstrip('-')} {have}, not {want}: drop {flag} (a fine-tune keeps the config)")
+    print0(f"[dynamics] starting from {a.init}'s weights ({cfg.d_model}d x {cfg.n_layers} layers, window {cfg.window})")
+    return cfg, src.dynamics.state_dict()
 
 
 def event_share(a: TrainArgs, cache, window: int) -> float:
@@ -337,6 +367,10 @@ def _run_train(a: TrainArgs, stages, out: Path, device) -> Path:
     _check_latent(a)
     _check_memory(a)
     check_share(a.event_share)
+    if not 0.0 <= a.context_drop <= 1.0:
+        raise UserError(f"--context-drop {a.context_drop}: give the share of clips with a noisy context, from 0 to 1")
+    if a.init is not None and not (Path(a.init) / "world.json").is_file():
+        raise UserError(f"--init {a.init} is not a world directory (world.json + *.safetensors)")
     store = open_store(a.data)
     if (a.memory or a.compressed) and "dynamics" in stages and not {"agent_pos", "agent_dir"} <= set(store.meta.get("info_keys", [])):
         raise UserError(f"memory needs poses in the data: {a.data} records no agent_pos/agent_dir (collect a MiniGrid env, "
@@ -366,6 +400,7 @@ def _run_train(a: TrainArgs, stages, out: Path, device) -> Path:
     dyn, dm, lam, lam_info = stage_dynamics(a, store, tok, train_ids, val_ids, dyn_budget, device, work)
     times["dynamics_s"] = round(time.time() - t0, 1)
     card["dynamics_train"] = {k: dm[k] for k in ("val_loss", "val_acc", "steps", "train_s", "tok_s", "event_share") if k in dm}
+    card["dynamics_train"].update({"context_drop": a.context_drop, **({"init": str(a.init)} if a.init else {})})
     card["train_time_s"] = times
     card["split"] = {"seed": a.seed, "val_fraction": a.val_fraction, "val_episodes": len(val_ids)}
     # Same rule as stage_dynamics: action-free video (or --ignore-actions) -> latent actions, or one NOOP action.
