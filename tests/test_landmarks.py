@@ -156,3 +156,26 @@ def test_bad_inputs_raise_user_errors():
         landmark_recall(np.zeros((2, 64, 64, 3), np.uint8), np.zeros((3, 7, 7, 3), np.uint8))
     with pytest.raises(UserError):
         make_trials(gaps=(0,), per_gap=1)
+
+
+def test_recall_of_renderable_cells(trials):
+    """recall_renderable scores only cells the reference reconstruction shows: the reference itself gets 1.0, a
+    blank world 0.0, and the cell order of landmark_hits lines up between frame sequences."""
+    from maskworld.eval.revisit import _scores
+    from maskworld.eval.revisit_trials import landmark_hits, landmark_recall
+
+    t = trials[0]
+    frames, views = t.frames[t.ret], t.views[t.ret]
+    hits = landmark_hits(frames, views)
+    assert (int(hits.sum()), len(hits)) == landmark_recall(frames, views)
+    ref = [t.frames.copy() for t in trials[:2]]
+    for r in ref:  # a reference that loses the right half of every frame: fewer renderable cells
+        r[:, :, 32:] = 76
+    renderable = [landmark_hits(r[t.ret], t.views[t.ret]) for r, t in zip(ref, trials[:2])]
+    assert 0 < sum(int(x.sum()) for x in renderable) < sum(len(x) for x in renderable)
+    assert _scores(trials[:2], ref, renderable)["recall_renderable"] == 1.0
+    blank = [np.full_like(t.frames, 76) for t in trials[:2]]
+    s = _scores(trials[:2], blank, renderable)
+    assert s["recall_renderable"] == 0.0 and s["landmarks_renderable"] == sum(int(x.sum()) for x in renderable)
+    real = _scores(trials[:2], [t.frames for t in trials[:2]], renderable)
+    assert real["recall_renderable"] == 1.0 and real["recall"] >= 0.95

@@ -6,7 +6,9 @@ outbound leg (a 360-degree scan of a place), then imagines the gap of g steps an
 logged actions. Scored on the return leg (the same scan of the same place):
 - `psnr` / `ssim` against the real frames;
 - `self_psnr`: against the world's own frames of the same poses before the gap (self-consistency);
-- `recall`: landmark recall (right object, right place, right colour) on the returning frames.
+- `recall`: landmark recall (right object, right place, right colour) on the returning frames;
+  `recall_renderable`: the same over the landmark cells the tokenizer's reconstruction of the real frames
+  shows (the tokenizer scores 1.0 there; a world cannot show what its tokenizer cannot draw).
 
 Arms, in one run on the same trials and seeds:
 - `memory`: memory M as trained, keys from the world's own pose estimates (nothing given but frames and
@@ -75,20 +77,30 @@ def _run_arm(world, trials, arm: str, seed: int, k: int | None = None, parts: di
     return [np.stack(f) for f in frames]
 
 
-def _scores(trials, gen: list[np.ndarray]) -> dict:
-    from maskworld.eval.revisit_trials import landmark_recall
+def _scores(trials, gen: list[np.ndarray], renderable: list[np.ndarray] | None = None) -> dict:
+    """PSNR/SSIM/self-PSNR and landmark recall on the return legs. renderable: per trial, which landmark cells of
+    the return leg the tokenizer's reconstruction of the real frames shows; `recall_renderable` is the recall
+    over those cells only (what any world with this tokenizer could show: the tokenizer scores 1.0 on it)."""
+    from maskworld.eval.revisit_trials import landmark_hits
 
-    ps, ss, self_ps, hits, total = [], [], [], 0, 0
-    for tr, g in zip(trials, gen):
+    ps, ss, self_ps, hits, ok = [], [], [], [], []
+    for i, (tr, g) in enumerate(zip(trials, gen)):
         pred, real, before = g[tr.ret], tr.frames[tr.ret], g[tr.match]
         ps.append(psnr_per_frame(pred, real))
         ss.append(ssim_per_frame(pred, real))
         self_ps.append(psnr_per_frame(pred, before))
-        h, n = landmark_recall(pred, tr.views[tr.ret])
-        hits, total = hits + h, total + n
-    return {"psnr": float(np.concatenate(ps).mean()), "ssim": float(np.concatenate(ss).mean()),
-            "self_psnr": float(np.concatenate(self_ps).mean()), "recall": hits / total if total else None,
-            "landmarks": total}
+        hits.append(landmark_hits(pred, tr.views[tr.ret]))
+        if renderable is not None:
+            ok.append(renderable[i])
+    h = np.concatenate(hits) if hits else np.zeros(0, bool)
+    out = {"psnr": float(np.concatenate(ps).mean()), "ssim": float(np.concatenate(ss).mean()),
+           "self_psnr": float(np.concatenate(self_ps).mean()), "recall": float(h.mean()) if h.size else None,
+           "landmarks": int(h.size)}
+    if renderable is not None:
+        r = np.concatenate(ok) if ok else np.zeros(0, bool)
+        out["recall_renderable"] = float(h[r].mean()) if r.any() else None
+        out["landmarks_renderable"] = int(r.sum())
+    return out
 
 
 def revisit(world, env_id: str | None = None, gaps=(8, 16, 32, 64, 128, 256), per_gap: int = 8, seed: int = 0,
@@ -96,7 +108,7 @@ def revisit(world, env_id: str | None = None, gaps=(8, 16, 32, 64, 128, 256), pe
     """Run the benchmark -> flat metrics `revisit.<arm>.<metric>.<g>` plus `revisit.gain.*` summaries."""
     from tqdm import tqdm
 
-    from maskworld.eval.revisit_trials import make_trials
+    from maskworld.eval.revisit_trials import landmark_hits, make_trials
 
     env_id = env_id or world.meta.env_id
     if not env_id.startswith("MiniGrid-"):
@@ -116,18 +128,19 @@ def revisit(world, env_id: str | None = None, gaps=(8, 16, 32, 64, 128, 256), pe
     for g in gaps:
         trials = make_trials(env_id, gaps=(g,), per_gap=per_gap, seed=seed, size=size)
         out[f"revisit.away.{g}"] = float(np.mean([getattr(t, "away", 0) for t in trials]))
-        last = [np.repeat(t.frames[t.outbound - 1][None], len(t.frames), 0) for t in trials]
-        for key, v in _scores(trials, last).items():
-            out[f"revisit.copy_last.{key}.{g}"] = v
         with torch.no_grad():
             recon = [world.tokenizer.render_uint8(torch.from_numpy(_tokenize(world, t.frames)).view(
                 -1, world.dynamics.cfg.grid, world.dynamics.cfg.grid).to(world.device)).cpu().numpy() for t in trials]
-        for key, v in _scores(trials, recon).items():
+        renderable = [landmark_hits(r[t.ret], t.views[t.ret]) for r, t in zip(recon, trials)]
+        last = [np.repeat(t.frames[t.outbound - 1][None], len(t.frames), 0) for t in trials]
+        for key, v in _scores(trials, last, renderable).items():
+            out[f"revisit.copy_last.{key}.{g}"] = v
+        for key, v in _scores(trials, recon, renderable).items():
             out[f"revisit.tokenizer.{key}.{g}"] = v
         for arm in arms:
             k = int(arm.split("_k")[1]) if "_k" in arm else None
             gen = _run_arm(world, trials, "memory" if k or arm in ABLATIONS else arm, seed, k, ABLATIONS.get(arm))
-            for key, v in _scores(trials, gen).items():
+            for key, v in _scores(trials, gen, renderable).items():
                 out[f"revisit.{arm}.{key}.{g}"] = v
             bar.update(1)
     bar.close()
@@ -191,11 +204,12 @@ def curves_svg(metrics: dict, metric: str = "psnr", width: int = 560, height: in
 def summary_lines(m: dict) -> list[str]:
     lines = []
     arms = m["revisit.arms"]
-    lines.append("  gap  " + "".join(f"{a:>22s}" for a in arms) + "   (PSNR dB / landmark recall)")
+    lines.append("  gap  " + "".join(f"{a:>22s}" for a in arms) + "   (PSNR dB / recall / recall of renderable)")
     for g in m["revisit.gaps"]:
         cells = []
         for a in arms:
-            r = m.get(f"revisit.{a}.recall.{g}")
-            cells.append(f"{m[f'revisit.{a}.psnr.{g}']:8.2f} / {'-' if r is None else f'{r:.2f}':>5s}")
+            r, rr = m.get(f"revisit.{a}.recall.{g}"), m.get(f"revisit.{a}.recall_renderable.{g}")
+            cells.append(f"{m[f'revisit.{a}.psnr.{g}']:6.2f} / {'-' if r is None else f'{r:.2f}'} / "
+                         f"{'-' if rr is None else f'{rr:.2f}'}")
         lines.append(f"  {g:4d} " + "".join(f"{c:>22s}" for c in cells))
     return lines

@@ -330,12 +330,18 @@ def landmark_recall(frames: np.ndarray, views: np.ndarray) -> tuple[int, int]:
     A hit needs the region of that view cell to have the landmark's colour as its dominant
     saturated hue and a coloured area within AREA_FACTOR of a clean rendering of the object.
     """
+    hits = landmark_hits(frames, views)
+    return int(hits.sum()), len(hits)
+
+
+def landmark_hits(frames: np.ndarray, views: np.ndarray) -> np.ndarray:
+    """(n,) bool, one per landmark cell of `views` (frame by frame, in a fixed order): is it shown? Two frame
+    sequences over the same views give aligned arrays (e.g. to score only cells a tokenizer can render)."""
     frames, views = np.asarray(frames), np.asarray(views)
     if frames.ndim != 4 or views.shape[1:] != (VIEW, VIEW, 3) or len(frames) != len(views):
         raise UserError(f"landmark_recall needs frames (K,S,S,3) and views (K,7,7,3), got {frames.shape} and {views.shape}")
-    hits = total = 0
+    out = []
     for frame, view in zip(frames, views):
         for i, j in zip(*np.nonzero(_landmark_mask(view))):
-            total += 1
-            hits += _shows(frame, int(i), int(j), view[i, j])
-    return hits, total
+            out.append(_shows(frame, int(i), int(j), view[i, j]))
+    return np.asarray(out, bool)
