@@ -1,5 +1,6 @@
 """The Dyna loop (issue 8): the world learns from the agent's real experience; runs checkpoint, resume and log."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -116,16 +117,53 @@ def test_dyna_run_saves_updated_world_checkpoints_and_resumes(tmp_path):
     assert all(torch.equal(frozen[k], v) for k, v in orig.dynamics.state_dict().items())
     assert json.loads((out / "agent.json").read_text())["train"]["world"] == str(out / "world")
 
+    assert all(torch.equal(frozen[k], v) for k, v in world.dynamics.state_dict().items())  # the caller's world too
+
     with pytest.raises(UserError, match="--resume"):
         train_agent(_world(tmp_path, "w3"), real_steps=16, cfg=cfg, out=out, progress=False, view="full")
-    _, s2 = train_agent(_world(tmp_path, "w4"), real_steps=32, cfg=cfg, out=out, progress=False, ckpt_minutes=0,
-                        resume=True, view="full")
+    # resuming at the end restores everything and runs nothing: same agent, same updated world
+    from maskworld.agents.actor_critic import load_agent
+
+    a1 = load_agent(out)[0].state_dict()
+    a_same, s_same = train_agent(_world(tmp_path, "w3b"), real_steps=16, cfg=cfg, out=tmp_path / "agent", progress=False,
+                                 resume=True, view="full")
+    assert s_same["updates"] == 2 and all(torch.equal(a1[k], v) for k, v in a_same.state_dict().items())
+    assert all(torch.equal(w2.dynamics.state_dict()[k], v) for k, v in load_world(out / "world").dynamics.state_dict().items())
+    with pytest.raises(UserError, match="world_batch 8"):  # a setting that contradicts the run's own
+        train_agent(_world(tmp_path, "w3c"), real_steps=32, cfg=dataclasses.replace(cfg, world_batch=8), out=out,
+                    progress=False, resume=True, view="full")
+    _, s2 = train_agent(_world(tmp_path, "w4"), real_steps=32, cfg=AgentTrainConfig(), out=out, progress=False,
+                        ckpt_minutes=0, resume=True, view="full")  # the defaults: the run's own settings
     assert (s2["real_steps"], s2["updates"], s2["world_update_steps"]) == (32, 4, 8)
+    assert s2["real_episodes"] >= s1["real_episodes"]
 
     ckpt = next((out / "_work" / "ckpt_agent").glob("step-*"))
     (ckpt / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(UserError, match="cannot be loaded"):
         train_agent(_world(tmp_path, "w5"), real_steps=48, cfg=cfg, out=out, progress=False, resume=True, view="full")
+
+
+def test_agent_updates_leave_the_world_alone(tmp_path):
+    """One optimiser holds agent and dynamics: an agent update must not move the world, nor a world update the agent."""
+    from maskworld.agents.actor_critic import ActorCritic, ActorCriticConfig, AgentTrainConfig, ReturnScale, _update
+    from maskworld.agents.dyna import _optimizer
+    from maskworld.agents.world_update import WorldUpdater
+
+    world = _world(tmp_path)
+    cfg = AgentTrainConfig(horizon=2, batch=4, channels=8, world_batch=4)
+    agent = ActorCritic(ActorCriticConfig(7, 64, 8))
+    up = WorldUpdater(world, cfg.world_batch)
+    opt = _optimizer(agent, up, cfg)
+    dyn0 = {k: v.clone() for k, v in world.dynamics.state_dict().items()}
+    ag0 = {k: v.clone() for k, v in agent.state_dict().items()}
+    starts = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    _update(agent, opt, world, starts, None, cfg, ReturnScale(), torch.Generator().manual_seed(0), np.random.default_rng(0))
+    assert all(torch.equal(dyn0[k], v) for k, v in world.dynamics.state_dict().items())
+    assert any(not torch.equal(ag0[k], v) for k, v in agent.state_dict().items())
+    ag1 = {k: v.clone() for k, v in agent.state_dict().items()}
+    up.step(_real_replay(30).token_view(world), opt, np.random.default_rng(0))
+    assert all(torch.equal(ag1[k], v) for k, v in agent.state_dict().items())
+    assert any(not torch.equal(dyn0[k], v) for k, v in world.dynamics.state_dict().items())
 
 
 def test_frozen_world_stays_frozen(tmp_path):

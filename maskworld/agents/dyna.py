@@ -27,7 +27,9 @@ Design choices:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
 import shutil
 import time
 from pathlib import Path
@@ -74,6 +76,22 @@ def _save_world(world, src_path, dest: Path, stats: dict) -> Path:
     return dest
 
 
+def _resumed_config(last: Path, cfg: AgentTrainConfig) -> AgentTrainConfig:
+    """The checkpoint's own settings; a setting given now (not the default) that differs is a clear error."""
+    try:
+        saved = AgentTrainConfig(**json.loads((last / "state.json").read_text())["config"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"checkpoint {last} has no readable settings ({e}); delete it to start over") from e
+    default = AgentTrainConfig()
+    clash = [f.name for f in dataclasses.fields(cfg)
+             if getattr(cfg, f.name) != getattr(default, f.name) and getattr(cfg, f.name) != getattr(saved, f.name)]
+    if clash:
+        raise UserError("--resume continues a run with its own settings; these differ from it: "
+                        + ", ".join(f"{k} {getattr(cfg, k)!r} (run: {getattr(saved, k)!r})" for k in clash)
+                        + ". Drop them, or start a new run in another --out")
+    return saved
+
+
 def train_agent(world, env_id: str | None = None, real_steps: int = 10_000, cfg: AgentTrainConfig | None = None,
                 seed: int = 0, device: str | None = None, out=None, progress: bool = True, view: str | None = None,
                 data=None, command: str | None = None, resume: bool = False, ckpt_minutes: float = 5.0):
@@ -98,7 +116,15 @@ def train_agent(world, env_id: str | None = None, real_steps: int = 10_000, cfg:
         raise UserError(f"{out} already holds an agent run ({last}); pass --resume to continue it, or choose another --out")
     if resume and out is None:
         raise UserError("--resume needs the agent directory (--out) whose checkpoint to continue")
+    if last is not None:
+        cfg = _resumed_config(last, cfg)
+    if cfg.world_updates > 0 and world.dynamics.cfg.has_memory:
+        print("[agent] this world has memory M: world updates from real experience are not wired for it yet, "
+              "the world stays frozen (world_updates = 0)")
+        cfg = dataclasses.replace(cfg, world_updates=0)
     src_path = world.path
+    if cfg.world_updates > 0:  # the updates change a copy: the caller's world (and resolve_world's cache) stay as they were
+        world = copy.deepcopy(world)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -118,10 +144,10 @@ def train_agent(world, env_id: str | None = None, real_steps: int = 10_000, cfg:
     if last is not None:
         try:
             st = load_checkpoint(last, modules, opt, rng)
+            replay = RealReplay.from_state(load_arrays(last))
         except UserError:
             env.close()
             raise
-        replay = RealReplay.from_state(load_arrays(last))
         usable = [int(i) for i in st["usable"]]
         steps, rounds, elapsed = int(st["real_steps"]), int(st["rounds"]), float(st["elapsed_s"])
         episode_returns, log, scale.range = list(st["episode_returns"]), list(st["log"]), st["return_scale"]

@@ -71,6 +71,10 @@ class RealReplay:
     @classmethod
     def from_state(cls, s: dict) -> "RealReplay":
         r = cls()
+        missing = {"frames", "acts_in", "rewards_in", "terms_in"} - set(s)
+        if missing:
+            raise UserError(f"the checkpoint holds no replay of real experience (missing {sorted(missing)}); "
+                            "delete the checkpoint to start over")
         n = len(s["acts_in"])
         if not (len(s["frames"]) == len(s["rewards_in"]) == len(s["terms_in"]) == n):
             raise UserError("the replay in this checkpoint has arrays of different lengths; delete the checkpoint to start over")

@@ -1,7 +1,8 @@
 """Updating the world on the agent's real experience: the "world learns" half of the Dyna loop (issue 8).
 
-    up = WorldUpdater(world, batch=16, lr=1e-4, real_share=0.5)
-    m = up.step(replay.token_view(world), rng)     # one gradient step of the dynamics; -> metrics
+    up = WorldUpdater(world, batch=16, real_share=0.5)
+    opt = torch.optim.AdamW(up.params(), lr=1e-4)
+    m = up.step(replay.token_view(world), opt, rng)     # one gradient step of the dynamics; -> metrics
 
 Design choices:
 - The same objective as `maskworld train dynamics` (`dynamics_losses`: masked tokens + reward + termination,
@@ -14,6 +15,8 @@ Design choices:
 - Only the dynamics learns; the tokenizer stays frozen (the token caches stay valid). The optimiser is
   the caller's param group (one optimiser and one checkpoint for agent and world, see actor_critic).
 - Worlds with memory M are refused (their batches need pose-keyed memory; not wired here yet).
+- A world that is itself a Dyna product (OUT/world, no token cache of its own) uses the cache of the world it
+  started from (its model card's `dyna.started_from`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ def world_data_cache(world) -> TokenCache | None:
     if world.path is None:
         return None
     p = Path(str(world.path)) / "_work" / "cache_train"
+    card = world.meta.model_card if isinstance(world.meta.model_card, dict) else {}
+    origin = (card.get("dyna") or {}).get("started_from")
+    if not (p / "meta.json").exists() and origin:
+        p = Path(origin) / "_work" / "cache_train"
     if not (p / "meta.json").exists():
         return None
     try:
@@ -72,7 +79,9 @@ class WorldUpdater:
         n_real = n_real if real_ok else 0
         parts = []
         if n_real:
-            parts.append(make_batch(real, n_real, T, rng, cfg.num_actions, dev, None, EventClips(real, T, self.event_share)))
+            if getattr(real, "_clips", None) is None:  # one event scan per view (a view lives one collect round)
+                real._clips = EventClips(real, T, self.event_share)
+            parts.append(make_batch(real, n_real, T, rng, cfg.num_actions, dev, None, real._clips))
         if self.batch - n_real and self._data_clips is not None:
             parts.append(make_batch(self.data, self.batch - n_real, T, rng, cfg.num_actions, dev, None, self._data_clips))
         return parts

@@ -211,7 +211,8 @@ class Ticker:
             tick = int((time.monotonic() - t0) / self.period)
             with self.lock:
                 due = [c for c in self.clients if c.is_due(tick)][: self.max_batch]
-                jobs = [(c, c.session, c.generation, c.next_action(tick)) for c in due]
+                # the driver is read here, under the lock, with the action: a switch during the step cannot mix them
+                jobs = [(c, c.session, c.generation, c.next_action(tick), c.driver) for c in due]
                 realtime = any(c.mode == "realtime" and c.session is not None for c in self.clients)
             if not jobs:
                 self._wake.wait(t0 + (tick + 1) * self.period - time.monotonic() if realtime else None)
@@ -230,21 +231,21 @@ class Ticker:
                 continue
             self.batches += 1
             self.frames += len(jobs)
-            for (c, sess, gen, a), payload, (frame, reward, done) in zip(jobs, payloads, outs):
+            for (c, sess, gen, a, driver), payload, (frame, reward, done) in zip(jobs, payloads, outs):
                 header = {"model_ms": ms, "batch": len(jobs), "action": a, "reward": reward, "done": done,
-                          "step": sess.steps, "total_reward": sess.total_reward, "size": frame.shape[:2]}
+                          "step": sess.steps, "total_reward": sess.total_reward, "size": frame.shape[:2], "driver": driver}
                 self._post(c, c.deliver, gen, header, payload)
 
     def _agent_actions(self, jobs: list) -> list:
         """Jobs of agent-driven clients get the agent's action on their current frame (one batched forward)."""
-        idx = [i for i, (c, *_) in enumerate(jobs) if c.driver == "agent"]
+        idx = [i for i, job in enumerate(jobs) if job[4] == "agent"]
         if not idx or self.agent is None:
             return jobs
         acts = self.agent(np.stack([jobs[i][1].frame for i in idx]))
         jobs = list(jobs)
         for i, a in zip(idx, acts):
-            c, sess, gen, _ = jobs[i]
-            jobs[i] = (c, sess, gen, int(a))
+            c, sess, gen, _, driver = jobs[i]
+            jobs[i] = (c, sess, gen, int(a), driver)
         return jobs
 
     def _post(self, c: PlayClient, fn, *args, **kw) -> None:
@@ -257,14 +258,15 @@ class Ticker:
 
 
 def frame_header(c: PlayClient, s, model_ms=None, batch=None, action=None, reward=0.0, done=None, step=None,
-                 total_reward=None, size=None) -> dict:
+                 total_reward=None, size=None, driver=None) -> dict:
     """Header of a frame message; step/reward fields come from the batch when the ticker made the frame."""
     h, w = size or s.frame.shape[:2]
     c.frames_sent += 1
     return {
         "seq": c.frames_sent, "w": w, "h": h, "fmt": c.fmt, "step": s.steps if step is None else step, "reward": reward,
         "total_reward": s.total_reward if total_reward is None else total_reward, "done": s.done if done is None else done,
-        "model_ms": model_ms, "batch": batch, "action": action, "mode": c.mode, "name": c.name, "driver": c.driver,
+        "model_ms": model_ms, "batch": batch, "action": action, "mode": c.mode, "name": c.name,
+        "driver": c.driver if driver is None else driver,  # who chose the action that made this frame
         # frames held by memory M (None: the world has none, or it is switched off)
         "memory": s.memory_frames if getattr(s, "memory_on", False) else None,
     }

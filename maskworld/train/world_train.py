@@ -230,6 +230,13 @@ def stage_dynamics(a: TrainArgs, store, tok, train_ids, val_ids, budget: Budget,
     if a.layers is not None:
         cfg.n_layers = a.layers
     has_actions = bool(store.meta.get("has_actions", True)) and not a.ignore_actions
+    if init_state is not None:
+        n = int(store.meta.get("num_actions", 1)) if has_actions else 1
+        if not has_actions and a.latent_actions > 0:
+            raise UserError("--init fine-tunes a world with real actions; a latent-action world learns new codes, so "
+                            "train it from scratch (drop --init)")
+        if n != cfg.num_actions:
+            raise UserError(f"--init {a.init} has {cfg.num_actions} actions but {a.data} has {n}; fine-tune on data of the same env")
     cfg.num_actions = int(store.meta.get("num_actions", 1)) if has_actions else 1
     cfg.vocab_size, cfg.grid = tok.cfg.vocab_size, tok.cfg.grid
     if budget.minutes is not None:
@@ -269,9 +276,11 @@ def _init_dynamics(a: TrainArgs, tok):
 
     src = load_world(a.init, device="cpu")
     cfg = dataclasses.replace(src.dynamics.cfg)
-    if (cfg.vocab_size, cfg.grid) != (tok.cfg.vocab_size, tok.cfg.grid):
-        raise UserError(f"--init {a.init}: its dynamics read {cfg.vocab_size} tokens on a {cfg.grid}x{cfg.grid} grid, but "
-                        f"this run's tokenizer makes {tok.cfg.vocab_size} on {tok.cfg.grid}x{tok.cfg.grid}; use the same tokenizer")
+    mine, theirs = tok.state_dict(), src.tokenizer.state_dict()
+    same = mine.keys() == theirs.keys() and all(torch.equal(mine[k].cpu(), theirs[k]) for k in mine)
+    if not same:  # the same token ids must mean the same image patches
+        raise UserError(f"--init {a.init}: its dynamics were trained on another tokenizer than the one in --out; copy "
+                        f"{a.init}/tokenizer.safetensors and tokenizer.json into --out first")
     given = {"--window": (a.window, cfg.window), "--d-model": (a.d_model, cfg.d_model), "--layers": (a.layers, cfg.n_layers),
              "--memory": (a.memory or None, cfg.memory_frames or None)}
     for flag, (want, have) in given.items():
@@ -371,6 +380,9 @@ def _run_train(a: TrainArgs, stages, out: Path, device) -> Path:
         raise UserError(f"--context-drop {a.context_drop}: give the share of clips with a noisy context, from 0 to 1")
     if a.init is not None and not (Path(a.init) / "world.json").is_file():
         raise UserError(f"--init {a.init} is not a world directory (world.json + *.safetensors)")
+    if a.init is not None and "tokenizer" in stages:
+        raise UserError("--init fine-tunes the dynamics on the init world's tokenizer: use `maskworld train dynamics` "
+                        "(copy the init world's tokenizer.safetensors and tokenizer.json into --out first)")
     store = open_store(a.data)
     if (a.memory or a.compressed) and "dynamics" in stages and not {"agent_pos", "agent_dir"} <= set(store.meta.get("info_keys", [])):
         raise UserError(f"memory needs poses in the data: {a.data} records no agent_pos/agent_dir (collect a MiniGrid env, "
