@@ -83,7 +83,9 @@ def register(sub) -> None:
         sp.set_defaults(func=run)
     ap = tsub.add_parser("agent", help="an actor-critic trained in imagination, alternating with real experience (Dyna)",
                          description="Train an agent C inside a world (batched imagined rollouts, lambda-returns), "
-                                     "collecting real experience with the current policy between rounds.")
+                                     "collecting real experience with the current policy between rounds and updating "
+                                     "the world on it (the Dyna loop).",
+                         epilog=AGENT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--world", required=True, help="world directory (needs reward and termination heads)")
     ap.add_argument("--env", help="real environment id (default: the world's)")
     ap.add_argument("--real-steps", type=int, default=10_000, help="real environment steps in all")
@@ -115,6 +117,15 @@ def register(sub) -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--no-progress", dest="progress", action="store_false")
     ap.set_defaults(func=run_agent)
+
+
+AGENT_EXAMPLES = """examples:
+  maskworld train agent --world worlds/empty8 --env MiniGrid-Empty-8x8-v0 --real-steps 20000 --sampler-steps 1
+  maskworld train agent --world worlds/empty8 --real-steps 20000 --resume          # continue a stopped run
+  maskworld train agent --world worlds/empty8 --world-updates 0                    # keep the world frozen
+  maskworld eval-agent worlds/empty8/agent --episodes 20                           # real returns + PPO baseline
+  maskworld play worlds/empty8/agent/world                                         # watch it (key G: agent drives)
+Output: OUT/agent.json + agent.safetensors, OUT/world (the updated world), OUT/_work (checkpoints, TensorBoard)."""
 
 
 def run_agent(args) -> int:
