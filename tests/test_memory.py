@@ -1,5 +1,7 @@
 """Memory M: pose codes, retrieval, a model that learns to read memory (and can fail to), sessions that keep it."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -122,6 +124,36 @@ def test_untrained_reader_changes_nothing():
                       torch.randint(0, 20, (6, 2, 16)), torch.ones(6, 2, dtype=torch.bool))
     a, b = m(tok, tok, act)[0], m(tok, tok, act, memory=mem)[0]
     assert torch.equal(a, b)  # zero-initialised outputs: adding memory to a trained world starts from it
+
+
+def test_copy_head_points_at_remembered_tokens():
+    """The copy head's output is a distribution; with its gate open it predicts the remembered token ids (a token
+    the vocabulary head would not pick), closed or with nothing remembered it is the vocabulary head."""
+    from maskworld.memory.pose import REL_EMPTY
+    from maskworld.models.dynamics import Dynamics, DynamicsConfig
+    from maskworld.models.memory_reader import MemoryInput
+
+    torch.manual_seed(0)
+    cfg = DynamicsConfig(vocab_size=20, grid=4, num_actions=3, d_model=32, n_layers=2, n_heads=2, window=3,
+                         memory_frames=2, compressed_frames=0, copy_head=True)
+    m = Dynamics(cfg).eval()
+    plain = Dynamics(dataclasses.replace(cfg, copy_head=False)).eval()
+    plain.load_state_dict({k: v for k, v in m.state_dict().items() if not k.startswith("copy_head.")})
+    tok = torch.randint(0, 20, (2, 3, 16))
+    act = torch.randint(0, 3, (2, 3))
+    rel = torch.zeros(6, 2, dtype=torch.long)
+    mem = MemoryInput(torch.full((6, 2, 16), 7), rel)
+    with torch.no_grad():
+        out = m(tok, tok, act, memory=mem)[0]
+        assert torch.allclose(out.logsumexp(-1), torch.zeros(()), atol=1e-4)  # log-probabilities
+        ref = plain(tok, tok, act, memory=mem)[0]
+        assert (out.softmax(-1) - ref.softmax(-1)).abs().max() < 0.1  # gate starts almost closed (sigmoid(-3) ~ 0.05)
+        empty = MemoryInput(torch.full((6, 2, 16), 7), torch.full_like(rel, REL_EMPTY))
+        torch.testing.assert_close(m(tok, tok, act, memory=empty)[0].softmax(-1),
+                                   plain(tok, tok, act, memory=empty)[0].softmax(-1), atol=1e-5, rtol=1e-4)
+        m.copy_head.gate.bias.fill_(20.0)  # gate open: everything remembered is token 7
+        assert (m(tok, tok, act, memory=mem)[0].argmax(-1) == 7).all()
+        assert not (ref.argmax(-1) == 7).all()
 
 
 def test_session_memory_survives_save_and_resume(tiny_memory_world, one_thread):

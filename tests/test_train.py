@@ -71,6 +71,8 @@ def test_init_fine_tunes_from_a_world(toy_data, tmp_path):
                  "--window", "5", "--resume"] + TINY) == 2
     assert main(["train", "dynamics", "--data", toy_data, "--out", str(out), "--steps", "1", "--context-drop", "2"] + TINY) == 2
     assert main(["train", "world", "--data", toy_data, "--out", str(tmp_path / "y"), "--steps", "1", "--init", str(src)] + TINY) == 2
+    assert main(["train", "dynamics", "--data", toy_data, "--out", str(out), "--steps", "1", "--init", str(src),
+                 "--copy-head", "--resume"] + TINY) == 2  # the init world has no retrieval memory to point at
     other = tmp_path / "other"  # a tokenizer of its own: the init's token ids would mean other patches
     assert main(["train", "tokenizer", "--data", toy_data, "--out", str(other), "--steps", "2", "--seed", "5",
                  "--preset", "tiny", "--no-progress"]) == 0

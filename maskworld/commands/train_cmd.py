@@ -59,6 +59,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--context-drop", type=float, default=0.0, metavar="F",
                    help="share of dynamics clips whose context is mostly noise (as after a long rollout), so a memory "
                         "world learns to rebuild places from memory (default 0)")
+    p.add_argument("--copy-head", action="store_true",
+                   help="memory M: also predict tokens by pointing at the retrieved frames' tokens (exact copies of "
+                        "small details; with --memory, or added to an --init world that has memory)")
     p.add_argument("--init", metavar="WORLD",
                    help="start the dynamics from WORLD's weights and config (a fine-tune, e.g. with --context-drop)")
     p.add_argument("--fsdp", action="store_true", help="shard parameters across GPUs with FSDP2 (under torchrun, CUDA only)")
@@ -159,7 +162,7 @@ def run(args) -> int:
                   latent_actions=args.latent_actions, lam_share=args.lam_share, lam_steps=args.lam_steps,
                   label_transitions=args.label_transitions, memory=args.memory, compressed=args.compressed,
                   event_share=args.event_share, d_model=args.d_model, layers=args.layers,
-                  context_drop=args.context_drop, init=args.init)
+                  context_drop=args.context_drop, init=args.init, copy_head=args.copy_head)
     stages = {"world": ("tokenizer", "dynamics"), "tokenizer": ("tokenizer",), "dynamics": ("dynamics",)}[args.stage]
     if args.stage == "dynamics" and a.tok_steps is None and a.tok_minutes is None:
         a.tok_steps = 1  # unused: the tokenizer is loaded from OUT

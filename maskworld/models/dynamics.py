@@ -52,6 +52,8 @@ class DynamicsConfig:
     """Frames just older than the window, read at a quarter of their tokens (FramePack; 0 = none)."""
     pose_head: bool = False
     """Predict each frame's pose change (dead reckoning for memory keys; needs poses in the data)."""
+    copy_head: bool = False
+    """Memory M: tokens may also be predicted by pointing at a retrieved frame's token (copy_head.py)."""
 
     @property
     def has_memory(self) -> bool:
@@ -168,6 +170,12 @@ class Dynamics(nn.Module):
             from maskworld.models.memory_reader import MemoryReader
 
             self.memory = MemoryReader(d, cfg.n_heads, cfg.n_layers, cfg.grid, cfg.compressed_frames, cfg.num_actions)
+        if cfg.copy_head:
+            from maskworld.models.copy_head import CopyHead
+
+            if not cfg.memory_frames:
+                raise ValueError("copy_head points at retrieved frames: it needs memory_frames > 0")
+            self.copy_head = CopyHead(d)
         self._mask_cache: dict = {}
 
     @staticmethod
@@ -204,7 +212,22 @@ class Dynamics(nn.Module):
         or the caller has no memory."""
         if memory is None or not self.cfg.has_memory:
             return None
-        return self.memory.kv(memory, self.tok_emb, self.pos_emb[1:], actions_Q)
+        mkv = self.memory.kv(memory, self.tok_emb, self.pos_emb[1:], actions_Q)
+        mkv.copy = None
+        if self.cfg.copy_head and memory.retrieved is not None:  # what the copy head may point at
+            from maskworld.memory.pose import REL_EMPTY
+
+            Q, M, N = memory.retrieved.shape
+            emb = self.tok_emb(memory.retrieved) + self.pos_emb[1:] + self.memory.rel_emb(memory.rel)[:, :, None]
+            valid = (memory.rel != REL_EMPTY)[:, :, None].expand(Q, M, N).reshape(Q, M * N)
+            mkv.copy = (self.copy_head.keys(emb.reshape(Q, M * N, -1)), memory.retrieved.reshape(Q, M * N), valid)
+        return mkv
+
+    def _copy(self, h_QND: torch.Tensor, logits_QNV: torch.Tensor, mkv) -> torch.Tensor:
+        """Token logits, mixed with the copy head's pointer distribution when it has memory to point at."""
+        if mkv is None or mkv.copy is None:
+            return logits_QNV
+        return self.copy_head(h_QND, logits_QNV, *mkv.copy)
 
     def forward(self, clean_BTN, masked_BTN, actions_BT, memory=None, return_pose: bool = False):
         """Two-stream training pass.
@@ -230,6 +253,9 @@ class Dynamics(nn.Module):
         x = self.ln_f(x)
         clean, masked = x[:, : T * S].view(B, T, S, -1), x[:, T * S :].view(B, T, S, -1)
         tok_logits = self.tok_head(masked[:, :, 1:])  # (B,T,N,V)
+        if mkv is not None and mkv.copy is not None:
+            tok_logits = self._copy(masked[:, :, 1:].reshape(B * T, N, -1), tok_logits.reshape(B * T, N, -1), mkv).view(
+                B, T, N, -1)
         head_in = clean[:, :, 0]  # (B,T,D): clean action position sees the whole frame
         out = (tok_logits, self.reward_head(head_in), self.term_head(head_in).squeeze(-1))
         if return_pose:
@@ -261,7 +287,7 @@ class Dynamics(nn.Module):
         mkv: `memory_kv(MemoryInput, actions_B)` with B rows, computed once per decoded frame (None = memory off)."""
         x = self.embed_frames(tokens_BN[:, None], actions_B[:, None], 1)
         h, _ = self._frame_pass(x, pos_B, cache, mkv)
-        return self.tok_head(h[:, 1:])
+        return self._copy(h[:, 1:], self.tok_head(h[:, 1:]), mkv)
 
     def commit(self, tokens_BN, actions_B, pos_B, cache: KVCache | None, return_pose: bool = False):
         """Clean-stream pass of a finished frame: appends its K/V to the cache (sliding window).

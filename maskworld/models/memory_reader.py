@@ -50,10 +50,11 @@ class MemoryInput:
 
 class MemoryKV:
     """Per-layer keys/values of the memory tokens: k[l], v[l] (Q, nh, Lm, hd); mask (Q, 1, 1, Lm) bool;
-    aq[l] (Q, 1, D) the action's query term."""
+    aq[l] (Q, 1, D) the action's query term; copy: (keys (Q,L,D), token ids (Q,L), valid (Q,L)) of the retrieved
+    tokens for the copy head (copy_head.py), or None."""
 
-    def __init__(self, k: list, v: list, mask: torch.Tensor, aq: list):
-        self.k, self.v, self.mask, self.aq = k, v, mask, aq
+    def __init__(self, k: list, v: list, mask: torch.Tensor, aq: list, copy=None):
+        self.k, self.v, self.mask, self.aq, self.copy = k, v, mask, aq, copy
 
 
 class CrossRead(nn.Module):

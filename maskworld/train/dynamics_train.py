@@ -200,7 +200,12 @@ def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: 
     rng = np.random.default_rng(seed)
     model = Dynamics(cfg).to(device)
     if init_state is not None:
-        model.load_state_dict(init_state)
+        missing, unexpected = model.load_state_dict(init_state, strict=False)
+        new = [k for k in missing if not k.startswith("copy_head.")]  # a copy head added to a trained world starts fresh
+        if new or unexpected:
+            from maskworld.errors import UserError
+
+            raise UserError(f"the --init weights do not fit this model (missing {new[:3]}, unexpected {unexpected[:3]})")
     fwd = dist.wrap(model, device, fsdp=fsdp, compile=compile, blocks=list(model.blocks))  # `model` is what we save
     part = dist.part()
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "emb" not in n]

@@ -91,6 +91,8 @@ class TrainArgs:
     so a memory world learns to rebuild a place from memory rather than from its window (dynamics_train.corrupt)."""
     init: str | None = None
     """A world directory whose dynamics weights (and config) training starts from: a fine-tune."""
+    copy_head: bool = False
+    """Memory M: add the copy head (predict a token by pointing at a retrieved one; models/copy_head.py)."""
 
 
 def _check_memory(a: TrainArgs) -> None:
@@ -246,8 +248,10 @@ def stage_dynamics(a: TrainArgs, store, tok, train_ids, val_ids, budget: Budget,
         lam, lam_info, budget = stage_lam(a, store, tok, train_cache, val_cache, budget, device, work)
         cfg.num_actions = lam.cfg.num_codes
     compressed = a.compressed if a.compressed is not None else (2 if a.memory else 0)
-    if init_state is not None:  # the config is the init world's
-        pass
+    if init_state is not None:  # the config is the init world's (plus a copy head, when asked for)
+        if a.copy_head and not cfg.memory_frames:
+            raise UserError(f"--copy-head points at retrieved frames, but {a.init} has no retrieval memory (--memory 0)")
+        cfg.copy_head = cfg.copy_head or a.copy_head
     elif a.memory or compressed:
         if train_cache.poses is None:
             raise UserError(f"memory needs poses in the data: {a.data} records no agent_pos/agent_dir (collect a MiniGrid "
@@ -255,6 +259,7 @@ def stage_dynamics(a: TrainArgs, store, tok, train_ids, val_ids, budget: Budget,
         if cfg.grid % 2:
             raise UserError(f"--compressed pools 2x2 tokens and needs an even token grid, not {cfg.grid}")
         cfg.memory_frames, cfg.compressed_frames, cfg.pose_head = a.memory, compressed, True
+        cfg.copy_head = a.copy_head and a.memory > 0
         print0(f"[memory] {a.memory} retrieved frames by pose, {compressed} compressed frames, pose head on")
     dist.check_batch("--batch", a.batch or preset.dyn_batch)
     share = event_share(a, train_cache, cfg.window)
@@ -376,6 +381,8 @@ def _run_train(a: TrainArgs, stages, out: Path, device) -> Path:
     _check_latent(a)
     _check_memory(a)
     check_share(a.event_share)
+    if a.copy_head and not (a.memory or a.init):
+        raise UserError("--copy-head points at retrieved frames: give --memory M (or --init a world that has memory)")
     if not 0.0 <= a.context_drop <= 1.0:
         raise UserError(f"--context-drop {a.context_drop}: give the share of clips with a noisy context, from 0 to 1")
     if a.init is not None and not (Path(a.init) / "world.json").is_file():
