@@ -36,6 +36,22 @@ def test_select_nearest_one_per_pose_most_recent_first():
     assert len(select(np.array([20, 20, 0]), poses, 3)) == 0
 
 
+def test_observed_views_beat_imagined_ones_of_the_same_place():
+    """Of several views of one pose a real (observed) one is read, even when an imagined one is more recent; the
+    bank keeps the flag through save/load."""
+    poses = np.array([[1, 1, 0], [5, 5, 0], [1, 1, 0], [1, 1, 0]])
+    assert list(select(np.array([1, 1, 0]), poses, 1)) == [3]  # all real: the most recent view
+    obs = np.array([True, True, False, False])
+    assert list(select(np.array([1, 1, 0]), poses, 1, observed=obs)) == [0]
+    b = MemoryBank(4)
+    for i, (p, o) in enumerate(zip(poses, obs)):
+        b.append(np.full(4, i), p, bool(o))
+    back = MemoryBank.from_state(b.state(), 4)
+    assert np.array_equal(back.observed, obs)
+    ret, rel, _, _ = back.query(pos=10, ref_pose=np.array([1, 1, 0]), window=2, m=1, c=0)
+    assert ret[0, 0] == 0  # the observed view
+
+
 def test_training_memory_looks_only_beyond_the_window():
     rng = np.random.default_rng(0)
     poses = np.stack([np.arange(30) % 3, np.zeros(30, int), np.zeros(30, int)], 1)  # pacing over 3 cells
@@ -54,7 +70,7 @@ def test_bank_grows_linearly_and_round_trips():
     b = MemoryBank(64)
     for i in range(100):
         b.append(np.full(64, i, np.uint16), np.array([i, 0, 0]))
-    assert b.nbytes == 100 * (64 * 2 + 24)
+    assert b.nbytes == 100 * (64 * 2 + 24 + 1)
     c = MemoryBank.from_state(b.state(), 64)
     assert (c.tokens == b.tokens).all() and (c.poses == b.poses).all()
     ret, rel, comp, valid = b.query(pos=100, ref_pose=np.array([10, 0, 0]), window=4, m=2, c=2)
@@ -201,7 +217,7 @@ def test_revisit_benchmark_runs_and_memory_blind_world_gains_nothing(tiny_world,
         assert np.isfinite(mm[f"revisit.{arm}.psnr.8"]) and 0 <= mm[f"revisit.{arm}.recall.8"] <= 1
     assert mm["revisit.memory.psnr.8"] != mm["revisit.no_memory.psnr.8"]
     c = memory_cost(tiny_memory_world, history=40, steps=5)
-    bpf = tiny_memory_world.dynamics.cfg.tokens_per_frame * 2 + 24
+    bpf = tiny_memory_world.dynamics.cfg.tokens_per_frame * 2 + 25
     assert c["memory.bytes_per_frame"] == bpf
     assert [c[f"memory.bytes.{n}"] for n in (10, 20, 40)] == [(n + 1) * bpf for n in (10, 20, 40)]  # linear in steps
     assert c["memory.fps_on"] > 0 and c["memory.fps_off"] > 0

@@ -73,7 +73,7 @@ def _run_arm(world, trials, arm: str, seed: int, k: int | None = None, parts: di
         for i, (f, _, _) in enumerate(out):
             frames[i].append(f)
             if oracle:  # what was really seen there, at the true pose
-                sessions[i].bank.replace(sessions[i].bank.size - 1, real_tokens[i][j])
+                sessions[i].bank.replace(sessions[i].bank.size - 1, real_tokens[i][j], observed=True)
     return [np.stack(f) for f in frames]
 
 

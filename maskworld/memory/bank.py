@@ -1,8 +1,9 @@
 """A session's long-term memory: every frame it has seen or imagined, with its pose key.
 
-Stored per frame: its tokens (uint16, N = h*w) and its pose (x, y, dir: the environment's when given, else
-the world's own dead-reckoned estimate). That is 2N + 24 bytes a frame (152 B at 8x8 tokens): memory grows
-linearly with steps and 1,000 steps cost ~150 KB. Arrays grow by doubling, so appending is amortised O(1).
+Stored per frame: its tokens (uint16, N = h*w), its pose (x, y, dir: the environment's when given, else
+the world's own dead-reckoned estimate) and whether it was observed (a real frame) or imagined. That is
+2N + 25 bytes a frame (153 B at 8x8 tokens): memory grows linearly with steps and 1,000 steps cost ~150 KB.
+Arrays grow by doubling, so appending is amortised O(1).
 """
 
 from __future__ import annotations
@@ -19,22 +20,28 @@ class MemoryBank:
         self.n = tokens_per_frame
         self._tok = np.zeros((16, tokens_per_frame), np.uint16)
         self._pose = np.zeros((16, 3), np.int64)
+        self._obs = np.zeros(16, bool)
         self.size = 0
 
-    def append(self, tokens: np.ndarray, pose: np.ndarray) -> None:
+    def append(self, tokens: np.ndarray, pose: np.ndarray, observed: bool = False) -> None:
         if self.size == len(self._tok):
             self._tok = np.concatenate([self._tok, np.zeros_like(self._tok)])
             self._pose = np.concatenate([self._pose, np.zeros_like(self._pose)])
+            self._obs = np.concatenate([self._obs, np.zeros_like(self._obs)])
         self._tok[self.size] = np.asarray(tokens).reshape(-1)
         self._pose[self.size] = pose
+        self._obs[self.size] = observed
         self.size += 1
 
-    def replace(self, index: int, tokens: np.ndarray | None = None, pose: np.ndarray | None = None) -> None:
+    def replace(self, index: int, tokens: np.ndarray | None = None, pose: np.ndarray | None = None,
+                observed: bool | None = None) -> None:
         """Overwrite a stored frame (the revisit benchmark's oracle pastes real frames and true poses)."""
         if tokens is not None:
             self._tok[index] = np.asarray(tokens).reshape(-1)
         if pose is not None:
             self._pose[index] = pose
+        if observed is not None:
+            self._obs[index] = observed
 
     @property
     def tokens(self) -> np.ndarray:
@@ -45,9 +52,13 @@ class MemoryBank:
         return self._pose[: self.size]
 
     @property
+    def observed(self) -> np.ndarray:
+        return self._obs[: self.size]
+
+    @property
     def nbytes(self) -> int:
-        """Bytes of the stored frames (tokens + poses), excluding the doubling slack."""
-        return self.size * (self.n * 2 + 3 * 8)
+        """Bytes of the stored frames (tokens + poses + observed flags), excluding the doubling slack."""
+        return self.size * (self.n * 2 + 3 * 8 + 1)
 
     def query(self, pos: int, ref_pose: np.ndarray, window: int, m: int, c: int, choose: str = "pose"):
         """Memory for the frame at index `pos` (see maskworld.memory.retrieval for the rule).
@@ -62,7 +73,7 @@ class MemoryBank:
             if choose == "recent":
                 idx = np.arange(newest, max(newest - m, -1), -1)
             else:
-                idx = select(ref_pose, self.poses[: newest + 1], m)
+                idx = select(ref_pose, self.poses[: newest + 1], m, observed=self.observed[: newest + 1])
             ret[: len(idx)] = self._tok[idx]
             rel[: len(idx)] = rel_code(ref_pose, self._pose[idx])
         rows = np.arange(newest - c + 1, newest + 1)
@@ -71,12 +82,15 @@ class MemoryBank:
         return ret, rel, comp, valid
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {"memory.tokens": torch.from_numpy(self.tokens.astype(np.int32)), "memory.poses": torch.from_numpy(self.poses.copy())}
+        return {"memory.tokens": torch.from_numpy(self.tokens.astype(np.int32)), "memory.poses": torch.from_numpy(self.poses.copy()),
+                "memory.observed": torch.from_numpy(self.observed.astype(np.uint8))}
 
     @classmethod
     def from_state(cls, tensors: dict, tokens_per_frame: int) -> "MemoryBank":
         b = cls(tokens_per_frame)
         if "memory.tokens" in tensors:
-            for t, p in zip(tensors["memory.tokens"].numpy(), tensors["memory.poses"].numpy()):
-                b.append(t.astype(np.uint16), p)
+            obs = tensors.get("memory.observed")  # sessions saved before the flag existed: all imagined
+            obs = obs.numpy().astype(bool) if obs is not None else np.zeros(len(tensors["memory.tokens"]), bool)
+            for t, p, o in zip(tensors["memory.tokens"].numpy(), tensors["memory.poses"].numpy(), obs):
+                b.append(t.astype(np.uint16), p, bool(o))
         return b

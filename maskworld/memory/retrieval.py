@@ -4,8 +4,11 @@ For the frame at index p (episode frame index in training, session position in p
 frames, the context already holds frames p-W+1 .. p-1, so memory looks only further back:
 - compressed: frames p-W+1-C .. p-W (the C frames that most recently left the window), oldest first;
 - retrieved: among frames <= p-W, the `m` nearest to the reference pose (the pose of frame p-1, the last
-  one known), one per distinct pose (the most recent view of a place is the truest), ties to the more
-  recent; nothing farther than `max_dist` (cells + quarter turns): a frame from elsewhere only distracts.
+  one known), one per distinct pose, ties to the more recent; nothing farther than `max_dist` (cells +
+  quarter turns): a frame from elsewhere only distracts. Of several views of one pose, an *observed* one (a
+  real frame fed with `observe`) beats an imagined one, and then the most recent wins: a real view is the
+  truth, an imagined one the world's guess (measured on the revisit benchmark: the return leg otherwise
+  reads the gap's imagined views of the place instead of the real scan). Training data is all observed.
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ from maskworld.memory.pose import REL_EMPTY, distance, rel_code
 MAX_DIST = 3
 
 
-def select(ref_pose: np.ndarray, cand_poses: np.ndarray, m: int, max_dist: int = MAX_DIST) -> np.ndarray:
-    """ref (3,), candidates (K,3) oldest first -> up to m candidate indices, nearest first."""
+def select(ref_pose: np.ndarray, cand_poses: np.ndarray, m: int, max_dist: int = MAX_DIST,
+           observed: np.ndarray | None = None) -> np.ndarray:
+    """ref (3,), candidates (K,3) oldest first -> up to m candidate indices, nearest first.
+    observed (K,) bool: real views (preferred over imagined ones of the same pose); None = all real."""
     if len(cand_poses) == 0 or m <= 0:
         return np.zeros(0, np.int64)
     d = distance(ref_pose[None], cand_poses)  # (K,)
-    order = np.lexsort((-np.arange(len(d)), d))  # by distance, then most recent first
+    imagined = np.zeros(len(d), bool) if observed is None else ~np.asarray(observed, bool)
+    order = np.lexsort((-np.arange(len(d)), imagined, d))  # by distance, observed first, then most recent first
     order = order[d[order] <= max_dist]
     out, seen = [], set()
     for i in order:

@@ -103,14 +103,14 @@ class Session:
             before = torch.from_numpy(self.prev_tokens.astype(np.int64))[None].to(dev) if self.prev_tokens is not None else None
             action = int(w.lam.infer(last, toks.view(1, g, g), before)[0])
         a = w.dynamics.cfg.null_action if action is None else self._check_action(action)
-        self._commit(toks, torch.tensor([a], device=dev), pose)
+        self._commit(toks, torch.tensor([a], device=dev), pose, observed=True)
         return action
 
-    def _commit(self, toks_1N: torch.Tensor, action_1: torch.Tensor, pose=None):
+    def _commit(self, toks_1N: torch.Tensor, action_1: torch.Tensor, pose=None, observed: bool = False):
         w = self.world
         pos = torch.tensor([self.pos], device=toks_1N.device)
         self.cache, r, d, p = w.dynamics.commit(toks_1N, action_1, pos, self.cache, return_pose=True)
-        self._remember(toks_1N[0], p[0] if p is not None else None, pose)
+        self._remember(toks_1N[0], p[0] if p is not None else None, pose, observed)
         self.pos += 1
         g = w.dynamics.cfg.grid
         self.prev_tokens = self.tokens
@@ -118,14 +118,15 @@ class Session:
         self.frame = w.tokenizer.render_uint8(toks_1N.view(1, g, g))[0].cpu().numpy()
         return r, d
 
-    def _remember(self, toks_N: torch.Tensor, pose_logits, pose) -> None:
-        """Store the committed frame with its pose: given, else the estimate moved by the pose head."""
+    def _remember(self, toks_N: torch.Tensor, pose_logits, pose, observed: bool = False) -> None:
+        """Store the committed frame with its pose (given, else the estimate moved by the pose head) and whether it
+        is a real frame (observed) or the world's own."""
         if pose is not None:
             self.pose = np.asarray(pose, np.int64).reshape(3)
         elif pose_logits is not None and self.bank.size > 0:
             self.pose = integrate(self.pose, int(pose_logits.argmax()))
         if self.world.dynamics.cfg.has_memory:  # worlds without memory M keep no bank (saved sessions stay small)
-            self.bank.append(toks_N.cpu().numpy().astype(np.uint16), self.pose)
+            self.bank.append(toks_N.cpu().numpy().astype(np.uint16), self.pose, observed)
 
     def memory_input_row(self):
         """This session's memory for its next frame: (retrieved, rel, compressed, comp_valid) numpy arrays."""
