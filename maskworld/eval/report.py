@@ -123,8 +123,8 @@ def _revisit_section(m: dict) -> str:
     from maskworld.eval.revisit import curves_svg
 
     return ("<h2>Revisit (memory M)</h2><p class=note>Returning to a place after g steps away: PSNR against the real "
-            "frames and landmark recall, for memory on, memory off (window only), oracle retrieval and copy-last.</p>"
-            + curves_svg(m, "psnr") + curves_svg(m, "recall"))
+            "frames and landmark recall (raw, and over the landmark cells the tokenizer can draw), for memory on, memory off (window only), oracle retrieval and copy-last.</p>"
+            + curves_svg(m, "psnr") + curves_svg(m, "recall") + curves_svg(m, "recall_renderable"))
 
 
 def write_html(path, metrics: dict, artifacts: dict, scale: int = 2) -> None:
