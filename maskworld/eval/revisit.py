@@ -19,7 +19,8 @@ Arms, in one run on the same trials and seeds:
 - `oracle`: oracle retrieval: the memory holds the real frames, keyed by the true poses;
 - `copy_last`: the last given frame, repeated;
 - `tokenizer`: the real frames through the tokenizer (the ceiling any world with this tokenizer can reach).
-Ablations (`ablations=True`): `retrieval_only` (compressed frames off), `compressed_only` (retrieval off),
+Ablations (`ablations=True`, keyed by the logged poses like `memory_envpose`): `retrieval_only` (compressed frames
+off), `compressed_only` (retrieval off),
 `recent` (the retrieved frames are the most recent ones beyond the window instead of the nearest places), and
 `memory_k{k}` arms read only k retrieved frames: how many to read, and how to choose them, by measurement.
 """
@@ -139,7 +140,8 @@ def revisit(world, env_id: str | None = None, gaps=(8, 16, 32, 64, 128, 256), pe
             out[f"revisit.tokenizer.{key}.{g}"] = v
         for arm in arms:
             k = int(arm.split("_k")[1]) if "_k" in arm else None
-            gen = _run_arm(world, trials, "memory" if k or arm in ABLATIONS else arm, seed, k, ABLATIONS.get(arm))
+            # ablations read with the environment's poses: they isolate what is read from where the world thinks it is
+            gen = _run_arm(world, trials, "memory_envpose" if k or arm in ABLATIONS else arm, seed, k, ABLATIONS.get(arm))
             for key, v in _scores(trials, gen, renderable).items():
                 out[f"revisit.{arm}.{key}.{g}"] = v
             bar.update(1)
