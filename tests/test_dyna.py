@@ -57,6 +57,7 @@ def test_replay_view_is_a_token_cache(tmp_path):
     view = r.token_view(world)
     assert view.tokens.shape == (7, 8, 8) and list(view.lengths) == [4, 3] and list(view.offsets) == [0, 4]
     assert view.actions_in[0] == view.actions_in[4] == 7 and view.actions_in[1] == 2
+    assert list(r.usable_starts()) == [0, 1, 2, 4, 5, 6]  # frame 3 ends an episode: no rollout starts there
     b = view.sample(50, 3, np.random.default_rng(0))
     assert not (b["actions_in"][:, 1:] == 7).any()  # no window crosses an episode start
     back = RealReplay.from_state(r.state())

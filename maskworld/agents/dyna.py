@@ -137,7 +137,7 @@ def train_agent(world, env_id: str | None = None, real_steps: int = 10_000, cfg:
     env = _real_env(world, env_id, seed, view)  # a wrong env fails here, before any training
     data_frames = load_data_starts(world, data, cfg.max_data_frames, seed) if cfg.data_starts > 0 and cfg.context <= 1 else None
 
-    replay, usable = RealReplay(), []
+    replay = RealReplay()
     steps, rounds, elapsed, ep_ret = 0, 0, 0.0, 0.0
     episode_returns: list[float] = []
     log: list[dict] = []
@@ -148,7 +148,6 @@ def train_agent(world, env_id: str | None = None, real_steps: int = 10_000, cfg:
         except UserError:
             env.close()
             raise
-        usable = [int(i) for i in st["usable"]]
         steps, rounds, elapsed = int(st["real_steps"]), int(st["rounds"]), float(st["elapsed_s"])
         episode_returns, log, scale.range = list(st["episode_returns"]), list(st["log"]), st["return_scale"]
         gen.set_state(torch.tensor(st["gen"], dtype=torch.uint8))
@@ -160,7 +159,6 @@ def train_agent(world, env_id: str | None = None, real_steps: int = 10_000, cfg:
     writer = _writer(work)
     frame, _ = env.reset(seed=seed if last is None else int(rng.integers(2**31 - 1)))
     replay.add(frame, -1)
-    usable.append(len(replay) - 1)
     t0 = time.time() - elapsed
     last_ckpt = last_print = time.time()
     bar = tqdm(total=real_steps, initial=steps, unit="step", desc="agent", disable=not progress, dynamic_ncols=True,
@@ -180,12 +178,12 @@ def train_agent(world, env_id: str | None = None, real_steps: int = 10_000, cfg:
                     ep_ret = 0.0
                     frame, _ = env.reset(seed=int(rng.integers(2**31 - 1)))
                     replay.add(frame, -1)
-                usable.append(len(replay) - 1)
             bar.update(n)
             if updater is not None:  # 2. the world learns from it
                 real = replay.token_view(world)
                 for _ in range(cfg.world_updates):
                     wm = updater.step(real, opt, rng) or wm
+            usable = replay.usable_starts()
             for _ in range(cfg.updates_per_collect):  # 3. the agent learns in the world
                 starts, start_actions = _sample_starts(replay.frames, replay.acts_in, cfg.batch, cfg.context, rng, usable)
                 if data_frames is not None:  # replace a share of the batch with data frames
@@ -208,7 +206,7 @@ def train_agent(world, env_id: str | None = None, real_steps: int = 10_000, cfg:
                 print(f"[agent] {steps}/{real_steps} real steps " + " ".join(f"{k}={v:.3g}" for k, v in shown.items()), flush=True)
             if work is not None and (time.time() - last_ckpt > 60 * ckpt_minutes or steps >= real_steps):
                 save_checkpoint(work / CKPT, modules, opt, rounds, {
-                    "real_steps": steps, "rounds": rounds, "elapsed_s": time.time() - t0, "usable": usable,
+                    "real_steps": steps, "rounds": rounds, "elapsed_s": time.time() - t0,
                     "episode_returns": episode_returns, "log": log, "return_scale": scale.range,
                     "gen": gen.get_state().tolist(), "world_update_steps": updater.steps if updater else 0,
                     "config": dataclasses.asdict(cfg)}, rng, arrays=replay.state())

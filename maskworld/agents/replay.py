@@ -46,6 +46,12 @@ class RealReplay:
         self.rewards_in.append(float(reward))
         self.terms_in.append(bool(terminated))
 
+    def usable_starts(self) -> np.ndarray:
+        """Indices of frames an imagined rollout may start from: all but an episode's last frame (the one an
+        episode start follows: nothing real came after it). The newest frame counts: its successor is coming."""
+        a = np.asarray(self.acts_in, np.int64)
+        return np.flatnonzero(np.append(a[1:], 0) != -1)
+
     # ------------------------------------------------------------------ tokens
     @torch.no_grad()
     def _tokenize(self, world) -> None:

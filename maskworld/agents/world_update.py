@@ -67,6 +67,7 @@ class WorldUpdater:
         self.data = world_data_cache(world)
         self._data_clips = EventClips(self.data, cfg.window, event_share) if self.data is not None else None
         self.steps = 0
+        self._real: tuple = (None, None)  # (view, its EventClips): one event scan per view (a view lives one round)
 
     def params(self) -> list[torch.nn.Parameter]:
         return list(self.world.dynamics.parameters())
@@ -79,9 +80,9 @@ class WorldUpdater:
         n_real = n_real if real_ok else 0
         parts = []
         if n_real:
-            if getattr(real, "_clips", None) is None:  # one event scan per view (a view lives one collect round)
-                real._clips = EventClips(real, T, self.event_share)
-            parts.append(make_batch(real, n_real, T, rng, cfg.num_actions, dev, None, real._clips))
+            if self._real[0] is not real:
+                self._real = (real, EventClips(real, T, self.event_share))
+            parts.append(make_batch(real, n_real, T, rng, cfg.num_actions, dev, None, self._real[1]))
         if self.batch - n_real and self._data_clips is not None:
             parts.append(make_batch(self.data, self.batch - n_real, T, rng, cfg.num_actions, dev, None, self._data_clips))
         return parts

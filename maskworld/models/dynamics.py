@@ -213,7 +213,6 @@ class Dynamics(nn.Module):
         if memory is None or not self.cfg.has_memory:
             return None
         mkv = self.memory.kv(memory, self.tok_emb, self.pos_emb[1:], actions_Q)
-        mkv.copy = None
         if self.cfg.copy_head and memory.retrieved is not None:  # what the copy head may point at
             from maskworld.memory.pose import REL_EMPTY
 
