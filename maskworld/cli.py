@@ -40,14 +40,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name == name:  # command not built yet; the others still work
-                continue
-            raise
-        mod.register(sub)
+        importlib.import_module(name).register(sub)
+    _attach_examples(parser)
     return parser
+
+
+def iter_commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()):
+    """Yield (path, help, subparser) for every subcommand, depth first, in `--help` order.
+
+    path is the command after `maskworld`, e.g. ("train", "world").
+    """
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
+            for name, sp in action.choices.items():
+                path = prefix + (name,)
+                yield path, helps.get(name) or "", sp
+                yield from iter_commands(sp, path)
+
+
+def _attach_examples(parser: argparse.ArgumentParser) -> None:
+    """Give every subcommand without an epilog the examples of maskworld.commands.examples."""
+    from maskworld.commands.examples import EXAMPLES
+
+    for path, _, sp in iter_commands(parser):
+        text = EXAMPLES.get(" ".join(path))
+        if sp.epilog or not text:
+            continue
+        sp.epilog = text
+        # Keep the command's own formatter (e.g. its defaults in the help) and add raw epilog layout.
+        base = sp.formatter_class
+        if not issubclass(base, argparse.RawDescriptionHelpFormatter):
+            sp.formatter_class = type("ExamplesFormatter", (argparse.RawDescriptionHelpFormatter, base), {})
+
+
+def commands_markdown(parser: argparse.ArgumentParser | None = None) -> str:
+    """The README's command table: every command with subcommands expanded, and its one-line help.
+
+    Regenerate with `python -c "import maskworld.cli as c; print(c.commands_markdown())"`.
+    """
+    parser = parser or build_parser()
+    rows = ["| command | what it does |", "|---|---|"]
+    for path, help_, sp in iter_commands(parser):
+        if any(isinstance(a, argparse._SubParsersAction) for a in sp._actions):
+            continue  # a group such as `data`: its subcommands have the rows
+        text = help_.replace("|", "\\|")
+        rows.append(f"| `maskworld {' '.join(path)}` | {text} |")
+    return "\n".join(rows) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
