@@ -3,6 +3,7 @@
 import contextlib
 import io
 import json
+import struct
 
 import numpy as np
 import pytest
@@ -13,11 +14,36 @@ from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
 from maskworld.errors import UserError  # noqa: E402
 from maskworld.serve import keys  # noqa: E402
-from maskworld.serve.app import MAX_UPLOAD_BYTES, create_app, decode_upload, validate_message  # noqa: E402
+from maskworld.serve.app import create_app  # noqa: E402
+from maskworld.serve.prompts import MAX_UPLOAD_BYTES, decode_upload  # noqa: E402
+from maskworld.serve.protocol import TYPE_OF, parse_message  # noqa: E402
 from maskworld.serve.store import SessionStore  # noqa: E402
-from maskworld.serve.ticker import unpack_frame  # noqa: E402
 
 TOKEN = "s3cret-token-123"
+
+
+def unpack_frame(msg: bytes) -> tuple[dict, bytes]:
+    """A frame message -> (header, image bytes): what the page's onFrame does."""
+    (n,) = struct.unpack_from("<I", msg)
+    return json.loads(msg[4 : 4 + n]), msg[4 + n :]
+
+
+def validate_message(text) -> dict:
+    """parse_message's result as the dict the tab sent (type included)."""
+    import dataclasses
+
+    msg = parse_message(text)
+    return {"type": TYPE_OF[type(msg)], **dataclasses.asdict(msg)}
+
+
+def agent_app(world_dir, store, agent_dir, **kw):
+    """create_app with the agent at agent_dir driving, loaded as `maskworld play` does."""
+    from maskworld import load_world
+    from maskworld.agents.policy_loader import load_policy
+
+    world = load_world(world_dir)
+    policy, info = load_policy(agent_dir, world)
+    return create_app(world, world_path=world_dir, store=store, policy=policy, policy_info=info, **kw)
 
 
 @pytest.fixture
@@ -305,7 +331,7 @@ def test_agent_drives_and_frames_say_who_acts(tiny_world, tmp_path):
     """With an agent, the driver switch hands the actions to it (every key press = one agent step in step mode);
     each frame says who acted; switching back gives the keys back."""
     agent = save_fixed_agent(tmp_path / "agent", 3, action=2)
-    app = create_app(tmp_path / "world", store=SessionStore(tmp_path / "s.db"), fps=20, agent=agent)
+    app = agent_app(tmp_path / "world", SessionStore(tmp_path / "s.db"), agent, fps=20)
     with TestClient(app) as client:
         with open_step(client) as (ws, hello, first):
             assert hello["agent"]["name"] == "agent" and hello["agent"]["real_steps"] == 123
@@ -329,11 +355,11 @@ def test_agent_refused_when_missing_or_mismatched(app, tiny_world, tmp_path):
             assert "no agent" in next_of(ws, "json", "error")[1]["message"]
             assert step(ws, 1)[1]["driver"] == "you"  # the session carries on
     with pytest.raises(UserError, match="7 actions"):
-        create_app(tmp_path / "world", store=SessionStore(tmp_path / "s2.db"), agent=save_fixed_agent(tmp_path / "a7", 7, 0))
+        agent_app(tmp_path / "world", SessionStore(tmp_path / "s2.db"), save_fixed_agent(tmp_path / "a7", 7, 0))
     bad = save_fixed_agent(tmp_path / "bad", 3, 0)
     (bad / "agent.safetensors").write_bytes(b"\0" * 10)
     with pytest.raises(UserError, match="corrupt or truncated"):
-        create_app(tmp_path / "world", store=SessionStore(tmp_path / "s3.db"), agent=bad)
+        agent_app(tmp_path / "world", SessionStore(tmp_path / "s3.db"), bad)
 
 
 def test_play_finds_the_agent_beside_its_world(tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MIN_TOKEN_CHARS = 8
 
 
@@ -34,6 +33,10 @@ def register(sub) -> None:
                    help="agent directory that may drive (the page's 'Agent drives' switch, key G); default: WORLD/agent, "
                         "or the agent whose updated world WORLD is (AGENT/world)")
     p.add_argument("--no-agent", action="store_true", help="do not offer an agent even if the world has one")
+    p.add_argument("--max-sessions", type=int, default=None,
+                   help="most saved sessions the --db file may hold before saves are refused (default 100)")
+    p.add_argument("--max-saved-mib", type=float, default=None,
+                   help="most MiB of saved sessions the --db file may hold (default 1024; a session is a few MB)")
     p.set_defaults(func=run)
 
 
@@ -59,7 +62,9 @@ def check_args(args) -> Path:
     """Validate everything before loading anything; -> resolved world directory."""
     from maskworld.errors import UserError
 
-    if args.host not in LOOPBACK and not args.token:
+    from maskworld.serve.security import is_loopback
+
+    if not is_loopback(args.host) and not args.token:
         raise UserError(f"--host {args.host} exposes the server beyond this machine; pass --token SECRET "
                         f"(at least {MIN_TOKEN_CHARS} characters) or bind --host 127.0.0.1")
     if args.token is not None and len(args.token) < MIN_TOKEN_CHARS:
@@ -72,6 +77,10 @@ def check_args(args) -> Path:
         raise UserError("--max-batch must be at least 1")
     if args.threads is not None and args.threads < 1:
         raise UserError("--threads must be at least 1")
+    if args.max_sessions is not None and args.max_sessions < 1:
+        raise UserError("--max-sessions must be at least 1")
+    if args.max_saved_mib is not None and not args.max_saved_mib > 0:
+        raise UserError("--max-saved-mib must be positive")
     if args.world is None:
         world = default_world_dir()
         if not (world / "world.json").exists():
@@ -91,21 +100,37 @@ def check_args(args) -> Path:
     return world
 
 
+def load_agent_policy(agent_dir: Path | None, world):
+    """-> (policy, summary) for create_app, or (None, None) without an agent."""
+    if agent_dir is None:
+        return None, None
+    from maskworld.agents.policy_loader import load_policy
+
+    return load_policy(agent_dir, world)
+
+
 def run(args) -> int:
     import uvicorn
 
-    from maskworld.serve.app import MAX_UPLOAD_BYTES, create_app
-    from maskworld.serve.store import SessionStore
+    import maskworld
+    from maskworld.serve import store as store_mod
+    from maskworld.serve.app import create_app
+    from maskworld.serve.prompts import MAX_UPLOAD_BYTES
+    from maskworld.serve.security import allowed_hosts_for
 
     world_dir = check_args(args)
     import torch
 
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 2) - 1))
-    store = SessionStore(args.db)
-    allowed = ["127.0.0.1", "localhost"] if args.host in ("127.0.0.1", "localhost") else None
+    max_mib = args.max_saved_mib if args.max_saved_mib is not None else store_mod.DEFAULT_MAX_BYTES / 2**20
+    store = store_mod.SessionStore(args.db, max_sessions=args.max_sessions or store_mod.DEFAULT_MAX_SESSIONS,
+                                   max_bytes=int(max_mib * 2**20))
+    world = maskworld.load_world(world_dir)
     agent = find_agent(world_dir, args.agent, args.no_agent)
-    app = create_app(world_dir, store=store, token=args.token, fps=args.fps, allowed_hosts=allowed, max_batch=args.max_batch,
-                     agent=agent)
+    policy, policy_info = load_agent_policy(agent, world)
+    app = create_app(world, world_path=world_dir, store=store, token=args.token, fps=args.fps,
+                     allowed_hosts=allowed_hosts_for(args.host), max_batch=args.max_batch, policy=policy,
+                     policy_info=policy_info)
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{args.port}/" + (f"?token={args.token}" if args.token else "")
     print(f"maskworld play: {world_dir.name} at {url}  (sessions: {store.path}; Ctrl-C to stop)", flush=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from maskworld.errors import UserError
 from maskworld.serve import keys
 
 
@@ -26,6 +27,25 @@ class Controls:
     idle: int | None
     latent: dict | None = None
     """Latent worlds: {"num_codes": K, "controls": [control index of code k]} for the preview strip."""
+
+    def world_action(self, control: int | str) -> int:
+        """A control from the page (index or meaning name, any case) -> the world action it sends.
+
+        The one check an action from the page gets: what comes out is a world action (every entry of
+        `to_action` is one), so the ticker and the world never see a control index."""
+        if isinstance(control, str):
+            upper = [m.upper() for m in self.meanings]
+            if control.upper() not in upper:
+                raise UserError(f"unknown action {control[:40]!r}; this world's actions are {', '.join(self.meanings)}")
+            control = upper.index(control.upper())
+        if isinstance(control, bool) or not isinstance(control, int) or not 0 <= control < len(self.to_action):
+            raise UserError(f"action {control!r} is outside 0..{len(self.to_action) - 1} ({', '.join(self.meanings)})")
+        return self.to_action[control]
+
+    @property
+    def idle_action(self) -> int | None:
+        """The world action held while no key is pressed (None: real-time mode waits for a key)."""
+        return None if self.idle is None else self.to_action[self.idle]
 
 
 def for_world(world) -> Controls:

@@ -1,0 +1,104 @@
+"""What the handlers share: the world, its controls, the store, the ticker and two small worker pools.
+
+Three places run work, and each kind of work has one:
+- the event loop: parsing, routing, queuing messages (never blocks);
+- the model thread (the ticker): everything that touches the model or a live session;
+- worker pools: slow work that needs neither, SQLite (one thread: the store has one connection)
+  and upload decoding (two threads: bounded CPU, however many tabs upload at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import random
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from maskworld.serve import controls as controls_mod
+from maskworld.serve.client import PlayClient
+from maskworld.serve.controls import Controls
+from maskworld.serve.prompts import load_prompts
+from maskworld.serve.protocol import encode_frame
+from maskworld.serve.store import SessionStore, world_id
+from maskworld.serve.ticker import Policy, Ticker
+
+
+@dataclass
+class PlayServer:
+    world: object
+    world_path: Path
+    store: SessionStore
+    ticker: Ticker
+    controls: Controls
+    hello: dict
+    """The `hello` message's fields (also served as /api/info)."""
+    prompts: object | None = None
+    has_policy: bool = False
+    wid: str = ""
+    rng: random.SystemRandom = field(default_factory=random.SystemRandom)
+    io_pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="maskworld-db"))
+    decode_pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="maskworld-decode"))
+
+    async def on_model(self, fn, *args):
+        return await self.ticker.run_model(fn, *args)
+
+    async def on_io(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.io_pool, fn, *args)
+
+    async def on_decoder(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.decode_pool, fn, *args)
+
+    def replace(self, c: PlayClient, session, start_state, name: str | None) -> None:
+        c.replace_session(session, start_state, name)
+        self.ticker.wake()
+
+    async def start(self, c: PlayClient, prompt, seed: int) -> None:
+        """A fresh session for `c`, from scratch (prompt None) or from an image."""
+        self.replace(c, *await self.on_model(new_session, self.world, prompt, seed), None)
+
+    def random_seed(self) -> int:
+        return self.rng.randrange(2**31)
+
+    def shutdown(self) -> None:
+        self.ticker.stop()
+        self.io_pool.shutdown(wait=False, cancel_futures=True)
+        self.decode_pool.shutdown(wait=False, cancel_futures=True)
+
+
+# ---------------------------------------------------------------------------- model-thread jobs
+def new_session(world, prompt, seed):
+    s = world.session(prompt=prompt, seed=seed)
+    return s, s.to_bytes()
+
+
+def restore_session(world, state):
+    from maskworld.world.session import Session
+
+    return Session.from_bytes(world, *state)
+
+
+def preview_frames(world, session, num_codes: int) -> tuple[int, list[str]]:
+    """One step with every latent code, from copies of the session -> (the session's step, K PNG data URLs)."""
+    from maskworld.world.session import Session
+
+    state = session.to_bytes()
+    copies = [Session.from_bytes(world, *state) for _ in range(num_codes)]
+    out = world.step_many(copies, list(range(num_codes)))
+    return session.steps, ["data:image/png;base64," + base64.b64encode(encode_frame(f, "png")).decode() for f, _, _ in out]
+
+
+# ---------------------------------------------------------------------------- assembly
+def build_server(world, world_path, store: SessionStore, *, fps: float, max_batch: int, policy: Policy | None,
+                 policy_info: dict | None) -> PlayServer:
+    """policy: frames -> world actions, for the "Agent drives" switch; policy_info: its summary for the page."""
+    world_path = Path(world_path).resolve()
+    ctrl = controls_mod.for_world(world)
+    prompts = load_prompts(world_path, world.meta.size)
+    wid = world_id(world_path)
+    hello = {"env_id": world.meta.env_id, "size": world.meta.size, "actions": ctrl.meanings, "bindings": ctrl.bindings,
+             "idle_action": ctrl.idle, "fps": fps, "has_prompts": prompts is not None, "world": world_path.name,
+             "world_id": wid, "latent": ctrl.latent, "agent": (policy_info or {"name": "agent"}) if policy is not None else None}
+    ticker = Ticker(world, fps=fps, max_batch=max_batch, policy=policy)
+    return PlayServer(world, world_path, store, ticker, ctrl, hello, prompts=prompts, has_policy=policy is not None, wid=wid)
