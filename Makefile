@@ -38,6 +38,11 @@ chromium:
 test: $(TEST_STAMP) chromium
 	$(PY) -m pytest
 
+# The fast tier: everything but the tests marked @pytest.mark.slow (under a minute on 2 CPU cores).
+.PHONY: test-fast
+test-fast: $(TEST_STAMP)
+	$(PY) -m pytest -m "not slow"
+
 # Play the shipped world in the browser (prints the URL).
 demo: $(STAMP)
 	$(VENV)/bin/maskworld demo
