@@ -373,3 +373,170 @@ def test_play_finds_the_agent_beside_its_world(tmp_path):
     assert find_agent(a / "world", None, False) == a  # an agent's updated world (AGENT/world) finds its agent
     with pytest.raises(UserError, match="not an agent directory"):
         find_agent(tmp_path / "w", str(tmp_path / "nope"), False)
+
+
+# ---------------------------------------------------------------------------- hardening
+def test_serve_imports_no_agents_or_training():
+    """The agent is injected as a callable: serving does not depend on how agents are trained or stored."""
+    import ast
+    from pathlib import Path
+
+    import maskworld.serve
+
+    for f in Path(maskworld.serve.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.startswith(("maskworld.agents", "maskworld.train")) for n in names), (f.name, names)
+
+
+def tall_png(width=16_777_216, height=1) -> bytes:
+    """A tiny PNG claiming a huge size (deflate squeezes a blank image ~1000:1): 16 KB for 16 Mpx."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (width, height)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def header_only_png(width: int, height: int) -> bytes:
+    """A PNG whose IHDR claims width x height and whose pixel data is missing: only a check of the header can
+    say anything but 'truncated'."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def test_upload_side_capped_before_decoding():
+    """A 1 x 16,777,216 PNG is 16 KB but decodes for seconds: refused from its header, per side, before any pixel."""
+    data = tall_png()
+    assert len(data) < 64 * 1024
+    with pytest.raises(UserError, match=r"pixel limit \(4096 px per side"):
+        decode_upload(data, 64)
+    for w, h in ((16_777_216, 1), (1, 5000), (4097, 4)):
+        with pytest.raises(UserError, match="pixel limit"):
+            decode_upload(header_only_png(w, h), 64)
+    with pytest.raises(UserError, match="truncated"):  # within the caps: the header passes, the pixels are missing
+        decode_upload(header_only_png(4096, 4), 64)
+
+
+def test_upload_decoded_off_the_event_loop(app, monkeypatch):
+    """While one tab's image decodes, another tab is answered: decoding runs on a worker, not the event loop."""
+    import threading
+
+    from maskworld.serve import prompts
+
+    started, go, waited = threading.Event(), threading.Event(), []
+    real = prompts.decode_upload
+
+    def slow_decode(data, size):
+        started.set()
+        waited.append(go.wait(10))  # True only if the other tab got its answer while this blocked
+        return real(data, size)
+
+    monkeypatch.setattr(prompts, "decode_upload", slow_decode)
+    with TestClient(app) as client, open_step(client, seed=1) as (ws1, _, _), open_step(client, seed=2) as (ws2, _, _):
+        ws1.send_bytes(png_bytes(size=(120, 90)))
+        assert started.wait(10)
+        ws2.send_text(json.dumps({"type": "ping", "t": 7}))
+        assert next_of(ws2, "json", "pong")[1]["t"] == 7
+        go.set()
+        assert next_of(ws1, "frame")[1]["step"] == 0
+    assert waited == [True]
+
+
+def test_ipv6_loopback_host_checked(tiny_world, tmp_path):
+    """Bound to ::1 the server answers only to loopback names: DNS rebinding (Host: evil.example) gets 400 / 403."""
+    from maskworld.serve.security import allowed_hosts_for, host_name, is_loopback
+
+    assert all(is_loopback(h) for h in ("::1", "[::1]", "127.0.0.1", "127.0.0.2", "localhost"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "192.168.1.2", "evil.example"))
+    assert allowed_hosts_for("0.0.0.0") is None and "::1" in allowed_hosts_for("::1")
+    assert [host_name(h) for h in ("[::1]:8000", "[::1]", "LocalHost.:80", "127.0.0.1", "evil.example:80", "[::1")] == \
+        ["::1", "::1", "localhost", "127.0.0.1", "evil.example", ""]
+    app = create_app(tmp_path / "world", store=SessionStore(tmp_path / "s.db"), allowed_hosts=allowed_hosts_for("::1"))
+    with TestClient(app, base_url="http://[::1]:8000") as client:
+        assert client.get("/").status_code == 200
+        for host in ("localhost:8000", "127.0.0.1:8000"):
+            assert client.get("/", headers={"host": host}).status_code == 200
+        for host in ("evil.example", "evil.example:8000", "[::2]:8000", ""):
+            assert client.get("/", headers={"host": host}).status_code == 400
+        with pytest.raises(WebSocketDisconnect) as e:
+            with client.websocket_connect("/ws", headers={"host": "evil.example"}) as ws:
+                ws.receive()
+        assert e.value.code == 1008
+        with client.websocket_connect("ws://[::1]:8000/ws?mode=step") as ws:
+            assert next_of(ws, "json", "hello")[1]["type"] == "hello"
+
+
+def test_save_quota(tiny_world, tmp_path):
+    """Saves stop at the server's quota (count, then bytes) with a clear error; overwriting a name is allowed."""
+    store = SessionStore(tmp_path / "s.db", max_sessions=2)
+    app = create_app(tmp_path / "world", store=store)
+    with TestClient(app) as client, open_step(client) as (ws, _, _):
+        for name in ("a", "b", "a"):
+            ws.send_text(json.dumps({"type": "save", "name": name}))
+            assert next_of(ws, "json", "saved")[1]["name"] == name
+        ws.send_text(json.dumps({"type": "save", "name": "c"}))
+        err = next_of(ws, "json", "error")[1]["message"]
+        assert "2 sessions" in err and "--max-sessions" in err and "maskworld sessions delete" in err
+        assert step(ws, 0)[1]["step"] == 1  # the session carries on
+    one = store.meta("a")
+    size = len(store.load_state("a")[0])
+    tight = SessionStore(tmp_path / "t.db", max_bytes=int(size * 1.5))
+    s = tiny_world.session(seed=0)
+    tight.save("x", s, tmp_path / "world", one["world_id"])
+    tight.save("x", s, tmp_path / "world", one["world_id"])  # same name: its bytes are reused
+    with pytest.raises(UserError, match="MiB limit"):
+        tight.save("y", s, tmp_path / "world", one["world_id"])
+    assert [r["name"] for r in tight.list()] == ["x"]
+
+
+def test_play_checks_quota_flags(tiny_world, tmp_path, capsys):
+    from maskworld.cli import main
+
+    world = str(tmp_path / "world")
+    assert main(["play", world, "--max-sessions", "0"]) == 2
+    assert "--max-sessions" in capsys.readouterr().err
+    assert main(["play", world, "--max-saved-mib", "-1"]) == 2
+    assert "--max-saved-mib" in capsys.readouterr().err
+
+
+def test_save_does_not_block_other_sessions(app, monkeypatch):
+    """The SQLite write of a save runs on the store's thread: while it is in progress, other tabs keep stepping."""
+    import threading
+
+    store = app.state.store
+    started, go, waited = threading.Event(), threading.Event(), []
+    real = store.write
+
+    def slow_write(*args):
+        started.set()
+        waited.append(go.wait(10))  # True only if the other tab stepped while this write blocked
+        return real(*args)
+
+    monkeypatch.setattr(store, "write", slow_write)
+    with TestClient(app) as client, open_step(client, seed=1) as (ws1, _, _), open_step(client, seed=2) as (ws2, _, _):
+        ws1.send_text(json.dumps({"type": "save", "name": "slow"}))
+        assert started.wait(10)
+        assert step(ws2, 1)[1]["step"] == 1
+        go.set()
+        assert next_of(ws1, "json", "saved")[1]["name"] == "slow"
+    assert waited == [True]
+
+
+@pytest.mark.parametrize("text", ["[" * 1000 + "]" * 1000, '{"type": "ping", "t": ' + "[" * 600 + "]" * 600 + "}",
+                                  '{"type": "ping", "t": NaN}', '{"type": "ping", "t": Infinity}'])
+def test_nested_or_nonstandard_json_is_a_clear_error(app, text, caplog):
+    """Deep nesting (a parser recurses per level) and NaN/Infinity (not JSON) get an error message, not a traceback."""
+    with pytest.raises(UserError, match="nested|not valid JSON"):
+        validate_message(text)
+    with TestClient(app) as client, open_step(client) as (ws, _, _):
+        ws.send_text(text)
+        assert "internal error" not in next_of(ws, "json", "error")[1]["message"]
+        assert step(ws, 0)[1]["step"] == 1
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
