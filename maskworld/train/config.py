@@ -1,0 +1,362 @@
+"""What `maskworld train world|tokenizer|dynamics` trains with: one typed tree, validated once.
+
+    from maskworld.train.config import resolve
+    cfg = resolve("tiny", {"data": "data/toy", "out": "worlds/toy", "steps": 200})
+    run_train(cfg)
+
+TrainConfig
+  run        RunConfig             data, out, preset, budget, seed, device, processes
+  tokenizer  TokenizerTrainConfig  token grid, tokenizer batch and budget
+  dynamics   DynamicsTrainConfig   window, width, depth, batch, clip sampling, --init
+  lam        LamTrainConfig        latent actions for action-free data
+  memory     MemoryTrainConfig     memory M: retrieval, compressed frames, copy head
+
+Each leaf field is one flag of `maskworld train` (`d_model` -> `--d-model`) and one key of `resolve`'s
+overrides, so names are unique across the tree; the string under a field is its `--help`
+(maskworld.commands._config_cli). Field metadata: "metavar", "default_text" (the default shown in `--help`
+when the field's own is None), "cli": False (not a flag).
+
+`resolve(preset, overrides, init_world)` is the one way from a preset to a config: pure (no I/O, the preset
+is frozen), overrides win, a --init world fixes its architecture. `TrainConfig.__post_init__` checks every rule
+that needs no data; `check_data` the ones that need the store's metadata. Nothing here imports torch: the
+CLI builds its parsers from these classes for every `maskworld` call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from maskworld.errors import UserError
+from maskworld.train.presets import PRESETS, Preset, get_preset
+
+
+def _by_preset(attr: str, unit: str = "") -> dict:
+    """Metadata showing a preset-filled field's default in --help: the value of every preset."""
+    return {"default_text": "the preset's: " + ", ".join(f"{n} {getattr(p, attr)}{unit}" for n, p in PRESETS.items())}
+
+
+@dataclass
+class RunConfig:
+    """Data, output, budget and machine: what every stage shares."""
+
+    data: str
+    """Episode store (path or fsspec URL) from `maskworld collect` / `import-video`."""
+    out: str
+    """World directory to write (world.json + *.safetensors; checkpoints in OUT/_work)."""
+    preset: Literal["tiny", "small", "base"] = "small"
+    """Model size dial: both models' sizes, batches and learning rate (maskworld.train.presets)."""
+    minutes: float | None = None
+    """Wall-clock training budget (split 30/70 tokenizer/dynamics for `world`)."""
+    steps: int | None = None
+    """Optimisation steps per stage."""
+    resume: bool = False
+    """Continue from the last checkpoint in OUT/_work."""
+    ckpt_minutes: float = 5.0
+    """Minutes between checkpoints."""
+    seed: int = 0
+    """Seed of the initialisation, the train/validation split and the batches."""
+    device: str = "auto"
+    """auto (cuda > mps > cpu), cpu, cuda, cuda:1, ..."""
+    val_fraction: float = 0.1
+    """Held-out share of episodes (split by episode, seeded)."""
+    ignore_actions: bool = False
+    """Treat the data as action-free video (a latent-action world)."""
+    progress: bool = True
+    """Progress bars (--no-progress: log lines only)."""
+    fsdp: bool = False
+    """Shard parameters across GPUs with FSDP2 (under torchrun, CUDA only)."""
+    data_split: Literal["global", "rank"] = "global"
+    """Under torchrun: 'global' = every process draws the same global batch and trains on its part, matching one
+    process exactly; 'rank' = each process reads only its own episodes (less memory and I/O per process,
+    tokenization in parallel; results depend on the process count). See maskworld.train.dist."""
+    compile: bool = False
+    """torch.compile the training forward (worth it on GPUs)."""
+    command_line: str | None = field(default=None, metadata={"cli": False})
+    """The exact command, for the model card."""
+    stages: tuple[str, ...] = field(default=("tokenizer", "dynamics"), metadata={"cli": False})
+    """What to train: the subcommand (`world` = both, `tokenizer`, `dynamics` on OUT's tokenizer)."""
+
+
+@dataclass
+class TokenizerTrainConfig:
+    """The FSQ tokenizer stage."""
+
+    grid: int | None = field(default=None, metadata={"default_text": "the preset's, 8 on 64px frames = 64 tokens"})
+    """Tokens per frame side (8 or 16 on 64px frames; 16 is sharper and ~4x dearer)."""
+    tok_batch: int | None = field(default=None, metadata=_by_preset("tok_batch"))
+    """Tokenizer frames per step (global under torchrun)."""
+    tok_minutes: float | None = None
+    """Override the tokenizer's share of --minutes (default 30 %)."""
+    tok_steps: int | None = None
+    """Override the tokenizer's steps (default: --steps)."""
+
+
+@dataclass
+class DynamicsTrainConfig:
+    """The dynamics stage: the masked transformer over frame tokens."""
+
+    window: int | None = field(default=None, metadata=_by_preset("window"))
+    """Context window in frames; the KV cache holds window-1 frames."""
+    d_model: int | None = field(default=None, metadata=_by_preset("d_model"))
+    """Dynamics width: a multiple of twice the preset's attention heads."""
+    layers: int | None = field(default=None, metadata=_by_preset("n_layers"))
+    """Dynamics depth."""
+    batch: int | None = field(default=None, metadata=_by_preset("dyn_batch"))
+    """Dynamics clips per step (raise it on a GPU; global under torchrun)."""
+    event_share: float | None = field(default=None, metadata={
+        "metavar": "F", "default_text": "0.25 when the data has a reward or termination, else 0"})
+    """Share of each dynamics batch's clips that end on a reward or termination transition, so a sparse-reward
+    world learns to imagine the rewarding step (0 = uniform clips; maskworld.data.event_sampler)."""
+    context_drop: float = field(default=0.0, metadata={"metavar": "F"})
+    """Share of dynamics clips whose context is mostly noise (corruption rate ~ U(0.5, 1)), as after a long
+    open-loop rollout, so a memory world learns to rebuild places from memory (dynamics_train.corrupt)."""
+    init: str | None = field(default=None, metadata={"metavar": "WORLD"})
+    """Start the dynamics from WORLD's weights and config (a fine-tune, e.g. with --context-drop)."""
+    init_config: dict | None = field(default=None, repr=False, metadata={"cli": False})
+    """The --init world's dynamics config (its world.json), filled by resolve()."""
+
+
+@dataclass
+class LamTrainConfig:
+    """The latent-action model, trained between tokenizer and dynamics on action-free data."""
+
+    latent_actions: int = field(default=8, metadata={"metavar": "K"})
+    """Action-free data: latent actions the LAM learns (0 = a video model with no actions)."""
+    lam_share: float = 0.25
+    """Share of the dynamics' --minutes spent on the LAM."""
+    lam_steps: int | None = field(default=None, metadata={"default_text": "--steps"})
+    """LAM steps when the budget is --steps."""
+    label_transitions: int = 200
+    """With --ignore-actions on labelled data: transitions that fit the real->latent action map."""
+
+
+@dataclass
+class MemoryTrainConfig:
+    """Memory M: past frames the dynamics read beyond the window (needs poses in the data, e.g. MiniGrid)."""
+
+    memory: int = field(default=0, metadata={"metavar": "M"})
+    """Retrieved past frames each predicted frame reads, keyed by pose (0 = off; needs data with poses, e.g.
+    MiniGrid-Landmarks-v0)."""
+    compressed: int | None = field(default=None, metadata={"metavar": "C", "default_text": "2 with --memory, else 0"})
+    """Frames just older than the window, read at a quarter of their tokens."""
+    copy_head: bool = False
+    """Also predict tokens by pointing at the retrieved frames' tokens (exact copies of small details; with
+    --memory, or added to an --init world that has memory; models/copy_head.py)."""
+
+
+MAX_MEMORY = 16
+POSE_KEYS = {"agent_pos", "agent_dir"}
+TOK_SHARE = 0.3
+"""The tokenizer's share of --minutes when --tok-minutes/--tok-steps are not given."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything one `maskworld train` run needs; build it with `resolve` (it fills the preset's values)."""
+
+    run: RunConfig
+    tokenizer: TokenizerTrainConfig = field(default_factory=TokenizerTrainConfig)
+    dynamics: DynamicsTrainConfig = field(default_factory=DynamicsTrainConfig)
+    lam: LamTrainConfig = field(default_factory=LamTrainConfig)
+    memory: MemoryTrainConfig = field(default_factory=MemoryTrainConfig)
+
+    def __post_init__(self) -> None:
+        self._check_budget()
+        self._check_dynamics()
+        self._check_lam()
+        self._check_memory()
+
+    # ---------------------------------------------------------------- rules that need no data
+    def _check_budget(self) -> None:
+        r = self.run
+        if r.minutes is None and r.steps is None:
+            raise UserError("give a budget: --minutes M or --steps N")
+        if r.minutes is not None and r.steps is not None:
+            raise UserError("give --minutes or --steps, not both")
+        bad = [s for s in r.stages if s not in ("tokenizer", "dynamics")]
+        if bad or not r.stages:
+            raise ValueError(f"stages {r.stages!r}: give 'tokenizer' and/or 'dynamics'")
+        dyn = self.budgets()[1]
+        if dyn[1] is not None and dyn[1] <= 0:
+            raise UserError("--tok-minutes leaves no time for the dynamics; raise --minutes")
+
+    def _check_dynamics(self) -> None:
+        from maskworld.data.event_sampler import check_share  # numpy: only once a config is built
+
+        d, heads = self.dynamics, PRESETS[self.run.preset].n_heads
+        if d.window is not None and d.window < 2:
+            raise UserError(f"--window {d.window}: the dynamics need at least 2 frames (one of context)")
+        if d.d_model is not None and (d.d_model < heads or d.d_model % (2 * heads)):
+            raise UserError(f"--d-model {d.d_model}: give a multiple of {2 * heads} (the {self.run.preset} preset's "
+                            f"{heads} heads, even head size)")
+        if d.layers is not None and d.layers < 1:
+            raise UserError(f"--layers {d.layers}: give at least 1")
+        check_share(d.event_share)
+        if not 0.0 <= d.context_drop <= 1.0:
+            raise UserError(f"--context-drop {d.context_drop}: give the share of clips with a noisy context, from 0 to 1")
+        if d.init is not None and "tokenizer" in self.run.stages:
+            raise UserError("--init fine-tunes the dynamics on the init world's tokenizer: use `maskworld train dynamics` "
+                            "(copy the init world's tokenizer.safetensors and tokenizer.json into --out first)")
+
+    def _check_lam(self) -> None:
+        lam = self.lam
+        if lam.latent_actions < 0 or lam.latent_actions == 1:
+            raise UserError(f"--latent-actions {lam.latent_actions}: use >= 2 codes (default 8), or 0 for a video model "
+                            "without actions")
+        if not 0 < lam.lam_share < 1:
+            raise UserError(f"--lam-share {lam.lam_share} must be between 0 and 1")
+
+    def _check_memory(self) -> None:
+        m = self.memory
+        if not 0 <= m.memory <= MAX_MEMORY:
+            raise UserError(f"--memory {m.memory}: give 0 (off) to {MAX_MEMORY} retrieved frames")
+        if m.compressed is not None and not 0 <= m.compressed <= MAX_MEMORY:
+            raise UserError(f"--compressed {m.compressed}: give 0 (off) to {MAX_MEMORY} frames")
+        if m.copy_head and not m.memory:
+            init = self.dynamics.init
+            raise UserError("--copy-head points at retrieved frames: " + (
+                f"{init} has no retrieval memory (--memory 0)" if init else
+                "give --memory M (or --init a world that has memory)"))
+
+    # ---------------------------------------------------------------- rules that need the data
+    def check_data(self, meta: Mapping[str, Any]) -> None:
+        """UserError when this config cannot train on a store with metadata `meta` (before anything is written)."""
+        r, d = self.run, self.dynamics
+        if "dynamics" in r.stages and self.has_memory and not POSE_KEYS <= set(meta.get("info_keys", [])):
+            raise UserError(f"memory needs poses in the data: {r.data} records no agent_pos/agent_dir (collect a "
+                            "MiniGrid env, e.g. MiniGrid-Landmarks-v0), or train without --memory/--compressed")
+        if "tokenizer" in r.stages:
+            tokenizer_downsample(self.tokenizer.grid, int(meta.get("size", 64)))
+        if d.init is not None and "dynamics" in r.stages:
+            if self.uses_lam(meta):
+                raise UserError("--init fine-tunes a world with real actions; a latent-action world learns new codes, "
+                                "so train it from scratch (drop --init)")
+            have, n = (d.init_config or {}).get("num_actions"), self.num_actions(meta)
+            if have is not None and have != n:
+                raise UserError(f"--init {d.init} has {have} actions but {r.data} has {n}; fine-tune on data of the same env")
+
+    def has_actions(self, meta: Mapping[str, Any]) -> bool:
+        """The dynamics condition on the data's own actions (not action-free video, not --ignore-actions)."""
+        return bool(meta.get("has_actions", True)) and not self.run.ignore_actions
+
+    def uses_lam(self, meta: Mapping[str, Any]) -> bool:
+        """Action-free data with latent actions on: a LAM stage labels the transitions."""
+        return not self.has_actions(meta) and self.lam.latent_actions > 0
+
+    def num_actions(self, meta: Mapping[str, Any]) -> int:
+        """Real actions the dynamics condition on (1 = a single NOOP, before any latent actions)."""
+        return int(meta.get("num_actions", 1)) if self.has_actions(meta) else 1
+
+    @property
+    def has_memory(self) -> bool:
+        return bool(self.memory.memory or self.memory.compressed)
+
+    def budgets(self) -> tuple[tuple[int | None, float | None], tuple[int | None, float | None]]:
+        """(steps, minutes) of the tokenizer and of the dynamics: --minutes is the whole budget, the dynamics get
+        what the tokenizer leaves; --steps is per stage."""
+        r, t = self.run, self.tokenizer
+        if "tokenizer" not in r.stages:
+            tok: tuple = (None, None)
+        elif t.tok_steps is not None or t.tok_minutes is not None:
+            tok = (t.tok_steps, t.tok_minutes)
+        else:
+            tok = (r.steps, None) if r.steps else (None, TOK_SHARE * r.minutes)
+        if r.steps:
+            return tok, (r.steps, None)
+        return tok, (None, r.minutes - (tok[1] or 0.0))
+
+    def to_dict(self) -> dict:
+        """The settings for the model card (the init world's config is in that world's card already)."""
+        d = dataclasses.asdict(self)
+        d["dynamics"].pop("init_config")
+        d["run"].pop("command_line")
+        d["run"]["stages"] = list(d["run"]["stages"])
+        return d
+
+
+_SECTION_CLASSES = {"run": RunConfig, "tokenizer": TokenizerTrainConfig, "dynamics": DynamicsTrainConfig,
+                    "lam": LamTrainConfig, "memory": MemoryTrainConfig}
+FIELD_SECTION = {f.name: s for s, cls in _SECTION_CLASSES.items() for f in dataclasses.fields(cls)}
+"""Leaf field name -> its section: overrides are flat because every name is unique in the tree."""
+assert len(FIELD_SECTION) == sum(len(dataclasses.fields(c)) for c in _SECTION_CLASSES.values()), "field names must be unique"
+
+# --init: the init world's dynamics config fixes these (config field -> DynamicsConfig field).
+INIT_FIXES = {"window": "window", "d_model": "d_model", "layers": "n_layers", "memory": "memory_frames",
+              "compressed": "compressed_frames"}
+
+
+def tokenizer_downsample(grid: int | None, image_size: int, patch: int = 4) -> int | None:
+    """The tokenizer's stride-2 stages for `grid` tokens per side (None: the preset's); UserError where none fits."""
+    if not grid:
+        return None
+    ratio = image_size // patch // grid
+    if ratio < 1 or ratio & (ratio - 1) or ratio * grid * patch != image_size:
+        raise UserError(f"--grid {grid} does not divide {image_size}px frames into {patch}px patches halved a whole "
+                        "number of times")
+    return ratio.bit_length() - 1
+
+
+def resolve(preset: Preset | str, overrides: Mapping[str, Any], init_world: Mapping[str, Any] | None = None) -> TrainConfig:
+    """The config of a run: the preset's values, then the --init world's architecture (when given), then
+    `overrides` (flat: leaf field name -> value). Pure: neither argument is changed.
+
+    init_world: the init world's dynamics config (world.json's "dynamics"); an override that contradicts it
+    is a UserError (a fine-tune keeps the architecture)."""
+    p = get_preset(preset) if isinstance(preset, str) else preset
+    unknown = sorted(set(overrides) - set(FIELD_SECTION))
+    if unknown:
+        raise TypeError(f"unknown training settings {unknown}")
+    if overrides.get("preset", p.name) != p.name:
+        raise ValueError(f"preset {overrides['preset']!r} given with the {p.name!r} preset's values")
+    values: dict[str, Any] = {"preset": p.name, "window": p.window, "d_model": p.d_model, "layers": p.n_layers,
+                              "batch": p.dyn_batch, "tok_batch": p.tok_batch}
+    values.update({k: v for k, v in overrides.items() if v is not None})  # None: "not given"
+    if init_world is not None:  # after the overrides: it has checked them against what it fixes
+        values.update(_from_init(init_world, overrides))
+    if values.get("compressed") is None:
+        values["compressed"] = 2 if values.get("memory") else 0
+    sections: dict[str, dict] = {s: {} for s in _SECTION_CLASSES}
+    for k, v in values.items():
+        sections[FIELD_SECTION[k]][k] = v
+    if "stages" in sections["run"]:
+        sections["run"]["stages"] = tuple(sections["run"]["stages"])
+    missing = [k for k in ("data", "out") if k not in sections["run"]]
+    if missing:
+        raise TypeError(f"resolve needs {' and '.join(missing)}")
+    return TrainConfig(**{s: cls(**sections[s]) for s, cls in _SECTION_CLASSES.items()})
+
+
+def _from_init(init_world: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict:
+    """The values an --init world fixes; a contradicting override is a UserError."""
+    init = overrides.get("init")
+    fixed = {k: init_world[theirs] for k, theirs in INIT_FIXES.items() if theirs in init_world}
+    for k, have in fixed.items():
+        want = overrides.get(k)
+        if want is not None and want != have:
+            flag = "--" + k.replace("_", "-")
+            raise UserError(f"--init {init} has {k.replace('_', '-')} {have}, not {want}: drop {flag} "
+                            "(a fine-tune keeps the config)")
+    # the copy head may be added to an init world (it reads the memory the world already has)
+    copy_head = bool(init_world.get("copy_head")) or bool(overrides.get("copy_head"))
+    return {**fixed, "copy_head": copy_head, "init_config": dict(init_world)}
+
+
+def load_init_world(path: str | None) -> dict | None:
+    """The dynamics config in `path`/world.json (None without --init); UserError when it is no world directory."""
+    if path is None:
+        return None
+    f = Path(path) / "world.json"
+    try:
+        return dict(json.loads(f.read_text())["dynamics"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"--init {path} is not a world directory (world.json + *.safetensors): {e}") from None
+
+
+def train_config(**settings: Any) -> TrainConfig:
+    """resolve() with the preset named in `settings` (default small) and the --init world read from disk."""
+    return resolve(settings.get("preset") or "small", settings, load_init_world(settings.get("init")))
