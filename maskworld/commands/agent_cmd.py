@@ -1,4 +1,5 @@
-"""`maskworld eval-agent AGENT`: an agent trained in the dream, played in the real env, beside a PPO baseline.
+"""`maskworld train agent` (its options generated from maskworld.agents.config) and `maskworld eval-agent AGENT`:
+an agent trained in the dream, played in the real env, beside a PPO baseline.
 
     maskworld eval-agent agents/fourrooms --episodes 20 --json agent_eval.json
     maskworld eval-agent agents/fourrooms --baseline-steps 0          # no PPO baseline
@@ -19,6 +20,49 @@ EXAMPLES = """examples:
   maskworld eval-agent agents/fourrooms --episodes 20
   maskworld eval-agent agents/fourrooms --env MiniGrid-FourRooms-v0 --baseline-steps 5000 --json out.json
 """
+
+
+TRAIN_EXAMPLES = """examples:
+  maskworld train agent --world worlds/empty8 --env MiniGrid-Empty-8x8-v0 --real-steps 20000 --sampler-steps 1
+  maskworld train agent --world worlds/empty8 --real-steps 20000 --resume          # continue a stopped run
+  maskworld train agent --world worlds/empty8 --world-updates 0                    # keep the world frozen
+  maskworld eval-agent worlds/empty8/agent --episodes 20                           # real returns + PPO baseline
+  maskworld play worlds/empty8/agent/world                                         # watch it (key G: agent drives)
+Output: OUT/agent.json + agent.safetensors, OUT/world (the updated world), OUT/_work (checkpoints, TensorBoard)."""
+
+
+def register_train_agent(tsub) -> None:
+    """`maskworld train agent` under `train`'s subcommands."""
+    from maskworld.agents.config import AgentConfig
+    from maskworld.commands._config_cli import add_config_arguments
+
+    ap = tsub.add_parser("agent", help="an actor-critic trained in imagination, alternating with real experience (Dyna)",
+                         description="Train an agent C inside a world (batched imagined rollouts, lambda-returns), "
+                                     "collecting real experience with the current policy between rounds and updating "
+                                     "the world on it (the Dyna loop).",
+                         epilog=TRAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(ap, AgentConfig)
+    ap.set_defaults(func=run_train_agent)
+
+
+def run_train_agent(args) -> int:
+    from pathlib import Path
+
+    from maskworld import load_world
+    from maskworld.agents.config import AgentConfig
+    from maskworld.agents.dyna import train_agent
+    from maskworld.commands._config_cli import config_overrides
+
+    cfg = AgentConfig.from_overrides(config_overrides(args, AgentConfig))
+    r = cfg.run
+    world = load_world(r.world, device=None if r.device == "auto" else r.device)
+    out = r.out or str(Path(r.world) / "agent")
+    _, m = train_agent(world, env_id=r.env, real_steps=r.real_steps, cfg=cfg.train, seed=r.seed, out=out,
+                       progress=r.progress, view=r.view, data=r.data, command=getattr(args, "command_line", None),
+                       resume=r.resume, ckpt_minutes=r.ckpt_minutes)
+    shown = {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    print(f"agent saved to {out}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
+    return 0
 
 
 def register(sub) -> None:
