@@ -87,13 +87,15 @@ def register(sub) -> None:
 
 def real_gym_env(env_id: str, size: int, view: str, seed: int | None = None):
     """A `maskworld.envs` PixelEnv as a gymnasium.Env (uint8 frames), so SB3 trains on the agent's frames."""
+    from typing import ClassVar
+
     import gymnasium as gym
     import numpy as np
 
     from maskworld.envs.adapter import make_env
 
     class RealGymEnv(gym.Env):
-        metadata = {"render_modes": []}
+        metadata: ClassVar[dict] = {"render_modes": []}
 
         def __init__(self):
             self.env = make_env(env_id, size=size, seed=seed, view=view)
