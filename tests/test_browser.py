@@ -62,7 +62,7 @@ def shipped_server(tmp_path):
 def _serve(args, tmp_path, env_extra=None):
     port = free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1") if env_extra is None else dict(os.environ, PYTHONUNBUFFERED="1")
-    log = open(tmp_path / "server.log", "w+")
+    log = open(tmp_path / "server.log", "w+")  # noqa: SIM115  (the server writes it until the finally below)
     proc = subprocess.Popen([sys.executable, "-m", "maskworld", "play", *args, "--port", str(port),
                              "--db", str(tmp_path / "s.db")], stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}/"

@@ -3,6 +3,7 @@
 import copy
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -26,8 +27,8 @@ def test_real_worlds_pass(cfg, tiny_latent_world, tiny_memory_world):
     check_world_json(cfg, "tiny")
     check_world_json(tiny_latent_world.config_dict(), "latent")
     check_world_json(tiny_memory_world.config_dict(), "memory")
-    shipped = maskworld.__file__.replace("__init__.py", "worlds/default/world.json")
-    check_world_json(json.loads(open(shipped).read()), "shipped")
+    shipped = Path(maskworld.__file__).parent / "worlds" / "default" / "world.json"
+    check_world_json(json.loads(shipped.read_text()), "shipped")
     minimal = {k: {} for k in ("tokenizer", "dynamics", "sampler", "meta")} | {"format_version": cfg["format_version"]}
     check_world_json(minimal, "defaults")  # a missing field takes the dataclass default, as load_world does
 

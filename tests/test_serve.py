@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 
 fastapi = pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
-from starlette.websockets import WebSocketDisconnect  # noqa: E402
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
-from maskworld.errors import UserError  # noqa: E402
-from maskworld.serve import keys  # noqa: E402
-from maskworld.serve.app import create_app  # noqa: E402
-from maskworld.serve.prompts import MAX_UPLOAD_BYTES, decode_upload  # noqa: E402
-from maskworld.serve.protocol import TYPE_OF, parse_message  # noqa: E402
-from maskworld.serve.store import SessionStore  # noqa: E402
+from maskworld.errors import UserError
+from maskworld.serve import keys
+from maskworld.serve.app import create_app
+from maskworld.serve.prompts import MAX_UPLOAD_BYTES, decode_upload
+from maskworld.serve.protocol import TYPE_OF, parse_message
+from maskworld.serve.store import SessionStore
 
 TOKEN = "s3cret-token-123"
 
@@ -123,39 +123,36 @@ def test_bindings_from_meanings():
 
 # ---------------------------------------------------------------------------- stepping
 def test_step_changes_frame_and_reset_replays(app):
-    with TestClient(app) as client:
-        with open_step(client, seed=3) as (ws, hello, first):
-            assert hello["mode"] == "step" and first[1]["step"] == 0 and first[2].shape == (64, 64, 4)
-            frames = [step(ws, a) for a in (0, 1, 1)]
-            assert [f[1]["step"] for f in frames] == [1, 2, 3] and frames[0][1]["model_ms"] > 0
-            assert not np.array_equal(first[2], frames[0][2])
-            ws.send_text(json.dumps({"type": "reset"}))
-            again = next_of(ws, "frame")
-            assert again[1]["step"] == 0 and np.array_equal(again[2], first[2])
-            replay = [step(ws, a) for a in (0, 1, 1)]
-            assert all(np.array_equal(a[2], b[2]) for a, b in zip(frames, replay))
+    with TestClient(app) as client, open_step(client, seed=3) as (ws, hello, first):
+        assert hello["mode"] == "step" and first[1]["step"] == 0 and first[2].shape == (64, 64, 4)
+        frames = [step(ws, a) for a in (0, 1, 1)]
+        assert [f[1]["step"] for f in frames] == [1, 2, 3] and frames[0][1]["model_ms"] > 0
+        assert not np.array_equal(first[2], frames[0][2])
+        ws.send_text(json.dumps({"type": "reset"}))
+        again = next_of(ws, "frame")
+        assert again[1]["step"] == 0 and np.array_equal(again[2], first[2])
+        replay = [step(ws, a) for a in (0, 1, 1)]
+        assert all(np.array_equal(a[2], b[2]) for a, b in zip(frames, replay))
 
 
 def test_realtime_ticks_with_idle_action(app):
-    with TestClient(app) as client:
-        with client.websocket_connect("/ws?seed=1") as ws:
-            assert next_of(ws, "json", "hello")[1]["mode"] == "realtime"
-            steps = [next_of(ws, "frame")[1] for _ in range(3)]
-            assert steps[-1]["step"] >= 2 and steps[-1]["action"] == 2  # NOOP held while no key is pressed
-            ws.send_text(json.dumps({"type": "action", "action": "LEFT"}))
-            for _ in range(20):
-                h = next_of(ws, "frame")[1]
-                if h["action"] == 0:
-                    break
-            assert h["action"] == 0
-            ws.send_text(json.dumps({"type": "mode", "mode": "step"}))
-            next_of(ws, "json", "mode")
+    with TestClient(app) as client, client.websocket_connect("/ws?seed=1") as ws:
+        assert next_of(ws, "json", "hello")[1]["mode"] == "realtime"
+        steps = [next_of(ws, "frame")[1] for _ in range(3)]
+        assert steps[-1]["step"] >= 2 and steps[-1]["action"] == 2  # NOOP held while no key is pressed
+        ws.send_text(json.dumps({"type": "action", "action": "LEFT"}))
+        for _ in range(20):
+            h = next_of(ws, "frame")[1]
+            if h["action"] == 0:
+                break
+        assert h["action"] == 0
+        ws.send_text(json.dumps({"type": "mode", "mode": "step"}))
+        next_of(ws, "json", "mode")
 
 
 def test_png_format(app):
-    with TestClient(app) as client:
-        with open_step(client, fmt="png") as (ws, _, first):
-            assert first[1]["fmt"] == "png" and first[2][:8] == b"\x89PNG\r\n\x1a\n"
+    with TestClient(app) as client, open_step(client, fmt="png") as (_, _, first):
+        assert first[1]["fmt"] == "png" and first[2][:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # ---------------------------------------------------------------------------- validation
@@ -182,16 +179,15 @@ def test_validate_message_rejects(text):
 
 
 def test_bad_messages_get_errors_and_session_continues(app):
-    with TestClient(app) as client:
-        with open_step(client) as (ws, _, _):
-            for text in BAD:
-                ws.send_text(text)
-                err = next_of(ws, "json", "error")[1]
-                assert err["message"], text
-            ws.send_bytes(b"GIF89a not an image")
-            assert "PNG or JPEG" in next_of(ws, "json", "error")[1]["message"]
-            f = step(ws, "RIGHT")  # meaning names are accepted too
-            assert f[1]["step"] == 1 and f[1]["action"] == 1
+    with TestClient(app) as client, open_step(client) as (ws, _, _):
+        for text in BAD:
+            ws.send_text(text)
+            err = next_of(ws, "json", "error")[1]
+            assert err["message"], text
+        ws.send_bytes(b"GIF89a not an image")
+        assert "PNG or JPEG" in next_of(ws, "json", "error")[1]["message"]
+        f = step(ws, "RIGHT")  # meaning names are accepted too
+        assert f[1]["step"] == 1 and f[1]["action"] == 1
 
 
 def test_disconnect_leaves_no_stuck_state(app):
@@ -216,15 +212,14 @@ def test_token_enforced(tiny_world, tmp_path):
         assert client.get(f"/?token={TOKEN}").status_code == 200
         assert client.get("/api/info", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
         for url in ("/ws", "/ws?token=wrong"):
-            with pytest.raises(WebSocketDisconnect) as e:
-                with client.websocket_connect(url) as ws:
-                    ws.receive()
+            with pytest.raises(WebSocketDisconnect) as e, client.websocket_connect(url) as ws:
+                ws.receive()
             assert e.value.code == 1008
-        with open_step(client, token=TOKEN) as (ws, hello, _):
+        with open_step(client, token=TOKEN) as (_, hello, _):
             assert hello["type"] == "hello"
-            with pytest.raises(WebSocketDisconnect):  # another site's page may not drive the server
-                with client.websocket_connect(f"/ws?token={TOKEN}", headers={"origin": "http://evil.example"}) as ws:
-                    ws.receive()
+            evil = {"origin": "http://evil.example"}  # another site's page may not drive the server
+            with pytest.raises(WebSocketDisconnect), client.websocket_connect(f"/ws?token={TOKEN}", headers=evil) as ws:
+                ws.receive()
 
 
 def test_host_header_checked(tiny_world, tmp_path):
@@ -269,16 +264,15 @@ def test_upload_over_websocket_and_data_prompts(tiny_world, tmp_path):
     frames[:, :, :, 1] = 255
     np.savez(tmp_path / "world" / "prompts.npz", frames=frames)
     app = create_app(tmp_path / "world", store=SessionStore(tmp_path / "s.db"))
-    with TestClient(app) as client:
-        with open_step(client) as (ws, hello, _):
-            assert hello["has_prompts"]
-            ws.send_bytes(png_bytes(size=(120, 90)))
-            f = next_of(ws, "frame")
-            assert f[1]["step"] == 0
-            ws.send_text(json.dumps({"type": "new", "source": "data", "seed": 4}))
-            g = next_of(ws, "frame")
-            assert g[1]["step"] == 0 and not np.array_equal(f[2], g[2])
-            assert step(ws, 0)[1]["step"] == 1
+    with TestClient(app) as client, open_step(client) as (ws, hello, _):
+        assert hello["has_prompts"]
+        ws.send_bytes(png_bytes(size=(120, 90)))
+        f = next_of(ws, "frame")
+        assert f[1]["step"] == 0
+        ws.send_text(json.dumps({"type": "new", "source": "data", "seed": 4}))
+        g = next_of(ws, "frame")
+        assert g[1]["step"] == 0 and not np.array_equal(f[2], g[2])
+        assert step(ws, 0)[1]["step"] == 1
 
 
 # ---------------------------------------------------------------------------- latent-action worlds
@@ -286,33 +280,32 @@ def test_latent_world_keys_map_and_preview(tiny_latent_world, tmp_path):
     """Game keys send their mapped latent code, digits send codes, idle is the game's NOOP, and the
     preview strip holds the next frame under each code: the same frame a real step with that code gives."""
     app = create_app(tmp_path / "latent_world", store=SessionStore(tmp_path / "s.db"), fps=20)
-    with TestClient(app) as client:
-        with open_step(client, seed=5) as (ws, hello, first):
-            assert hello["latent"]["num_codes"] == 4 and hello["latent"]["has_map"]
-            by_meaning = {b["meaning"]: b for b in hello["bindings"]}
-            assert by_meaning["LEFT"]["keys"] == ["ArrowLeft"] and by_meaning["LEFT"]["code"] == 3
-            assert [by_meaning[f"latent {k + 1}"]["keys"] for k in range(4)] == [["1"], ["2"], ["3"], ["4"]]
-            assert not any(set(b["keys"]) & {"1", "2", "3", "4"} for b in hello["bindings"] if not b["meaning"].startswith("latent"))
-            assert hello["actions"][hello["idle_action"]] == "NOOP"
-            ws.send_text(json.dumps({"type": "preview"}))
-            prev = next_of(ws, "json", "preview")[1]
-            assert len(prev["frames"]) == 4 and all(f.startswith("data:image/png;base64,") for f in prev["frames"])
-            # LEFT (control 0) -> code 3: its frame is the preview's 4th picture.
-            left = step(ws, hello["actions"].index("LEFT"))
-            assert left[1]["action"] == 3
-            import base64
-            from PIL import Image
+    with TestClient(app) as client, open_step(client, seed=5) as (ws, hello, _first):
+        assert hello["latent"]["num_codes"] == 4 and hello["latent"]["has_map"]
+        by_meaning = {b["meaning"]: b for b in hello["bindings"]}
+        assert by_meaning["LEFT"]["keys"] == ["ArrowLeft"] and by_meaning["LEFT"]["code"] == 3
+        assert [by_meaning[f"latent {k + 1}"]["keys"] for k in range(4)] == [["1"], ["2"], ["3"], ["4"]]
+        assert not any(set(b["keys"]) & {"1", "2", "3", "4"} for b in hello["bindings"] if not b["meaning"].startswith("latent"))
+        assert hello["actions"][hello["idle_action"]] == "NOOP"
+        ws.send_text(json.dumps({"type": "preview"}))
+        prev = next_of(ws, "json", "preview")[1]
+        assert len(prev["frames"]) == 4 and all(f.startswith("data:image/png;base64,") for f in prev["frames"])
+        # LEFT (control 0) -> code 3: its frame is the preview's 4th picture.
+        left = step(ws, hello["actions"].index("LEFT"))
+        assert left[1]["action"] == 3
+        import base64
 
-            pic = np.asarray(Image.open(io.BytesIO(base64.b64decode(prev["frames"][3].split(",", 1)[1]))).convert("RGB"))
-            assert np.array_equal(pic, left[2][..., :3])
+        from PIL import Image
+
+        pic = np.asarray(Image.open(io.BytesIO(base64.b64decode(prev["frames"][3].split(",", 1)[1]))).convert("RGB"))
+        assert np.array_equal(pic, left[2][..., :3])
 
 
 def test_preview_refused_for_real_action_worlds(app):
-    with TestClient(app) as client:
-        with open_step(client) as (ws, hello, first):
-            assert hello["latent"] is None
-            ws.send_text(json.dumps({"type": "preview"}))
-            assert "latent-action worlds" in next_of(ws, "json", "error")[1]["message"]
+    with TestClient(app) as client, open_step(client) as (ws, hello, _):
+        assert hello["latent"] is None
+        ws.send_text(json.dumps({"type": "preview"}))
+        assert "latent-action worlds" in next_of(ws, "json", "error")[1]["message"]
 
 
 def save_fixed_agent(path, num_actions: int, action: int):
@@ -332,28 +325,26 @@ def test_agent_drives_and_frames_say_who_acts(tiny_world, tmp_path):
     each frame says who acted; switching back gives the keys back."""
     agent = save_fixed_agent(tmp_path / "agent", 3, action=2)
     app = agent_app(tmp_path / "world", SessionStore(tmp_path / "s.db"), agent, fps=20)
-    with TestClient(app) as client:
-        with open_step(client) as (ws, hello, first):
-            assert hello["agent"]["name"] == "agent" and hello["agent"]["real_steps"] == 123
-            assert first[1]["driver"] == "you"
-            ws.send_text(json.dumps({"type": "driver", "driver": "agent"}))
-            assert next_of(ws, "json", "driver")[1]["driver"] == "agent"
-            for _ in range(3):
-                h = step(ws, 0)[1]  # the key asks for a step; the agent picks the action
-                assert (h["action"], h["driver"]) == (2, "agent")
-            ws.send_text(json.dumps({"type": "driver", "driver": "you"}))
-            next_of(ws, "json", "driver")
-            h = step(ws, 0)[1]
-            assert (h["action"], h["driver"]) == (0, "you")
+    with TestClient(app) as client, open_step(client) as (ws, hello, first):
+        assert hello["agent"]["name"] == "agent" and hello["agent"]["real_steps"] == 123
+        assert first[1]["driver"] == "you"
+        ws.send_text(json.dumps({"type": "driver", "driver": "agent"}))
+        assert next_of(ws, "json", "driver")[1]["driver"] == "agent"
+        for _ in range(3):
+            h = step(ws, 0)[1]  # the key asks for a step; the agent picks the action
+            assert (h["action"], h["driver"]) == (2, "agent")
+        ws.send_text(json.dumps({"type": "driver", "driver": "you"}))
+        next_of(ws, "json", "driver")
+        h = step(ws, 0)[1]
+        assert (h["action"], h["driver"]) == (0, "you")
 
 
 def test_agent_refused_when_missing_or_mismatched(app, tiny_world, tmp_path):
-    with TestClient(app) as client:
-        with open_step(client) as (ws, hello, first):
-            assert hello["agent"] is None
-            ws.send_text(json.dumps({"type": "driver", "driver": "agent"}))
-            assert "no agent" in next_of(ws, "json", "error")[1]["message"]
-            assert step(ws, 1)[1]["driver"] == "you"  # the session carries on
+    with TestClient(app) as client, open_step(client) as (ws, hello, _):
+        assert hello["agent"] is None
+        ws.send_text(json.dumps({"type": "driver", "driver": "agent"}))
+        assert "no agent" in next_of(ws, "json", "error")[1]["message"]
+        assert step(ws, 1)[1]["driver"] == "you"  # the session carries on
     with pytest.raises(UserError, match="7 actions"):
         agent_app(tmp_path / "world", SessionStore(tmp_path / "s2.db"), save_fixed_agent(tmp_path / "a7", 7, 0))
     bad = save_fixed_agent(tmp_path / "bad", 3, 0)
@@ -465,9 +456,8 @@ def test_ipv6_loopback_host_checked(tiny_world, tmp_path):
             assert client.get("/", headers={"host": host}).status_code == 200
         for host in ("evil.example", "evil.example:8000", "[::2]:8000", ""):
             assert client.get("/", headers={"host": host}).status_code == 400
-        with pytest.raises(WebSocketDisconnect) as e:
-            with client.websocket_connect("/ws", headers={"host": "evil.example"}) as ws:
-                ws.receive()
+        with pytest.raises(WebSocketDisconnect) as e, client.websocket_connect("/ws", headers={"host": "evil.example"}) as ws:
+            ws.receive()
         assert e.value.code == 1008
         with client.websocket_connect("ws://[::1]:8000/ws?mode=step") as ws:
             assert next_of(ws, "json", "hello")[1]["type"] == "hello"

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
+from test_serve import next_of, open_step, step
 
-import maskworld  # noqa: E402
-from maskworld.cli import main  # noqa: E402
-from maskworld.errors import UserError  # noqa: E402
-from maskworld.serve.app import create_app  # noqa: E402
-from maskworld.serve.store import SessionStore, validate_name  # noqa: E402
-from test_serve import next_of, open_step, step  # noqa: E402
+import maskworld
+from maskworld.cli import main
+from maskworld.errors import UserError
+from maskworld.serve.app import create_app
+from maskworld.serve.store import SessionStore, validate_name
 
 FIRST, THEN = [0, 1, 2, 0, 1, 1], [2, 0, 1, 2]  # FIRST is longer than the tiny window (4): the cache has slid
 

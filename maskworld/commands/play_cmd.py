@@ -61,7 +61,6 @@ def find_agent(world: Path, given: str | None, off: bool) -> Path | None:
 def check_args(args) -> Path:
     """Validate everything before loading anything; -> resolved world directory."""
     from maskworld.errors import UserError
-
     from maskworld.serve.security import is_loopback
 
     if not is_loopback(args.host) and not args.token:

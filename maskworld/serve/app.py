@@ -56,11 +56,12 @@ def create_app(world, *, world_path=None, store: SessionStore | None = None, tok
     app.state.server, app.state.ticker, app.state.store, app.state.world = srv, srv.ticker, store, world
     if allowed_hosts:
         app.add_middleware(security.HostCheck, allowed=allowed_hosts)
+    _add_headers_and_errors(app)
     _add_routes(app, srv, token)
     return app
 
 
-def _add_routes(app: FastAPI, srv: PlayServer, token: str | None) -> None:
+def _add_headers_and_errors(app: FastAPI) -> None:
     @app.middleware("http")
     async def headers(request: Request, call_next):
         resp = await call_next(request)
@@ -68,6 +69,12 @@ def _add_routes(app: FastAPI, srv: PlayServer, token: str | None) -> None:
             resp.headers.setdefault(k, v)
         return resp
 
+    @app.exception_handler(UserError)
+    async def user_error(request, exc: UserError):
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+
+def _add_routes(app: FastAPI, srv: PlayServer, token: str | None) -> None:
     def check(request: Request) -> None:
         if not security.token_ok(token, security.given_token(request)):
             raise HTTPException(401, "missing or wrong token: open the URL printed by `maskworld play` (it ends in ?token=...)")
@@ -101,9 +108,5 @@ def _add_routes(app: FastAPI, srv: PlayServer, token: str | None) -> None:
     @app.websocket("/ws")
     async def play(ws: WebSocket):
         await serve_socket(ws, srv, token)
-
-    @app.exception_handler(UserError)
-    async def user_error(request, exc: UserError):
-        return JSONResponse({"detail": str(exc)}, status_code=400)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -60,7 +60,7 @@ def for_world(world) -> Controls:
     if len(real) != len(to_latent):
         real, to_latent = [], []
     digits = [str(k + 1) if k < 9 else None for k in range(K)]
-    env_b = keys.bindings(real, reserved=set(d for d in digits if d))
+    env_b = keys.bindings(real, reserved={d for d in digits if d})
     latent_b = [{"action": len(real) + k, "meaning": f"latent {k + 1}", "keys": [d] if d else [],
                  "label": d or "(click)"} for k, d in enumerate(digits)]
     meanings = real + [f"LATENT_{k + 1}" for k in range(K)]

@@ -9,7 +9,8 @@ and the session carries on.
 from __future__ import annotations
 
 from maskworld.errors import UserError
-from maskworld.serve import prompts, protocol as p
+from maskworld.serve import prompts
+from maskworld.serve import protocol as p
 from maskworld.serve.client import PlayClient
 from maskworld.serve.server import PlayServer, preview_frames, restore_session
 from maskworld.serve.store import SavedState, validate_name

@@ -33,7 +33,7 @@ def open_upload(data: bytes):
         raise UserError("upload is not a PNG or JPEG image")
     try:
         img = Image.open(io.BytesIO(data), formats=["PNG", "JPEG"])  # reads the header only
-    except Exception:
+    except Exception:  # noqa: BLE001  (PIL raises many types for a malformed header; all mean the same here)
         raise UserError("upload is not a readable PNG or JPEG image") from None
     w, h = img.size
     if not (1 <= w <= MAX_UPLOAD_SIDE and 1 <= h <= MAX_UPLOAD_SIDE and w * h <= MAX_UPLOAD_PIXELS):
@@ -50,7 +50,7 @@ def decode_upload(data: bytes, size: int) -> np.ndarray:
     try:
         img.draft("RGB", (size, size))  # JPEG: decode at reduced scale
         img.load()
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001  (zlib, OSError, SyntaxError...: a corrupt or truncated image)
         raise UserError(f"cannot decode the uploaded image ({type(e).__name__}); is it truncated?") from None
     return as_uint8_frame(img, size)
 

@@ -210,7 +210,7 @@ class FrameInfo:
     """Who chose the action that made this frame (None: whoever drives now)."""
 
     @classmethod
-    def of(cls, session, **step_fields) -> "FrameInfo":
+    def of(cls, session, **step_fields) -> FrameInfo:
         """step_fields: what the step returned (reward, done) and how it was made (model_ms, batch, action, driver)."""
         h, w = session.frame.shape[:2]
         memory = session.memory_frames if getattr(session, "memory_on", False) else None

@@ -99,7 +99,7 @@ class SavedState:
     total_reward: float
 
     @classmethod
-    def of(cls, session) -> "SavedState":
+    def of(cls, session) -> SavedState:
         blob, info = session.to_bytes()
         frame = None if session.frame is None else np.array(session.frame, copy=True)
         return cls(blob, info, frame, int(session.steps), float(session.total_reward))

@@ -23,8 +23,9 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -112,7 +113,7 @@ class Ticker:
                 continue
             try:
                 fut.set_result(fn(*args))
-            except BaseException as e:  # handed back to the awaiting handler
+            except BaseException as e:  # noqa: BLE001  (handed back to the awaiting handler, which re-raises it)
                 fut.set_exception(e)
 
     def _run(self) -> None:

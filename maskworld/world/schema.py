@@ -36,11 +36,11 @@ class Spec:
     max_len: int | None = None  # strings, lists
 
 
-def Int(lo, hi):  # noqa: N802  (reads as a type in the tables below)
+def Int(lo, hi):
     return Spec("int", lo, hi)
 
 
-def Float(lo, hi):  # noqa: N802
+def Float(lo, hi):
     return Spec("float", lo, hi)
 
 
