@@ -48,7 +48,7 @@ def reading(world, cache, batches: int = 6, batch: int = 16, seed: int = 0) -> d
 def pose_drift(world, gaps=(8, 32, 128), trials: int = 4, seed: int = 0) -> dict:
     from maskworld.eval.revisit_trials import make_trials
     from maskworld.memory.pose import delta_class
-    from maskworld.world.session import Session, step_many
+    from maskworld.world.session import Session
 
     out = {}
     for g in gaps:
@@ -61,7 +61,7 @@ def pose_drift(world, gaps=(8, 32, 128), trials: int = 4, seed: int = 0) -> dict
             errs = []
             for j in range(tr.outbound, len(tr.frames)):
                 prev = np.asarray(s.pose).copy()
-                step_many(world, [s], [int(tr.actions_in[j])])
+                s.step(int(tr.actions_in[j]))
                 est = delta_class(prev[None], np.asarray(s.pose)[None])[0]
                 errs.append(est != delta_class(np.asarray(tr.poses[j - 1])[None], np.asarray(tr.poses[j])[None])[0])
             errs = np.array(errs)

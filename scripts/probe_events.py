@@ -48,6 +48,8 @@ def main(argv=None) -> int:
 
     from maskworld import load_world
     from maskworld.agents.imagination import imagine
+    from maskworld.world.engine import Engine
+    from maskworld.world.session import Session
     from maskworld.data.store import EpisodeStore
 
     torch.set_num_threads(a.threads)
@@ -95,14 +97,13 @@ def main(argv=None) -> int:
 
     @torch.no_grad()
     def teacher(frames_BCS3, acts_BC):  # commit real frames one by one -> the heads on the last
-        dyn, B = world.dynamics, len(frames_BCS3)
-        cache = None
+        eng = Engine(world, rows=len(frames_BCS3))
+        sessions = [Session(world, b, engine=eng) for b in range(len(frames_BCS3))]
         for j in range(frames_BCS3.shape[1]):
-            t = world.tokenizer.tokenize_uint8(torch.from_numpy(np.ascontiguousarray(frames_BCS3[:, j])).to(world.device))
-            act = torch.as_tensor(np.where(acts_BC[:, j] < 0, dyn.cfg.null_action, acts_BC[:, j]), device=world.device)
-            cache, r, d = dyn.commit(t.flatten(1), act, torch.full((B,), j, device=world.device), cache)
-        p = torch.softmax(r.float(), -1)
-        return float((p[:, 2] - p[:, 0]).mean()), float(torch.sigmoid(d.float()).mean())
+            acts = [None if a < 0 else int(a) for a in acts_BC[:, j]]
+            heads = eng.observe(sessions, frames_BCS3[:, j], acts, render=False)
+        p = torch.softmax(heads.reward.float(), -1)
+        return float((p[:, 2] - p[:, 0]).mean()), float(torch.sigmoid(heads.term.float()).mean())
 
     events = []  # (episode, event frame n)
     for i in ids:

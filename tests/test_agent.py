@@ -5,7 +5,7 @@ import json
 import numpy as np
 import torch
 
-from maskworld.agents.actor_critic import load_data_starts, world_data_steps, world_view
+from maskworld.agents.starts import load_data_starts, world_data_steps, world_view
 from maskworld.agents.imagination import imagine, start_sessions
 from toy import make_toy_store
 
@@ -18,10 +18,12 @@ def test_start_sessions_match_world_session(tiny_world):
     batched = start_sessions(tiny_world, frames, [5, 6, 7])
     alone = [tiny_world.session(prompt=f, seed=s) for f, s in zip(frames, [5, 6, 7])]
     for b, a in zip(batched, alone):
-        assert (b.pos, b.steps, b.cache.frames) == (a.pos, a.steps, a.cache.frames)
+        assert (b.pos, b.steps, b.window_frames) == (a.pos, a.steps, a.window_frames)
         assert np.array_equal(b.tokens, a.tokens) and np.array_equal(b.frame, a.frame)
-        for kb, ka in zip(b.cache.k + b.cache.v, a.cache.k + a.cache.v):
-            torch.testing.assert_close(kb, ka, atol=1e-5, rtol=1e-4)
+        rb, ra = b.engine.cache.row_state(b.row), a.engine.cache.row_state(a.row)
+        assert rb.keys() == ra.keys()
+        for key in rb:
+            torch.testing.assert_close(rb[key], ra[key], atol=1e-5, rtol=1e-4)
     outs_b = tiny_world.step_many(batched, [0, 1, 2])
     outs_a = tiny_world.step_many(alone, [0, 1, 2])
     for (fb, rb, db), (fa, ra, da) in zip(outs_b, outs_a):
@@ -79,7 +81,8 @@ def test_train_agent_with_data_starts_and_eval_records(tmp_path):
     and (--update-card) into the world's model card."""
     import argparse
 
-    from maskworld.agents.actor_critic import AgentTrainConfig, load_agent, train_agent
+    from maskworld.agents.actor_critic import AgentTrainConfig, load_agent
+    from maskworld.agents.dyna import train_agent
     from maskworld.commands import agent_cmd
     from maskworld.models.dynamics import Dynamics, DynamicsConfig
     from maskworld.models.sampler import SamplerConfig
@@ -110,29 +113,19 @@ def test_train_agent_with_data_starts_and_eval_records(tmp_path):
     assert load_agent(tmp_path / "agent")[1]["real_steps"] == 10
 
 
-def test_chunked_batches_match(tiny_world, monkeypatch):
-    """Chunking the batch (cache_chunk: small KV caches per pass) changes no frame, reward or end: imagination
-    and the vector env give what one whole-batch pass gives."""
-    from maskworld.agents import imagination
-    from maskworld.agents.vector_env import DreamVectorEnv
-
+def test_split_batches_match(tiny_world):
+    """Imagining a batch in one engine or each start on its own changes no frame, reward or end (the vector env
+    against its sub-envs alone: test_dream_env.py)."""
     rng = np.random.default_rng(3)
     starts = rng.integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
     acts = rng.integers(0, 3, (3, 5))
-    def player():
-        it = iter(acts)
+    def player(col=None):
+        it = iter(acts if col is None else acts[:, col : col + 1])
         return lambda obs: next(it)
 
     whole = imagine(tiny_world, player(), starts, 3, range(5), heads="argmax")
-    vec_whole = DreamVectorEnv(5, world=tiny_world)
-    o_whole = [vec_whole.reset(seed=0)[0]] + [vec_whole.step(a)[0] for a in acts]
-    per_session = imagination.cache_chunk(tiny_world.dynamics.cfg, 1)  # 1 byte: one session per pass
-    assert per_session == 1 and imagination.cache_chunk(tiny_world.dynamics.cfg) >= 5
-    monkeypatch.setattr(imagination, "CACHE_CHUNK_BYTES", 2 * 2 * 3 * 65 * 16 * 4)  # two sessions per pass
-    chunked = imagine(tiny_world, player(), starts, 3, range(5), heads="argmax")
-    assert np.array_equal(whole.obs, chunked.obs) and torch.equal(whole.rewards, chunked.rewards)
-    assert torch.equal(whole.continues, chunked.continues)
-    vec = DreamVectorEnv(5, world=tiny_world)
-    assert vec._chunk == 2
-    o = [vec.reset(seed=0)[0]] + [vec.step(a)[0] for a in acts]
-    assert all(np.array_equal(x, y) for x, y in zip(o, o_whole))
+    for b in range(5):
+        alone = imagine(tiny_world, player(b), starts[b : b + 1], 3, [b], heads="argmax")
+        assert np.array_equal(whole.obs[:, b], alone.obs[:, 0]) and torch.equal(whole.rewards[:, b], alone.rewards[:, 0])
+        assert torch.equal(whole.continues[:, b], alone.continues[:, 0])
+

@@ -67,7 +67,7 @@ def test_autoregressive_order_in_sessions(tiny_world):
 
     tiny_world.sampler = dataclasses.replace(tiny_world.sampler, order="autoregressive", temperature=0.0)
     s = tiny_world.session(prompt=np.zeros((64, 64, 3), np.uint8), seed=0)
-    cache, pos = s.cache, s.pos
+    cache, pos = s.engine.cache.view([s.row]), s.pos
     expected = decode_autoregressive(tiny_world.dynamics, cache, torch.tensor([1]), torch.tensor([pos]), 0.0, [s.gen])
     frame, _, _ = s.step(1)
     assert np.array_equal(s.tokens.ravel(), expected[0].numpy())

@@ -111,7 +111,7 @@ def test_batched_equals_sequential(tiny_world, random_ends):
             assert np.array_equal(vobs[i], o), (t, i)
             assert (vrew[i], vterm[i], vtrunc[i]) == (r, te, tr), (t, i)
             ended[i] = te or tr
-    lengths = {len(e.session.cache.valid[0]) for e in vec.envs}
+    lengths = {e.session.window_frames for e in vec.envs}
     assert random_ends or len(lengths) > 1  # the batch really mixed history lengths
 
 
@@ -177,9 +177,11 @@ def test_world_without_reward_heads_is_refused(tiny_world):
 
 
 def test_registered_lazily():
-    """`import maskworld` imports neither gymnasium nor torch, yet the id exists once gymnasium loads."""
-    code = ("import sys, maskworld; assert 'gymnasium' not in sys.modules and 'torch' not in sys.modules; "
-            "import gymnasium; assert 'maskworld/Dream-v0' in gymnasium.registry")
+    """`import maskworld` registers its ids by entry-point string: no torch, no env module, no import hook."""
+    code = ("import sys; hooks = list(sys.meta_path); import maskworld, gymnasium; "
+            "assert 'maskworld/Dream-v0' in gymnasium.registry and 'MiniGrid-Landmarks-v0' in gymnasium.registry; "
+            "assert 'torch' not in sys.modules and 'maskworld.agents.dream_env' not in sys.modules; "
+            "assert sys.meta_path == hooks")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -195,7 +197,8 @@ def test_train_agent_and_eval_agent_smoke(tmp_path, capsys):
 
     import torch
 
-    from maskworld.agents.actor_critic import AgentTrainConfig, lambda_returns, load_agent, train_agent
+    from maskworld.agents.actor_critic import AgentTrainConfig, lambda_returns, load_agent
+    from maskworld.agents.dyna import train_agent
     from maskworld.commands import agent_cmd
     from maskworld.models.dynamics import Dynamics, DynamicsConfig
     from maskworld.models.sampler import SamplerConfig

@@ -5,6 +5,7 @@ import torch
 
 from maskworld.models.dynamics import Dynamics, DynamicsConfig
 from maskworld.models.fsq import FSQ
+from maskworld.models.kv_cache import KVCache
 from maskworld.models.sampler import SamplerConfig, decode_autoregressive, decode_frame, decode_nocache, num_masked_after
 from maskworld.models.tokenizer import Tokenizer, TokenizerConfig
 
@@ -27,6 +28,14 @@ def test_tokenizer_shapes_and_uint8_path():
     assert TokenizerConfig(downsample=0).grid == 16
 
 
+def _commit(m, cache, tokens, actions, pos):
+    """Commit one frame of every row (what the stepping engine does) -> its FrameHeads."""
+    view = cache.view()
+    heads = m.commit(tokens, actions, pos, view)
+    cache.store(view, None, pos)
+    return heads
+
+
 def _model(window=4):
     torch.manual_seed(0)
     return Dynamics(DynamicsConfig(vocab_size=50, num_actions=3, grid=4, d_model=32, n_layers=2, n_heads=2, window=window)).eval()
@@ -42,11 +51,12 @@ def test_cached_inference_equals_training_pass():
     masked = tok.clone()
     masked[:, :, ::3] = m.cfg.mask_id
     logits, r, d = m(tok, masked, act)
-    cache = None
+    cache = KVCache.for_model(m.cfg, B)
     for t in range(T - 1):
-        cache, r_t, d_t = m.commit(tok[:, t], act[:, t], torch.full((B,), 50 + t), cache)  # any offset: RoPE is relative
+        h = _commit(m, cache, tok[:, t], act[:, t], torch.full((B,), 50 + t))  # any offset: RoPE is relative
+        r_t, d_t = h.reward, h.term
         assert torch.allclose(r_t, r[:, t], atol=1e-4) and torch.allclose(d_t, d[:, t], atol=1e-4)
-    cached = m.predict_logits(masked[:, T - 1], act[:, T - 1], torch.full((B,), 50 + T - 1), cache)
+    cached = m.predict_logits(masked[:, T - 1], act[:, T - 1], torch.full((B,), 50 + T - 1), cache.view())
     assert torch.allclose(cached, logits[:, T - 1], atol=1e-4)
     nocache = m.full_pass_logits(tok[:, : T - 1], act[:, : T - 1], masked[:, T - 1], act[:, T - 1])
     assert torch.allclose(nocache, logits[:, T - 1], atol=1e-4)
@@ -72,10 +82,11 @@ def test_frame_causal_no_future_leak():
 @torch.no_grad()
 def test_kv_cache_slides():
     m = _model(window=3)
-    cache = None
+    cache = KVCache.for_model(m.cfg, 1)
     for t in range(6):
-        cache, _, _ = m.commit(torch.randint(0, 50, (1, 16)), torch.tensor([0]), torch.tensor([t]), cache)
-    assert cache.k[0].shape[2] == 2 * m.cfg.frame_len  # window - 1 frames kept
+        _commit(m, cache, torch.randint(0, 50, (1, 16)), torch.tensor([0]), torch.tensor([t]))
+    assert cache.k[0].shape[2] == 3 * m.cfg.frame_len  # window - 1 frames kept + the scratch slot
+    assert int(cache.valid[0].sum()) == 2
 
 
 def test_cosine_schedule():
@@ -88,10 +99,11 @@ def test_cosine_schedule():
 @pytest.mark.parametrize("K", [1, 2, 4, 8])
 def test_sampler_all_tokens_decoded_and_seeded(K):
     m = _model()
-    cache, _, _ = m.commit(torch.randint(0, 50, (2, 16)), torch.tensor([0, 1]), torch.tensor([0, 0]), None)
+    cache = KVCache.for_model(m.cfg, 2)
+    _commit(m, cache, torch.randint(0, 50, (2, 16)), torch.tensor([0, 1]), torch.tensor([0, 0]))
     cfg = SamplerConfig(steps=K)
-    a = decode_frame(m, cache, torch.tensor([1, 2]), torch.tensor([1, 1]), cfg, [torch.Generator().manual_seed(s) for s in (0, 1)])
-    b = decode_frame(m, cache, torch.tensor([1, 2]), torch.tensor([1, 1]), cfg, [torch.Generator().manual_seed(s) for s in (0, 1)])
+    a = decode_frame(m, cache.view(), torch.tensor([1, 2]), torch.tensor([1, 1]), cfg, [torch.Generator().manual_seed(s) for s in (0, 1)])
+    b = decode_frame(m, cache.view(), torch.tensor([1, 2]), torch.tensor([1, 1]), cfg, [torch.Generator().manual_seed(s) for s in (0, 1)])
     assert (a < 50).all() and torch.equal(a, b)
 
 
@@ -100,15 +112,15 @@ def test_greedy_nocache_matches_cache_and_ar_runs():
     m = _model()
     tok = torch.randint(0, 50, (1, 3, 16))
     act = torch.randint(0, 3, (1, 3))
-    cache = None
+    cache = KVCache.for_model(m.cfg, 1)
     for t in range(3):
-        cache, _, _ = m.commit(tok[:, t], act[:, t], torch.tensor([t]), cache)
+        _commit(m, cache, tok[:, t], act[:, t], torch.tensor([t]))
     cfg = SamplerConfig(steps=4, temperature=0.0, choice_temperature=0.0)
     g = [torch.Generator().manual_seed(0)]
-    a = decode_frame(m, cache, torch.tensor([1]), torch.tensor([3]), cfg, g)
+    a = decode_frame(m, cache.view(), torch.tensor([1]), torch.tensor([3]), cfg, g)
     b = decode_nocache(m, tok, act, torch.tensor([1]), cfg, g)
     assert torch.equal(a, b)
-    ar = decode_autoregressive(m, cache, torch.tensor([1]), torch.tensor([3]), 0.0, g)
+    ar = decode_autoregressive(m, cache.view(), torch.tensor([1]), torch.tensor([3]), 0.0, g)
     assert ar.shape == (1, 16) and (ar < 50).all()
 
 
@@ -128,8 +140,9 @@ def test_nocache_heads_equal_commit_heads():
     m = _model()
     tok = torch.randint(0, 50, (2, 4, 16))
     act = torch.randint(0, 3, (2, 4))
-    cache = None
+    cache = KVCache.for_model(m.cfg, 2)
     for t in range(4):
-        cache, r, d = m.commit(tok[:, t], act[:, t], torch.full((2,), t), cache)
+        h = _commit(m, cache, tok[:, t], act[:, t], torch.full((2,), t))
+    r, d = h.reward, h.term
     r2, d2 = m.full_pass_heads(tok[:, :3], act[:, :3], tok[:, 3], act[:, 3])
     assert torch.allclose(r, r2, atol=1e-4) and torch.allclose(d, d2, atol=1e-4)

@@ -96,7 +96,6 @@ def test_absurd_sizes_refused(cfg, section, fields, message):
         check_world_json(with_(cfg, section, **fields), "w/world.json")
 
 
-@pytest.mark.skip(reason="enable once load_world calls check_world_json (one line in maskworld/world/world.py)")
 @pytest.mark.parametrize("content, message", [
     ("[]", "must be a JSON object"),
     (None, "'dynamics' must be a JSON object"),

@@ -34,6 +34,8 @@ import numpy as np
 from gymnasium import spaces
 
 from maskworld.errors import UserError
+from maskworld.world.frames import as_uint8_frame
+from maskworld.world.world import World, load_world
 
 START_MODES = ("auto", "prompts", "generate")
 _WORLDS: dict[tuple, Any] = {}
@@ -45,8 +47,6 @@ def default_world_dir() -> Path:
 
 def resolve_world(world, device=None):
     """A `World`, or a world directory (str/Path; "default" = the shipped world) loaded once per process."""
-    from maskworld.world.world import World, load_world
-
     if isinstance(world, World):
         return world
     if world is None:
@@ -81,8 +81,6 @@ def check_world_for_rl(world) -> None:
 
 def load_start_frames(world, start) -> np.ndarray | None:
     """-> uint8 frames (N,S,S,3) to draw start frames from, or None to imagine the first frame."""
-    from maskworld.world.world import as_uint8_frame
-
     size = world.meta.size
     if isinstance(start, str) and start in START_MODES:
         if start == "generate":
@@ -113,7 +111,8 @@ class DreamEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 15}
 
-    def __init__(self, world=None, render_mode: str | None = None, start="auto", device: str | None = None):
+    def __init__(self, world=None, render_mode: str | None = None, start="auto", device: str | None = None,
+                 engine=None):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise UserError(f"render_mode {render_mode!r} is not supported; use 'rgb_array' or None")
         self.world = resolve_world(world, device)
@@ -124,6 +123,8 @@ class DreamEnv(gym.Env):
         self.observation_space = spaces.Box(0, 255, (s, s, 3), np.uint8)
         self.action_space = spaces.Discrete(self.world.num_actions)
         self.session = None
+        self._engine = engine
+        """The stepping engine whose row the episode's session is (None: the world's shared one)."""
         self._obs: np.ndarray | None = None
 
     # ---------------------------------------------------------------- shared with DreamVectorEnv
@@ -137,7 +138,8 @@ class DreamEnv(gym.Env):
             index = int(self.np_random.integers(len(self._starts)))
             prompt = self._starts[index]
         session_seed = int(self.np_random.integers(2**31 - 1))
-        self.session = self.world.session(prompt=prompt, seed=session_seed)
+        self.session = None  # give the old episode's engine row back first: the new session reuses it
+        self.session = self.world.session(prompt=prompt, seed=session_seed, engine=self._engine)
         self._obs = np.array(self.session.frame, dtype=np.uint8)
         return self._obs.copy(), {"prompt_index": index}
 
@@ -146,7 +148,7 @@ class DreamEnv(gym.Env):
             raise UserError("call reset() before step()")
         if isinstance(action, np.ndarray) and action.shape == ():
             action = action.item()
-        return self.session._check_action(action)  # a UserError naming the valid actions
+        return self.session.check_action(action)  # a UserError naming the valid actions
 
     def _apply(self, frame: np.ndarray, reward: float, done: bool):
         self._obs = np.array(frame, dtype=np.uint8)
@@ -158,7 +160,7 @@ class DreamEnv(gym.Env):
 
     def step(self, action):
         a = self._check_step(action)
-        frame, reward, done = self.world.step_many([self.session], [a])[0]
+        frame, reward, done = self.session.engine.step([self.session], [a])[0]
         return self._apply(frame, reward, done)
 
     def render(self):

@@ -6,7 +6,7 @@
 
 Design choices:
 - Each sub-env is a `DreamEnv` (its own np_random and session generator); a step gathers every live
-  session and calls `world.step_many` once, so env i sees exactly what `DreamEnv` would alone with the
+  session and calls `Engine.step` once, so env i sees exactly what `DreamEnv` would alone with the
   same seed and actions (tested), and N envs cost one batched MaskGIT decode instead of N.
 - `reset(seed=s)` seeds sub-env i with s + i (Gymnasium's convention); a list gives one seed each.
 - `max_episode_steps` truncates inside the vector env (Gymnasium's TimeLimit counts the same way:
@@ -18,9 +18,9 @@ Design choices:
     frame is in `info["final_obs"][i]` (and `info["final_info"]`). Every step is then a real transition,
     which suits imagined rollouts.
   * DISABLED: stepping an ended sub-env is an error; reset it with `reset(options={"reset_mask": m})`.
-- A step runs one batched forward pass per chunk of `imagination.cache_chunk` sessions (all 64 at once
-  for a tiny world, 8 at a time for the shipped small one): each pass copies the batch's KV cache, and
-  copies into fresh 64 MiB tensors cost more on CPU than the batching saves (page faults; measured).
+- The sub-envs' sessions are rows of one stepping engine of the vector env's own (`world/engine.py`): a step is
+  one batched forward pass over the live rows, which work in place on one KV cache (nothing is stacked or
+  copied per step), and a reset gives its row back before the next episode's session claims one.
 - Resets are per sub-env (a prompt is tokenized and committed one session at a time); they are rare next
   to steps, and batching them would reach into the session's internals.
 """
@@ -32,7 +32,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from maskworld.agents.dream_env import DreamEnv, resolve_world
-from maskworld.agents.imagination import cache_chunk
+from maskworld.world.engine import Engine
 from maskworld.errors import UserError
 
 
@@ -49,10 +49,10 @@ class DreamVectorEnv(VectorEnv):
         except ValueError:
             raise UserError(f"autoreset_mode {autoreset_mode!r} is not one of {[m.value for m in AutoresetMode]}") from None
         w = resolve_world(world, device)
-        self.envs = [DreamEnv(w, render_mode=render_mode, start=start) for _ in range(int(num_envs))]
+        self.engine = Engine(w, rows=int(num_envs))
+        self.envs = [DreamEnv(w, render_mode=render_mode, start=start, engine=self.engine) for _ in range(int(num_envs))]
         self.world, self.num_envs, self.render_mode = w, int(num_envs), render_mode
         self.max_episode_steps = max_episode_steps
-        self._chunk = cache_chunk(w.dynamics.cfg)
         self.metadata = {**DreamEnv.metadata, "autoreset_mode": self.autoreset_mode}
         self.single_observation_space = self.envs[0].observation_space
         self.single_action_space = self.envs[0].action_space
@@ -105,9 +105,7 @@ class DreamVectorEnv(VectorEnv):
             live.append(i)
         acts = [self.envs[i]._check_step(actions[i]) for i in live]
         sessions = [self.envs[i].session for i in live]
-        results = []
-        for j in range(0, len(live), self._chunk):  # chunks keep each batched KV cache small (cache_chunk)
-            results += self.world.step_many(sessions[j : j + self._chunk], acts[j : j + self._chunk])
+        results = self.engine.step(sessions, acts) if sessions else []
         for i, (frame, reward, done) in zip(live, results):
             obs, rewards[i], terms[i], _, info = self.envs[i]._apply(frame, reward, done)
             self._elapsed[i] += 1

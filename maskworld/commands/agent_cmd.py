@@ -166,7 +166,7 @@ def run(args) -> int:
 
     from maskworld.agents.actor_critic import load_agent
     from maskworld.errors import UserError
-    from maskworld.world.world import atomic_write_text
+    from maskworld.io import atomic_write_text
 
     if args.episodes < 1:
         raise UserError("--episodes must be >= 1")

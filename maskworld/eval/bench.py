@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from maskworld.eval.rollout import open_loop
-from maskworld.models.sampler import SamplerConfig, decode_autoregressive, decode_frame, decode_nocache
+from maskworld.models.sampler import SamplerConfig, decode_autoregressive, decode_nocache
 
 KS = (1, 2, 4, 8)
 SESSIONS = (1, 4, 16)
@@ -92,33 +92,40 @@ def _full_session(world, seed: int = 0):
 
 @torch.no_grad()
 def bench_decoding(world, warmup: int, iters: int, ar_iters: int, progress: bool = True) -> dict:
+    """Per K: end-to-end step, the engine's cached decode + commit, and the same network without the cache;
+    then MaskGIT against token-by-token (autoregressive) decoding. Every cached measurement steps one session
+    with a full window through the stepping engine."""
     from tqdm import tqdm
 
     dyn, dev, base = world.dynamics, world.device, world.sampler
     m = {}
     s = _full_session(world)
+    eng = s.engine
     W, N = dyn.cfg.window, dyn.cfg.tokens_per_frame
     a = torch.tensor([0], device=dev)
-    pos = torch.tensor([W], device=dev)
-    gen = [torch.Generator().manual_seed(0)]
     ctx = torch.randint(0, dyn.cfg.vocab_size, (1, W - 1, N), device=dev)
     ctx_a = torch.randint(0, dyn.cfg.num_actions, (1, W - 1), device=dev)
+    gen = [torch.Generator().manual_seed(0)]
+
+    def cached(cfg):  # the frame's tokens, then its reward/termination (the commit)
+        eng.commit([s], eng.decode([s], a, cfg), a, render=False)
+
+    def nocache(cfg):  # same outputs as `cached`, recomputing the window every pass
+        toks = decode_nocache(dyn, ctx, ctx_a, a, cfg, gen)
+        dyn.full_pass_heads(ctx, ctx_a, toks, a)
+
+    def ar():
+        toks = decode_autoregressive(dyn, eng.cache.view([s.row]), a, torch.tensor([s.pos], device=dev), base.temperature,
+                                     [s.gen])
+        eng.commit([s], toks, a, render=False)
+
     try:
         for k in tqdm(KS, desc="decode K", disable=not progress, leave=False):
-            world.sampler = SamplerConfig(steps=k, temperature=base.temperature, choice_temperature=base.choice_temperature)
+            cfg = SamplerConfig(steps=k, temperature=base.temperature, choice_temperature=base.choice_temperature)
+            world.sampler = cfg
             e2e = float(np.median(timed(lambda: s.step(0), warmup, iters, dev)))
-            cfg = world.sampler
-
-            def cached():
-                toks = decode_frame(dyn, s.cache, a, pos, cfg, gen)
-                dyn.commit(toks, a, pos, s.cache)
-
-            c = float(np.median(timed(cached, warmup, iters, dev)))
-            def nocache():  # same outputs as `cached`: the frame's tokens, then its reward/termination
-                toks = decode_nocache(dyn, ctx, ctx_a, a, cfg, gen)
-                dyn.full_pass_heads(ctx, ctx_a, toks, a)
-
-            nc = float(np.median(timed(nocache, warmup, iters, dev)))
+            c = float(np.median(timed(lambda: cached(cfg), warmup, iters, dev)))
+            nc = float(np.median(timed(lambda: nocache(cfg), warmup, iters, dev)))
             m[f"speed.ms_per_frame.K{k}"] = 1000 * e2e
             m[f"speed.fps.K{k}"] = 1.0 / e2e
             m[f"speed.decode_ms.K{k}"] = 1000 * c
@@ -127,17 +134,8 @@ def bench_decoding(world, warmup: int, iters: int, ar_iters: int, progress: bool
             # end to end: the no-cache world pays the same tokenizer decode and session overhead
             m[f"speed.cache_speedup_e2e.K{k}"] = (e2e - c + nc) / e2e
         world.sampler = base
-
-        def ar():
-            toks = decode_autoregressive(dyn, s.cache, a, pos, base.temperature, gen)
-            dyn.commit(toks, a, pos, s.cache)
-
-        def mg():
-            toks = decode_frame(dyn, s.cache, a, pos, base, gen)
-            dyn.commit(toks, a, pos, s.cache)
-
         ar_s = float(np.median(timed(ar, 1, ar_iters, dev)))
-        mg_s = float(np.median(timed(mg, warmup, iters, dev)))
+        mg_s = float(np.median(timed(lambda: cached(base), warmup, iters, dev)))
         m["speed.ar_decode_ms"] = 1000 * ar_s
         m["speed.maskgit_decode_ms"] = 1000 * mg_s
         m["speed.ar_vs_maskgit"] = ar_s / mg_s

@@ -35,8 +35,8 @@ from maskworld.eval import idm as idm_lib
 from maskworld.eval import latent as latent_lib
 from maskworld.eval.metrics import balanced_accuracy, majority_accuracy, psnr_per_frame, ssim_per_frame
 from maskworld.eval.rollout import open_loop
-from maskworld.models.dynamics import KVCache
-from maskworld.models.sampler import decode_frame
+from maskworld.world.engine import Engine
+from maskworld.world.session import Session
 
 HORIZONS = (1, 2, 4, 8, 16, 32)
 DELTA_T = 4  # Genie's delta-PSNR is read at the 4th imagined frame
@@ -109,7 +109,7 @@ def _action_in(a: int, null: int, num_actions: int) -> int:
 
 @torch.no_grad()
 def teacher_forced(world, episodes, seed: int, progress: bool = True) -> dict:
-    """One batched pass over whole episodes with real frames and actions committed.
+    """One batched pass over whole episodes with real frames and actions committed (one engine row per episode).
 
     Returns next-frame pairs (real, generated, reconstruction of the frame before, action) and the
     reward/termination heads' predictions on every real transition.
@@ -119,41 +119,28 @@ def teacher_forced(world, episodes, seed: int, progress: bool = True) -> dict:
     dyn, tok, dev = world.dynamics, world.tokenizer, world.device
     null, A = dyn.cfg.null_action, dyn.cfg.num_actions
     g = dyn.cfg.grid
-    gens = [torch.Generator().manual_seed(seed + 10_000 + e) for e in range(len(episodes))]
-    alive = list(range(len(episodes)))
-    cache: KVCache | None = None
-    prev_recon: np.ndarray | None = None
+    eng = Engine(world, rows=len(episodes))
+    sessions = [Session(world, seed + 10_000 + e, engine=eng) for e in range(len(episodes))]
     out = {k: [] for k in ("real", "gen", "prev", "action", "r_pred", "r_true", "d_pred", "d_true")}
     L = max(len(ep.frames) for ep in episodes)
     for t in tqdm(range(L), desc="teacher-forced", unit="frame", disable=not progress, leave=False):
-        keep = [j for j, e in enumerate(alive) if t < len(episodes[e].frames)]
-        if len(keep) < len(alive):  # episodes that ended leave the batch
-            alive = [alive[j] for j in keep]
-            ix = torch.tensor(keep, device=dev)
-            if cache is not None:
-                cache = KVCache([k[ix] for k in cache.k], [v[ix] for v in cache.v], cache.valid[ix], cache.frames)
-            prev_recon = prev_recon[keep] if prev_recon is not None else None
-        if not alive:
-            break
+        alive = [e for e in range(len(episodes)) if t < len(episodes[e].frames)]  # ended episodes leave the batch
+        rows = [sessions[e] for e in alive]
         frames = np.stack([episodes[e].frames[t] for e in alive])
-        toks = tok.tokenize_uint8(torch.from_numpy(frames).to(dev)).flatten(1)  # (B, N)
         acts_l = [null if t == 0 else _action_in(episodes[e].actions[t - 1], null, A) for e in alive]
         acts = torch.tensor(acts_l, device=dev)
-        pos = torch.full((len(alive),), t, device=dev)
         if 1 <= t <= NEXT_FRAME_MAX:
-            pred = decode_frame(dyn, cache, acts, pos, world.sampler, [gens[e] for e in alive])
+            pred = eng.decode(rows, acts)
             out["gen"].append(tok.render_uint8(pred.view(-1, g, g)).cpu().numpy())
             out["real"].append(frames)
-            out["prev"].append(prev_recon)
+            out["prev"].append(np.stack([s.frame for s in rows]))  # the tokenizer's reading of frame t-1
             out["action"].append(np.array([episodes[e].actions[t - 1] for e in alive], np.int64))
-        cache, r_logits, d_logits = dyn.commit(toks, acts, pos, cache)
+        heads = eng.observe(rows, frames, acts_l, render=False)
         if t >= 1:
-            out["r_pred"].append(r_logits.argmax(-1).cpu().numpy())
+            out["r_pred"].append(heads.reward.argmax(-1).cpu().numpy())
             out["r_true"].append(np.array([np.sign(episodes[e].rewards[t - 1]) + 1 for e in alive], np.int64))
-            out["d_pred"].append((d_logits > 0).cpu().numpy())
+            out["d_pred"].append((heads.term > 0).cpu().numpy())
             out["d_true"].append(np.array([bool(episodes[e].terminated[t - 1]) for e in alive]))
-        if t < NEXT_FRAME_MAX:
-            prev_recon = tok.render_uint8(toks.view(-1, g, g)).cpu().numpy()
     return {k: np.concatenate(v) for k, v in out.items()}  # every episode has >= 1 transition
 
 

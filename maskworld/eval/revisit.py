@@ -1,6 +1,6 @@
 """The revisit benchmark: does the world remember a place after being away longer than its window?
 
-Protocol (issue 7; DESIGN.md "Evaluation"): scripted out-and-back trials in procedurally generated
+Protocol (DESIGN.md "Evaluation"): scripted out-and-back trials in procedurally generated
 MiniGrid layouts with landmarks (maskworld.eval.revisit_trials): the world is given the real frames of the
 outbound leg (a 360-degree scan of a place), then imagines the gap of g steps and the return leg from the
 logged actions. Scored on the return leg (the same scan of the same place):
@@ -34,6 +34,9 @@ import torch
 
 from maskworld.errors import UserError
 from maskworld.eval.metrics import psnr_per_frame, ssim_per_frame
+from maskworld.eval.revisit_trials import landmark_hits, make_trials
+from maskworld.world.engine import Engine
+from maskworld.world.session import Session
 
 ARMS = ("memory", "no_memory", "memory_envpose", "oracle")
 ABLATIONS = {"retrieval_only": {"compressed": False}, "compressed_only": {"retrieved": False}, "recent": {"choose": "recent"}}
@@ -48,14 +51,13 @@ def _tokenize(world, frames: np.ndarray) -> np.ndarray:
 def _run_arm(world, trials, arm: str, seed: int, k: int | None = None, parts: dict | None = None) -> list[np.ndarray]:
     """Imagine every trial of one gap under one arm -> per trial its frames (L, H, W, 3) (outbound: the
     world's reading of the real frames; then its own)."""
-    from maskworld.world.session import Session, step_many
-
     memory = arm != "no_memory"
+    eng = Engine(world, rows=len(trials))
     sessions, frames = [], []
     oracle = arm == "oracle"
     given = arm in ("oracle", "memory_envpose")  # keys from the logged poses
     for i, tr in enumerate(trials):
-        s = Session(world, seed=seed + i, memory=memory)
+        s = Session(world, seed=seed + i, memory=memory, engine=eng)
         if k is not None:
             s.memory_k = k
         s.memory_parts.update(parts or {})
@@ -70,7 +72,7 @@ def _run_arm(world, trials, arm: str, seed: int, k: int | None = None, parts: di
     L = len(trials[0].frames)
     for j in range(trials[0].outbound, L):
         acts = [int(tr.actions_in[j]) for tr in trials]
-        out = step_many(world, sessions, acts, [tr.poses[j] for tr in trials] if given else None)
+        out = eng.step(sessions, acts, [tr.poses[j] for tr in trials] if given else None)
         for i, (f, _, _) in enumerate(out):
             frames[i].append(f)
             if oracle:  # what was really seen there, at the true pose
@@ -82,8 +84,6 @@ def _scores(trials, gen: list[np.ndarray], renderable: list[np.ndarray] | None =
     """PSNR/SSIM/self-PSNR and landmark recall on the return legs. renderable: per trial, which landmark cells of
     the return leg the tokenizer's reconstruction of the real frames shows; `recall_renderable` is the recall
     over those cells only (what any world with this tokenizer could show: the tokenizer scores 1.0 on it)."""
-    from maskworld.eval.revisit_trials import landmark_hits
-
     ps, ss, self_ps, hits, ok = [], [], [], [], []
     for i, (tr, g) in enumerate(zip(trials, gen)):
         pred, real, before = g[tr.ret], tr.frames[tr.ret], g[tr.match]
@@ -108,8 +108,6 @@ def revisit(world, env_id: str | None = None, gaps=(8, 16, 32, 64, 128, 256), pe
             memory_k: tuple = (), ablations: bool = False, progress: bool = True) -> dict:
     """Run the benchmark -> flat metrics `revisit.<arm>.<metric>.<g>` plus `revisit.gain.*` summaries."""
     from tqdm import tqdm
-
-    from maskworld.eval.revisit_trials import landmark_hits, make_trials
 
     env_id = env_id or world.meta.env_id
     if not env_id.startswith("MiniGrid-"):
@@ -159,8 +157,6 @@ def revisit(world, env_id: str | None = None, gaps=(8, 16, 32, 64, 128, 256), pe
 
 def memory_cost(world, history: int = 1000, steps: int = 50, seed: int = 0) -> dict:
     """Play speed with memory on vs off after `history` steps, and bytes per remembered frame."""
-    from maskworld.world.session import Session
-
     rng = np.random.default_rng(seed)
     s = Session.start(world, seed=seed)
     sizes = {}
@@ -182,25 +178,6 @@ def memory_cost(world, history: int = 1000, steps: int = 50, seed: int = 0) -> d
     for n, b in sizes.items():
         out[f"memory.bytes.{n}"] = b
     return out
-
-
-def curves_svg(metrics: dict, metric: str = "psnr", width: int = 560, height: int = 300) -> str:
-    """Revisit curves over g (log axis) of one metric, one line per arm -> SVG text."""
-    from maskworld.eval.report import log2_plot_svg
-
-    gaps = metrics["revisit.gaps"]
-    colors = {"memory": "#d62728", "no_memory": "#1f77b4", "oracle": "#2ca02c", "copy_last": "#7f7f7f",
-              "memory_envpose": "#ff7f0e", "tokenizer": "#17becf"}
-    spare = ["#9467bd", "#8c564b", "#e377c2", "#bcbd22"]
-    series = [(a, colors.get(a, spare[i % 4]), {g: metrics.get(f"revisit.{a}.{metric}.{g}") for g in gaps})
-              for i, a in enumerate(metrics["revisit.arms"])]
-    vals = [v for _, _, ys in series for v in ys.values() if v is not None]
-    if not vals:
-        return "<svg xmlns='http://www.w3.org/2000/svg'/>"
-    pad = 0.05 * (max(vals) - min(vals) + 1e-9)
-    lo, hi = min(vals) - pad, max(vals) + pad
-    return log2_plot_svg(gaps, series, "gap g (steps away)", f"revisit {metric}", [lo + (hi - lo) * i / 4 for i in range(5)],
-                         lo, hi, width, height)
 
 
 def summary_lines(m: dict) -> list[str]:

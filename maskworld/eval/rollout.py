@@ -1,14 +1,16 @@
 """Open-loop rollouts of a world against held-out episodes.
 
 The world is given `context` real frames (with the actions between them), then imagines the next
-`horizon` frames from the logged actions alone. Many episodes roll out together in one batch.
+`horizon` frames from the logged actions alone. Many episodes roll out together, the rows of one
+stepping engine.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from maskworld.world.session import Session, step_many
+from maskworld.world.engine import Engine
+from maskworld.world.session import Session
 
 
 def open_loop(world, episodes, context: int, horizon: int, seed: int = 0, actions_override=None) -> np.ndarray:
@@ -18,10 +20,11 @@ def open_loop(world, episodes, context: int, horizon: int, seed: int = 0, action
     episode.actions[context - 1 + i]. `actions_override` (E, horizon) replaces the logged actions
     (used for random-action controllability).
     """
+    eng = Engine(world, rows=len(episodes))
     sessions = []
     for e, ep in enumerate(episodes):
         acts = [None] + [int(a) if a >= 0 else None for a in ep.actions[: context - 1]]
-        s = Session(world, seed=seed + e)
+        s = Session(world, seed=seed + e, engine=eng)
         for f, a in zip(ep.frames[:context], acts):
             s.observe(f, a)
         sessions.append(s)
@@ -31,6 +34,5 @@ def open_loop(world, episodes, context: int, horizon: int, seed: int = 0, action
             acts = [int(a) for a in actions_override[:, i]]
         else:
             acts = [max(int(ep.actions[context - 1 + i]), 0) for ep in episodes]
-        for e, (frame, _, _) in enumerate(step_many(world, sessions, acts)):
-            out[e, i] = frame
+        out[:, i] = eng.step(sessions, acts).frames
     return out

@@ -1,6 +1,6 @@
 """Dynamics transformer: predicts the next frame's tokens, reward and termination (G's core).
 
-Design choices (DESIGN.md, "Dynamics"; issue 3):
+Design choices:
 - A frame is S = 1 + h*w tokens: its action token (the action that led INTO the frame; NULL for an
   episode's first frame) prepended to its token grid. Prepending beats adding (Jasmine's CoinRun study).
 - Attention is frame-causal: bidirectional inside a frame, causal across frames. Temporal order comes
@@ -27,6 +27,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from maskworld.memory.pose import DELTA_CLASSES, REL_EMPTY
+from maskworld.models.copy_head import CopyHead
+from maskworld.models.kv_cache import CacheView
+from maskworld.models.memory_reader import MemoryReader
 
 
 @dataclass
@@ -98,18 +103,20 @@ class Attention(nn.Module):
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
         self.rope_base = cfg.rope_base
 
-    def forward(self, x_BLD, cos, sin, mask, past_kv=None):
-        """x (B, Lq, D); mask bool (B|1, 1, Lq, Lpast+Lq); past_kv: (k, v) each (B, nh, Lpast, hd)."""
+    def forward(self, x_BLD, cos, sin, mask, cache=None, layer: int = 0):
+        """x (B, L, D); mask bool (B|1, 1, L, Lk) or None.
+
+        cache: a CacheView (inference): this frame's keys/values are written into its scratch slot in place and
+        the frame attends over the whole row (the window + itself); None: self-attention over x (training)."""
         B, L, D = x_BLD.shape
         q, k, v = self.qkv(x_BLD).view(B, L, 3, self.nh, self.hd).permute(2, 0, 3, 1, 4)  # (B, nh, L, hd)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if past_kv is not None:
-            k_all, v_all = torch.cat([past_kv[0], k], 2), torch.cat([past_kv[1], v], 2)
-        else:
-            k_all, v_all = k, v
-        y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)  # (B, nh, L, hd)
-        # past + own keys/values: `commit` keeps their tail as the new cache (no second copy)
-        return self.proj(y.transpose(1, 2).reshape(B, L, D)), (k_all, v_all)
+        if cache is not None:
+            lo, hi = cache.scratch
+            cache.k[layer][:, :, lo:hi], cache.v[layer][:, :, lo:hi] = k, v
+            k, v = cache.k[layer], cache.v[layer]  # (B, nh, (F+1)*S, hd)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nh, L, hd)
+        return self.proj(y.transpose(1, 2).reshape(B, L, D))
 
 
 class Block(nn.Module):
@@ -124,27 +131,9 @@ class Block(nn.Module):
             nn.Linear(cfg.mlp_ratio * cfg.d_model, cfg.d_model),
         )
 
-    def forward(self, x, cos, sin, mask, past_kv=None):
-        a, kv = self.attn(self.ln1(x), cos, sin, mask, past_kv)
-        x = x + a
-        return x + self.mlp(self.ln2(x)), kv
-
-
-class KVCache:
-    """Clean-stream keys/values of the frames in the window, for a batch of sessions.
-
-    k[l], v[l]: (B, nh, L, hd) with L = frames * frame_len; `valid` (B, L) marks real (non-padding)
-    entries so sessions with different history lengths can share one forward pass.
-    """
-
-    def __init__(self, k: list, v: list, valid: torch.Tensor, frames: int):
-        self.k, self.v, self.valid, self.frames = k, v, valid, frames
-
-    @staticmethod
-    def empty(cfg: DynamicsConfig, batch: int, device) -> "KVCache":
-        hd = cfg.d_model // cfg.n_heads
-        z = torch.zeros(batch, cfg.n_heads, 0, hd, device=device)
-        return KVCache([z] * cfg.n_layers, [z] * cfg.n_layers, torch.zeros(batch, 0, dtype=torch.bool, device=device), 0)
+    def forward(self, x, cos, sin, mask, cache=None, layer: int = 0):
+        x = x + self.attn(self.ln1(x), cos, sin, mask, cache, layer)
+        return x + self.mlp(self.ln2(x))
 
 
 class Dynamics(nn.Module):
@@ -162,17 +151,11 @@ class Dynamics(nn.Module):
         self.reward_head = nn.Linear(d, cfg.reward_classes)
         self.term_head = nn.Linear(d, 1)
         if cfg.pose_head:
-            from maskworld.memory.pose import DELTA_CLASSES
-
             self.pose_head = nn.Linear(d, DELTA_CLASSES)
         self.apply(self._init)
         if cfg.has_memory:  # after _init: the reader's zero-initialised outputs must stay zero
-            from maskworld.models.memory_reader import MemoryReader
-
             self.memory = MemoryReader(d, cfg.n_heads, cfg.n_layers, cfg.grid, cfg.compressed_frames, cfg.num_actions)
         if cfg.copy_head:
-            from maskworld.models.copy_head import CopyHead
-
             if not cfg.memory_frames:
                 raise ValueError("copy_head points at retrieved frames: it needs memory_frames > 0")
             self.copy_head = CopyHead(d)
@@ -214,8 +197,6 @@ class Dynamics(nn.Module):
             return None
         mkv = self.memory.kv(memory, self.tok_emb, self.pos_emb[1:], actions_Q)
         if self.cfg.copy_head and memory.retrieved is not None:  # what the copy head may point at
-            from maskworld.memory.pose import REL_EMPTY
-
             Q, M, N = memory.retrieved.shape
             emb = self.tok_emb(memory.retrieved) + self.pos_emb[1:] + self.memory.rel_emb(memory.rel)[:, :, None]
             valid = (memory.rel != REL_EMPTY)[:, :, None].expand(Q, M, N).reshape(Q, M * N)
@@ -245,7 +226,7 @@ class Dynamics(nn.Module):
         mask = self._train_mask(T, x.device)
         mkv = self.memory_kv(memory, actions_BT.reshape(-1))
         for i, blk in enumerate(self.blocks):
-            x, _ = blk(x, cos, sin, mask)
+            x = blk(x, cos, sin, mask)
             if mkv is not None:  # the masked stream reads memory: one query row per frame
                 m = x[:, T * S :].reshape(B * T, S, -1)
                 x = torch.cat([x[:, : T * S], (m + self.memory.read(i, m, mkv)).view(B, T * S, -1)], 1)
@@ -262,101 +243,81 @@ class Dynamics(nn.Module):
         return out
 
     # ---------------------------------------------------------------- inference (KV cache)
-    def _frame_pass(self, x_BSD, pos_B, cache: KVCache | None, mkv=None):
+    def _frame_pass(self, x_BSD, pos_B, cache: CacheView, mkv=None):
+        """One frame of B rows through the blocks, attending over the cached window (kv_cache.py)."""
         B, S, _ = x_BSD.shape
         pos = pos_B[:, None].expand(B, S)
         cos, sin = rope_angles(pos, self.cfg.d_model // self.cfg.n_heads, self.cfg.rope_base)
-        if cache is not None and cache.valid.shape[1] > 0:
-            own = torch.ones(B, S, dtype=torch.bool, device=x_BSD.device)
-            mask = torch.cat([cache.valid, own], 1)[:, None, None, :]  # (B,1,1,L+S)
-        else:
-            mask = None
-        new_kv = []
         for i, blk in enumerate(self.blocks):
-            past = (cache.k[i], cache.v[i]) if cache is not None else None
-            x_BSD, kv = blk(x_BSD, cos, sin, mask, past)
+            x_BSD = blk(x_BSD, cos, sin, cache.mask, cache, i)
             if mkv is not None:
                 x_BSD = x_BSD + self.memory.read(i, x_BSD, mkv)
-            new_kv.append(kv)
-        return self.ln_f(x_BSD), new_kv
+        return self.ln_f(x_BSD)
 
-    def predict_logits(self, tokens_BN, actions_B, pos_B, cache: KVCache | None, mkv=None) -> torch.Tensor:
-        """Masked-stream pass for the frame being decoded -> token logits (B,N,V). Cache untouched.
+    def predict_logits(self, tokens_BN, actions_B, pos_B, cache: CacheView, mkv=None) -> torch.Tensor:
+        """Masked-stream pass for the frame being decoded -> token logits (B,N,V). Only the scratch slot is written.
 
         mkv: `memory_kv(MemoryInput, actions_B)` with B rows, computed once per decoded frame (None = memory off)."""
         x = self.embed_frames(tokens_BN[:, None], actions_B[:, None], 1)
-        h, _ = self._frame_pass(x, pos_B, cache, mkv)
+        h = self._frame_pass(x, pos_B, cache, mkv)
         return self._copy(h[:, 1:], self.tok_head(h[:, 1:]), mkv)
 
-    def commit(self, tokens_BN, actions_B, pos_B, cache: KVCache | None, return_pose: bool = False):
-        """Clean-stream pass of a finished frame: appends its K/V to the cache (sliding window).
-
-        Returns (new cache, reward logits (B,3), termination logits (B,)) (+ pose-change logits (B,36)).
-        """
-        cfg = self.cfg
+    def commit(self, tokens_BN, actions_B, pos_B, cache: CacheView):
+        """Clean-stream pass of a finished frame: its keys/values are left in the cache's scratch slot (the caller
+        stores them into the ring, `KVCache.store`). -> FrameHeads of the frame."""
         x = self.embed_frames(tokens_BN[:, None], actions_B[:, None], 0)
-        h, kv = self._frame_pass(x, pos_B, cache)
-        B, S = h.shape[0], cfg.frame_len
-        if cache is None:
-            cache = KVCache.empty(cfg, B, h.device)
-        keep = (cfg.window - 1) * S  # room for the window minus the frame being predicted next
-        # kv holds past + this frame already (see Attention.forward): a view of its tail is the new cache
-        ks = [k_all[:, :, -keep:] for k_all, _ in kv]
-        vs = [v_all[:, :, -keep:] for _, v_all in kv]
-        valid = torch.cat([cache.valid, torch.ones(B, S, dtype=torch.bool, device=h.device)], 1)[:, -keep:]
-        new = KVCache(ks, vs, valid, min(cache.frames + 1, cfg.window - 1))
-        head_in = h[:, 0]
-        out = (new, self.reward_head(head_in), self.term_head(head_in).squeeze(-1))
-        if return_pose:
-            out = out + (self.pose_head(head_in) if cfg.pose_head else None,)
-        return out
+        head_in = self._frame_pass(x, pos_B, cache)[:, 0]  # (B,D): the action position sees the whole frame
+        return FrameHeads(self.reward_head(head_in), self.term_head(head_in).squeeze(-1),
+                          self.pose_head(head_in) if self.cfg.pose_head else None)
+
+    # ---------------------------------------------------------------- no-cache reference (bench, tests)
+    def _context_pass(self, tokens_BTN, actions_BT, query_BN=None, query_actions_B=None):
+        """Clean frames (+ an optional masked query frame) in one frame-causal pass -> hidden states (B, L, D)."""
+        B, T, N = tokens_BTN.shape
+        S = N + 1
+        x = self.embed_frames(tokens_BTN, actions_BT, 0)
+        if query_BN is not None:
+            x = torch.cat([x, self.embed_frames(query_BN[:, None], query_actions_B[:, None], 1)], 1)
+        f = torch.arange(x.shape[1] // S, device=x.device).repeat_interleave(S)
+        mask = (f[:, None] >= f[None, :])[None, None]
+        cos, sin = rope_angles(f[None].expand(B, -1), self.cfg.d_model // self.cfg.n_heads, self.cfg.rope_base)
+        for blk in self.blocks:
+            x = blk(x, cos, sin, mask)
+        return self.ln_f(x)
+
+    def full_pass_logits(self, ctx_BTN, ctx_actions_BT, query_BN, query_actions_B) -> torch.Tensor:
+        """No-cache inference: clean context frames + the masked query frame in one pass -> (B,N,V).
+
+        The same function as committing the context and then `predict_logits`; used to measure what the KV
+        cache saves and as the cache's independent reference in tests."""
+        T, S = ctx_BTN.shape[1], self.cfg.frame_len
+        return self.tok_head(self._context_pass(ctx_BTN, ctx_actions_BT, query_BN, query_actions_B)[:, T * S + 1 :])
+
+    def full_pass_heads(self, ctx_BTN, ctx_actions_BT, frame_BN, frame_actions_B):
+        """No-cache reward/termination of a decoded frame: one clean pass over context + the frame.
+
+        What a world without a KV cache must run after decoding to emit (reward, done). -> (reward (B,3), term (B,))."""
+        toks = torch.cat([ctx_BTN, frame_BN[:, None]], 1)
+        acts = torch.cat([ctx_actions_BT, frame_actions_B[:, None]], 1)
+        h = self._context_pass(toks, acts)[:, ctx_BTN.shape[1] * self.cfg.frame_len]  # the new frame's action position
+        return self.reward_head(h), self.term_head(h).squeeze(-1)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
 
-def cosine_mask_ratio(u: torch.Tensor) -> torch.Tensor:
-    """MaskGIT's training schedule: ratio = cos(pi/2 * u), u ~ U(0,1)."""
-    return torch.cos(math.pi / 2 * u)
+@dataclass
+class FrameHeads:
+    """What the world emits with a committed frame: reward sign logits (B,3), termination logits (B,),
+    pose-change logits (B,36) or None."""
+
+    reward: torch.Tensor
+    term: torch.Tensor
+    pose: torch.Tensor | None = None
 
 
-def _full_pass_logits(self: Dynamics, ctx_BTN, ctx_actions_BT, query_BN, query_actions_B):
-    """No-cache inference: clean context frames + the masked query frame in one pass -> (B,N,V).
-
-    Numerically the same function as `commit` over the context followed by `predict_logits`; used
-    only to measure what the KV cache saves.
-    """
-    B, T, N = ctx_BTN.shape
-    S = N + 1
-    x = torch.cat([self.embed_frames(ctx_BTN, ctx_actions_BT, 0), self.embed_frames(query_BN[:, None], query_actions_B[:, None], 1)], 1)
-    f = torch.arange(T + 1, device=x.device).repeat_interleave(S)
-    mask = (f[:, None] >= f[None, :])[None, None]
-    pos = f[None].expand(B, -1)
-    cos, sin = rope_angles(pos, self.cfg.d_model // self.cfg.n_heads, self.cfg.rope_base)
-    for blk in self.blocks:
-        x, _ = blk(x, cos, sin, mask)
-    return self.tok_head(self.ln_f(x[:, T * S + 1 :]))
-
-
-def _full_pass_heads(self: Dynamics, ctx_BTN, ctx_actions_BT, frame_BN, frame_actions_B):
-    """No-cache reward/termination of a decoded frame: one clean pass over context + the frame.
-
-    What a world without a KV cache must run after decoding to emit (reward, done); the cached world
-    gets them from `commit`. Returns reward logits (B,3), termination logits (B,).
-    """
-    B, T, N = ctx_BTN.shape
-    S = N + 1
-    toks = torch.cat([ctx_BTN, frame_BN[:, None]], 1)
-    acts = torch.cat([ctx_actions_BT, frame_actions_B[:, None]], 1)
-    x = self.embed_frames(toks, acts, 0)
-    f = torch.arange(T + 1, device=x.device).repeat_interleave(S)
-    mask = (f[:, None] >= f[None, :])[None, None]
-    cos, sin = rope_angles(f[None].expand(B, -1), self.cfg.d_model // self.cfg.n_heads, self.cfg.rope_base)
-    for blk in self.blocks:
-        x, _ = blk(x, cos, sin, mask)
-    h = self.ln_f(x[:, T * S])  # the new frame's action position
-    return self.reward_head(h), self.term_head(h).squeeze(-1)
-
-
-Dynamics.full_pass_logits = _full_pass_logits
-Dynamics.full_pass_heads = _full_pass_heads
+def cosine_mask_ratio(u):
+    """MaskGIT's schedule: the share of tokens still masked at progress u in [0, 1] is cos(pi/2 * u). Training
+    draws u ~ U(0, 1) (a tensor); the sampler evaluates it at (k+1)/K after step k (a float, in float64 so that
+    the last step masks exactly nothing)."""
+    return torch.cos(math.pi / 2 * u) if isinstance(u, torch.Tensor) else math.cos(math.pi / 2 * u)

@@ -1,13 +1,13 @@
 """MaskGIT iterative parallel decoding, kept apart from the model (like a diffusers scheduler).
 
-Design choices (issue 3, MaskGIT (Chang et al., 2022)):
+Design choices (MaskGIT, Chang et al., 2022):
 - K steps; after step k, ceil(N * cos(pi/2 * (k+1)/K)) tokens stay masked (cosine schedule), so
   K = 1 decodes every token in one pass.
 - Each still-masked token is sampled with `temperature` (0 = argmax); the least confident samples are
   re-masked, with Gumbel noise on the confidence annealed to zero over the steps (MaskGIT's choice
   temperature) so early steps explore and the last ones commit.
-- Context frames come from the model's KV cache and are never recomputed: every step runs only the
-  new frame's S tokens. `decode_nocache` and `decode_autoregressive` exist to measure that choice
+- Context frames come from the model's KV cache (`kv_cache.CacheView`) and are never recomputed: every
+  step runs only the new frame's S tokens. `decode_nocache` and `decode_autoregressive` exist to measure that choice
   (bench: same network, same K, no cache; and one token per forward pass).
 - Every session carries its own `torch.Generator`, so a batch of sessions samples exactly what each
   would sample alone (seeded, resumable).
@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-from maskworld.models.dynamics import Dynamics, KVCache
+from maskworld.models.dynamics import Dynamics, cosine_mask_ratio
+from maskworld.models.kv_cache import CacheView
 
 
 @dataclass
@@ -72,7 +73,7 @@ def _sample(logits_BNV: torch.Tensor, temperature: float, gens) -> tuple[torch.T
 
 def num_masked_after(step: int, steps: int, n: int) -> int:
     """Tokens still masked after `step` (0-based) of `steps`: cosine schedule, 0 after the last."""
-    return int(math.floor(n * math.cos(math.pi / 2 * (step + 1) / steps)))
+    return int(math.floor(n * cosine_mask_ratio((step + 1) / steps)))
 
 
 def maskgit_decode(predict, B: int, N: int, mask_id: int, cfg: SamplerConfig, gens, device) -> torch.Tensor:
@@ -100,7 +101,7 @@ def maskgit_decode(predict, B: int, N: int, mask_id: int, cfg: SamplerConfig, ge
 
 
 @torch.no_grad()
-def decode_frame(model: Dynamics, cache: KVCache | None, actions_B, pos_B, cfg: SamplerConfig, gens, memory=None) -> torch.Tensor:
+def decode_frame(model: Dynamics, cache: CacheView, actions_B, pos_B, cfg: SamplerConfig, gens, memory=None) -> torch.Tensor:
     """Next frame's tokens (B, N) with the KV cache: each step runs only the new frame.
 
     memory: a MemoryInput (B rows) or None; its keys/values are computed once and read by every step."""
@@ -126,7 +127,7 @@ def decode_nocache(model: Dynamics, ctx_tokens_BTN, ctx_actions_BT, actions_B, c
 
 
 @torch.no_grad()
-def decode_autoregressive(model: Dynamics, cache: KVCache | None, actions_B, pos_B, temperature: float, gens):
+def decode_autoregressive(model: Dynamics, cache: CacheView, actions_B, pos_B, temperature: float, gens):
     """One token per forward pass in raster order (the autoregressive baseline of the bench)."""
     B, N = actions_B.shape[0], model.cfg.tokens_per_frame
     tokens = torch.full((B, N), model.cfg.mask_id, dtype=torch.long, device=actions_B.device)

@@ -40,7 +40,8 @@ from maskworld.train import dist
 from maskworld.train.config import TrainConfig, tokenizer_downsample, train_config
 from maskworld.train.loop import Budget
 from maskworld.train.presets import get_preset
-from maskworld.world.world import World, WorldMeta, atomic_save_safetensors, atomic_write_text
+from maskworld.io import atomic_save_safetensors, atomic_write_text
+from maskworld.world.world import World, WorldMeta
 
 TrainArgs = train_config
 """Flat keyword arguments (one per `maskworld train` flag) -> TrainConfig, e.g. TrainArgs(data=..., out=..., steps=3)."""

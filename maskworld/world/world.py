@@ -10,23 +10,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
 from maskworld import WORLD_FORMAT_VERSION
 from maskworld.device import pick_device
 from maskworld.errors import UserError
+from maskworld.io import atomic_save_safetensors, atomic_write_text
 from maskworld.models.dynamics import Dynamics, DynamicsConfig
 from maskworld.models.lam import LamConfig, LatentActionModel
 from maskworld.models.sampler import SamplerConfig
 from maskworld.models.tokenizer import Tokenizer, TokenizerConfig
+from maskworld.world.engine import Engine, StepOutput
 from maskworld.world.files import WorldDir, WorldFile
+from maskworld.world.frames import as_uint8_frame  # noqa: F401  (re-exported: the image -> frame helper)
+from maskworld.world.schema import check_world_json
+from maskworld.world.session import Session
 
 WEIGHT_FILES = {"tokenizer": "tokenizer.safetensors", "dynamics": "dynamics.safetensors"}
 LAM_FILE = "lam.safetensors"  # only in worlds trained on action-free video
@@ -53,36 +55,6 @@ def _dc_from_dict(cls, d: dict):
     return cls(**d)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are ordinary user files
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_save_safetensors(tensors: dict, path: Path, metadata: dict | None = None) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        os.chmod(tmp, 0o644)
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 class World:
     """Tokenizer + dynamics + sampler settings + metadata; makes sessions."""
 
@@ -92,6 +64,7 @@ class World:
         self.lam = lam.eval() if lam is not None else None
         """Latent-action model (F for video): infers the latent action between two real frames."""
         self.path = Path(path) if path else None
+        self._engine: Engine | None = None
 
     @property
     def device(self) -> torch.device:
@@ -105,23 +78,30 @@ class World:
     def action_meanings(self) -> list[str]:
         return self.meta.action_meanings or [f"ACTION_{i}" for i in range(self.num_actions)]
 
-    def session(self, prompt=None, seed: int = 0, actions=None, memory: bool | None = None):
+    @property
+    def engine(self) -> Engine:
+        """The stepping engine that sessions of this world share unless given their own (engine.py)."""
+        if self._engine is None:
+            self._engine = Engine(self)
+        return self._engine
+
+    def session(self, prompt=None, seed: int = 0, actions=None, memory: bool | None = None,
+                engine: Engine | None = None) -> Session:
         """A new session. prompt: None (generate the first frame), an image (H,W,3 uint8 / PIL / path)
         or frames (T,H,W,3) with optional `actions` (T,) leading into each frame. memory: read memory M
         (default: on for worlds trained with it; False = the window only, for comparison)."""
-        from maskworld.world.session import Session
-
-        return Session.start(self, prompt=prompt, seed=seed, actions=actions, memory=memory)
+        return Session.start(self, prompt=prompt, seed=seed, actions=actions, memory=memory, engine=engine)
 
     @property
     def has_memory(self) -> bool:
         return self.dynamics.cfg.has_memory
 
-    def step_many(self, sessions, actions):
-        """Step many sessions in one batched forward pass; returns a list of (frame, reward, done)."""
-        from maskworld.world.session import step_many
-
-        return step_many(self, sessions, actions)
+    def step_many(self, sessions, actions, poses=None) -> StepOutput:
+        """Step many sessions (of one engine) in one batched forward pass; iterating the result gives
+        (frame, reward, done) per session."""
+        if not sessions:
+            return self.engine.step([], [])
+        return sessions[0].engine.step(sessions, actions, poses)
 
     # ------------------------------------------------------------------ saving
     def config_dict(self) -> dict:
@@ -185,6 +165,7 @@ def load_world(path, device=None) -> World:
         cfg = json.loads(cfg_file.read_text())
     except json.JSONDecodeError as e:
         raise UserError(f"{cfg_file} is not valid JSON ({e})") from e
+    check_world_json(cfg, str(cfg_file))  # structure and sizes, before anything is allocated
     version = cfg.get("format_version")
     if version != WORLD_FORMAT_VERSION:
         raise UserError(
@@ -211,37 +192,3 @@ def load_world(path, device=None) -> World:
         lam = lam.to(dev)
     meta = _dc_from_dict(WorldMeta, cfg["meta"])
     return World(tok.to(dev), dyn.to(dev), _dc_from_dict(SamplerConfig, cfg["sampler"]), meta, path=path.local, lam=lam)
-
-
-def as_uint8_frame(image, size: int) -> np.ndarray:
-    """Anything image-like (path, PIL image, array HxW, HxWx3/4, float or uint8) -> (size,size,3) uint8.
-
-    Wrong size or mode is converted (resized, RGB); something that is not an image is a clear error.
-    """
-    from PIL import Image
-
-    if isinstance(image, (str, Path)):
-        try:
-            image = Image.open(image)
-            image.load()
-        except Exception as e:
-            raise UserError(f"cannot read prompt image {image}: {e}") from e
-    if isinstance(image, torch.Tensor):
-        image = image.detach().cpu().numpy()
-    if isinstance(image, np.ndarray):
-        a = image
-        if a.dtype != np.uint8:
-            if a.size and a.max() <= 1.0 + 1e-6 and a.min() >= 0:
-                a = (a * 255).round()
-            a = np.clip(a, 0, 255).astype(np.uint8)
-        if a.ndim == 2:
-            a = np.stack([a] * 3, -1)
-        if a.ndim != 3 or a.shape[-1] not in (1, 3, 4):
-            raise UserError(f"prompt image has shape {image.shape}; expected (H, W, 3) RGB")
-        image = Image.fromarray(a[..., :3] if a.shape[-1] != 1 else np.repeat(a, 3, -1))
-    if not isinstance(image, Image.Image):
-        raise UserError(f"prompt of type {type(image).__name__} is not an image; pass a path, PIL image or HxWx3 array")
-    image = image.convert("RGB")
-    if image.size != (size, size):
-        image = image.resize((size, size), Image.BILINEAR)
-    return np.asarray(image, dtype=np.uint8)
