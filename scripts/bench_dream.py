@@ -16,7 +16,6 @@ several x; the default here is half the cores (1 on a 2-core box), set once for 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -44,7 +43,7 @@ def main(argv=None) -> int:
     from maskworld.agents.vector_env import bench_vector_env
     from maskworld.device import pick_device
     from maskworld.errors import UserError
-    from maskworld.world.world import atomic_write_text
+    from maskworld.io import atomic_write_json
 
     torch.set_num_threads(a.threads)
     try:
@@ -71,7 +70,7 @@ def main(argv=None) -> int:
         print(f"[bench_dream] imagination path, batch {a.num_envs}: {m['dream.imagine.fps']:.1f} frames/s "
               f"({m['dream.imagine.ms_per_step']:.1f} ms/step): {m['dream.imagine.speedup']:.2f}x the single envs")
     if a.json:
-        atomic_write_text(Path(a.json), json.dumps(m, indent=1, sort_keys=True))
+        atomic_write_json(Path(a.json), m, indent=1, sort_keys=True)
         print(f"wrote {a.json}")
     return 0
 
@@ -80,8 +79,8 @@ def bench_imagine(world, num_envs: int, iters: int, warmup: int, seed: int, sing
     """Frames/s of `imagine` (random actions) at batch N: median step time over `iters` steps after `warmup`."""
     import numpy as np
 
-    from maskworld.agents.imagination import imagine
     from maskworld.agents.dream_env import load_start_frames
+    from maskworld.agents.imagination import imagine
 
     rng = np.random.default_rng(seed)
     starts = load_start_frames(world, "auto")

@@ -14,8 +14,8 @@ Design choices:
 - **Keys are local to the shard** (`e{j}_*`, j = position in the shard); the manifest maps the
   global episode id to (shard, j). Merging stores therefore copies shard files byte for byte
   and only renumbers ids in the manifest.
-- **Atomic writes.** A shard is written to a temp file in `shards/`, fsync'ed and `os.replace`d
-  into place; only then is the manifest rewritten (temp + fsync + replace). A SIGKILL at any
+- **Atomic writes** (maskworld.io). A shard is written to a temp file in `shards/`, fsync'ed and
+  `os.replace`d into place; only then is the manifest rewritten (temp + fsync + replace). A SIGKILL at any
   moment leaves the old or the new manifest, and every shard it lists is complete. Leftover temp
   files and shard files the manifest does not list are removed when a writer reopens the store.
 - **Checksums.** Each shard's sha256 and byte size are in the manifest; `verify()` checks them and
@@ -29,20 +29,21 @@ Design choices:
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import json
 import os
-import time
+import shutil
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from maskworld.errors import UserError
+from maskworld.io import TEMP_MARK, atomic_write_bytes, local_path, open_fs, remove_stale_temps
 
 FORMAT = "maskworld-episodes"
 VERSION = 1
@@ -71,7 +72,7 @@ class Episode:
     def __len__(self) -> int:
         return int(self.actions.shape[0])
 
-    def validate(self) -> "Episode":
+    def validate(self) -> Episode:
         T = len(self.actions)
         f = self.frames
         if f.ndim != 4 or f.shape[-1] != 3 or f.dtype != np.uint8 or f.shape[0] != T + 1:
@@ -86,7 +87,7 @@ class Episode:
 
     @classmethod
     def from_lists(cls, frames: list, actions: list, rewards: list, terminated: list, truncated: list,
-                   info: dict[str, list] | None = None) -> "Episode":
+                   info: dict[str, list] | None = None) -> Episode:
         return cls(
             frames=np.stack(frames).astype(np.uint8, copy=False),
             actions=np.asarray(actions, dtype=np.int64).reshape(-1),
@@ -116,55 +117,6 @@ def encode_shard(episodes: list[Episode], compresslevel: int = 1) -> bytes:
                 with zf.open(f"e{j}_{name}.npy", "w", force_zip64=True) as f:
                     np.lib.format.write_array(f, np.ascontiguousarray(arr), allow_pickle=False)
     return buf.getvalue()
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write `data` to `path` via a temp file in the same dir + fsync + os.replace.
-
-    OSError (disk full, permission denied, read-only fs) becomes `UserError` and the temp file
-    is removed, so nothing half-written is ever visible under `path`.
-    """
-    d = os.path.dirname(path) or "."
-    tmp = os.path.join(d, f".{os.path.basename(path)}.tmp-{os.getpid()}-{time.monotonic_ns()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(d)
-    except OSError as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        what = {errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EACCES: "permission denied",
-                errno.EPERM: "permission denied", errno.EROFS: "read-only file system"}.get(e.errno, e.strerror or str(e))
-        raise UserError(f"cannot write {path}: {what}; free space or choose another --out "
-                        "(nothing partial was left behind)") from None
-
-
-def _local_path(path: str) -> str:
-    path = os.fspath(path)
-    if path.startswith("file://"):
-        return path[len("file://"):]
-    if "://" in path:
-        raise UserError(f"cannot write to {path}: the episode store writes local directories only "
-                        "(write locally, then copy the directory)")
-    return path
 
 
 def _hash_unit(seed: int, episode_id: int) -> float:
@@ -199,8 +151,6 @@ class EpisodeStore:
     """Read-only view of a store (a local path or an fsspec URL)."""
 
     def __init__(self, path: str | os.PathLike):
-        from maskworld.fsurl import open_fs
-
         self.path = os.fspath(path)
         self.fs, self.root = open_fs(self.path, "episode store")
         mpath = f"{self.root.rstrip('/')}/{MANIFEST}"
@@ -313,7 +263,7 @@ class EpisodeStore:
             for j, e in enumerate(shard["episodes"]):
                 try:
                     self._read(io.BytesIO(data), j, int(e["length"]), keys)
-                except Exception as ex:  # any decode failure is a problem to report, not to raise
+                except Exception as ex:  # noqa: BLE001  (any decode failure is a problem to report, not to raise)
                     problems.append(f"{name}: episode {e['id']} does not decode ({type(ex).__name__}: {ex})")
         return problems
 
@@ -329,7 +279,7 @@ class StoreWriter:
 
     def __init__(self, path: str | os.PathLike, meta: dict, episodes_per_shard: int = 64,
                  frames_per_shard: int = 4096, resume: bool = True, compresslevel: int = 1):
-        self.path = _local_path(os.fspath(path))
+        self.path = local_path(path, "the episode store")
         self.episodes_per_shard, self.frames_per_shard = int(episodes_per_shard), int(frames_per_shard)
         self.compresslevel = compresslevel
         self._buffer: list[tuple[Episode, dict]] = []
@@ -368,17 +318,12 @@ class StoreWriter:
         listed = {os.path.basename(s["file"]) for s in self.manifest["shards"]}
         sdir = os.path.join(self.path, SHARD_DIR)
         for name in os.listdir(sdir):
-            if name not in listed and (".tmp-" in name or name.startswith("shard-")):
+            if name not in listed and (TEMP_MARK in name or name.startswith("shard-")):
                 try:
                     os.unlink(os.path.join(sdir, name))
                 except OSError:
                     pass
-        for name in os.listdir(self.path):
-            if name.startswith(f".{MANIFEST}.tmp-"):
-                try:
-                    os.unlink(os.path.join(self.path, name))
-                except OSError:
-                    pass
+        remove_stale_temps(self.path, MANIFEST)
 
     def _write_manifest(self) -> None:
         data = json.dumps(self.manifest, indent=1).encode()
@@ -434,17 +379,17 @@ class StoreWriter:
             self.flush()
             self._closed = True
 
-    def __enter__(self) -> "StoreWriter":
+    def __enter__(self):
         return self
 
-    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         if exc_type is None or exc_type is KeyboardInterrupt:
             self.close()  # buffered episodes are complete: keep them
         else:
             try:
                 self.close()
-            except Exception:
-                pass  # e.g. disk full again: the original error is the one to show
+            except Exception:  # noqa: BLE001, S110  (e.g. disk full again: the original error is the one to show)
+                pass
 
 
 def merge_stores(out: str, inputs: list[str], command: str = "") -> dict:
@@ -454,9 +399,7 @@ def merge_stores(out: str, inputs: list[str], command: str = "") -> dict:
     renumbered 0..N-1 in input order, each record keeping `from` (input path) and `orig_id`.
     On any error the half-built `out` is removed.
     """
-    import shutil
-
-    out = _local_path(out)
+    out = local_path(out, "the episode store")
     if os.path.exists(os.path.join(out, MANIFEST)) or (os.path.isdir(out) and os.listdir(out)):
         raise UserError(f"{out} already exists and is not empty; merge writes a new store")
     stores = [EpisodeStore(p) for p in inputs]

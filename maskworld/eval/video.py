@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from maskworld.errors import UserError
+from maskworld.io import atomic_output
 
 
 def upscale(frames_THWC: np.ndarray, factor: int) -> np.ndarray:
@@ -41,17 +40,10 @@ def write_video(path, frames_THWC: np.ndarray, fps: int = 8) -> Path:
         h, w = frames.shape[1:3]
         frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=suffix)
-    os.close(fd)
-    try:
+    with atomic_output(path, suffix=suffix) as tmp:
         if suffix == ".gif":
             iio.imwrite(tmp, frames, duration=int(1000 / fps), loop=0)
         else:
             codec = "libx264" if suffix == ".mp4" else "libvpx-vp9"
             iio.imwrite(tmp, frames, plugin="pyav", fps=fps, codec=codec)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path

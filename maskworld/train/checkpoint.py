@@ -2,8 +2,10 @@
 
 Layout: `DIR/step-000123/{model.safetensors, optim.safetensors, state.json}` and `DIR/latest.json`
 naming the newest complete one. A checkpoint directory is fully written and fsynced before
-`latest.json` is atomically replaced, so a SIGKILL at any moment leaves the previous checkpoint
-usable; older directories are deleted only after the pointer moves.
+`latest.json` is atomically replaced (maskworld.io), so a SIGKILL at any moment leaves the previous
+checkpoint usable; older directories are deleted only after the pointer moves. What a SIGKILL leaves
+half-written (a `.tmp-step-*` directory, a `.latest.json.tmp-*` file) is removed by the next save and,
+on rank 0, by `latest_checkpoint` as a run starts.
 
 Multi-process (maskworld.train.dist): rank 0 writes; the others return at once (DDP replicas are
 identical) or, under FSDP, first help gather the full tensors. Files hold full, unsharded tensors
@@ -23,8 +25,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from maskworld.errors import UserError
+from maskworld.io import atomic_write_json, remove_stale_temps
 from maskworld.train import dist
-from maskworld.world.world import atomic_write_text
+
+LATEST = "latest.json"
 
 
 def _optim_to_flat(opt: torch.optim.Optimizer, sd: dict | None = None) -> tuple[dict, dict]:
@@ -56,10 +60,6 @@ def _optim_from_flat(opt: torch.optim.Optimizer, tensors: dict, info: dict, mode
                                  options=StateDictOptions(full_state_dict=True))
         return
     opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
-
-
-def rng_state(np_rng: np.random.Generator) -> tuple[torch.Tensor, dict]:
-    return torch.get_rng_state(), np_rng.bit_generator.state
 
 
 def _param_names(model: torch.nn.Module, opt: torch.optim.Optimizer) -> list[str]:
@@ -118,17 +118,28 @@ def save_checkpoint(ckpt_dir, model: torch.nn.Module, opt: torch.optim.Optimizer
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    atomic_write_text(ckpt_dir / "latest.json", json.dumps({"dir": final.name, "step": step}))
+    atomic_write_json(ckpt_dir / LATEST, {"dir": final.name, "step": step})
     for old in ckpt_dir.glob("step-*"):  # keep only the newest
         if old.name != final.name:
             shutil.rmtree(old, ignore_errors=True)
-    for debris in ckpt_dir.glob(".tmp-step-*"):  # half-written by a killed run (only rank 0 writes here)
-        shutil.rmtree(debris, ignore_errors=True)
+    _remove_debris(ckpt_dir)
     return final
 
 
+def _remove_debris(ckpt_dir: Path) -> None:
+    """What a killed run left half-written; only rank 0 writes here, so nothing else can be in flight."""
+    for debris in ckpt_dir.glob(".tmp-step-*"):
+        shutil.rmtree(debris, ignore_errors=True)
+    remove_stale_temps(ckpt_dir, LATEST)
+
+
 def latest_checkpoint(ckpt_dir) -> Path | None:
-    p = Path(ckpt_dir) / "latest.json"
+    """The newest complete checkpoint, or None. A run calls this as it starts (on every rank); rank 0 then
+    also removes what an earlier, killed run left half-written."""
+    ckpt_dir = Path(ckpt_dir)
+    if dist.is_main() and ckpt_dir.is_dir():
+        _remove_debris(ckpt_dir)
+    p = ckpt_dir / LATEST
     if not p.exists():
         return None
     d = Path(ckpt_dir) / json.loads(p.read_text())["dir"]

@@ -14,7 +14,6 @@ which episodes and shard files it read to WORK/reads/tokenizer.rank-R-of-N.json.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -22,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from maskworld.data.rank_split import shard_files
+from maskworld.io import atomic_write_json
 from maskworld.models.tokenizer import Tokenizer, TokenizerConfig
 from maskworld.train import dist
 from maskworld.train.loop import Budget, run_loop
@@ -34,8 +35,6 @@ class FramePool:
     """
 
     def __init__(self, store, episode_ids, max_frames: int = 200_000, seed: int = 0):
-        from maskworld.data.rank_split import shard_files
-
         rng = np.random.default_rng(seed)
         ids = list(episode_ids)
         rng.shuffle(ids)
@@ -63,11 +62,9 @@ class FramePool:
 
     def record(self, path: Path) -> None:
         """Write which episodes and shard files this pool read (JSON), e.g. to audit a --data-split rank run."""
-        from maskworld.world.world import atomic_write_text
-
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps({"rank": dist.rank(), "world_size": dist.world_size(), "data_split": dist.data_split(),
-                                    "frames": len(self), "episodes": self.episode_ids, "shards": self.shard_files}, indent=1))
+        atomic_write_json(path, {"rank": dist.rank(), "world_size": dist.world_size(), "data_split": dist.data_split(),
+                                 "frames": len(self), "episodes": self.episode_ids, "shards": self.shard_files}, indent=1)
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
