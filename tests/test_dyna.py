@@ -99,7 +99,8 @@ def test_world_updates_refuse_memory_worlds(tiny_memory_world):
 def test_dyna_run_saves_updated_world_checkpoints_and_resumes(tmp_path):
     """A run updates the world (saved apart, as OUT/world), logs to TensorBoard, checkpoints, and --resume continues
     the counters; a second run into the same OUT without --resume, or a corrupt checkpoint, is refused."""
-    from maskworld.agents.actor_critic import AgentTrainConfig, train_agent
+    from maskworld.agents.actor_critic import AgentTrainConfig
+    from maskworld.agents.dyna import train_agent
     from maskworld.world.world import load_world
 
     world = _world(tmp_path)
@@ -168,7 +169,8 @@ def test_agent_updates_leave_the_world_alone(tmp_path):
 
 
 def test_frozen_world_stays_frozen(tmp_path):
-    from maskworld.agents.actor_critic import AgentTrainConfig, train_agent
+    from maskworld.agents.actor_critic import AgentTrainConfig
+    from maskworld.agents.dyna import train_agent
 
     world = _world(tmp_path)
     frozen = {k: v.clone() for k, v in world.dynamics.state_dict().items()}
@@ -179,7 +181,8 @@ def test_frozen_world_stays_frozen(tmp_path):
 
 
 def test_bad_agent_settings_and_corrupt_agent(tmp_path):
-    from maskworld.agents.actor_critic import AgentTrainConfig, load_agent, train_agent
+    from maskworld.agents.actor_critic import AgentTrainConfig, load_agent
+    from maskworld.agents.dyna import train_agent
     from maskworld.cli import main
 
     world = _world(tmp_path)

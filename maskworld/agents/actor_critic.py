@@ -1,10 +1,12 @@
-"""Actor-critic trained on imagined rollouts (C, issue 8): the world dreams, the agent learns.
+"""Actor-critic trained on imagined rollouts: the world dreams, the agent learns.
 
-    from maskworld.agents.actor_critic import train_agent, AgentTrainConfig
+    from maskworld.agents.actor_critic import AgentTrainConfig
+    from maskworld.agents.dyna import train_agent
     agent, stats = train_agent(world, "MiniGrid-FourRooms-v0", real_steps=5000, out="agents/fourrooms")
 
 The loop that alternates real experience, world updates and imagined updates is maskworld.agents.dyna;
-this module holds the network, the imagined update, the returns and saving/loading.
+where imagined rollouts start is maskworld.agents.starts; this module holds the network, the imagined
+update, the returns and saving/loading.
 
 Design choices (Dreamer / DreamerV3 actor-critic, simplified to a pixel world with discrete actions):
 - Real steps are the budget that is compared against model-free RL: the agent acts in the real env for
@@ -33,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,7 @@ from torch import nn
 
 from maskworld.agents.imagination import imagine
 from maskworld.errors import UserError
+from maskworld.io import atomic_save_safetensors, atomic_write_json
 
 
 @dataclass
@@ -165,76 +167,6 @@ class AgentTrainConfig:
             raise UserError(f"agent setting heads = {self.heads!r} must be 'expected' or 'argmax'")
 
 
-def _card_data(world) -> dict:
-    card = world.meta.model_card if isinstance(world.meta.model_card, dict) else {}
-    return card.get("data", {}) or {}
-
-
-def world_view(world) -> str:
-    """The MiniGrid view ("partial" / "full") of the world's training data: the model card, else the data store's
-    manifest, else `--view` in the recorded collect command; "partial" (collect's default) if none says."""
-    data = _card_data(world)
-    if data.get("view"):
-        return str(data["view"])
-    path = data.get("path")
-    if path:
-        try:
-            view = json.loads((Path(path) / "manifest.json").read_text()).get("meta", {}).get("view")
-            if view:
-                return str(view)
-        except (OSError, ValueError):
-            pass
-    m = re.search(r"--view[ =](\w+)", data.get("collect_command") or "")
-    return m.group(1) if m else "partial"
-
-
-def world_data_steps(world) -> int:
-    """Real transitions in the world's training data (frames - episodes), 0 if the card does not say."""
-    data = _card_data(world)
-    return max(0, int(data.get("frames") or 0) - int(data.get("episodes") or 0))
-
-
-def load_data_starts(world, data_path=None, max_frames: int = 8192, seed: int = 0) -> np.ndarray | None:
-    """Real start frames (N,S,S,3) from the world's training data store (each episode's last frame left out:
-    nothing follows it), or None (with a message) where the store cannot be read."""
-    from maskworld.data.store import EpisodeStore
-
-    path = data_path or _card_data(world).get("path")
-    if not path:
-        print("[agent] the world's model card names no data store: start frames come from the agent's real steps only")
-        return None
-    try:
-        store = EpisodeStore(path)
-        ids = list(store.episode_ids)
-    except Exception as e:
-        print(f"[agent] cannot read the world's data at {path} ({e}); pass --data: start frames come from real steps only")
-        return None
-    rng = np.random.default_rng(seed)
-    lengths = np.array([store.length(i) for i in ids])  # transitions: frames 0..len-1 have a successor
-    total = int(lengths.sum())
-    take = set(rng.choice(total, min(max_frames, total), replace=False).tolist()) if total else set()
-    frames, offset = [], 0
-    for ep_id, n in zip(ids, lengths):
-        want = [j - offset for j in range(offset, offset + n) if j in take]
-        offset += n
-        if want:
-            ep = store.load(ep_id)
-            frames.extend(np.asarray(ep.frames[j]) for j in want)
-    return np.stack(frames) if frames else None
-
-
-def _real_env(world, env_id: str | None, seed: int, view: str | None = None):
-    from maskworld.envs.adapter import make_env
-
-    env_id = env_id or world.meta.env_id
-    env = make_env(env_id, size=world.meta.size, seed=seed, view=view or world_view(world))
-    if env.num_actions != world.num_actions:
-        env.close()
-        raise UserError(f"{env_id} has {env.num_actions} actions but the world has {world.num_actions}; "
-                        "train the agent against the env the world was learned from")
-    return env
-
-
 def _update(agent, opt, world, starts, start_actions, cfg: AgentTrainConfig, scale: ReturnScale, gen, rng) -> dict:
     dev = next(agent.parameters()).device
     seeds = rng.integers(0, 2**31 - 1, len(starts))
@@ -266,39 +198,11 @@ def _update(agent, opt, world, starts, start_actions, cfg: AgentTrainConfig, sca
             "imagined_reward": float((alive * rew).sum() / B), "return_scale": s}
 
 
-def train_agent(world, env_id: str | None = None, real_steps: int = 10_000, cfg: AgentTrainConfig | None = None, **kw):
-    """The Dyna loop (maskworld.agents.dyna.train_agent): imagined rollouts train the agent, real steps feed both
-    the start frames and world updates. -> (agent, stats)."""
-    from maskworld.agents.dyna import train_agent as dyna_train_agent
-
-    return dyna_train_agent(world, env_id, real_steps, cfg, **kw)
-
-
-def _sample_starts(frames, acts_in, batch: int, context: int, rng, usable=None):
-    """B real start points; with context > 1, the frames (and actions) leading into each, within one episode.
-    usable: indices of frames that may start a rollout (not an episode's last frame); default all."""
-    idx = rng.integers(0, len(frames), batch) if usable is None else np.asarray(usable)[rng.integers(0, len(usable), batch)]
-    if context <= 1:
-        return np.stack([frames[i] for i in idx]), None
-    firsts = []
-    for i in idx:
-        j = i
-        while j > 0 and i - j + 1 < context and acts_in[j] >= 0:  # acts_in[j] < 0: frame j starts an episode
-            j -= 1
-        firsts.append(j)
-    n = min(int(i) - j + 1 for i, j in zip(idx, firsts))  # one context length per batch
-    starts = np.stack([np.stack(frames[i - n + 1 : i + 1]) for i in idx])
-    acts = np.array([[-1] + list(acts_in[i - n + 2 : i + 1]) for i in idx])
-    return starts, acts
-
-
 def save_agent(agent: ActorCritic, out, stats: dict | None = None) -> Path:
-    from maskworld.world.world import atomic_save_safetensors, atomic_write_text
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_save_safetensors(agent.state_dict(), out / "agent.safetensors")
-    atomic_write_text(out / "agent.json", json.dumps({"agent": dataclasses.asdict(agent.cfg), "train": stats or {}}, indent=2))
+    atomic_write_json(out / "agent.json", {"agent": dataclasses.asdict(agent.cfg), "train": stats or {}}, indent=2)
     return out
 
 

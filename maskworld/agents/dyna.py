@@ -1,4 +1,4 @@
-"""The Dyna loop (issue 8): act in the real env, update the world on what happened, train the agent in the world.
+"""The Dyna loop: act in the real env, update the world on what happened, train the agent in the world.
 
     from maskworld.agents.dyna import train_agent
     agent, stats = train_agent(world, "MiniGrid-Empty-8x8-v0", real_steps=20_000, out="runs/agent_e8")
@@ -38,13 +38,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from maskworld.agents.actor_critic import (ActorCritic, ActorCriticConfig, AgentTrainConfig, ReturnScale, _real_env,
-                                           _sample_starts, _update, load_data_starts, save_agent, world_data_steps,
-                                           world_view)
+from maskworld.agents.actor_critic import ActorCritic, ActorCriticConfig, AgentTrainConfig, ReturnScale, _update, save_agent
 from maskworld.agents.dream_env import check_world_for_rl, resolve_world
 from maskworld.agents.replay import RealReplay
+from maskworld.agents.starts import load_data_starts, real_env, sample_starts, world_data_steps, world_view
 from maskworld.agents.world_update import WorldUpdater
 from maskworld.errors import UserError
+from maskworld.train.checkpoint import latest_checkpoint, load_arrays, load_checkpoint, save_checkpoint
 
 CKPT = "ckpt_agent"
 
@@ -101,8 +101,6 @@ def train_agent(world, env_id: str | None = None, real_steps: int = 10_000, cfg:
     data's); data: the world's data store for start frames (default: the path on its model card)."""
     from tqdm import tqdm
 
-    from maskworld.train.checkpoint import latest_checkpoint, load_arrays, load_checkpoint, save_checkpoint
-
     cfg = cfg or AgentTrainConfig()
     cfg.check()
     world = resolve_world(world, device)
@@ -134,7 +132,7 @@ def train_agent(world, env_id: str | None = None, real_steps: int = 10_000, cfg:
     opt = _optimizer(agent, updater, cfg)
     scale = ReturnScale()
     view = view or world_view(world)
-    env = _real_env(world, env_id, seed, view)  # a wrong env fails here, before any training
+    env = real_env(world, env_id, seed, view)  # a wrong env fails here, before any training
     data_frames = load_data_starts(world, data, cfg.max_data_frames, seed) if cfg.data_starts > 0 and cfg.context <= 1 else None
 
     replay = RealReplay()
@@ -185,9 +183,9 @@ def train_agent(world, env_id: str | None = None, real_steps: int = 10_000, cfg:
                     wm = updater.step(real, opt, rng) or wm
             usable = replay.usable_starts()
             for _ in range(cfg.updates_per_collect):  # 3. the agent learns in the world
-                starts, start_actions = _sample_starts(replay.frames, replay.acts_in, cfg.batch, cfg.context, rng, usable)
+                starts, start_actions = sample_starts(replay.frames, replay.acts_in, cfg.batch, cfg.context, rng, usable)
                 if data_frames is not None:  # replace a share of the batch with data frames
-                    k = int(round(cfg.data_starts * cfg.batch))
+                    k = round(cfg.data_starts * cfg.batch)
                     starts[:k] = data_frames[rng.integers(0, len(data_frames), k)]
                 m = _update(agent, opt, world, starts, start_actions, cfg, scale, gen, rng)
                 m["real_steps"] = steps

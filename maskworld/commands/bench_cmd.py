@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from maskworld import load_world
+from maskworld.commands._args import check_out
+from maskworld.errors import UserError
+from maskworld.io import atomic_write_json
+
 EXAMPLES = """examples:
   maskworld bench                        # a randomly initialised `small` world: speed before training
   maskworld bench worlds/minigrid --json bench.json
@@ -31,20 +36,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    import json
-    from pathlib import Path
-
     from maskworld.device import pick_device
-    from maskworld.errors import UserError
     from maskworld.eval.bench import random_world, run_bench
-    from maskworld.world.world import atomic_write_text, load_world
 
-    if args.json:
-        p = Path(args.json)
-        if p.suffix.lower() != ".json":
-            raise UserError(f"--json {args.json}: expected a .json file name")
-        if not p.parent.exists():
-            raise UserError(f"--json {args.json}: folder {p.parent} does not exist; create it first")
+    check_out(args.json, ".json", "--json")
     if args.world:
         world = load_world(args.world, device=args.device)
         what = args.world
@@ -78,6 +73,6 @@ def run(args) -> int:
     print(f"  training: {m['train.tokens_per_s']:.0f} tokens/s, {m['train.flops_per_s'] / 1e9:.1f} GFLOP/s "
           f"= {100 * m['train.matmul_share']:.0f}% of matmul ({m['matmul.flops_per_s'] / 1e9:.1f} GFLOP/s)")
     if args.json:
-        atomic_write_text(args.json, json.dumps(m, indent=1, sort_keys=True))
+        atomic_write_json(args.json, m, indent=1, sort_keys=True)
         print(f"wrote {args.json}")
     return 0

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from maskworld import load_world
+from maskworld.commands._args import add_revisit_args, check_out, parse_ints
+from maskworld.commands.revisit_cmd import run_revisit
+from maskworld.errors import UserError
+from maskworld.io import atomic_write_json
+
 EXAMPLES = """examples:
   maskworld eval worlds/minigrid --data data/minigrid --html report.html --json eval.json
   maskworld eval worlds/minigrid --data data/minigrid --episodes 50 --seed 1 --update-card
@@ -31,41 +37,20 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.add_argument("--revisit", action="store_true", help="also run the memory benchmark (`maskworld revisit`; MiniGrid worlds)")
-    from maskworld.commands.revisit_cmd import add_revisit_args
-
     add_revisit_args(p, prefix="revisit-")
     p.set_defaults(func=run)
 
 
-def _check_out(path: str | None, suffix: str, flag: str) -> None:
-    from pathlib import Path
-
-    from maskworld.errors import UserError
-
-    if path is None:
-        return
-    p = Path(path)
-    if p.suffix.lower() != suffix:
-        raise UserError(f"{flag} {path}: expected a {suffix} file name")
-    if not p.parent.exists():
-        raise UserError(f"{flag} {path}: folder {p.parent} does not exist; create it first")
-
-
 def run(args) -> int:
-    import json
-
-    from maskworld import load_world
     from maskworld.data.store import EpisodeStore
-    from maskworld.errors import UserError
     from maskworld.eval.evaluate import evaluate
-    from maskworld.world.world import atomic_write_text
 
     if args.episodes < 1:
         raise UserError(f"--episodes {args.episodes}: give at least 1")
     if args.idm_steps < 1:
         raise UserError(f"--idm-steps {args.idm_steps}: give at least 1")
-    _check_out(args.json, ".json", "--json")
-    _check_out(args.html, ".html", "--html")
+    check_out(args.json, ".json", "--json")
+    check_out(args.html, ".html", "--html")
     world = load_world(args.world, device=args.device)
     if args.sampler_steps is not None:
         if args.sampler_steps < 1:
@@ -75,8 +60,6 @@ def run(args) -> int:
         world.sampler.temperature = args.temperature
     store = EpisodeStore(args.data)
     if args.revisit:  # checked before the long protocol runs
-        from maskworld.commands.revisit_cmd import parse_ints
-
         parse_ints(args.revisit_gaps, "--revisit-gaps")
         if args.revisit_memory_k:
             parse_ints(args.revisit_memory_k, "--revisit-memory-k")
@@ -92,11 +75,9 @@ def run(args) -> int:
         print(f"  horizon {h:2d}: world {metrics[f'rollout.psnr.{h}']:.2f} dB, copy-last {metrics[f'baseline.copy_last.psnr.{h}']:.2f}, "
               f"tokenizer ceiling {metrics[f'baseline.tokenizer.psnr.{h}']:.2f}")
     if args.revisit:
-        from maskworld.commands.revisit_cmd import run_revisit
-
         metrics.update(run_revisit(world, args, prefix="revisit-", progress=args.progress, seed=args.seed))
     if args.json:
-        atomic_write_text(args.json, json.dumps(metrics, indent=1, sort_keys=True))
+        atomic_write_json(args.json, metrics, indent=1, sort_keys=True)
         print(f"wrote {args.json}")
     if args.html:
         from maskworld.eval.report import write_html

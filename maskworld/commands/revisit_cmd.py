@@ -4,33 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+from maskworld import load_world
+from maskworld.commands._args import add_revisit_args, check_out, parse_ints
+from maskworld.errors import UserError
+from maskworld.eval.plots import revisit_curves_svg
+from maskworld.io import atomic_write_json, atomic_write_text
+
 EXAMPLES = """examples:
   maskworld revisit worlds/landmarks --json revisit.json --svg revisit.svg
   maskworld revisit worlds/landmarks --gaps 8,32,128 --trials 4 --memory-k 1,2 --ablations
 How to read it: README.md, "Memory M and the revisit benchmark"
 """
-
-
-def parse_ints(text: str, flag: str) -> tuple:
-    from maskworld.errors import UserError
-
-    try:
-        vals = tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise UserError(f"{flag} {text!r}: give comma-separated integers, e.g. 8,16,32") from None
-    if any(v < 1 for v in vals):
-        raise UserError(f"{flag} {text!r}: every value must be >= 1")
-    return vals
-
-
-def add_revisit_args(p, prefix: str = "") -> None:
-    p.add_argument(f"--{prefix}gaps", default="8,16,32,64,128,256", help="gaps g in steps (default 8,16,32,64,128,256)")
-    p.add_argument(f"--{prefix}trials", type=int, default=8, help="out-and-back trials per gap (default 8)")
-    p.add_argument(f"--{prefix}env", help="MiniGrid env of the trials (default: the world's)")
-    p.add_argument(f"--{prefix}memory-k", default="", help="also run arms reading only k retrieved frames, e.g. 1,2")
-    p.add_argument(f"--{prefix}ablations", action="store_true",
-                   help="also run retrieval_only, compressed_only and recent (choose by recency, not place) arms")
-    p.add_argument(f"--{prefix}history", type=int, default=1000, help="steps of history for the memory speed cost (default 1000)")
 
 
 def register(sub) -> None:
@@ -51,10 +35,9 @@ def register(sub) -> None:
 
 
 def run_revisit(world, args, prefix: str = "", progress: bool = True, seed: int = 0) -> dict:
-    from maskworld.errors import UserError
     from maskworld.eval.revisit import memory_cost, revisit, summary_lines
 
-    get = lambda name: getattr(args, prefix.replace("-", "_") + name)  # noqa: E731
+    get = lambda name: getattr(args, prefix.replace("-", "_") + name)
     gaps = parse_ints(get("gaps"), f"--{prefix}gaps")
     ks = parse_ints(get("memory_k"), f"--{prefix}memory-k") if get("memory_k") else ()
     if get("trials") < 1:
@@ -79,22 +62,15 @@ def run_revisit(world, args, prefix: str = "", progress: bool = True, seed: int 
 
 
 def run(args) -> int:
-    import json
-
-    from maskworld import load_world
-    from maskworld.commands.eval_cmd import _check_out
-    from maskworld.eval.revisit import curves_svg
-    from maskworld.world.world import atomic_write_text
-
-    _check_out(args.json, ".json", "--json")
-    _check_out(args.svg, ".svg", "--svg")
+    check_out(args.json, ".json", "--json")
+    check_out(args.svg, ".svg", "--svg")
     world = load_world(args.world, device=args.device)
     m = run_revisit(world, args, progress=args.progress, seed=args.seed)
     if args.json:
-        atomic_write_text(args.json, json.dumps(m, indent=1, sort_keys=True))
+        atomic_write_json(args.json, m, indent=1, sort_keys=True)
         print(f"wrote {args.json}")
     if args.svg:
-        atomic_write_text(args.svg, curves_svg(m))
+        atomic_write_text(args.svg, revisit_curves_svg(m))
         print(f"wrote {args.svg}")
     if args.update_card:
         world.update_model_card(revisit=m)

@@ -10,6 +10,8 @@
 - `crafter` (old gym API, see `crafter_env.py`);
 - `procgen:<game>` (gym3 API, see `procgen_env.py`).
 
+The interface they all share, `PixelEnv`, and `resize_frame` live in `base.py`.
+
 Design choices:
 - Frames are resized to a square with PIL: BOX (area average, no aliasing) when shrinking,
   BILINEAR when growing. Non-square frames (Atari 210x160) are squashed, as in the standard
@@ -23,10 +25,14 @@ Design choices:
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
+from maskworld.envs.base import PixelEnv, resize_frame
+from maskworld.envs.crafter_env import CrafterPixelEnv
+from maskworld.envs.procgen_env import ProcgenPixelEnv
 from maskworld.errors import UserError
 
 # Shown by `maskworld envs`; any other Gymnasium id that renders rgb_array works too.
@@ -44,9 +50,6 @@ KNOWN_ENVS: list[tuple[str, str]] = [
     ("procgen:bigfish", "Procgen BigFish"),
 ]
 
-PROCGEN_INSTALL = 'pip install "maskworld[procgen]"'
-
-
 def list_envs() -> tuple[list[tuple[str, str]], str]:
     """(curated (id, description) pairs, a note on how to spell any other id)."""
     note = (
@@ -56,68 +59,6 @@ def list_envs() -> tuple[list[tuple[str, str]], str]:
         "maze miner ninja plunder starpilot)."
     )
     return KNOWN_ENVS, note
-
-
-def resize_frame(frame: np.ndarray, size: int) -> np.ndarray:
-    """uint8 (H,W,C) -> uint8 (size,size,3); no-op when already that size.
-
-    PIL BOX (exact area average) when shrinking, BILINEAR when growing. BOX is also ~1.5x
-    faster than PIL's antialiased BILINEAR on Atari frames (~150 vs ~230 us), and this runs once
-    per env step.
-    """
-    frame = np.asarray(frame)
-    if frame.ndim == 2:
-        frame = np.repeat(frame[:, :, None], 3, axis=2)
-    if frame.shape[2] == 4:
-        frame = frame[:, :, :3]
-    if frame.dtype != np.uint8:
-        frame = np.clip(frame, 0, 255).astype(np.uint8)
-    h, w = frame.shape[:2]
-    if h == size and w == size:
-        return np.ascontiguousarray(frame)
-    from PIL import Image
-
-    resample = Image.BOX if (h >= size and w >= size) else Image.BILINEAR
-    return np.asarray(Image.fromarray(frame).resize((size, size), resample), dtype=np.uint8)
-
-
-class PixelEnv:
-    """Common interface; subclasses fill in `_reset`, `_step`, `raw_step`."""
-
-    env_id: str
-    size: int
-    action_meanings: list[str]
-    info_keys: list[str] = []
-    # False where a fresh seed means rebuilding the env (procgen: ~0.3 s), so the collector seeds
-    # only the first episode of each worker and lets the env's own RNG draw the rest.
-    reseed_each_episode: bool = True
-    view: str | None = None  # "partial" | "full" for MiniGrid, None where views do not apply
-
-    @property
-    def num_actions(self) -> int:
-        return len(self.action_meanings)
-
-    def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict]:
-        raise NotImplementedError
-
-    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
-        raise NotImplementedError
-
-    def raw_step(self, action: int) -> bool:
-        """Step the underlying env without resizing; returns True when the episode ended."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> "PixelEnv":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.env_id!r}, size={self.size}, actions={self.num_actions})"
 
 
 class GymnasiumPixelEnv(PixelEnv):
@@ -154,7 +95,7 @@ class GymnasiumPixelEnv(PixelEnv):
         return self._frame(obs), float(reward), bool(terminated), bool(truncated), self._info(info)
 
     def raw_step(self, action: int) -> bool:
-        obs, _, terminated, truncated, _ = self.env.step(int(action))
+        _, _, terminated, truncated, _ = self.env.step(int(action))
         if self._frame_from == "render":
             self.env.render()  # rendering is part of producing a frame for these envs
         return bool(terminated or truncated)
@@ -270,11 +211,7 @@ def make_env(env_id: str, size: int = 64, seed: int | None = None, view: str = "
     if not isinstance(size, int) or size < 8:
         raise UserError(f"--size must be an integer >= 8, not {size!r}")
     if env_id == "crafter" or env_id.startswith("crafter:"):
-        from maskworld.envs.crafter_env import CrafterPixelEnv
-
         return CrafterPixelEnv(size=size, seed=seed, **kw)
     if env_id.startswith("procgen:"):
-        from maskworld.envs.procgen_env import ProcgenPixelEnv
-
         return ProcgenPixelEnv(env_id, size=size, seed=seed, **kw)
     return _make_gymnasium(env_id, size, seed, view, **kw)

@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from maskworld.envs.adapter import PixelEnv, resize_frame
+from maskworld.envs.base import PixelEnv, resize_frame
 from maskworld.errors import UserError
 
 
 class CrafterPixelEnv(PixelEnv):
-    info_keys = ["agent_pos"]
+    info_keys = ("agent_pos",)
 
     def __init__(self, size: int = 64, seed: int | None = None, length: int = 10000, **kw: Any):
         try:

@@ -20,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from maskworld.envs.adapter import PROCGEN_INSTALL, PixelEnv, resize_frame
+from maskworld.envs.base import PixelEnv, resize_frame
 from maskworld.errors import UserError
+
+PROCGEN_INSTALL = 'pip install "maskworld[procgen]"'
 
 
 def _import_procgen():
@@ -42,7 +44,7 @@ def combo_name(combo: tuple[str, ...]) -> str:
 
 
 class ProcgenPixelEnv(PixelEnv):
-    info_keys = ["level_seed"]
+    info_keys = ("level_seed",)
     reseed_each_episode = False
 
     def __init__(self, env_id: str, size: int = 64, seed: int | None = None,

@@ -1,8 +1,8 @@
 """The eval report: one self-contained HTML file (readable offline, mailable).
 
 Design choices:
-- No new dependencies and nothing fetched: the PSNR-vs-horizon plot is hand-written SVG; images
-  are base64 PNG and animations base64 GIF (Pillow), all inline.
+- No new dependencies and nothing fetched: the plots are hand-written SVG (maskworld.eval.plots);
+  images are base64 PNG and animations base64 GIF (Pillow), all inline.
 - Sections: headline metrics with their baselines, the plot, per-action grids (same start frame,
   one row per action: does the world follow the controls?), ground truth | generated GIFs.
 """
@@ -13,11 +13,12 @@ import base64
 import html
 import io
 import json
-import math
 
 import numpy as np
 
+from maskworld.eval.plots import psnr_plot_svg, revisit_curves_svg
 from maskworld.eval.video import side_by_side, upscale
+from maskworld.io import atomic_write_text
 
 
 def _png(img: np.ndarray) -> str:
@@ -35,55 +36,6 @@ def _gif(frames_THWC: np.ndarray, fps: int = 6) -> str:
     buf = io.BytesIO()
     imgs[0].save(buf, format="GIF", save_all=True, append_images=imgs[1:], duration=int(1000 / fps), loop=0)
     return "data:image/gif;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def log2_plot_svg(xs: list, series: list, xlabel: str, ylabel: str, ticks: list, lo: float, hi: float,
-                  width: int = 520, height: int = 300) -> str:
-    """Lines over a log2 x axis -> SVG text. series: [(label, color, {x: y or None})]; ticks: y values labelled."""
-    ml, mr, mt, mb = 55, 150, 20, 40
-    x0, x1 = math.log2(xs[0]), max(math.log2(xs[-1]), math.log2(xs[0]) + 1)
-
-    def px(x):
-        return ml + (math.log2(x) - x0) / (x1 - x0) * (width - ml - mr)
-
-    def py(v):
-        return mt + (hi - v) / (hi - lo) * (height - mt - mb)
-
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
-             f'<rect x="{ml}" y="{mt}" width="{width - ml - mr}" height="{height - mt - mb}" fill="none" stroke="#ccc"/>']
-    for v in ticks:
-        parts.append(f'<line x1="{ml}" x2="{width - mr}" y1="{py(v):.1f}" y2="{py(v):.1f}" stroke="#eee"/>'
-                     f'<text x="{ml - 6}" y="{py(v) + 4:.1f}" text-anchor="end">{v:.3g}</text>')
-    parts += [f'<text x="{px(x):.1f}" y="{height - mb + 15}" text-anchor="middle">{x}</text>' for x in xs]
-    parts.append(f'<text x="{(ml + width - mr) / 2}" y="{height - 6}" text-anchor="middle">{html.escape(xlabel)}</text>'
-                 f'<text x="12" y="{(mt + height - mb) / 2}" transform="rotate(-90 12 {(mt + height - mb) / 2})" '
-                 f'text-anchor="middle">{html.escape(ylabel)}</text>')
-    for i, (label, color, ys) in enumerate(series):
-        pts = [(px(x), py(ys[x])) for x in xs if ys.get(x) is not None]
-        if pts:
-            d = " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
-            parts.append(f'<polyline points="{d}" fill="none" stroke="{color}" stroke-width="2"/>')
-            parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>' for x, y in pts]
-        ly = mt + 10 + 16 * i
-        parts.append(f'<line x1="{width - mr + 10}" x2="{width - mr + 28}" y1="{ly}" y2="{ly}" stroke="{color}" stroke-width="2"/>'
-                     f'<text x="{width - mr + 32}" y="{ly + 4}">{html.escape(label)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def psnr_plot_svg(curve: dict, width: int = 520, height: int = 300) -> str:
-    """curve {h: {"rollout": dB, "copy_last": dB, "tokenizer": dB}} -> SVG, x on a log2 axis."""
-    keys = [("rollout", "world (open loop)", "#d62728"), ("copy_last", "copy last frame", "#7f7f7f"),
-            ("tokenizer", "tokenizer ceiling", "#1f77b4")]
-    hs = sorted(curve)
-    vals = [v for h in hs for k, _, _ in keys if (v := curve[h].get(k)) is not None]
-    if not hs or not vals:
-        return "<p>(no horizons to plot)</p>"
-    lo, hi = math.floor(min(vals) / 5) * 5, math.ceil(max(vals) / 5) * 5
-    hi = hi if hi > lo else lo + 5
-    series = [(label, color, {h: curve[h].get(k) for h in hs}) for k, label, color in keys]
-    return log2_plot_svg(hs, series, "horizon (frames imagined)", "PSNR (dB)", list(range(int(lo), int(hi) + 1, 5)),
-                         lo, hi, width, height)
 
 
 def _fmt(v) -> str:
@@ -120,16 +72,12 @@ def _revisit_section(m: dict) -> str:
     """Memory curves over the gap, when `eval --revisit` ran."""
     if "revisit.gaps" not in m:
         return ""
-    from maskworld.eval.revisit import curves_svg
-
     return ("<h2>Revisit (memory M)</h2><p class=note>Returning to a place after g steps away: PSNR against the real "
             "frames and landmark recall (raw, and over the landmark cells the tokenizer can draw), for memory on, memory off (window only), oracle retrieval and copy-last.</p>"
-            + curves_svg(m, "psnr") + curves_svg(m, "recall") + curves_svg(m, "recall_renderable"))
+            + revisit_curves_svg(m, "psnr") + revisit_curves_svg(m, "recall") + revisit_curves_svg(m, "recall_renderable"))
 
 
 def write_html(path, metrics: dict, artifacts: dict, scale: int = 2) -> None:
-    from maskworld.world.world import atomic_write_text
-
     m = metrics
     grids = []
     for start, rows in artifacts.get("grids", []):

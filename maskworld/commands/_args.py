@@ -1,0 +1,38 @@
+"""Command-line arguments that several commands share (`maskworld eval --revisit-*` takes `maskworld revisit`'s flags)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from maskworld.errors import UserError
+
+
+def parse_ints(text: str, flag: str) -> tuple:
+    try:
+        vals = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: give comma-separated integers, e.g. 8,16,32") from None
+    if any(v < 1 for v in vals):
+        raise UserError(f"{flag} {text!r}: every value must be >= 1")
+    return vals
+
+
+def add_revisit_args(p, prefix: str = "") -> None:
+    p.add_argument(f"--{prefix}gaps", default="8,16,32,64,128,256", help="gaps g in steps (default 8,16,32,64,128,256)")
+    p.add_argument(f"--{prefix}trials", type=int, default=8, help="out-and-back trials per gap (default 8)")
+    p.add_argument(f"--{prefix}env", help="MiniGrid env of the trials (default: the world's)")
+    p.add_argument(f"--{prefix}memory-k", default="", help="also run arms reading only k retrieved frames, e.g. 1,2")
+    p.add_argument(f"--{prefix}ablations", action="store_true",
+                   help="also run retrieval_only, compressed_only and recent (choose by recency, not place) arms")
+    p.add_argument(f"--{prefix}history", type=int, default=1000, help="steps of history for the memory speed cost (default 1000)")
+
+
+def check_out(path: str | None, suffix: str, flag: str) -> None:
+    """An output file name given with `flag`: the right suffix, in a folder that exists (checked before any work)."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.suffix.lower() != suffix:
+        raise UserError(f"{flag} {path}: expected a {suffix} file name")
+    if not p.parent.exists():
+        raise UserError(f"{flag} {path}: folder {p.parent} does not exist; create it first")
