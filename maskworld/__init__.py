@@ -3,26 +3,32 @@
     world = maskworld.load_world("worlds/minigrid")
     s = world.session(seed=0)
     frame, reward, done = s.step(action)
+
+Importing maskworld registers its Gymnasium ids (`maskworld/Dream-v0`, `MiniGrid-Landmarks-v0`) with
+`gymnasium.register` and entry-point strings: that is its only side effect, and neither torch nor the
+env modules load until `gymnasium.make`.
 """
 
-__version__ = "0.1.0"
+import gymnasium
 
-# Version of the world-directory format; bumped when world.json or weight names change.
-WORLD_FORMAT_VERSION = 1
+from maskworld.version import WORLD_FORMAT_VERSION, __version__
+
+__all__ = ["WORLD_FORMAT_VERSION", "__version__", "load_world"]
 
 
 def load_world(path, device=None):
     """Load a world directory (world.json + *.safetensors). Never unpickles."""
+    # Here, not at the top: `import maskworld` (and so `maskworld --help`) must not import torch.
     from maskworld.world.world import load_world as _load
 
     return _load(path, device=device)
 
 
-def _register() -> None:
-    """`maskworld/Dream-v0` is registered when Gymnasium is imported, so this import stays light."""
-    from maskworld.agents import register_on_gymnasium_import
-
-    register_on_gymnasium_import()
+def _register(env_id: str, **entry_points: str) -> None:
+    if env_id not in gymnasium.registry:  # importlib.reload must not register twice
+        gymnasium.register(id=env_id, **entry_points)
 
 
-_register()
+_register("maskworld/Dream-v0", entry_point="maskworld.agents.dream_env:DreamEnv",
+          vector_entry_point="maskworld.agents.vector_env:DreamVectorEnv")
+_register("MiniGrid-Landmarks-v0", entry_point="maskworld.envs.landmarks:LandmarksEnv")

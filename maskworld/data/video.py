@@ -18,10 +18,12 @@ Design choices:
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
+from maskworld.data.store import MANIFEST, Episode, EpisodeStore, StoreWriter
+from maskworld.envs.base import resize_frame
 from maskworld.errors import UserError
 
 VIDEO_EXT = {".mp4", ".webm", ".mkv", ".mov", ".avi", ".gif", ".m4v"}
@@ -29,8 +31,6 @@ IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
 
 def _prepare(frame: np.ndarray, size: int, crop: bool) -> np.ndarray:
-    from maskworld.envs.adapter import resize_frame
-
     frame = np.asarray(frame)
     if frame.ndim == 2:
         frame = np.repeat(frame[:, :, None], 3, axis=2)
@@ -67,8 +67,6 @@ def _iter_folder(path: str) -> Iterator[np.ndarray]:
 
 def read_episode(path: str, size: int = 64, fps_stride: int = 1, crop: bool = True):
     """Decode one video file or frame folder into an action-free `Episode`."""
-    from maskworld.data.store import Episode
-
     if fps_stride < 1:
         raise UserError(f"--fps-stride must be >= 1, not {fps_stride}")
     if not os.path.exists(path):
@@ -81,7 +79,7 @@ def read_episode(path: str, size: int = 64, fps_stride: int = 1, crop: bool = Tr
                 frames.append(_prepare(frame, size, crop))
     except UserError:
         raise
-    except Exception as e:  # decoders raise many types (av.error.*, OSError, ValueError, ...)
+    except Exception as e:  # noqa: BLE001  (decoders raise many types: av.error.*, OSError, ValueError, ...)
         raise UserError(f"{path}: cannot decode as video or image frames ({type(e).__name__}: {e})") from None
     if len(frames) < 2:
         raise UserError(f"{path}: needs at least 2 frames after --fps-stride {fps_stride}, has {len(frames)}")
@@ -115,8 +113,6 @@ def import_videos(paths: list[str], out: str, size: int = 64, fps_stride: int = 
                   command: str = "", progress: bool = True) -> dict:
     """Import `paths` into the store at `out`. Returns {"episodes", "frames", "skipped"}."""
     from tqdm import tqdm
-
-    from maskworld.data.store import MANIFEST, EpisodeStore, StoreWriter
 
     if not paths:
         raise UserError("give at least one video file or frame folder")

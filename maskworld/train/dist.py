@@ -47,6 +47,7 @@ import numpy as np
 import torch
 import torch.distributed as tdist
 
+from maskworld.data.rank_split import Reader, reader_episodes
 from maskworld.errors import UserError
 
 DATA_SPLITS = ("global", "rank")
@@ -66,7 +67,7 @@ def world_size() -> int:
 
 
 def local_rank() -> int:
-    return int(os.environ.get("LOCAL_RANK", 0))
+    return int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def is_main() -> bool:
@@ -189,8 +190,6 @@ def own_episodes(store, ids: list[int]) -> list[int]:
     frame-balanced run of them (rank split; maskworld.data.rank_split)."""
     if not own_data():
         return list(ids)
-    from maskworld.data.rank_split import Reader, reader_episodes
-
     return reader_episodes(store, ids, Reader.of(rank(), world_size()))
 
 

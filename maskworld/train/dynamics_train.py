@@ -17,7 +17,7 @@ transitions, so DDP's gradient mean is the single-process gradient (maskworld.tr
 With `--data-split rank` each rank instead samples its share of `batch` from its own token cache.
 
 Event oversampling (`--event-share`, maskworld.data.event_sampler): a share of each batch's clips end on a
-reward or termination transition, so a sparse-reward world learns to imagine the rewarding step (issue 8).
+reward or termination transition, so a sparse-reward world learns to imagine the rewarding step.
 Validation stays on uniform clips, comparable across runs.
 """
 
@@ -27,8 +27,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from maskworld.data.event_sampler import EventClips
 from maskworld.device import autocast
+from maskworld.errors import UserError
+from maskworld.memory.pose import delta_class
+from maskworld.memory.retrieval import training_memory
 from maskworld.models.dynamics import Dynamics, DynamicsConfig, cosine_mask_ratio
+from maskworld.models.memory_reader import MemoryInput
 from maskworld.train import dist
 from maskworld.train.loop import Budget, run_loop
 
@@ -58,12 +63,7 @@ def make_batch(cache, batch: int, window: int, rng: np.random.Generator, num_act
 
 def memory_extra(cache, b: dict, cfg: DynamicsConfig, rng: np.random.Generator, device) -> dict:
     """Memory tokens of every clip frame (maskworld.memory.retrieval) and pose-change targets."""
-    from maskworld.memory.pose import delta_class
-    from maskworld.memory.retrieval import training_memory
-
     if cache.poses is None:
-        from maskworld.errors import UserError
-
         raise UserError(f"{cache.path} has no poses: memory and the pose head need data that records agent_pos/agent_dir "
                         "(MiniGrid envs); retrain with --memory 0")
     rows, first = b["rows"], b["first_rows"]
@@ -86,8 +86,6 @@ def memory_extra(cache, b: dict, cfg: DynamicsConfig, rng: np.random.Generator, 
 
 def memory_input(extra: dict):
     """(B,T,...) memory parts -> a MemoryInput with B*T query rows, or None."""
-    from maskworld.models.memory_reader import MemoryInput
-
     if not any(k in extra for k in ("retrieved", "compressed")):
         return None
     flat = {k: v.flatten(0, 1) for k, v in extra.items() if k != "pose_target"}
@@ -194,8 +192,6 @@ def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: 
     """event_share: share of each batch's clips that end on a reward/termination (maskworld.data.event_sampler).
     context_drop: share of clips with a mostly-noise context (`corrupt`). init_state: weights to start from (a
     fine-tune; a checkpoint in work_dir, on --resume, takes precedence)."""
-    from maskworld.data.event_sampler import EventClips
-
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = Dynamics(cfg).to(device)
@@ -203,8 +199,6 @@ def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: 
         missing, unexpected = model.load_state_dict(init_state, strict=False)
         new = [k for k in missing if not k.startswith("copy_head.")]  # a copy head added to a trained world starts fresh
         if new or unexpected:
-            from maskworld.errors import UserError
-
             raise UserError(f"the --init weights do not fit this model (missing {new[:3]}, unexpected {unexpected[:3]})")
     fwd = dist.wrap(model, device, fsdp=fsdp, compile=compile, blocks=list(model.blocks))  # `model` is what we save
     part = dist.part()
