@@ -10,7 +10,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.maskworld-installed
 TEST_STAMP := $(VENV)/.maskworld-test-installed
 
-.PHONY: demo demo-train test install chromium clean
+.PHONY: demo demo-train test lint install chromium clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ chromium:
 
 test: $(TEST_STAMP) chromium
 	$(PY) -m pytest
+
+# Import contracts (.importlinter: layers, no cycles) and ruff's default rules (ruff.toml); ruff is pinned to one
+# minor version in the test extra because its default rule set changes between minor versions.
+lint: $(TEST_STAMP)
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check maskworld tests scripts
 
 # The fast tier: everything but the tests marked @pytest.mark.slow (under a minute on 2 CPU cores).
 .PHONY: test-fast
