@@ -60,7 +60,7 @@ class RealReplay:
             toks = world.tokenizer.tokenize_uint8(torch.from_numpy(batch).to(world.device))
             self._tokens.extend(toks.cpu().numpy().astype(np.uint16))
 
-    def token_view(self, world) -> "ReplayTokens":
+    def token_view(self, world) -> ReplayTokens:
         self._tokenize(world)
         return ReplayTokens(np.stack(self._tokens), np.asarray(self.acts_in), np.asarray(self.rewards_in, np.float32),
                             np.asarray(self.terms_in, bool), world.num_actions)
@@ -75,7 +75,7 @@ class RealReplay:
         return s
 
     @classmethod
-    def from_state(cls, s: dict) -> "RealReplay":
+    def from_state(cls, s: dict) -> RealReplay:
         r = cls()
         missing = {"frames", "acts_in", "rewards_in", "terms_in"} - set(s)
         if missing:

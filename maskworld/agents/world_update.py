@@ -76,7 +76,7 @@ class WorldUpdater:
         cfg = self.world.dynamics.cfg
         T, dev = cfg.window, self.world.device
         real_ok = real is not None and len(real.lengths) and int(real.lengths.max()) >= T
-        n_real = self.batch if self._data_clips is None else int(round(self.real_share * self.batch))
+        n_real = self.batch if self._data_clips is None else round(self.real_share * self.batch)
         n_real = n_real if real_ok else 0
         parts = []
         if n_real:

@@ -40,12 +40,12 @@ class Reader:
             raise ValueError(f"reader {self.index} of {self.count} does not exist")
 
     @classmethod
-    def of(cls, rank: int, world_size: int, worker: int = 0, num_workers: int = 1) -> "Reader":
+    def of(cls, rank: int, world_size: int, worker: int = 0, num_workers: int = 1) -> Reader:
         """Rank-major numbering: rank r's workers are readers r*W .. r*W+W-1."""
         return cls(rank * num_workers + worker, world_size * num_workers)
 
     @classmethod
-    def current(cls, rank: int, world_size: int) -> "Reader":
+    def current(cls, rank: int, world_size: int) -> Reader:
         """This rank, split further by the torch DataLoader worker calling this (if any).
 
         maskworld's own samplers run in the training process (no loader workers); this is the

@@ -25,7 +25,8 @@ import json
 import os
 import shutil
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ TOKENS, INDEX, META = "tokens.u16", "index.npz", "meta.json"
 
 def write_token_cache(path: str, store: Any, episode_ids: list[int],
                       encode_fn: Callable[[np.ndarray], np.ndarray], batch_size: int = 256,
-                      progress: bool = True, overwrite: bool = False) -> "TokenCache":
+                      progress: bool = True, overwrite: bool = False) -> TokenCache:
     """Tokenize frames of `episode_ids` with `encode_fn((N,H,W,3) uint8) -> (N,h,w) ints < 65536`."""
     from tqdm import tqdm
 

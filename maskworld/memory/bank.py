@@ -86,7 +86,7 @@ class MemoryBank:
                 "memory.observed": torch.from_numpy(self.observed.astype(np.uint8))}
 
     @classmethod
-    def from_state(cls, tensors: dict, tokens_per_frame: int) -> "MemoryBank":
+    def from_state(cls, tensors: dict, tokens_per_frame: int) -> MemoryBank:
         b = cls(tokens_per_frame)
         if "memory.tokens" in tensors:
             obs = tensors.get("memory.observed")  # sessions saved before the flag existed: all imagined

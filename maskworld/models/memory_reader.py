@@ -101,7 +101,7 @@ class MemoryReader(nn.Module):
             return self._cache
         W = torch.cat([r.kv.weight for r in self.reads], 0)  # (L*2D, D)
         b = torch.cat([r.kv.bias for r in self.reads], 0)
-        tab = lambda x: x @ W.t()  # noqa: E731
+        tab = lambda x: x @ W.t()
         out = (tab, tab(tok_emb.weight), tab(pos_emb_ND), tab(self.kind_emb) + b, tab(self.null[0]) + b,
                tab(self.rel_emb.weight), tab(self.age_emb))  # tok (V+1, L2D), pos (N, L2D), ...
         self._cache = out if not self.training and not torch.is_grad_enabled() else None
@@ -116,7 +116,7 @@ class MemoryReader(nn.Module):
 
         A memory token's embedding is tok + pos + (rel | age) + kind, and its keys/values W e + b, so they are
         sums of table rows: tab(x) = x @ W^T for every layer at once (layers stacked along the last axis)."""
-        tab, tok_t, pos_t, kind_t, null_t, rel_t, age_t = self._tables(tok_emb, pos_emb_ND)
+        _, tok_t, pos_t, kind_t, null_t, rel_t, age_t = self._tables(tok_emb, pos_emb_ND)
         parts, valid = [null_t], [None]
         if mem.retrieved is not None:
             Q, M, N = mem.retrieved.shape
