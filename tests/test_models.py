@@ -146,3 +146,37 @@ def test_nocache_heads_equal_commit_heads():
     r, d = h.reward, h.term
     r2, d2 = m.full_pass_heads(tok[:, :3], act[:, :3], tok[:, 3], act[:, 3])
     assert torch.allclose(r, r2, atol=1e-4) and torch.allclose(d, d2, atol=1e-4)
+
+
+@torch.no_grad()
+def test_prev_frame_prior_starts_from_copy_last_and_cache_is_exact():
+    """With the previous-frame prior an untrained model already decodes (nearly) the last frame, where the same
+    model without it decodes noise; and its cached pass still equals the training pass and the no-cache pass."""
+    torch.manual_seed(0)
+    cfg = DynamicsConfig(vocab_size=50, num_actions=3, grid=4, d_model=32, n_layers=2, n_heads=2, window=4,
+                         prev_frame_prior=True)
+    m = Dynamics(cfg).eval()
+    B, T, N = 2, 4, 16
+    tok = torch.randint(0, 50, (B, T, N))
+    act = torch.randint(0, 3, (B, T))
+    masked = tok.clone()
+    masked[:, :, ::3] = cfg.mask_id
+    logits, _, _ = m(tok, masked, act)
+    cache = KVCache.for_model(cfg, B)
+    for t in range(T - 1):
+        _commit(m, cache, tok[:, t], act[:, t], torch.full((B,), t))
+    cached = m.predict_logits(masked[:, T - 1], act[:, T - 1], torch.full((B,), T - 1), cache.view(), prev_BN=tok[:, T - 2])
+    assert torch.allclose(cached, logits[:, T - 1], atol=1e-4)
+    nocache = m.full_pass_logits(tok[:, : T - 1], act[:, : T - 1], masked[:, T - 1], act[:, T - 1])
+    assert torch.allclose(nocache, logits[:, T - 1], atol=1e-4)
+    sampler = SamplerConfig(steps=2, temperature=0.5)
+    gens = [torch.Generator().manual_seed(s) for s in range(B)]
+    prior = decode_frame(m, cache.view(), act[:, -1], torch.full((B,), T - 1), sampler, gens, prev_BN=tok[:, T - 2])
+    assert (prior == tok[:, T - 2]).float().mean() > 0.9  # "nothing changes" before any training
+    torch.manual_seed(0)
+    plain = Dynamics(DynamicsConfig(vocab_size=50, num_actions=3, grid=4, d_model=32, n_layers=2, n_heads=2, window=4)).eval()
+    cache2 = KVCache.for_model(plain.cfg, B)
+    for t in range(T - 1):
+        _commit(plain, cache2, tok[:, t], act[:, t], torch.full((B,), t))
+    noise = decode_frame(plain, cache2.view(), act[:, -1], torch.full((B,), T - 1), sampler, gens)
+    assert (noise == tok[:, T - 2]).float().mean() < 0.3

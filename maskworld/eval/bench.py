@@ -116,7 +116,7 @@ def bench_decoding(world, warmup: int, iters: int, ar_iters: int, progress: bool
 
     def ar():
         toks = decode_autoregressive(dyn, eng.cache.view([s.row]), a, torch.tensor([s.pos], device=dev), base.temperature,
-                                     [s.gen])
+                                     [s.gen], eng.last_tokens([s]))
         eng.commit([s], toks, a, render=False)
 
     try:

@@ -59,6 +59,15 @@ class DynamicsConfig:
     """Predict each frame's pose change (dead reckoning for memory keys; needs poses in the data)."""
     copy_head: bool = False
     """Memory M: tokens may also be predicted by pointing at a retrieved frame's token (copy_head.py)."""
+    prev_frame_prior: bool = False
+    """Decode from "nothing changes": a masked token carries the previous frame's token at its position (plus a
+    learned mask flag) and its logits a learned bonus for that token, so an untrained world copies the last frame
+    instead of drawing noise (a discrete-diffusion start from the last frame rather than from all-[MASK])."""
+    reward_logit_shift: list[float] | None = None
+    """Added to the reward logits at inference: log(data prior / training prior) per sign class, undoing what event
+    oversampling taught the head about how often rewards happen (label-shift correction). None = no shift."""
+    term_logit_shift: float = 0.0
+    """The same correction for the termination logit."""
 
     @property
     def has_memory(self) -> bool:
@@ -159,6 +168,11 @@ class Dynamics(nn.Module):
             if not cfg.memory_frames:
                 raise ValueError("copy_head points at retrieved frames: it needs memory_frames > 0")
             self.copy_head = CopyHead(d)
+        if cfg.prev_frame_prior:
+            self.mask_flag = nn.Parameter(torch.zeros(d))  # marks "still to decode" on top of the previous token
+            self.prev_gate = nn.Linear(d, 1)  # logit bonus for the previous frame's token, read from the position
+            nn.init.zeros_(self.prev_gate.weight)
+            nn.init.constant_(self.prev_gate.bias, math.log(cfg.vocab_size) + 2.0)  # p(copy) ~ 0.9 before training
         self._mask_cache: dict = {}
 
     @staticmethod
@@ -169,10 +183,19 @@ class Dynamics(nn.Module):
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, std=0.02)
 
-    def embed_frames(self, tokens_BTN: torch.Tensor, actions_BT: torch.Tensor, stream: int) -> torch.Tensor:
-        """tokens (B,T,N), actions (B,T) -> (B, T*S, D) with the action token first in every frame."""
+    def embed_frames(self, tokens_BTN: torch.Tensor, actions_BT: torch.Tensor, stream: int,
+                     prev_BTN: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens (B,T,N), actions (B,T) -> (B, T*S, D) with the action token first in every frame.
+
+        prev_BTN: with `prev_frame_prior`, the previous frame's tokens (MASK where there is none): masked
+        positions embed them plus the mask flag."""
         B, T, N = tokens_BTN.shape
-        x = torch.cat([self.act_emb(actions_BT).unsqueeze(2), self.tok_emb(tokens_BTN)], 2)  # (B,T,S,D)
+        if prev_BTN is not None and self.cfg.prev_frame_prior:
+            masked = tokens_BTN == self.cfg.mask_id
+            tok = self.tok_emb(torch.where(masked, prev_BTN, tokens_BTN)) + masked.unsqueeze(-1) * self.mask_flag
+        else:
+            tok = self.tok_emb(tokens_BTN)
+        x = torch.cat([self.act_emb(actions_BT).unsqueeze(2), tok], 2)  # (B,T,S,D)
         x = x + self.pos_emb + self.stream_emb[stream]
         return x.reshape(B, T * (N + 1), -1)
 
@@ -203,6 +226,15 @@ class Dynamics(nn.Module):
             mkv.copy = (self.copy_head.keys(emb.reshape(Q, M * N, -1)), memory.retrieved.reshape(Q, M * N), valid)
         return mkv
 
+    def prev_bonus(self, h_BND: torch.Tensor, logits_BNV: torch.Tensor, prev_BN: torch.Tensor | None) -> torch.Tensor:
+        """With `prev_frame_prior`: add the learned gate's bonus to the logit of the previous frame's token
+        (positions without a previous frame, MASK, get none)."""
+        if prev_BN is None or not self.cfg.prev_frame_prior:
+            return logits_BNV
+        V = logits_BNV.shape[-1]
+        bonus = self.prev_gate(h_BND) * (prev_BN < V).unsqueeze(-1)  # (B,N,1)
+        return logits_BNV.scatter_add(-1, prev_BN.clamp(max=V - 1).unsqueeze(-1), bonus.to(logits_BNV.dtype))
+
     def _copy(self, h_QND: torch.Tensor, logits_QNV: torch.Tensor, mkv) -> torch.Tensor:
         """Token logits, mixed with the copy head's pointer distribution when it has memory to point at."""
         if mkv is None or mkv.copy is None:
@@ -220,7 +252,10 @@ class Dynamics(nn.Module):
         """
         B, T, N = clean_BTN.shape
         S = N + 1
-        x = torch.cat([self.embed_frames(clean_BTN, actions_BT, 0), self.embed_frames(masked_BTN, actions_BT, 1)], 1)
+        prev = None
+        if self.cfg.prev_frame_prior:  # frame t's masked positions start from frame t-1 of the (corrupted) context
+            prev = torch.cat([torch.full_like(clean_BTN[:, :1], self.cfg.mask_id), clean_BTN[:, :-1]], 1)
+        x = torch.cat([self.embed_frames(clean_BTN, actions_BT, 0), self.embed_frames(masked_BTN, actions_BT, 1, prev)], 1)
         pos = torch.arange(T, device=x.device).repeat_interleave(S).repeat(2)[None].expand(B, -1)
         cos, sin = rope_angles(pos, self.cfg.d_model // self.cfg.n_heads, self.cfg.rope_base)
         mask = self._train_mask(T, x.device)
@@ -233,6 +268,9 @@ class Dynamics(nn.Module):
         x = self.ln_f(x)
         clean, masked = x[:, : T * S].view(B, T, S, -1), x[:, T * S :].view(B, T, S, -1)
         tok_logits = self.tok_head(masked[:, :, 1:])  # (B,T,N,V)
+        if prev is not None:
+            tok_logits = self.prev_bonus(masked[:, :, 1:].reshape(B * T, N, -1), tok_logits.reshape(B * T, N, -1),
+                                         prev.reshape(B * T, N)).view(B, T, N, -1)
         if mkv is not None and mkv.copy is not None:
             tok_logits = self._copy(masked[:, :, 1:].reshape(B * T, N, -1), tok_logits.reshape(B * T, N, -1), mkv).view(
                 B, T, N, -1)
@@ -254,21 +292,24 @@ class Dynamics(nn.Module):
                 x_BSD = x_BSD + self.memory.read(i, x_BSD, mkv)
         return self.ln_f(x_BSD)
 
-    def predict_logits(self, tokens_BN, actions_B, pos_B, cache: CacheView, mkv=None) -> torch.Tensor:
+    def predict_logits(self, tokens_BN, actions_B, pos_B, cache: CacheView, mkv=None, prev_BN=None) -> torch.Tensor:
         """Masked-stream pass for the frame being decoded -> token logits (B,N,V). Only the scratch slot is written.
 
-        mkv: `memory_kv(MemoryInput, actions_B)` with B rows, computed once per decoded frame (None = memory off)."""
-        x = self.embed_frames(tokens_BN[:, None], actions_B[:, None], 1)
+        mkv: `memory_kv(MemoryInput, actions_B)` with B rows, computed once per decoded frame (None = memory off).
+        prev_BN: the last committed frame's tokens (MASK rows: none), read with `prev_frame_prior`."""
+        x = self.embed_frames(tokens_BN[:, None], actions_B[:, None], 1, None if prev_BN is None else prev_BN[:, None])
         h = self._frame_pass(x, pos_B, cache, mkv)
-        return self._copy(h[:, 1:], self.tok_head(h[:, 1:]), mkv)
+        return self._copy(h[:, 1:], self.prev_bonus(h[:, 1:], self.tok_head(h[:, 1:]), prev_BN), mkv)
 
     def commit(self, tokens_BN, actions_B, pos_B, cache: CacheView):
         """Clean-stream pass of a finished frame: its keys/values are left in the cache's scratch slot (the caller
         stores them into the ring, `KVCache.store`). -> FrameHeads of the frame."""
         x = self.embed_frames(tokens_BN[:, None], actions_B[:, None], 0)
         head_in = self._frame_pass(x, pos_B, cache)[:, 0]  # (B,D): the action position sees the whole frame
-        return FrameHeads(self.reward_head(head_in), self.term_head(head_in).squeeze(-1),
-                          self.pose_head(head_in) if self.cfg.pose_head else None)
+        reward, term = self.reward_head(head_in), self.term_head(head_in).squeeze(-1)
+        if self.cfg.reward_logit_shift is not None:
+            reward = reward + torch.tensor(self.cfg.reward_logit_shift, device=reward.device, dtype=reward.dtype)
+        return FrameHeads(reward, term + self.cfg.term_logit_shift, self.pose_head(head_in) if self.cfg.pose_head else None)
 
     # ---------------------------------------------------------------- no-cache reference (bench, tests)
     def _context_pass(self, tokens_BTN, actions_BT, query_BN=None, query_actions_B=None):
@@ -277,7 +318,7 @@ class Dynamics(nn.Module):
         S = N + 1
         x = self.embed_frames(tokens_BTN, actions_BT, 0)
         if query_BN is not None:
-            x = torch.cat([x, self.embed_frames(query_BN[:, None], query_actions_B[:, None], 1)], 1)
+            x = torch.cat([x, self.embed_frames(query_BN[:, None], query_actions_B[:, None], 1, tokens_BTN[:, -1:])], 1)
         f = torch.arange(x.shape[1] // S, device=x.device).repeat_interleave(S)
         mask = (f[:, None] >= f[None, :])[None, None]
         cos, sin = rope_angles(f[None].expand(B, -1), self.cfg.d_model // self.cfg.n_heads, self.cfg.rope_base)
@@ -291,7 +332,8 @@ class Dynamics(nn.Module):
         The same function as committing the context and then `predict_logits`; used to measure what the KV
         cache saves and as the cache's independent reference in tests."""
         T, S = ctx_BTN.shape[1], self.cfg.frame_len
-        return self.tok_head(self._context_pass(ctx_BTN, ctx_actions_BT, query_BN, query_actions_B)[:, T * S + 1 :])
+        h = self._context_pass(ctx_BTN, ctx_actions_BT, query_BN, query_actions_B)[:, T * S + 1 :]
+        return self.prev_bonus(h, self.tok_head(h), ctx_BTN[:, -1])
 
     def full_pass_heads(self, ctx_BTN, ctx_actions_BT, frame_BN, frame_actions_B):
         """No-cache reward/termination of a decoded frame: one clean pass over context + the frame.
@@ -300,7 +342,8 @@ class Dynamics(nn.Module):
         toks = torch.cat([ctx_BTN, frame_BN[:, None]], 1)
         acts = torch.cat([ctx_actions_BT, frame_actions_B[:, None]], 1)
         h = self._context_pass(toks, acts)[:, ctx_BTN.shape[1] * self.cfg.frame_len]  # the new frame's action position
-        return self.reward_head(h), self.term_head(h).squeeze(-1)
+        shift = torch.tensor(self.cfg.reward_logit_shift or [0.0, 0.0, 0.0], device=h.device)
+        return self.reward_head(h) + shift, self.term_head(h).squeeze(-1) + self.cfg.term_logit_shift
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

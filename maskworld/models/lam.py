@@ -11,8 +11,8 @@ Design choices:
   and a CPU trains the LAM in minutes. The tokenizer already keeps what matters of each frame.
 - **Categorical bottleneck with straight-through one-hots** (argmax forward, softmax gradient) rather than
   a VQ codebook: nothing to go stale. The encoder pools globally, so a code can name a kind of change
-  (a move left) but not a place: without that the codes learned where the agent ended up. Collapse to one code is what open Genie reimplementations
-  report most, so two entropy terms guard against it: the entropy of the *batch-mean* code
+  (a move left) but not a place: without that the codes learned where the agent ended up. Collapse to one code
+  is what open Genie reimplementations report most, so two entropy terms guard against it: the entropy of the *batch-mean* code
   distribution is pushed up (every code gets used), the entropy of each sample's distribution is
   pushed down (each transition commits to one code); with equal weights the pair is the mutual
   information between transition and code. Usage and perplexity are logged every step. (Gumbel noise

@@ -101,7 +101,9 @@ class MemoryReader(nn.Module):
             return self._cache
         W = torch.cat([r.kv.weight for r in self.reads], 0)  # (L*2D, D)
         b = torch.cat([r.kv.bias for r in self.reads], 0)
-        tab = lambda x: x @ W.t()
+        def tab(x):
+            return x @ W.t()
+
         out = (tab, tab(tok_emb.weight), tab(pos_emb_ND), tab(self.kind_emb) + b, tab(self.null[0]) + b,
                tab(self.rel_emb.weight), tab(self.age_emb))  # tok (V+1, L2D), pos (N, L2D), ...
         self._cache = out if not self.training and not torch.is_grad_enabled() else None

@@ -101,18 +101,21 @@ def maskgit_decode(predict, B: int, N: int, mask_id: int, cfg: SamplerConfig, ge
 
 
 @torch.no_grad()
-def decode_frame(model: Dynamics, cache: CacheView, actions_B, pos_B, cfg: SamplerConfig, gens, memory=None) -> torch.Tensor:
+def decode_frame(model: Dynamics, cache: CacheView, actions_B, pos_B, cfg: SamplerConfig, gens, memory=None,
+                 prev_BN=None) -> torch.Tensor:
     """Next frame's tokens (B, N) with the KV cache: each step runs only the new frame.
 
-    memory: a MemoryInput (B rows) or None; its keys/values are computed once and read by every step."""
+    memory: a MemoryInput (B rows) or None; its keys/values are computed once and read by every step.
+    prev_BN: the last frame's tokens (MASK rows where there is none): where masked tokens start from."""
     if cfg.order == "autoregressive":
-        return decode_autoregressive(model, cache, actions_B, pos_B, cfg.temperature, gens)
+        return decode_autoregressive(model, cache, actions_B, pos_B, cfg.temperature, gens, prev_BN)
     if cfg.order != "maskgit":
         raise ValueError(f"unknown sampler order {cfg.order!r}; use 'maskgit' or 'autoregressive'")
     B, N = actions_B.shape[0], model.cfg.tokens_per_frame
     mkv = model.memory_kv(memory, actions_B)
     return maskgit_decode(
-        lambda t: model.predict_logits(t, actions_B, pos_B, cache, mkv), B, N, model.cfg.mask_id, cfg, gens, actions_B.device
+        lambda t: model.predict_logits(t, actions_B, pos_B, cache, mkv, prev_BN), B, N, model.cfg.mask_id, cfg, gens,
+        actions_B.device
     )
 
 
@@ -127,12 +130,12 @@ def decode_nocache(model: Dynamics, ctx_tokens_BTN, ctx_actions_BT, actions_B, c
 
 
 @torch.no_grad()
-def decode_autoregressive(model: Dynamics, cache: CacheView, actions_B, pos_B, temperature: float, gens):
+def decode_autoregressive(model: Dynamics, cache: CacheView, actions_B, pos_B, temperature: float, gens, prev_BN=None):
     """One token per forward pass in raster order (the autoregressive baseline of the bench)."""
     B, N = actions_B.shape[0], model.cfg.tokens_per_frame
     tokens = torch.full((B, N), model.cfg.mask_id, dtype=torch.long, device=actions_B.device)
     for i in range(N):
-        logits = model.predict_logits(tokens, actions_B, pos_B, cache)[:, i : i + 1]
+        logits = model.predict_logits(tokens, actions_B, pos_B, cache, prev_BN=prev_BN)[:, i : i + 1]
         ids, _ = _sample(logits, temperature, gens)
         tokens[:, i] = ids[:, 0]
     return tokens

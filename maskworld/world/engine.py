@@ -118,7 +118,16 @@ class Engine:
         view = self.cache.view(rows)
         pos = torch.tensor([s.pos for s in sessions], device=self.cache.device)
         return decode_frame(self.world.dynamics, view, actions_B, pos, sampler or self.world.sampler,
-                            [s.gen for s in sessions], self.memory_input(sessions))
+                            [s.gen for s in sessions], self.memory_input(sessions), self.last_tokens(sessions))
+
+    def last_tokens(self, sessions) -> torch.Tensor | None:
+        """(B, N) the sessions' last frames (MASK for a session without one), for worlds that decode from them."""
+        cfg = self.world.dynamics.cfg
+        if not cfg.prev_frame_prior:
+            return None
+        empty = np.full(cfg.tokens_per_frame, cfg.mask_id, np.int64)
+        rows = [empty if s.tokens is None else s.tokens.reshape(-1).astype(np.int64) for s in sessions]
+        return torch.from_numpy(np.stack(rows)).to(self.cache.device)
 
     @torch.no_grad()
     def commit(self, sessions, tokens_BN: torch.Tensor, actions_B: torch.Tensor, poses=None,

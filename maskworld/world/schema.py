@@ -17,8 +17,13 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from maskworld import WORLD_FORMAT_VERSION
 from maskworld.errors import UserError
+from maskworld.models.dynamics import DynamicsConfig
+from maskworld.models.lam import LamConfig
+from maskworld.models.sampler import SamplerConfig
+from maskworld.models.tokenizer import TokenizerConfig
+from maskworld.version import WORLD_FORMAT_VERSION
+from maskworld.world.meta import WorldMeta
 
 MAX_PARAMS = 2e9
 MAX_VOCAB = 2**18
@@ -27,13 +32,15 @@ MAX_SEQUENCE = 2**17  # tokens in the dynamics' context: window * (grid^2 + 1)
 
 @dataclass(frozen=True)
 class Spec:
-    """A field's JSON type ("int", "float", "bool", "str", "object", "int list", "str list") and bounds."""
+    """A field's JSON type ("int", "float", "bool", "str", "object", "int list", "float list", "str list") and
+    bounds."""
 
     kind: str
     lo: float | None = None
     hi: float | None = None
     choices: tuple | None = None
     max_len: int | None = None  # strings, lists
+    nullable: bool = False  # JSON null allowed (an optional setting)
 
 
 def Int(lo, hi):
@@ -53,7 +60,9 @@ SECTIONS: dict[str, dict[str, Spec]] = {
     "dynamics": {"vocab_size": Int(2, MAX_VOCAB), "num_actions": Int(1, 4096), "grid": Int(1, 64), "d_model": Int(8, 16384),
                  "n_layers": Int(1, 256), "n_heads": Int(1, 256), "window": Int(1, 4096), "mlp_ratio": Int(1, 16),
                  "reward_classes": Int(1, 16), "rope_base": Float(1e-6, 1e12), "memory_frames": Int(0, 1024),
-                 "compressed_frames": Int(0, 1024), "pose_head": BOOL, "copy_head": BOOL},
+                 "compressed_frames": Int(0, 1024), "pose_head": BOOL, "copy_head": BOOL, "prev_frame_prior": BOOL,
+                 "reward_logit_shift": Spec("float list", -100, 100, max_len=16, nullable=True),
+                 "term_logit_shift": Float(-100, 100)},
     "sampler": {"steps": Int(1, 4096), "temperature": Float(0, 100), "choice_temperature": Float(0, 100),
                 "order": Spec("str", choices=("maskgit", "autoregressive"))},
     "lam": {"num_codes": Int(1, 4096), "grid": Int(1, 64), "levels": LEVELS, "channels": Int(8, 4096),
@@ -67,11 +76,6 @@ TOP_LEVEL = {"format_version", "weights", *SECTIONS}
 
 
 def _dataclasses() -> dict[str, type]:
-    from maskworld.models.dynamics import DynamicsConfig
-    from maskworld.models.lam import LamConfig
-    from maskworld.models.sampler import SamplerConfig
-    from maskworld.models.tokenizer import TokenizerConfig
-    from maskworld.world.world import WorldMeta  # here, not at the top: world.py imports this module
 
     return {"tokenizer": TokenizerConfig, "dynamics": DynamicsConfig, "sampler": SamplerConfig, "lam": LamConfig,
             "meta": WorldMeta}
@@ -87,20 +91,24 @@ def _type_ok(kind: str, v) -> bool:
     if kind in ("int list", "str list"):
         item = int if kind == "int list" else str
         return isinstance(v, list) and all(isinstance(x, item) and not isinstance(x, bool) for x in v)
+    if kind == "float list":
+        return isinstance(v, list) and all(_type_ok("float", x) for x in v)
     return isinstance(v, {"bool": bool, "str": str, "object": dict}[kind])
 
 
 def _check_value(where: str, name: str, v, spec: Spec) -> None:
+    if v is None and spec.nullable:
+        return
     if not _type_ok(spec.kind, v):
         raise UserError(f"{where}: {name} must be {'an' if spec.kind[0] in 'aeiou' else 'a'} {spec.kind}, "
                         f"not {type(v).__name__} {str(v)[:40]}")
-    values = v if spec.kind == "int list" else [v] if spec.kind in ("int", "float") else []
+    values = v if spec.kind in ("int list", "float list") else [v] if spec.kind in ("int", "float") else []
     for x in values if spec.lo is not None else []:
         if not spec.lo <= x <= spec.hi:
             raise UserError(f"{where}: {name} = {x} is outside {spec.lo:g}..{spec.hi:g}; the file is corrupt or not a maskworld world")
     if spec.choices is not None and v not in spec.choices:
         raise UserError(f"{where}: {name} = {v!r} must be one of {', '.join(spec.choices)}")
-    if spec.max_len is not None and not (1 if spec.kind == "int list" else 0) <= len(v) <= spec.max_len:
+    if spec.max_len is not None and not (1 if spec.kind.endswith("list") and spec.kind != "str list" else 0) <= len(v) <= spec.max_len:
         raise UserError(f"{where}: {name} has length {len(v)}, outside {1 if spec.kind == 'int list' else 0}..{spec.max_len}")
     if spec.kind == "str list" and any(len(x) > 256 for x in v):
         raise UserError(f"{where}: {name} has an entry over 256 characters")

@@ -10,41 +10,27 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from maskworld import WORLD_FORMAT_VERSION
 from maskworld.device import pick_device
 from maskworld.errors import UserError
 from maskworld.io import atomic_save_safetensors, atomic_write_text
+from maskworld.version import WORLD_FORMAT_VERSION
 from maskworld.models.dynamics import Dynamics, DynamicsConfig
 from maskworld.models.lam import LamConfig, LatentActionModel
 from maskworld.models.sampler import SamplerConfig
 from maskworld.models.tokenizer import Tokenizer, TokenizerConfig
 from maskworld.world.engine import Engine, StepOutput
 from maskworld.world.files import WorldDir, WorldFile
+from maskworld.world.meta import WorldMeta
 from maskworld.world.frames import as_uint8_frame  # noqa: F401  (re-exported: the image -> frame helper)
 from maskworld.world.schema import check_world_json
 from maskworld.world.session import Session
 
 WEIGHT_FILES = {"tokenizer": "tokenizer.safetensors", "dynamics": "dynamics.safetensors"}
 LAM_FILE = "lam.safetensors"  # only in worlds trained on action-free video
-
-
-@dataclass
-class WorldMeta:
-    env_id: str = "unknown"
-    size: int = 64
-    action_meanings: list[str] = field(default_factory=list)
-    has_actions: bool = True
-    model_card: dict = field(default_factory=dict)
-    """command, data, training time, device, evaluation numbers."""
-    latent_actions: dict = field(default_factory=dict)
-    """Worlds trained on action-free video: num_codes, held-out code usage, and `action_map` (real action ->
-    latent code, fitted on a few labelled transitions) when labelled data was available."""
 
 
 def _dc_from_dict(cls, d: dict):
@@ -178,7 +164,8 @@ def load_world(path, device=None) -> World:
     tok_cfg = _dc_from_dict(TokenizerConfig, cfg["tokenizer"])
     dyn_cfg = _dc_from_dict(DynamicsConfig, cfg["dynamics"])
     if dyn_cfg.vocab_size != tok_cfg.vocab_size or dyn_cfg.grid != tok_cfg.grid:
-        raise UserError(f"{cfg_file}: dynamics vocab/grid ({dyn_cfg.vocab_size}, {dyn_cfg.grid}) do not match the tokenizer ({tok_cfg.vocab_size}, {tok_cfg.grid})")
+        raise UserError(f"{cfg_file}: dynamics vocab/grid ({dyn_cfg.vocab_size}, {dyn_cfg.grid}) do not match the tokenizer "
+                        f"({tok_cfg.vocab_size}, {tok_cfg.grid})")
     dev = pick_device(device)
     tok, dyn = Tokenizer(tok_cfg), Dynamics(dyn_cfg)
     _load_weights(tok, path / WEIGHT_FILES["tokenizer"], "tokenizer")
@@ -187,7 +174,8 @@ def load_world(path, device=None) -> World:
     if "lam" in cfg:
         lam = LatentActionModel(_dc_from_dict(LamConfig, cfg["lam"]))
         if lam.cfg.num_codes != dyn_cfg.num_actions:
-            raise UserError(f"{cfg_file}: the latent-action model has {lam.cfg.num_codes} codes but the dynamics {dyn_cfg.num_actions} actions")
+            raise UserError(f"{cfg_file}: the latent-action model has {lam.cfg.num_codes} codes but the dynamics "
+                            f"{dyn_cfg.num_actions} actions")
         _load_weights(lam, path / LAM_FILE, "latent-action model")
         lam = lam.to(dev)
     meta = _dc_from_dict(WorldMeta, cfg["meta"])

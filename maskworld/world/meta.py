@@ -1,0 +1,19 @@
+"""What a world directory says about its world besides the models' configs: the game, the frame size, the
+actions and the model card."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class WorldMeta:
+    env_id: str = "unknown"
+    size: int = 64
+    action_meanings: list[str] = field(default_factory=list)
+    has_actions: bool = True
+    model_card: dict = field(default_factory=dict)
+    """command, data, training time, device, evaluation numbers."""
+    latent_actions: dict = field(default_factory=dict)
+    """Worlds trained on action-free video: num_codes, held-out code usage, and `action_map` (real action ->
+    latent code, fitted on a few labelled transitions) when labelled data was available."""
