@@ -144,6 +144,7 @@ def test_budgets():
     assert b(minutes=10.0, tok_steps=5) == ((5, None), (None, 10.0))
     assert b(steps=5) == ((5, None), (5, None))
     assert b(minutes=10.0, stages=("dynamics",)) == ((None, None), (None, 10.0))
+    assert b(minutes=6.0, stages=("tokenizer",))[0] == (None, 6.0)  # `train tokenizer --minutes 6`: all six
 
 
 # ------------------------------------------------------------------ the generated CLI

@@ -112,6 +112,9 @@ class DynamicsTrainConfig:
         "metavar": "F", "default_text": "0.25 when the data has a reward or termination, else 0"})
     """Share of each dynamics batch's clips that end on a reward or termination transition, so a sparse-reward
     world learns to imagine the rewarding step (0 = uniform clips; maskworld.data.event_sampler)."""
+    prev_frame_prior: bool = True
+    """Decode each frame starting from the previous one ("nothing changes"; DynamicsConfig.prev_frame_prior): a
+    briefly trained world is at least copy-last instead of noise."""
     context_drop: float = field(default=0.0, metadata={"metavar": "F"})
     """Share of dynamics clips whose context is mostly noise (corruption rate ~ U(0.5, 1)), as after a long
     open-loop rollout, so a memory world learns to rebuild places from memory (dynamics_train.corrupt)."""
@@ -182,7 +185,7 @@ class TrainConfig:
         if bad or not r.stages:
             raise ValueError(f"stages {r.stages!r}: give 'tokenizer' and/or 'dynamics'")
         dyn = self.budgets()[1]
-        if dyn[1] is not None and dyn[1] <= 0:
+        if "dynamics" in r.stages and dyn[1] is not None and dyn[1] <= 0:
             raise UserError("--tok-minutes leaves no time for the dynamics; raise --minutes")
 
     def _check_dynamics(self) -> None:
@@ -264,6 +267,8 @@ class TrainConfig:
             tok: tuple = (None, None)
         elif t.tok_steps is not None or t.tok_minutes is not None:
             tok = (t.tok_steps, t.tok_minutes)
+        elif "dynamics" not in r.stages:  # `train tokenizer`: the whole budget is the tokenizer's
+            tok = (r.steps, None) if r.steps else (None, r.minutes)
         else:
             tok = (r.steps, None) if r.steps else (None, TOK_SHARE * r.minutes)
         if r.steps:
