@@ -81,7 +81,8 @@ def test_train_agent_with_data_starts_and_eval_records(tmp_path):
     and (--update-card) into the world's model card."""
     import argparse
 
-    from maskworld.agents.actor_critic import AgentTrainConfig, load_agent
+    from maskworld.agents.actor_critic import load_agent
+    from maskworld.agents.config import AgentTrainConfig
     from maskworld.agents.dyna import train_agent
     from maskworld.commands import agent_cmd
     from maskworld.models.dynamics import Dynamics, DynamicsConfig

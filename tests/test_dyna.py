@@ -1,4 +1,4 @@
-"""The Dyna loop (issue 8): the world learns from the agent's real experience; runs checkpoint, resume and log."""
+"""The Dyna loop: the world learns from the agent's real experience; runs checkpoint, resume and log."""
 
 import dataclasses
 import json
@@ -99,7 +99,7 @@ def test_world_updates_refuse_memory_worlds(tiny_memory_world):
 def test_dyna_run_saves_updated_world_checkpoints_and_resumes(tmp_path):
     """A run updates the world (saved apart, as OUT/world), logs to TensorBoard, checkpoints, and --resume continues
     the counters; a second run into the same OUT without --resume, or a corrupt checkpoint, is refused."""
-    from maskworld.agents.actor_critic import AgentTrainConfig
+    from maskworld.agents.config import AgentTrainConfig
     from maskworld.agents.dyna import train_agent
     from maskworld.world.world import load_world
 
@@ -147,7 +147,8 @@ def test_dyna_run_saves_updated_world_checkpoints_and_resumes(tmp_path):
 
 def test_agent_updates_leave_the_world_alone(tmp_path):
     """One optimiser holds agent and dynamics: an agent update must not move the world, nor a world update the agent."""
-    from maskworld.agents.actor_critic import ActorCritic, ActorCriticConfig, AgentTrainConfig, ReturnScale, _update
+    from maskworld.agents.actor_critic import ActorCritic, ActorCriticConfig, ReturnScale, _update
+    from maskworld.agents.config import AgentTrainConfig
     from maskworld.agents.dyna import _optimizer
     from maskworld.agents.world_update import WorldUpdater
 
@@ -169,7 +170,7 @@ def test_agent_updates_leave_the_world_alone(tmp_path):
 
 
 def test_frozen_world_stays_frozen(tmp_path):
-    from maskworld.agents.actor_critic import AgentTrainConfig
+    from maskworld.agents.config import AgentTrainConfig
     from maskworld.agents.dyna import train_agent
 
     world = _world(tmp_path)
@@ -181,7 +182,8 @@ def test_frozen_world_stays_frozen(tmp_path):
 
 
 def test_bad_agent_settings_and_corrupt_agent(tmp_path):
-    from maskworld.agents.actor_critic import AgentTrainConfig, load_agent
+    from maskworld.agents.actor_critic import load_agent
+    from maskworld.agents.config import AgentTrainConfig
     from maskworld.agents.dyna import train_agent
     from maskworld.cli import main
 

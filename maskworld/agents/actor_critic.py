@@ -1,6 +1,6 @@
 """Actor-critic trained on imagined rollouts: the world dreams, the agent learns.
 
-    from maskworld.agents.actor_critic import AgentTrainConfig
+    from maskworld.agents.config import AgentTrainConfig
     from maskworld.agents.dyna import train_agent
     agent, stats = train_agent(world, "MiniGrid-FourRooms-v0", real_steps=5000, out="agents/fourrooms")
 
@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from maskworld.agents.config import AgentTrainConfig  # also importable from here, as scripts and notebooks do
 from maskworld.agents.imagination import imagine
 from maskworld.errors import UserError
 from maskworld.io import atomic_save_safetensors, atomic_write_json
@@ -109,62 +110,6 @@ class ReturnScale:
             spread = float(torch.quantile(r.float(), 0.95) - torch.quantile(r.float(), 0.05))
             self.range = spread if self.range is None else self.decay * self.range + (1 - self.decay) * spread
         return max(1.0, self.range or 0.0)
-
-
-@dataclass
-class AgentTrainConfig:
-    horizon: int = 15
-    """Imagined steps per rollout (Dreamer: 15)."""
-    batch: int = 32
-    """Imagined trajectories per update, all stepped in one batched forward pass."""
-    collect_every: int = 100
-    """Real steps between rounds of imagination."""
-    updates_per_collect: int = 4
-    gamma: float = 0.985
-    lam: float = 0.95
-    entropy: float = 3e-3
-    """Entropy bonus on normalised advantages (DreamerV3's eta)."""
-    lr: float = 3e-4
-    channels: int = 32
-    context: int = 1
-    """Real frames leading into each imagined start (1 = the start frame alone)."""
-    data_starts: float = 0.5
-    """Share of start frames drawn from the world's training data (the rest: the agent's real frames); only with
-    context = 1."""
-    heads: str = "expected"
-    """Reward and continue of imagined steps: "expected" (p(+1) - p(-1), 1 - p(end)) or "argmax" (the sign class and the
-    thresholded end, as Dream-v0 returns them); see `imagination.imagine`."""
-    sampler_steps: int | None = None
-    """MaskGIT steps per imagined frame (None: the world's own). Fewer steps make imagination cheaper; 1 decodes
-    every token in one pass (measured on the Empty-8x8 tiny world: no worse than its K = 4 on a scripted path)."""
-    max_data_frames: int = 8192
-    """Cap on the data frames kept in memory as starts (uniformly sampled, each episode's last frame left out)."""
-    world_updates: int = 10
-    """Gradient steps of the world's dynamics on real experience after each collect round (the Dyna loop's "the
-    world learns"; 0 = the world stays frozen, as before this existed). See maskworld.agents.world_update."""
-    world_batch: int = 16
-    """Clips per world update."""
-    world_lr: float = 1e-4
-    """Learning rate of the world updates (a fine-tune of a trained world: below its training rate)."""
-    world_real_share: float = 0.5
-    """Share of each world batch from the agent's real episodes (the rest: the world's own training data)."""
-
-    def check(self) -> None:
-        """UserError naming the first bad field (before anything is trained or written)."""
-        ints = {"horizon": 1, "batch": 1, "collect_every": 1, "updates_per_collect": 0, "channels": 1, "context": 1,
-                "world_updates": 0, "world_batch": 1, "max_data_frames": 1}
-        for k, lo in ints.items():
-            v = getattr(self, k)
-            if not isinstance(v, int) or v < lo:
-                raise UserError(f"agent setting {k} = {v!r} must be an integer >= {lo}")
-        for k in ("gamma", "lam", "data_starts", "world_real_share"):
-            if not 0.0 <= getattr(self, k) <= 1.0:
-                raise UserError(f"agent setting {k} = {getattr(self, k)} must be in [0, 1]")
-        for k in ("lr", "world_lr"):
-            if not getattr(self, k) > 0:
-                raise UserError(f"agent setting {k} = {getattr(self, k)} must be > 0")
-        if self.heads not in ("expected", "argmax"):
-            raise UserError(f"agent setting heads = {self.heads!r} must be 'expected' or 'argmax'")
 
 
 def _update(agent, opt, world, starts, start_actions, cfg: AgentTrainConfig, scale: ReturnScale, gen, rng) -> dict:

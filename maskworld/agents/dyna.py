@@ -32,13 +32,16 @@ import dataclasses
 import json
 import shutil
 import time
+from dataclasses import field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from maskworld.agents.actor_critic import ActorCritic, ActorCriticConfig, AgentTrainConfig, ReturnScale, _update, save_agent
+from maskworld.agents.actor_critic import ActorCritic, ActorCriticConfig, ReturnScale, _update, save_agent
+from maskworld.agents.config import AgentTrainConfig
 from maskworld.agents.dream_env import check_world_for_rl, resolve_world
 from maskworld.agents.replay import RealReplay
 from maskworld.agents.starts import load_data_starts, real_env, sample_starts, world_data_steps, world_view
@@ -92,15 +95,42 @@ def _resumed_config(last: Path, cfg: AgentTrainConfig) -> AgentTrainConfig:
     return saved
 
 
-def train_agent(world, env_id: str | None = None, real_steps: int = 10_000, cfg: AgentTrainConfig | None = None,
-                seed: int = 0, device: str | None = None, out=None, progress: bool = True, view: str | None = None,
-                data=None, command: str | None = None, resume: bool = False, ckpt_minutes: float = 5.0):
-    """Train an actor-critic in `world`'s imagination with `real_steps` steps of `env_id` (default: the world's
-    own env). -> (agent, stats). With `out`: agent.json + agent.safetensors there, checkpoints and TensorBoard
-    in out/_work, the updated world in out/world. view: MiniGrid view of the real env (default: the world's
-    data's); data: the world's data store for start frames (default: the path on its model card)."""
-    from tqdm import tqdm
+@dataclasses.dataclass
+class _Parts:
+    """What a run acts and learns with, built once from its settings (a resumed run's: the checkpoint's)."""
 
+    world: Any  # the world imagined in (a copy when the run updates it)
+    src_path: Any  # the world directory the run started from (None: an in-memory world)
+    cfg: AgentTrainConfig
+    agent: ActorCritic
+    updater: WorldUpdater | None
+    modules: nn.ModuleDict
+    opt: torch.optim.Optimizer
+    scale: ReturnScale
+    rng: np.random.Generator
+    gen: torch.Generator
+    view: str
+    env: Any
+    data_frames: np.ndarray | None
+
+
+@dataclasses.dataclass
+class _Progress:
+    """What the loop changes; a checkpoint holds all of it but the real episode in progress."""
+
+    replay: RealReplay = field(default_factory=RealReplay)
+    steps: int = 0
+    rounds: int = 0
+    elapsed: float = 0.0
+    ep_ret: float = 0.0
+    episode_returns: list[float] = field(default_factory=list)
+    log: list[dict] = field(default_factory=list)
+    wm: dict = field(default_factory=dict)  # the last world update's metrics
+    frame: np.ndarray | None = None
+
+
+def _prepare(world, real_steps, cfg: AgentTrainConfig | None, device, out, resume: bool):
+    """Checked settings and paths -> (world, cfg, out, work, last checkpoint or None); fails before anything is built."""
     cfg = cfg or AgentTrainConfig()
     cfg.check()
     world = resolve_world(world, device)
@@ -120,6 +150,11 @@ def train_agent(world, env_id: str | None = None, real_steps: int = 10_000, cfg:
         print("[agent] this world has memory M: world updates from real experience are not wired for it yet, "
               "the world stays frozen (world_updates = 0)")
         cfg = dataclasses.replace(cfg, world_updates=0)
+    return world, cfg, out, work, last
+
+
+def _build(world, cfg: AgentTrainConfig, seed: int, env_id, view, data) -> _Parts:
+    """Seeded agent, world updater, optimiser, real env and data start frames, in the order that draws the seeds."""
     src_path = world.path
     if cfg.world_updates > 0:  # the updates change a copy: the caller's world (and resolve_world's cache) stay as they were
         world = copy.deepcopy(world)
@@ -130,102 +165,150 @@ def train_agent(world, env_id: str | None = None, real_steps: int = 10_000, cfg:
     updater = WorldUpdater(world, cfg.world_batch, cfg.world_real_share) if cfg.world_updates > 0 else None
     modules = nn.ModuleDict({"agent": agent, **({"dynamics": world.dynamics} if updater is not None else {})})
     opt = _optimizer(agent, updater, cfg)
-    scale = ReturnScale()
     view = view or world_view(world)
     env = real_env(world, env_id, seed, view)  # a wrong env fails here, before any training
     data_frames = load_data_starts(world, data, cfg.max_data_frames, seed) if cfg.data_starts > 0 and cfg.context <= 1 else None
+    return _Parts(world, src_path, cfg, agent, updater, modules, opt, ReturnScale(), rng, gen, view, env, data_frames)
 
-    replay = RealReplay()
-    steps, rounds, elapsed, ep_ret = 0, 0, 0.0, 0.0
-    episode_returns: list[float] = []
-    log: list[dict] = []
-    if last is not None:
-        try:
-            st = load_checkpoint(last, modules, opt, rng)
-            replay = RealReplay.from_state(load_arrays(last))
-        except UserError:
-            env.close()
-            raise
-        steps, rounds, elapsed = int(st["real_steps"]), int(st["rounds"]), float(st["elapsed_s"])
-        episode_returns, log, scale.range = list(st["episode_returns"]), list(st["log"]), st["return_scale"]
-        gen.set_state(torch.tensor(st["gen"], dtype=torch.uint8))
-        if updater is not None:
-            updater.steps = int(st["world_update_steps"])
-        print(f"[agent] resumed from {last}: {steps}/{real_steps} real steps, {len(log)} updates "
-              "(the real episode in progress then is dropped)")
-    world.dynamics.eval()
-    writer = _writer(work)
-    frame, _ = env.reset(seed=seed if last is None else int(rng.integers(2**31 - 1)))
-    replay.add(frame, -1)
-    t0 = time.time() - elapsed
-    last_ckpt = last_print = time.time()
-    bar = tqdm(total=real_steps, initial=steps, unit="step", desc="agent", disable=not progress, dynamic_ncols=True,
-               mininterval=1.0)
-    wm: dict = {}
+
+def _restore(last: Path, p: _Parts, run: _Progress, real_steps: int) -> None:
+    """Weights, optimiser, RNGs, replay and counters from the checkpoint `last` (the env is closed if it cannot load)."""
     try:
-        while steps < real_steps:
-            n = min(cfg.collect_every, real_steps - steps)
-            for _ in range(n):  # 1. real experience
-                a = int(agent.act(frame[None], gen)[0])
-                frame, r, term, trunc, _ = env.step(a)
-                steps += 1
-                ep_ret += r
-                replay.add(frame, a, r, term)
-                if term or trunc:
-                    episode_returns.append(ep_ret)
-                    ep_ret = 0.0
-                    frame, _ = env.reset(seed=int(rng.integers(2**31 - 1)))
-                    replay.add(frame, -1)
+        st = load_checkpoint(last, p.modules, p.opt, p.rng)
+        run.replay = RealReplay.from_state(load_arrays(last))
+    except UserError:
+        p.env.close()
+        raise
+    run.steps, run.rounds, run.elapsed = int(st["real_steps"]), int(st["rounds"]), float(st["elapsed_s"])
+    run.episode_returns, run.log, p.scale.range = list(st["episode_returns"]), list(st["log"]), st["return_scale"]
+    p.gen.set_state(torch.tensor(st["gen"], dtype=torch.uint8))
+    if p.updater is not None:
+        p.updater.steps = int(st["world_update_steps"])
+    print(f"[agent] resumed from {last}: {run.steps}/{real_steps} real steps, {len(run.log)} updates "
+          "(the real episode in progress then is dropped)")
+
+
+def _collect(p: _Parts, run: _Progress, n: int) -> None:
+    """Phase 1: `n` real steps with the current policy into the replay."""
+    for _ in range(n):
+        a = int(p.agent.act(run.frame[None], p.gen)[0])
+        run.frame, r, term, trunc, _ = p.env.step(a)
+        run.steps += 1
+        run.ep_ret += r
+        run.replay.add(run.frame, a, r, term)
+        if term or trunc:
+            run.episode_returns.append(run.ep_ret)
+            run.ep_ret = 0.0
+            run.frame, _ = p.env.reset(seed=int(p.rng.integers(2**31 - 1)))
+            run.replay.add(run.frame, -1)
+
+
+def _update_world(p: _Parts, run: _Progress) -> None:
+    """Phase 2: the world learns from the real experience (nothing when it stays frozen)."""
+    if p.updater is None:
+        return
+    real = run.replay.token_view(p.world)
+    for _ in range(p.cfg.world_updates):
+        run.wm = p.updater.step(real, p.opt, p.rng) or run.wm
+
+
+def _update_agent(p: _Parts, run: _Progress) -> None:
+    """Phase 3: the agent learns in the world, from real start frames (a share `data_starts` from the world's data)."""
+    cfg = p.cfg
+    usable = run.replay.usable_starts()
+    for _ in range(cfg.updates_per_collect):
+        starts, start_actions = sample_starts(run.replay.frames, run.replay.acts_in, cfg.batch, cfg.context, p.rng, usable)
+        if p.data_frames is not None:  # replace a share of the batch with data frames
+            k = round(cfg.data_starts * cfg.batch)
+            starts[:k] = p.data_frames[p.rng.integers(0, len(p.data_frames), k)]
+        m = _update(p.agent, p.opt, p.world, starts, start_actions, cfg, p.scale, p.gen, p.rng)
+        m["real_steps"] = run.steps
+        run.log.append(m)
+
+
+def _log_round(run: _Progress, writer, bar) -> dict:
+    """TensorBoard scalars and the bar's postfix of the round just done -> the metrics shown."""
+    recent = float(np.mean(run.episode_returns[-10:])) if run.episode_returns else float("nan")
+    log, wm = run.log, run.wm
+    shown = {"real_return": recent, **({k: log[-1][k] for k in ("imagined_reward", "entropy")} if log else {}),
+             **({"world_acc": wm["world_acc"]} if wm else {})}
+    if writer is not None:
+        for k, v in {**(log[-1] if log else {}), **wm, "real_return_last10": recent}.items():
+            if k != "real_steps" and np.isfinite(v):
+                writer.add_scalar(f"agent/{k}", v, run.steps)
+    bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items()})
+    return shown
+
+
+def _checkpoint(work: Path, p: _Parts, run: _Progress, t0: float) -> None:
+    """One atomic checkpoint: agent (and dynamics), optimiser, replay, counters, return scale, settings and RNGs."""
+    save_checkpoint(work / CKPT, p.modules, p.opt, run.rounds, {
+        "real_steps": run.steps, "rounds": run.rounds, "elapsed_s": time.time() - t0,
+        "episode_returns": run.episode_returns, "log": run.log, "return_scale": p.scale.range,
+        "gen": p.gen.get_state().tolist(), "world_update_steps": p.updater.steps if p.updater else 0,
+        "config": dataclasses.asdict(p.cfg)}, p.rng, arrays=run.replay.state())
+
+
+def _stats(p: _Parts, run: _Progress, t0: float, env_id, seed: int, command) -> dict:
+    """The run's summary, saved in agent.json and returned by train_agent."""
+    data_steps = world_data_steps(p.world)
+    src = str(p.src_path) if p.src_path else None
+    return {"real_steps": run.steps, "world_data_steps": data_steps, "total_real_steps": run.steps + data_steps,
+            "view": p.view, "data_start_frames": 0 if p.data_frames is None else len(p.data_frames),
+            "real_episodes": len(run.episode_returns),
+            "real_return_last10": float(np.mean(run.episode_returns[-10:])) if run.episode_returns else None,
+            "updates": len(run.log), "world_update_steps": p.updater.steps if p.updater else 0,
+            "world_last": run.wm, "train_s": round(time.time() - t0, 1), "last": run.log[-1] if run.log else {},
+            "config": dataclasses.asdict(p.cfg), "world": src, "world_started_from": src,
+            "env_id": env_id or p.world.meta.env_id, "seed": seed, "command": command}
+
+
+def train_agent(world, env_id: str | None = None, real_steps: int = 10_000, cfg: AgentTrainConfig | None = None,
+                seed: int = 0, device: str | None = None, out=None, progress: bool = True, view: str | None = None,
+                data=None, command: str | None = None, resume: bool = False, ckpt_minutes: float = 5.0):
+    """Train an actor-critic in `world`'s imagination with `real_steps` steps of `env_id` (default: the world's
+    own env). -> (agent, stats). With `out`: agent.json + agent.safetensors there, checkpoints and TensorBoard
+    in out/_work, the updated world in out/world. view: MiniGrid view of the real env (default: the world's
+    data's); data: the world's data store for start frames (default: the path on its model card)."""
+    from tqdm import tqdm
+
+    world, cfg, out, work, last = _prepare(world, real_steps, cfg, device, out, resume)
+    p = _build(world, cfg, seed, env_id, view, data)
+    run = _Progress()
+    if last is not None:
+        _restore(last, p, run, real_steps)
+    p.world.dynamics.eval()
+    writer = _writer(work)
+    run.frame, _ = p.env.reset(seed=seed if last is None else int(p.rng.integers(2**31 - 1)))
+    run.replay.add(run.frame, -1)
+    t0 = time.time() - run.elapsed
+    last_ckpt = last_print = time.time()
+    bar = tqdm(total=real_steps, initial=run.steps, unit="step", desc="agent", disable=not progress, dynamic_ncols=True,
+               mininterval=1.0)
+    try:
+        while run.steps < real_steps:
+            n = min(cfg.collect_every, real_steps - run.steps)
+            _collect(p, run, n)
             bar.update(n)
-            if updater is not None:  # 2. the world learns from it
-                real = replay.token_view(world)
-                for _ in range(cfg.world_updates):
-                    wm = updater.step(real, opt, rng) or wm
-            usable = replay.usable_starts()
-            for _ in range(cfg.updates_per_collect):  # 3. the agent learns in the world
-                starts, start_actions = sample_starts(replay.frames, replay.acts_in, cfg.batch, cfg.context, rng, usable)
-                if data_frames is not None:  # replace a share of the batch with data frames
-                    k = round(cfg.data_starts * cfg.batch)
-                    starts[:k] = data_frames[rng.integers(0, len(data_frames), k)]
-                m = _update(agent, opt, world, starts, start_actions, cfg, scale, gen, rng)
-                m["real_steps"] = steps
-                log.append(m)
-            rounds += 1
-            recent = float(np.mean(episode_returns[-10:])) if episode_returns else float("nan")
-            shown = {"real_return": recent, **({k: log[-1][k] for k in ("imagined_reward", "entropy")} if log else {}),
-                     **({"world_acc": wm["world_acc"]} if wm else {})}
-            if writer is not None:
-                for k, v in {**(log[-1] if log else {}), **wm, "real_return_last10": recent}.items():
-                    if k != "real_steps" and np.isfinite(v):
-                        writer.add_scalar(f"agent/{k}", v, steps)
-            bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items()})
+            _update_world(p, run)
+            _update_agent(p, run)
+            run.rounds += 1
+            shown = _log_round(run, writer, bar)
             if not progress and time.time() - last_print > 30:
                 last_print = time.time()
-                print(f"[agent] {steps}/{real_steps} real steps " + " ".join(f"{k}={v:.3g}" for k, v in shown.items()), flush=True)
-            if work is not None and (time.time() - last_ckpt > 60 * ckpt_minutes or steps >= real_steps):
-                save_checkpoint(work / CKPT, modules, opt, rounds, {
-                    "real_steps": steps, "rounds": rounds, "elapsed_s": time.time() - t0,
-                    "episode_returns": episode_returns, "log": log, "return_scale": scale.range,
-                    "gen": gen.get_state().tolist(), "world_update_steps": updater.steps if updater else 0,
-                    "config": dataclasses.asdict(cfg)}, rng, arrays=replay.state())
+                print(f"[agent] {run.steps}/{real_steps} real steps " + " ".join(f"{k}={v:.3g}" for k, v in shown.items()),
+                      flush=True)
+            if work is not None and (time.time() - last_ckpt > 60 * ckpt_minutes or run.steps >= real_steps):
+                _checkpoint(work, p, run, t0)
                 last_ckpt = time.time()
     finally:
         bar.close()
-        env.close()
+        p.env.close()
         if writer is not None:
             writer.close()
-    data_steps = world_data_steps(world)
-    stats = {"real_steps": steps, "world_data_steps": data_steps, "total_real_steps": steps + data_steps,
-             "view": view, "data_start_frames": 0 if data_frames is None else len(data_frames),
-             "real_episodes": len(episode_returns),
-             "real_return_last10": float(np.mean(episode_returns[-10:])) if episode_returns else None,
-             "updates": len(log), "world_update_steps": updater.steps if updater else 0,
-             "world_last": wm, "train_s": round(time.time() - t0, 1), "last": log[-1] if log else {},
-             "config": dataclasses.asdict(cfg), "world": str(src_path) if src_path else None,
-             "world_started_from": str(src_path) if src_path else None,
-             "env_id": env_id or world.meta.env_id, "seed": seed, "command": command}
+    stats = _stats(p, run, t0, env_id, seed, command)
     if out is not None:
-        if updater is not None:
-            stats["world"] = str(_save_world(world, src_path, out / "world", stats))
-        save_agent(agent, out, stats)
-    return agent, stats
+        if p.updater is not None:
+            stats["world"] = str(_save_world(p.world, p.src_path, out / "world", stats))
+        save_agent(p.agent, out, stats)
+    return p.agent, stats

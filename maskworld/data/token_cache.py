@@ -40,83 +40,24 @@ def write_token_cache(path: str, store: Any, episode_ids: list[int],
                       encode_fn: Callable[[np.ndarray], np.ndarray], batch_size: int = 256,
                       progress: bool = True, overwrite: bool = False) -> TokenCache:
     """Tokenize frames of `episode_ids` with `encode_fn((N,H,W,3) uint8) -> (N,h,w) ints < 65536`."""
-    from tqdm import tqdm
-
     path = os.fspath(path).rstrip("/")
     if os.path.exists(path) and not overwrite:
         raise UserError(f"{path} already exists; delete it or pass overwrite=True")
     if not episode_ids:
         raise UserError("no episodes to tokenize")
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".{os.path.basename(path)}.tmp-{os.getpid()}-{time.monotonic_ns()}")
-    os.makedirs(tmp)
+    tmp = _make_temp_dir(path)
     try:
         lengths = np.array([store.length(i) + 1 for i in episode_ids], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-        N = int(lengths.sum())
         null = int(store.meta.get("num_actions", 0))
-        per_frame = {"actions_in": np.empty(N, np.int64), "rewards_in": np.empty(N, np.float32),
-                     "terminated_in": np.empty(N, bool), "truncated_in": np.empty(N, bool)}
-        has_pose = {"agent_pos", "agent_dir"} <= set(store.meta.get("info_keys", []))
-        poses = np.full((N, 3), -1, np.int64) if has_pose else None
-        tokens = None
-        pending: list[np.ndarray] = []  # frames waiting for a full batch
-        written = 0
-
-        def encode(frames: np.ndarray) -> None:
-            nonlocal tokens, written
-            tok = np.asarray(encode_fn(frames))
-            if tok.ndim != 3 or tok.shape[0] != len(frames):
-                raise ValueError(f"encode_fn must return (N,h,w) tokens for N={len(frames)} frames, got {tok.shape}")
-            if tok.size and (tok.min() < 0 or tok.max() >= 65536):
-                raise ValueError(f"tokens must be in [0, 65536), got [{tok.min()}, {tok.max()}]")
-            if tokens is None:
-                tokens = np.memmap(os.path.join(tmp, TOKENS), dtype=np.uint16, mode="w+", shape=(N,) + tok.shape[1:])
-            tokens[written:written + len(tok)] = tok
-            written += len(tok)
-
-        with tqdm(total=N, unit="frame", desc="tokenize", disable=not progress or None) as bar:
-            for ep_id, off, n in zip(episode_ids, offsets, lengths):
-                ep = store.load(ep_id)
-                for k, v in incoming(ep, 0, int(n), null).items():
-                    per_frame[k][off:off + n] = v
-                if poses is not None:
-                    poses[off:off + n, :2] = np.asarray(ep.info["agent_pos"]).reshape(n, 2)
-                    poses[off:off + n, 2] = np.asarray(ep.info["agent_dir"]).reshape(n)
-                for s in range(0, int(n), batch_size):
-                    pending.append(ep.frames[s:s + batch_size])
-                    if sum(len(p) for p in pending) >= batch_size:
-                        frames = np.concatenate(pending)
-                        pending = []
-                        encode(frames)
-                        bar.update(len(frames))
-            if pending:
-                frames = np.concatenate(pending)
-                encode(frames)
-                bar.update(len(frames))
-        assert written == N and tokens is not None
-        tokens.flush()
-        grid = list(tokens.shape[1:])
-        del tokens
+        per_frame, grid = _tokenize(tmp, store, episode_ids, offsets, lengths, null, encode_fn, batch_size, progress)
         np.savez(os.path.join(tmp, INDEX), episode_ids=np.array(episode_ids, dtype=np.int64),
-                 offsets=offsets, lengths=lengths, **per_frame, **({"poses": poses} if poses is not None else {}))
-        meta = {"format": "maskworld-token-cache", "version": 1, "grid": grid, "num_frames": N,
-                "num_actions": null, "null_action": null,
-                "action_meanings": store.meta.get("action_meanings", []), "store_meta": store.meta,
-                "store_path": getattr(store, "path", None)}
-        with open(os.path.join(tmp, META), "w") as f:
-            json.dump(meta, f, indent=1)
+                 offsets=offsets, lengths=lengths, **per_frame)
+        _write_meta(tmp, store, grid, int(lengths.sum()), null)
         for name in (TOKENS, INDEX, META):
             with open(os.path.join(tmp, name), "rb") as f:
                 os.fsync(f.fileno())
-        if os.path.exists(path):  # overwrite: move the old cache aside, then swap
-            old = f"{tmp}.old"
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        _move_into_place(tmp, path)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise UserError(f"cannot write token cache {path}: {e.strerror or e}") from None
@@ -124,6 +65,104 @@ def write_token_cache(path: str, store: Any, episode_ids: list[int],
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return TokenCache(path)
+
+
+def _make_temp_dir(path: str) -> str:
+    """A fresh directory next to `path`, unique per process and call, where the cache is built."""
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{os.path.basename(path)}.tmp-{os.getpid()}-{time.monotonic_ns()}")
+    os.makedirs(tmp)
+    return tmp
+
+
+class _TokenWriter:
+    """Checks `encode_fn`'s tokens and appends them to the uint16 memmap of N frames, created with the first batch
+    (the token grid is known only then)."""
+
+    def __init__(self, file: str, n: int, encode_fn: Callable[[np.ndarray], np.ndarray]):
+        self.file, self.n, self.encode_fn = file, n, encode_fn
+        self.tokens: np.memmap | None = None
+        self.written = 0
+
+    def encode(self, frames: np.ndarray) -> None:
+        tok = np.asarray(self.encode_fn(frames))
+        if tok.ndim != 3 or tok.shape[0] != len(frames):
+            raise ValueError(f"encode_fn must return (N,h,w) tokens for N={len(frames)} frames, got {tok.shape}")
+        if tok.size and (tok.min() < 0 or tok.max() >= 65536):
+            raise ValueError(f"tokens must be in [0, 65536), got [{tok.min()}, {tok.max()}]")
+        if self.tokens is None:
+            self.tokens = np.memmap(self.file, dtype=np.uint16, mode="w+", shape=(self.n,) + tok.shape[1:])
+        self.tokens[self.written:self.written + len(tok)] = tok
+        self.written += len(tok)
+
+    def close(self) -> list[int]:
+        """Flush and release the memmap (before the file is fsynced and moved) -> the token grid [h, w]."""
+        assert self.written == self.n and self.tokens is not None
+        self.tokens.flush()
+        grid = list(self.tokens.shape[1:])
+        self.tokens = None
+        return grid
+
+
+def _tokenize(tmp: str, store: Any, episode_ids: list[int], offsets: np.ndarray, lengths: np.ndarray, null: int,
+              encode_fn: Callable[[np.ndarray], np.ndarray], batch_size: int, progress: bool) -> tuple[dict, list[int]]:
+    """Every frame's tokens into tmp/TOKENS, encoded in batches of >= batch_size frames that may span episodes
+    (short episodes would otherwise make small batches) -> (the per-frame arrays of the index, the grid [h, w])."""
+    from tqdm import tqdm
+
+    N = int(lengths.sum())
+    per_frame = {"actions_in": np.empty(N, np.int64), "rewards_in": np.empty(N, np.float32),
+                 "terminated_in": np.empty(N, bool), "truncated_in": np.empty(N, bool)}
+    if {"agent_pos", "agent_dir"} <= set(store.meta.get("info_keys", [])):
+        per_frame["poses"] = np.full((N, 3), -1, np.int64)
+    writer = _TokenWriter(os.path.join(tmp, TOKENS), N, encode_fn)
+    pending: list[np.ndarray] = []  # frames waiting for a full batch
+    with tqdm(total=N, unit="frame", desc="tokenize", disable=not progress or None) as bar:
+        def flush() -> None:
+            frames = np.concatenate(pending)
+            pending.clear()
+            writer.encode(frames)
+            bar.update(len(frames))
+
+        for ep_id, off, n in zip(episode_ids, offsets, lengths):
+            ep = store.load(ep_id)
+            _fill_frame_arrays(per_frame, ep, int(off), int(n), null)
+            for s in range(0, int(n), batch_size):
+                pending.append(ep.frames[s:s + batch_size])
+                if sum(len(p) for p in pending) >= batch_size:
+                    flush()
+        if pending:
+            flush()
+    return per_frame, writer.close()
+
+
+def _fill_frame_arrays(per_frame: dict[str, np.ndarray], ep: Any, off: int, n: int, null: int) -> None:
+    """Episode `ep`'s rows off..off+n of the per-frame arrays (clips alignment; poses when they are kept)."""
+    for k, v in incoming(ep, 0, n, null).items():
+        per_frame[k][off:off + n] = v
+    if "poses" in per_frame:
+        per_frame["poses"][off:off + n, :2] = np.asarray(ep.info["agent_pos"]).reshape(n, 2)
+        per_frame["poses"][off:off + n, 2] = np.asarray(ep.info["agent_dir"]).reshape(n)
+
+
+def _write_meta(tmp: str, store: Any, grid: list[int], num_frames: int, null: int) -> None:
+    meta = {"format": "maskworld-token-cache", "version": 1, "grid": grid, "num_frames": num_frames,
+            "num_actions": null, "null_action": null,
+            "action_meanings": store.meta.get("action_meanings", []), "store_meta": store.meta,
+            "store_path": getattr(store, "path", None)}
+    with open(os.path.join(tmp, META), "w") as f:
+        json.dump(meta, f, indent=1)
+
+
+def _move_into_place(tmp: str, path: str) -> None:
+    if os.path.exists(path):  # overwrite: move the old cache aside, then swap
+        old = f"{tmp}.old"
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
 
 
 class TokenCache:
