@@ -39,6 +39,7 @@ from maskworld.models.tokenizer import Tokenizer, TokenizerConfig
 from maskworld.train import dist
 from maskworld.train.config import TrainConfig, tokenizer_downsample, train_config
 from maskworld.train.loop import Budget
+from maskworld.train.data_checks import check_budget, check_episodes, check_frames_change
 from maskworld.train.presets import get_preset
 from maskworld.io import atomic_save_safetensors, atomic_write_text
 from maskworld.world.world import World, WorldMeta
@@ -316,13 +317,18 @@ def _run_train(cfg: TrainConfig, out: Path, device) -> Path:
     tok_budget, dyn_budget = _budgets(cfg)
     store = open_store(r.data)
     cfg.check_data(store.meta)  # argument errors first: nothing is written before they pass
+    train_ids, val_ids = store.split(seed=r.seed, val_fraction=r.val_fraction)
+    if not r.resume:
+        check_budget(r.minutes, dyn_budget.minutes if "dynamics" in stages else None)
+    if "dynamics" in stages:
+        check_episodes(store, train_ids, cfg.dynamics.window)
+    check_frames_change(store, train_ids, r.seed)
     work = out / "_work"
     if out.exists() and any(out.iterdir()) and not r.resume and "tokenizer" in stages and (work / "ckpt_tokenizer").exists():
         raise UserError(f"{out} already holds a training run; pass --resume to continue it, or choose another --out")
     dist.barrier()  # every rank has checked OUT before rank 0 starts writing to it
     if dist.is_main():
         work.mkdir(parents=True, exist_ok=True)
-    train_ids, val_ids = store.split(seed=r.seed, val_fraction=r.val_fraction)
     run = Run(cfg, store, train_ids, val_ids, device, work)
     card = _card_base(cfg, store, device)
     times = {}
