@@ -1,8 +1,9 @@
-"""`maskworld eval WORLD --data DATA [--json out.json] [--html report.html]`: the evaluation protocol."""
+"""`maskworld eval WORLD --data DATA [--json out.json] [--html report.html] [--out DIR] [--strict]`: the evaluation protocol."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from maskworld import load_world
 from maskworld.commands._args import add_revisit_args, check_out, parse_ints
@@ -14,6 +15,7 @@ EXAMPLES = """examples:
   maskworld eval worlds/minigrid --data data/minigrid --html report.html --json eval.json
   maskworld eval worlds/minigrid --data data/minigrid --episodes 50 --seed 1 --update-card
   maskworld eval worlds/landmarks --data data/landmarks --revisit      # + the memory benchmark
+  maskworld eval worlds/minigrid --data data/minigrid --out eval/ --strict   # files + exit 3 on too few episodes
 How to read the report and every JSON key: README.md, "Evaluation and benchmarks"
 """
 
@@ -28,6 +30,10 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, help="the episode store the world was trained on (its validation split is used)")
     p.add_argument("--json", help="write the flat metrics dict here")
     p.add_argument("--html", help="write a self-contained HTML report here")
+    p.add_argument("--out", help="write eval.json, report.html and the pictures (GIFs ground truth | generated, PNG strips) "
+                                 "into this folder (created)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 3 (before evaluating) when fewer held-out episodes than --episodes are available")
     p.add_argument("--episodes", type=int, default=20, help="held-out episodes to evaluate (default 20)")
     p.add_argument("--seed", type=int, default=0, help="seed for episode choice, sampling and random actions")
     p.add_argument("--idm-steps", type=int, default=300, help="training steps of the inverse-dynamics model (default 300)")
@@ -41,6 +47,39 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _summary(metrics: dict) -> None:
+    inv = set(metrics.get("meta.invalid_keys") or [])
+    for k in ("tokenizer.psnr", "next_frame.psnr", "control.delta_psnr", "control.idm_accuracy", "control.idm_accuracy_real",
+              "control.chance", "reward.accuracy", "reward.balanced_accuracy", "reward.majority", "termination.accuracy",
+              "termination.balanced_accuracy", "termination.majority"):
+        v, ci = metrics.get(k), metrics.get(f"{k}.ci")
+        text = f"{v:.3f}" if isinstance(v, float) else f"{v}"
+        text += f"  [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and None not in ci else ""
+        print(f"  {k:30s} {text}{'  INVALID (probe failed its check)' if k in inv else ''}")
+    for h in metrics["meta.horizons"]:
+        ci = metrics.get(f"rollout.psnr.{h}.ci") or [float("nan")] * 2
+        print(f"  horizon {h:2d}: world {metrics[f'rollout.psnr.{h}']:.2f} dB [{ci[0]:.2f}, {ci[1]:.2f}], "
+              f"copy-last {metrics[f'baseline.copy_last.psnr.{h}']:.2f} (through the tokenizer "
+              f"{metrics[f'baseline.copy_last_tok.psnr.{h}']:.2f}), tokenizer ceiling {metrics[f'baseline.tokenizer.psnr.{h}']:.2f}, "
+              f"{metrics[f'rollout.episodes.{h}']} episodes")
+    for w in metrics.get("meta.warnings") or []:
+        print(f"WARNING: {w}")
+
+
+def _outputs(args) -> tuple[str | None, str | None]:
+    """(json path, html path): --json/--html, or eval.json/report.html inside --out."""
+    check_out(args.json, ".json", "--json")
+    check_out(args.html, ".html", "--html")
+    if args.out is None:
+        return args.json, args.html
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {args.out}: exists and is not a folder")
+    if not out.parent.exists():
+        raise UserError(f"--out {args.out}: folder {out.parent} does not exist; create it first")
+    return args.json or str(out / "eval.json"), args.html or str(out / "report.html")
+
+
 def run(args) -> int:
     from maskworld.data.store import EpisodeStore
     from maskworld.eval.evaluate import evaluate
@@ -49,8 +88,7 @@ def run(args) -> int:
         raise UserError(f"--episodes {args.episodes}: give at least 1")
     if args.idm_steps < 1:
         raise UserError(f"--idm-steps {args.idm_steps}: give at least 1")
-    check_out(args.json, ".json", "--json")
-    check_out(args.html, ".html", "--html")
+    json_path, html_path = _outputs(args)
     world = load_world(args.world, device=args.device)
     if args.sampler_steps is not None:
         if args.sampler_steps < 1:
@@ -64,26 +102,26 @@ def run(args) -> int:
         if args.revisit_memory_k:
             parse_ints(args.revisit_memory_k, "--revisit-memory-k")
     metrics, artifacts = evaluate(world, store, episodes=args.episodes, seed=args.seed, idm_steps=args.idm_steps,
-                                  progress=args.progress, world_path=args.world, data_path=args.data)
+                                  progress=args.progress, world_path=args.world, data_path=args.data, strict=args.strict)
     metrics["meta.sampler_steps"] = world.sampler.steps
     metrics["meta.sampler_temperature"] = world.sampler.temperature
-    for k in ("tokenizer.psnr", "next_frame.psnr", "control.delta_psnr", "control.idm_accuracy", "control.idm_accuracy_real",
-              "control.chance", "reward.accuracy", "reward.majority", "termination.accuracy", "termination.majority"):
-        v = metrics.get(k)
-        print(f"  {k:28s} {v:.3f}" if isinstance(v, float) else f"  {k:28s} {v}")
-    for h in metrics["meta.horizons"]:
-        print(f"  horizon {h:2d}: world {metrics[f'rollout.psnr.{h}']:.2f} dB, copy-last {metrics[f'baseline.copy_last.psnr.{h}']:.2f}, "
-              f"tokenizer ceiling {metrics[f'baseline.tokenizer.psnr.{h}']:.2f}")
+    _summary(metrics)
     if args.revisit:
         metrics.update(run_revisit(world, args, prefix="revisit-", progress=args.progress, seed=args.seed))
-    if args.json:
-        atomic_write_json(args.json, metrics, indent=1, sort_keys=True)
-        print(f"wrote {args.json}")
-    if args.html:
+    if args.out:
+        from maskworld.eval.report import write_files
+
+        Path(args.out).mkdir(exist_ok=True)
+        files = write_files(args.out, artifacts)
+        print(f"wrote {len(files)} pictures (GIF, PNG) into {args.out}")
+    if json_path:
+        atomic_write_json(json_path, metrics, indent=1, sort_keys=True)
+        print(f"wrote {json_path}")
+    if html_path:
         from maskworld.eval.report import write_html
 
-        write_html(args.html, metrics, artifacts)
-        print(f"wrote {args.html}")
+        write_html(html_path, metrics, artifacts)
+        print(f"wrote {html_path}")
     if args.update_card:
         world.update_model_card(eval=metrics)
         print(f"updated the model card in {args.world}/world.json")

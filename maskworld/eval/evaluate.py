@@ -20,6 +20,17 @@ Design choices:
 - Controllability: Genie's delta-PSNR at t = 4 (rollout with the logged actions minus rollout with
   uniformly random actions, same sessions, same seeds, so an action-blind world scores exactly 0)
   and the action-following accuracy of an IDM trained on real pairs (maskworld/eval/idm.py).
+- Every headline number comes with its sample size (episodes, pairs) and a 95 % confidence interval
+  from an episode bootstrap (maskworld/eval/uncertainty.py), under `<key>.ci`: a difference between two
+  worlds that their intervals do not separate is not a finding.
+- Baselines that keep the reading honest: copy-last is also passed through the tokenizer
+  (`baseline.copy_last_tok.*`). Where the tokenizer ceiling sits below raw copy-last, no world decoded by
+  that tokenizer can beat raw copy-last, and the fair bar is tokenizer-passed copy-last
+  (`baseline.reference.{h}`, `baseline.ceiling_below_copy_last`).
+- Probes check themselves: the IDM must be above chance on real frames or the numbers read through it
+  are marked invalid (`control.idm_valid`, `meta.invalid_keys`); the tokenizer is flagged when it uses
+  very few codes or reconstructs far worse than copy-last; the reward and termination heads are flagged
+  when they score below the majority guess. Every flag also lands in `meta.warnings` as a sentence.
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ from maskworld.eval import idm as idm_lib
 from maskworld.eval import latent as latent_lib
 from maskworld.eval.metrics import balanced_accuracy, majority_accuracy, psnr_per_frame, ssim_per_frame
 from maskworld.eval.rollout import open_loop
+from maskworld.eval.uncertainty import balanced_accuracy_ci, mean_ci
 from maskworld.world.engine import Engine
 from maskworld.world.session import Session
 
@@ -44,6 +56,15 @@ NEXT_FRAME_MAX = 32  # teacher-forced next-frame decodes per episode (rewards/en
 TOKENIZER_MAX_FRAMES = 1024
 GRID_STEPS = 6
 GIF_EPISODES = 4
+RECON_STRIP = 8  # frames in the tokenizer's reconstruction strip
+LOW_USAGE = 0.05  # share of the codebook below which the tokenizer is flagged (collapsed codes)
+RECON_MARGIN_DB = 3.0  # tokenizer PSNR this far below copy-last (twice its squared error) is flagged
+
+
+class ShortSample(UserError):
+    """`--strict` and fewer held-out episodes than asked for."""
+
+    exit_code = 3
 
 
 def _mean(x) -> float | None:
@@ -52,7 +73,9 @@ def _mean(x) -> float | None:
 
 
 def select_val_episodes(world, store, n: int, seed: int, min_frames: int):
-    """(episodes, ids, split) — a seeded subset of the world's validation split with >= min_frames frames."""
+    """(episodes, ids, split) — a seeded subset of the world's validation split with >= min_frames frames.
+
+    split: {seed, val_fraction, val_episodes (in the split), available (long enough), requested}."""
     split = dict(world.meta.model_card.get("split") or {})
     if not split:
         print("[eval] the world's model card has no training split; using seed 0, val_fraction 0.1")
@@ -64,7 +87,26 @@ def select_val_episodes(world, store, n: int, seed: int, min_frames: int):
                         f"fraction {frac}: {len(val_ids)} episodes); collect longer episodes or more of them")
     rng = np.random.default_rng(seed)
     ids = sorted(int(i) for i in rng.permutation(ok)[:n])
-    return [store.load(i) for i in ids], ids, {"seed": split_seed, "val_fraction": frac}
+    info = {"seed": split_seed, "val_fraction": frac, "val_episodes": len(val_ids), "available": len(ok), "requested": n}
+    return [store.load(i) for i in ids], ids, info
+
+
+def sample_warning(store, split: dict, min_frames: int) -> str | None:
+    """A sentence when fewer held-out episodes than `--episodes` were available, naming how to get more."""
+    k, n = split["available"], split["requested"]
+    if k >= n:
+        return None
+    env = store.meta.get("env_id") or "ENV"
+    short = split["val_episodes"] - k
+    return (f"only {k} held-out episodes were available, {n} were asked for (--episodes {n}): the validation split of "
+            f"{store.path} (the world's training split: seed {split['seed']}, val_fraction {split['val_fraction']:g}) holds "
+            f"{split['val_episodes']} of its {len(store.episode_ids)} episodes"
+            + (f", {short} of them shorter than {min_frames} frames" if short else "")
+            + f". Confidence intervals over {k} episodes are wide. For more: add episodes to the store "
+            f"(`maskworld collect --env {env} --out {store.path} --steps N` with N above its {store.num_transitions} "
+            f"transitions; the split hashes episode ids, so about {split['val_fraction']:.0%} of new episodes are held out "
+            f"and the world's training episodes stay in training) or train the world with a larger "
+            f"`maskworld train world --val-fraction`; `maskworld eval --strict` makes this an error (exit 3).")
 
 
 def check_compatible(world, store) -> None:
@@ -90,17 +132,25 @@ def render(world, frames_u8: np.ndarray, batch: int = 128) -> np.ndarray:
     return np.concatenate(recon), torch.cat(codes).numpy()
 
 
-def tokenizer_metrics(world, episodes) -> dict:
-    frames, n = [], 0
-    for ep in episodes:
+def tokenizer_metrics(world, episodes) -> tuple[dict, tuple]:
+    """Reconstruction of real held-out frames -> (tokenizer.* metrics, (real, reconstruction) strip frames)."""
+    frames, eps, n = [], [], 0
+    for e, ep in enumerate(episodes):
         frames.append(ep.frames[: TOKENIZER_MAX_FRAMES - n])
+        eps.append(np.full(len(frames[-1]), e))
         n += len(frames[-1])
         if n >= TOKENIZER_MAX_FRAMES:
             break
-    real = np.concatenate(frames)
+    real, groups = np.concatenate(frames), np.concatenate(eps)
     recon, codes = render(world, real)
-    return {"tokenizer.psnr": _mean(psnr_per_frame(recon, real)), "tokenizer.ssim": _mean(ssim_per_frame(recon, real)),
-            "tokenizer.usage": float(len(np.unique(codes)) / world.tokenizer.cfg.vocab_size), "tokenizer.frames": int(len(real))}
+    psnr = psnr_per_frame(recon, real)
+    pick = np.linspace(0, len(real) - 1, min(RECON_STRIP, len(real))).round().astype(int)
+    return ({"tokenizer.psnr": _mean(psnr), "tokenizer.psnr.ci": mean_ci(psnr, groups, seed=0),
+             "tokenizer.ssim": _mean(ssim_per_frame(recon, real)),
+             "tokenizer.usage": float(len(np.unique(codes)) / world.tokenizer.cfg.vocab_size),
+             "tokenizer.codes_used": int(len(np.unique(codes))), "tokenizer.vocab_size": int(world.tokenizer.cfg.vocab_size),
+             "tokenizer.frames": int(len(real)), "tokenizer.episodes": int(len(frames))},
+            (real[pick], recon[pick]))
 
 
 def _action_in(a: int, null: int, num_actions: int) -> int:
@@ -111,8 +161,8 @@ def _action_in(a: int, null: int, num_actions: int) -> int:
 def teacher_forced(world, episodes, seed: int, progress: bool = True) -> dict:
     """One batched pass over whole episodes with real frames and actions committed (one engine row per episode).
 
-    Returns next-frame pairs (real, generated, reconstruction of the frame before, action) and the
-    reward/termination heads' predictions on every real transition.
+    Returns next-frame pairs (real, generated, reconstruction of the frame before, action, episode) and the
+    reward/termination heads' predictions on every real transition (with its episode, h_ep).
     """
     from tqdm import tqdm
 
@@ -121,7 +171,7 @@ def teacher_forced(world, episodes, seed: int, progress: bool = True) -> dict:
     g = dyn.cfg.grid
     eng = Engine(world, rows=len(episodes))
     sessions = [Session(world, seed + 10_000 + e, engine=eng) for e in range(len(episodes))]
-    out = {k: [] for k in ("real", "gen", "prev", "action", "r_pred", "r_true", "d_pred", "d_true")}
+    out = {k: [] for k in ("real", "gen", "prev", "action", "ep", "r_pred", "r_true", "d_pred", "d_true", "h_ep")}
     L = max(len(ep.frames) for ep in episodes)
     for t in tqdm(range(L), desc="teacher-forced", unit="frame", disable=not progress, leave=False):
         alive = [e for e in range(len(episodes)) if t < len(episodes[e].frames)]  # ended episodes leave the batch
@@ -135,12 +185,14 @@ def teacher_forced(world, episodes, seed: int, progress: bool = True) -> dict:
             out["real"].append(frames)
             out["prev"].append(np.stack([s.frame for s in rows]))  # the tokenizer's reading of frame t-1
             out["action"].append(np.array([episodes[e].actions[t - 1] for e in alive], np.int64))
+            out["ep"].append(np.array(alive, np.int64))  # confidence intervals resample episodes
         heads = eng.observe(rows, frames, acts_l, render=False)
         if t >= 1:
             out["r_pred"].append(heads.reward.argmax(-1).cpu().numpy())
             out["r_true"].append(np.array([np.sign(episodes[e].rewards[t - 1]) + 1 for e in alive], np.int64))
             out["d_pred"].append((heads.term > 0).cpu().numpy())
             out["d_true"].append(np.array([bool(episodes[e].terminated[t - 1]) for e in alive]))
+            out["h_ep"].append(np.array(alive, np.int64))
     return {k: np.concatenate(v) for k, v in out.items()}  # every episode has >= 1 transition
 
 
@@ -165,48 +217,85 @@ def _logged_actions(slices, context: int, horizon: int) -> np.ndarray:
     return acts
 
 
+def _horizon_row(world, slices, es, g, context: int, h: int) -> tuple[dict, dict]:
+    """Metrics of one horizon h over episodes `es` (one frame each; g: their generated frames)."""
+    gt = np.stack([slices[e].frames[context + h - 1] for e in es])
+    last = np.stack([slices[e].frames[context - 1] for e in es])
+    recon, _ = render(world, gt)
+    last_tok, _ = render(world, last)  # copy-last as the tokenizer draws it: the bar a world can actually reach
+    per = {"rollout": psnr_per_frame(g, gt), "copy_last": psnr_per_frame(last, gt), "tokenizer": psnr_per_frame(recon, gt),
+           "copy_last_tok": psnr_per_frame(last_tok, gt)}
+    row = {k: _mean(v) for k, v in per.items()}
+    keys = {"rollout": "rollout.psnr", "copy_last": "baseline.copy_last.psnr", "tokenizer": "baseline.tokenizer.psnr",
+            "copy_last_tok": "baseline.copy_last_tok.psnr"}
+    m = {}
+    for k, key in keys.items():
+        m[f"{key}.{h}"], m[f"{key}.{h}.ci"] = row[k], mean_ci(per[k], es, seed=h)
+    m[f"rollout.ssim.{h}"], m[f"baseline.copy_last.ssim.{h}"] = _mean(ssim_per_frame(g, gt)), _mean(ssim_per_frame(last, gt))
+    m[f"rollout.episodes.{h}"] = len(es)
+    return m, row
+
+
 def rollout_metrics(world, slices, hs, context: int, seed: int) -> tuple[dict, np.ndarray, dict]:
     H = int(hs.max())
     gen = open_loop(world, slices, context, H, seed, actions_override=_logged_actions(slices, context, H))
     m, curve = {}, {}
     for h in HORIZONS:
         es = [e for e in range(len(slices)) if hs[e] >= h]
-        if not es:
-            continue
-        gt = np.stack([slices[e].frames[context + h - 1] for e in es])
-        g = gen[es, h - 1]
-        last = np.stack([slices[e].frames[context - 1] for e in es])
-        recon, _ = render(world, gt)
-        row = {"rollout": _mean(psnr_per_frame(g, gt)), "copy_last": _mean(psnr_per_frame(last, gt)),
-               "tokenizer": _mean(psnr_per_frame(recon, gt))}
-        m[f"rollout.psnr.{h}"], m[f"rollout.ssim.{h}"] = row["rollout"], _mean(ssim_per_frame(g, gt))
-        m[f"baseline.copy_last.psnr.{h}"], m[f"baseline.tokenizer.psnr.{h}"] = row["copy_last"], row["tokenizer"]
-        m[f"baseline.copy_last.ssim.{h}"] = _mean(ssim_per_frame(last, gt))
-        m[f"rollout.episodes.{h}"] = len(es)
-        curve[h] = row
+        if es:
+            hm, curve[h] = _horizon_row(world, slices, es, gen[es, h - 1], context, h)
+            m.update(hm)
+    m.update(ceiling_reading(m, [h for h in HORIZONS if h in curve]))
     return m, gen, curve
 
 
-def delta_psnr(world, slices, hs, gen, context: int, seed: int, probs=None) -> float | None:
-    """Genie's delta-PSNR at t = 4: PSNR of the rollout with the logged (or inferred) actions minus the
-    rollout of the same sessions with random actions, drawn uniformly or from `probs`."""
+def ceiling_reading(m: dict, hs: list) -> dict:
+    """Which copy-last a world should beat at each horizon: raw copy-last, unless the tokenizer ceiling is below
+    it (then no world decoded by this tokenizer can beat it, and tokenizer-passed copy-last is the fair bar)."""
+    below = [h for h in hs if m[f"baseline.tokenizer.psnr.{h}"] < m[f"baseline.copy_last.psnr.{h}"]]
+    out = {"baseline.ceiling_below_copy_last": below}
+    for h in hs:
+        ref = "copy_last_tok" if h in below else "copy_last"
+        out[f"baseline.reference.{h}"] = ref
+        out[f"rollout.minus_reference.{h}"] = m[f"rollout.psnr.{h}"] - m[f"baseline.{ref}.psnr.{h}"]
+    return out
+
+
+def delta_psnr_per_episode(world, slices, hs, gen, context: int, seed: int, probs=None) -> tuple[np.ndarray, list]:
+    """Genie's delta-PSNR at t = 4, per episode long enough: PSNR of the rollout with the logged (or inferred)
+    actions minus the rollout of the same sessions with random actions, drawn uniformly or from `probs`.
+    -> (differences, their episodes)."""
     es = [e for e in range(len(slices)) if hs[e] >= DELTA_T]
     if not es:
-        return None
+        return np.zeros(0), []
     rng = np.random.default_rng(seed + 2)
     A = world.num_actions
     rnd = rng.choice(A, size=(len(slices), DELTA_T), p=probs) if probs is not None else rng.integers(0, A, (len(slices), DELTA_T))
     gen_rnd = open_loop(world, slices, context, DELTA_T, seed, actions_override=rnd)
     gt = np.stack([slices[e].frames[context + DELTA_T - 1] for e in es])
-    return _mean(psnr_per_frame(gen[es, DELTA_T - 1], gt)) - _mean(psnr_per_frame(gen_rnd[es, DELTA_T - 1], gt))
+    return psnr_per_frame(gen[es, DELTA_T - 1], gt).astype(np.float64) - psnr_per_frame(gen_rnd[es, DELTA_T - 1], gt), es
+
+
+def delta_psnr_metrics(world, slices, hs, gen, context: int, seed: int, probs=None, key: str = "control.delta_psnr") -> dict:
+    """{key, key.ci, key.episodes}: delta-PSNR with its episode-bootstrap interval."""
+    d, es = delta_psnr_per_episode(world, slices, hs, gen, context, seed, probs)
+    return {key: _mean(d), f"{key}.ci": mean_ci(d, es, seed=seed + 2), f"{key}.episodes": len(es)}
+
+
+def delta_psnr(world, slices, hs, gen, context: int, seed: int, probs=None) -> float | None:
+    """Genie's delta-PSNR at t = 4 (the mean of `delta_psnr_per_episode`; None when no episode is long enough)."""
+    return _mean(delta_psnr_per_episode(world, slices, hs, gen, context, seed, probs)[0])
+
+
+CONTROL_NONE = {"control.delta_psnr": None, "control.idm_accuracy": None, "control.idm_accuracy_real": None,
+                "control.chance": None, "control.idm_valid": None}
 
 
 def controllability(world, store, train_ids, slices, hs, gen, tf, context: int, seed: int, idm_steps: int,
                     progress: bool) -> dict:
-    """delta-PSNR at t = 4 and IDM action-following accuracy (keys control.*)."""
-    A = world.num_actions
-    m = {"control.delta_psnr": None, "control.idm_accuracy": None, "control.idm_accuracy_real": None, "control.chance": None}
-    m["control.delta_psnr"] = delta_psnr(world, slices, hs, gen, context, seed)
+    """delta-PSNR at t = 4 and IDM action-following accuracy (keys control.*), the IDM checked on real frames."""
+    m = dict(CONTROL_NONE)
+    m.update(delta_psnr_metrics(world, slices, hs, gen, context, seed))
     rng = np.random.default_rng(seed + 3)
     # A generator: PairSet stops loading episodes once it holds enough frames.
     train_pairs = idm_lib.PairSet(store.load(int(i)) for i in rng.permutation(train_ids))
@@ -214,18 +303,32 @@ def controllability(world, store, train_ids, slices, hs, gen, tf, context: int, 
         print("[eval] no labelled training transitions: skipping the inverse-dynamics model")
         return m
     print(f"[eval] inverse-dynamics model: {idm_steps} steps on {len(train_pairs)} real training transitions")
-    model = idm_lib.train_idm(train_pairs, A, idm_steps, seed, world.device, progress=progress)
-    ok = tf["action"] >= 0
-    if ok.any():
-        # Real held-out pairs: the same transitions the generated pairs come from.
-        val_pairs = idm_lib.PairSet(tf["episodes"])
-        a, b, y = val_pairs.pairs(np.arange(len(val_pairs)))
-        m["control.idm_accuracy_real"] = float((idm_lib.predict_actions(model, a, b, world.device) == y).mean())
-        pred = idm_lib.predict_actions(model, tf["prev"][ok], tf["gen"][ok], world.device)
-        m["control.idm_accuracy"] = float((pred == tf["action"][ok]).mean())
-        m["control.chance"] = majority_accuracy(tf["action"][ok])
-        m["control.idm_pairs"] = int(ok.sum())
+    model = idm_lib.train_idm(train_pairs, world.num_actions, idm_steps, seed, world.device, progress=progress)
+    if (tf["action"] >= 0).any():
+        m.update(idm_scores(world, model, tf, seed))
     return m
+
+
+def idm_scores(world, model, tf, seed: int) -> dict:
+    """The IDM on real held-out pairs (is the probe valid?) and on the world's generated pairs (does the world
+    follow its actions?), each with its interval, pair count and confusion matrix."""
+    A, dev = world.num_actions, world.device
+    ok = tf["action"] >= 0
+    # Real held-out pairs: the same transitions the generated pairs come from.
+    val_pairs = idm_lib.PairSet(tf["episodes"])
+    a, b, y = val_pairs.pairs(np.arange(len(val_pairs)))
+    pred_real = idm_lib.predict_actions(model, a, b, dev)
+    pred = idm_lib.predict_actions(model, tf["prev"][ok], tf["gen"][ok], dev)
+    y_gen, ep_gen = tf["action"][ok], tf["ep"][ok]
+    chance = majority_accuracy(y_gen)
+    ci_real = mean_ci(pred_real == y, val_pairs.episode, seed=seed + 3)
+    valid, why = idm_lib.probe_validity(pred_real, y, chance, ci_real)
+    return {"control.idm_accuracy_real": float((pred_real == y).mean()), "control.idm_accuracy_real.ci": ci_real,
+            "control.idm_pairs_real": int(len(y)), "control.idm_confusion_real": idm_lib.confusion(pred_real, y, A),
+            "control.idm_accuracy": float((pred == y_gen).mean()), "control.idm_accuracy.ci": mean_ci(pred == y_gen, ep_gen, seed=seed + 4),
+            "control.idm_pairs": int(ok.sum()), "control.idm_episodes": int(len(np.unique(ep_gen))),
+            "control.idm_confusion": idm_lib.confusion(pred, y_gen, A),
+            "control.chance": chance, "control.idm_valid": valid, "control.idm_invalid_reason": why or None}
 
 
 def action_grids(world, slices, context: int, seed: int, starts: int = 2) -> list:
@@ -243,56 +346,126 @@ def action_grids(world, slices, context: int, seed: int, starts: int = 2) -> lis
     return grids
 
 
+def next_frame_metrics(tf, seed: int) -> dict:
+    psnr = psnr_per_frame(tf["gen"], tf["real"])
+    return {"next_frame.psnr": _mean(psnr), "next_frame.psnr.ci": mean_ci(psnr, tf["ep"], seed=seed + 5),
+            "next_frame.ssim": _mean(ssim_per_frame(tf["gen"], tf["real"])), "next_frame.frames": int(len(tf["gen"])),
+            "next_frame.episodes": int(len(np.unique(tf["ep"])))}
+
+
+def head_metrics(tf, seed: int) -> dict:
+    """Reward (sign class) and termination heads on real transitions: accuracy beside the majority guess and
+    balanced accuracy (a head that never fires scores the majority's accuracy and 1/classes balanced)."""
+    m, g = {}, tf["h_ep"]
+    for name, p, y in (("reward", tf["r_pred"], tf["r_true"]), ("termination", tf["d_pred"], tf["d_true"])):
+        acc, maj = _mean(p == y), majority_accuracy(y)
+        m.update({f"{name}.accuracy": acc, f"{name}.accuracy.ci": mean_ci(p == y, g, seed=seed + 6), f"{name}.majority": maj,
+                  f"{name}.balanced_accuracy": balanced_accuracy(p, y),
+                  f"{name}.balanced_accuracy.ci": balanced_accuracy_ci(p, y, g, seed=seed + 7),
+                  f"{name}.transitions": int(len(y)), f"{name}.episodes": int(len(np.unique(g))),
+                  f"{name}.below_majority": bool(acc is not None and acc < maj - 1e-12)})
+    m["reward.nonzero"], m["reward.predicted_nonzero"] = int((tf["r_true"] != 1).sum()), int((tf["r_pred"] != 1).sum())
+    m["termination.positives"], m["termination.predicted_positives"] = int(tf["d_true"].sum()), int(tf["d_pred"].sum())
+    return m
+
+
+def _control(world, store, split, eps, slices, hs, gen, tf, context: int, seed: int, idm_steps: int,
+             progress: bool) -> tuple[dict, list]:
+    """Controllability metrics (latent codes, real actions, or none) and the per-action grids."""
+    if world.lam is not None:
+        print("[eval] latent actions: code usage, delta-PSNR inferred vs random codes, real->latent map")
+        return latent_lib.latent_metrics(world, eps, slices, hs, gen, context, seed), action_grids(world, slices, context, seed)
+    if world.meta.has_actions and world.num_actions > 1:
+        print("[eval] controllability: random-action rollouts")
+        train_ids, _ = store.split(seed=split["seed"], val_fraction=split["val_fraction"])
+        m = controllability(world, store, train_ids, slices, hs, gen, tf, context, seed, idm_steps, progress)
+        return m, action_grids(world, slices, context, seed)
+    return dict(CONTROL_NONE), []
+
+
+def _tokenizer_flags(m: dict) -> list[str]:
+    usage, psnr, copy1 = m["tokenizer.usage"], m.get("tokenizer.psnr"), m.get("baseline.copy_last.psnr.1")
+    m["tokenizer.low_usage"] = usage < LOW_USAGE
+    m["tokenizer.below_copy_last"] = psnr is not None and copy1 is not None and psnr < copy1 - RECON_MARGIN_DB
+    out = []
+    if m["tokenizer.low_usage"]:
+        out.append(f"the tokenizer uses {m['tokenizer.codes_used']} of its {m['tokenizer.vocab_size']} codes ({usage:.1%}, "
+                   f"below {LOW_USAGE:.0%}): collapsed codes draw few distinct patches, and every PSNR here is capped by them")
+    if m["tokenizer.below_copy_last"]:
+        out.append(f"the tokenizer reconstructs real frames at {psnr:.2f} dB, {copy1 - psnr:.1f} dB below copy-last at "
+                   f"horizon 1 ({copy1:.2f} dB): the tokenizer, not the dynamics, limits this world; train it longer or "
+                   "with a finer --grid")
+    return out
+
+
+def trust_checks(m: dict, short: str | None) -> dict:
+    """Flags of probes and baselines as sentences (meta.warnings) and the keys not to read (meta.invalid_keys)."""
+    warn = ([short] if short else []) + _tokenizer_flags(m)
+    below = m.get("baseline.ceiling_below_copy_last") or []
+    if below:
+        warn.append(f"at horizons {below} the tokenizer ceiling is below raw copy-last: no world decoded by this "
+                    "tokenizer can beat raw copy-last there, so read the world against copy-last through the tokenizer "
+                    "(baseline.copy_last_tok.psnr.{h})")
+    invalid = []
+    if m.get("control.idm_valid") is False:
+        invalid = ["control.idm_accuracy", "control.idm_accuracy.ci", "control.idm_confusion"]
+        warn.append(f"the inverse-dynamics probe is not valid: {m['control.idm_invalid_reason']}; its action-following "
+                    "accuracy on generated frames says nothing about the world (read control.delta_psnr instead)")
+    for name, what, n in (("reward", "nonzero reward", "reward.nonzero"), ("termination", "termination", "termination.positives")):
+        if m.get(f"{name}.below_majority"):
+            pred = m["reward.predicted_nonzero" if name == "reward" else "termination.predicted_positives"]
+            warn.append(f"the {name} head scores below the majority guess ({m[f'{name}.accuracy']:.3f} < "
+                        f"{m[f'{name}.majority']:.3f}): it predicts a {what} on {pred} transitions where {m[n]} had one; "
+                        "one cause: event oversampling without the prior correction (maskworld.train.head_prior)")
+    return {"meta.warnings": warn, "meta.invalid_keys": invalid}
+
+
+def _finite(v):
+    """NaN/inf -> None, inside lists too (JSON has no NaN)."""
+    if isinstance(v, float):
+        return v if np.isfinite(v) else None
+    if isinstance(v, list):
+        return [_finite(x) for x in v]
+    return v
+
+
 def evaluate(world, store, episodes: int = 20, seed: int = 0, idm_steps: int = 300, progress: bool = True,
-             world_path: str = "", data_path: str = "") -> tuple[dict, dict]:
-    """-> (flat metrics, artifacts for the report)."""
+             world_path: str = "", data_path: str = "", strict: bool = False) -> tuple[dict, dict]:
+    """-> (flat metrics, artifacts for the report). strict: ShortSample (exit 3) when fewer held-out episodes
+    than `episodes` are available, raised before any model runs."""
     t0 = time.time()
     torch.manual_seed(seed)
     check_compatible(world, store)
     context = min(world.dynamics.cfg.window - 1, 4)
     eps, ids, split = select_val_episodes(world, store, episodes, seed, context + 1)
-    has_actions = world.meta.has_actions and world.num_actions > 1
+    short = sample_warning(store, split, context + 1)
+    if short and strict:
+        raise ShortSample(short)
+    if short:
+        print(f"[eval] WARNING: {short}")
     if world.lam is not None:
         eps = latent_lib.with_inferred_actions(world, eps)  # the actions of every pass below are the LAM's codes
     print(f"[eval] {len(eps)} held-out episodes ({sum(len(e.frames) for e in eps)} frames), context {context}, seed {seed}")
-    m: dict = {}
     print("[eval] tokenizer reconstruction")
-    m.update(tokenizer_metrics(world, eps))
+    m, recon = tokenizer_metrics(world, eps)
     print("[eval] teacher-forced pass: next frame, reward, termination")
     tf = teacher_forced(world, eps, seed, progress)
     tf["episodes"] = [SimpleNamespace(frames=e.frames[: NEXT_FRAME_MAX + 1], actions=e.actions[:NEXT_FRAME_MAX]) for e in eps]
-    m["next_frame.psnr"] = _mean(psnr_per_frame(tf["gen"], tf["real"]))
-    m["next_frame.ssim"] = _mean(ssim_per_frame(tf["gen"], tf["real"]))
-    m["next_frame.frames"] = int(len(tf["gen"]))
-    for name, p, y in (("reward", tf["r_pred"], tf["r_true"]), ("termination", tf["d_pred"], tf["d_true"])):
-        m[f"{name}.accuracy"] = _mean(p == y)
-        m[f"{name}.majority"] = majority_accuracy(y)
-        m[f"{name}.balanced_accuracy"] = balanced_accuracy(p, y)
-        m[f"{name}.transitions"] = int(len(y))
-    m["reward.nonzero"] = int((tf["r_true"] != 1).sum())
-    m["termination.positives"] = int(tf["d_true"].sum())
+    m.update(next_frame_metrics(tf, seed))
+    m.update(head_metrics(tf, seed))
     print("[eval] open-loop rollouts")
     slices, hs = rollout_plan(eps, context, seed)
     rm, gen, curve = rollout_metrics(world, slices, hs, context, seed)
     m.update(rm)
-    grids = []
-    if world.lam is not None:
-        print("[eval] latent actions: code usage, delta-PSNR inferred vs random codes, real->latent map")
-        m.update(latent_lib.latent_metrics(world, eps, slices, hs, gen, context, seed))
-        grids = action_grids(world, slices, context, seed)
-    elif has_actions:
-        print("[eval] controllability: random-action rollouts")
-        train_ids, _ = store.split(seed=split["seed"], val_fraction=split["val_fraction"])
-        m.update(controllability(world, store, train_ids, slices, hs, gen, tf, context, seed, idm_steps, progress))
-        grids = action_grids(world, slices, context, seed)
-    else:
-        m.update({"control.delta_psnr": None, "control.idm_accuracy": None, "control.idm_accuracy_real": None,
-                  "control.chance": None})
+    cm, grids = _control(world, store, split, eps, slices, hs, gen, tf, context, seed, idm_steps, progress)
+    m.update(cm)
     gifs = [(f"episode {ids[e]}", slices[e].frames[context : context + hs[e]], gen[e, : hs[e]]) for e in range(min(GIF_EPISODES, len(eps)))]
-    m.update({"meta.episodes": len(eps), "meta.episode_ids": ids, "meta.seed": seed, "meta.context": context,
+    m.update({"meta.episodes": len(eps), "meta.episodes_requested": episodes, "meta.episodes_available": split["available"],
+              "meta.val_episodes": split["val_episodes"], "meta.episode_ids": ids, "meta.seed": seed, "meta.context": context,
               "meta.horizons": [h for h in HORIZONS if f"rollout.psnr.{h}" in m], "meta.idm_steps": idm_steps,
               "meta.world": str(world_path), "meta.data": str(data_path),
               "meta.split_seed": split["seed"], "meta.split_val_fraction": split["val_fraction"],
               "meta.sampler_steps": world.sampler.steps, "meta.seconds": round(time.time() - t0, 2)})
-    m = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in m.items()}
-    return m, {"curve": curve, "grids": grids, "gifs": gifs}
+    m.update(trust_checks(m, short))
+    m = {k: _finite(v) for k, v in m.items()}
+    return m, {"curve": curve, "grids": grids, "gifs": gifs, "recon": recon}

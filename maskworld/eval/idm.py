@@ -8,7 +8,13 @@ Design choices (DESIGN.md, "Evaluation protocol": controllability):
   recover them and falls to chance.
 - Input: both frames and their difference (9 channels) at 32x32, three stride-2 convs, a linear head. Small on
   purpose: it must learn in a fixed budget of a few hundred steps.
-- Frames are kept once per episode; pairs are indices into them (no duplicated frame memory).
+- Frames are kept once per episode; pairs are indices into them (no duplicated frame memory), and each
+  pair remembers its episode (confidence intervals resample episodes, maskworld.eval.uncertainty).
+- The probe checks itself before anyone reads it (`probe_validity`): an IDM that is not above chance on
+  real held-out frames (its accuracy's lower confidence bound does not exceed the majority-action
+  guess, or it answers a single action) cannot tell a controllable world from an action-blind one, so
+  the action-following numbers read through it are marked invalid instead of being reported as a
+  world's failure (or success).
 """
 
 from __future__ import annotations
@@ -43,8 +49,8 @@ class PairSet:
     """Real transitions of some episodes: frames (N,H,W,3) uint8, pair index i -> (frames[i], frames[i+1], action)."""
 
     def __init__(self, episodes, max_frames: int = 10_000):
-        frames, first, acts, n = [], [], [], 0
-        for ep in episodes:
+        frames, first, acts, eps, n = [], [], [], [], 0
+        for e, ep in enumerate(episodes):
             if n >= max_frames:
                 break
             f = ep.frames[: max_frames - n]
@@ -52,11 +58,14 @@ class PairSet:
             ok = np.nonzero(a >= 0)[0]  # unknown actions (-1) are not labels
             first.append(ok + n)
             acts.append(a[ok])
+            eps.append(np.full(len(ok), e, np.int64))
             frames.append(f)
             n += len(f)
         self.frames = np.concatenate(frames) if frames else np.zeros((0, 1, 1, 3), np.uint8)
         self.first = np.concatenate(first).astype(np.int64) if first else np.zeros(0, np.int64)
         self.actions = np.concatenate(acts).astype(np.int64) if acts else np.zeros(0, np.int64)
+        self.episode = np.concatenate(eps) if eps else np.zeros(0, np.int64)
+        """Position (in the given order) of each pair's episode."""
 
     def __len__(self) -> int:
         return len(self.first)
@@ -94,3 +103,29 @@ def predict_actions(model: InverseDynamics, a: np.ndarray, b: np.ndarray, device
                        torch.from_numpy(np.ascontiguousarray(b[i : i + batch])).to(device))
         out.append(logits.argmax(-1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def confusion(pred: np.ndarray, true: np.ndarray, num_actions: int) -> list[list[int]]:
+    """Counts [true action][predicted action] (A x A): which actions the probe tells apart, and which it merges."""
+    m = np.zeros((num_actions, num_actions), np.int64)
+    ok = (true >= 0) & (true < num_actions) & (pred >= 0) & (pred < num_actions)
+    np.add.at(m, (true[ok], pred[ok]), 1)
+    return m.tolist()
+
+
+def probe_validity(pred: np.ndarray, true: np.ndarray, chance: float, ci: list | None) -> tuple[bool, str]:
+    """Is the IDM a working probe on real frames? -> (valid, why not ("" when valid)).
+
+    Above chance means the lower end of the accuracy's confidence interval exceeds the majority-action
+    guess (without an interval, the point estimate must); a probe that answers one action only is a
+    constant guess whatever its accuracy."""
+    if len(true) == 0:
+        return False, "no labelled held-out transitions to check the probe on"
+    if len(np.unique(pred)) < 2:
+        return False, f"it predicts a single action ({int(pred[0])}) for every real transition"
+    acc = float((pred == true).mean())
+    lo = ci[0] if ci is not None else acc
+    if not lo > chance:
+        return False, (f"its accuracy on real held-out frames ({acc:.3f}, 95% CI lower bound {lo:.3f}) does not exceed "
+                       f"chance ({chance:.3f}, the most frequent action)")
+    return True, ""

@@ -45,7 +45,7 @@ def with_inferred_actions(world, episodes) -> list:
 
 
 def latent_metrics(world, eps, slices, hs, gen, context: int, seed: int) -> dict:
-    from maskworld.eval.evaluate import delta_psnr
+    from maskworld.eval.evaluate import delta_psnr_metrics
 
     K = world.lam.cfg.num_codes
     lat = np.concatenate([e.actions for e in eps])
@@ -54,9 +54,9 @@ def latent_metrics(world, eps, slices, hs, gen, context: int, seed: int) -> dict
     probs = probs / probs.sum()
     m = {"latent.num_codes": K, "latent.codes_used": stats["codes_used"], "latent.share": stats["share"],
          "latent.perplexity": stats["perplexity"], "latent.transitions": stats["transitions"],
-         "control.delta_psnr": delta_psnr(world, slices, hs, gen, context, seed, probs=probs),
-         "control.delta_psnr_uniform": delta_psnr(world, slices, hs, gen, context, seed),
-         "control.idm_accuracy": None, "control.idm_accuracy_real": None, "control.chance": None,
+         **delta_psnr_metrics(world, slices, hs, gen, context, seed, probs=probs),
+         **delta_psnr_metrics(world, slices, hs, gen, context, seed, key="control.delta_psnr_uniform"),
+         "control.idm_accuracy": None, "control.idm_accuracy_real": None, "control.chance": None, "control.idm_valid": None,
          "latent.map_accuracy": None, "latent.map_majority": None, "latent.map_transitions": 0}
     amap = (world.meta.latent_actions or {}).get("action_map")
     if amap:

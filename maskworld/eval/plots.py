@@ -1,6 +1,7 @@
 """Hand-written SVG line plots for the eval report and `maskworld revisit --svg` (no plotting dependency).
 
-- `psnr_plot_svg`: open-loop PSNR against the horizon, with the copy-last and tokenizer baselines;
+- `psnr_plot_svg`: open-loop PSNR against the horizon, with the copy-last baselines (raw and through the
+  tokenizer) and the tokenizer ceiling;
 - `revisit_curves_svg`: a revisit metric against the gap g, one line per arm;
 both on `log2_plot_svg`'s log2 x axis.
 """
@@ -46,9 +47,9 @@ def log2_plot_svg(xs: list, series: list, xlabel: str, ylabel: str, ticks: list,
 
 
 def psnr_plot_svg(curve: dict, width: int = 520, height: int = 300) -> str:
-    """curve {h: {"rollout": dB, "copy_last": dB, "tokenizer": dB}} -> SVG, x on a log2 axis."""
+    """curve {h: {"rollout": dB, "copy_last": dB, "copy_last_tok": dB, "tokenizer": dB}} -> SVG, x on a log2 axis."""
     keys = [("rollout", "world (open loop)", "#d62728"), ("copy_last", "copy last frame", "#7f7f7f"),
-            ("tokenizer", "tokenizer ceiling", "#1f77b4")]
+            ("copy_last_tok", "copy last, tokenized", "#bcbd22"), ("tokenizer", "tokenizer ceiling", "#1f77b4")]
     hs = sorted(curve)
     vals = [v for h in hs for k, _, _ in keys if (v := curve[h].get(k)) is not None]
     if not hs or not vals:

@@ -1,4 +1,5 @@
-"""Write frame sequences as mp4/webm (PyAV through imageio) or gif (Pillow); side-by-side layouts."""
+"""Write frame sequences as mp4/webm (PyAV through imageio) or gif (Pillow), and still strips as png; side-by-side
+and stacked layouts."""
 
 from __future__ import annotations
 
@@ -25,6 +26,30 @@ def side_by_side(*videos: np.ndarray, gap: int = 2) -> np.ndarray:
             parts.append(sep)
         parts.append(v)
     return np.concatenate(parts, 2)
+
+
+def strip(*rows: np.ndarray, gap: int = 2) -> np.ndarray:
+    """Rows of frames (T,H,W,3), equal in H and W -> one image: each row's frames left to right, rows stacked top
+    to bottom with white separators (e.g. ground truth over generated)."""
+    lines = [side_by_side(*[f[None] for f in r], gap=gap)[0] for r in rows]
+    width = max(x.shape[1] for x in lines)
+    lines = [np.pad(x, ((0, 0), (0, width - x.shape[1]), (0, 0)), constant_values=255) for x in lines]
+    sep = np.full((gap, width, 3), 255, np.uint8)
+    parts = []
+    for i, x in enumerate(lines):
+        parts += [sep, x] if i else [x]
+    return np.concatenate(parts, 0)
+
+
+def write_png(path, img_HWC: np.ndarray) -> Path:
+    """Atomically write one image as png."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path, suffix=".png") as tmp:
+        Image.fromarray(np.ascontiguousarray(img_HWC.astype(np.uint8))).save(tmp, format="PNG")
+    return path
 
 
 def write_video(path, frames_THWC: np.ndarray, fps: int = 8) -> Path:
