@@ -156,6 +156,7 @@ def stage_cache(store, ids, tok: Tokenizer, path: Path, device, progress: bool, 
 
 def stage_dynamics(run: Run, tok, budget: Budget):
     from maskworld.train.dynamics_train import train_dynamics
+    from maskworld.train.head_prior import set_head_prior
 
     c, r = run.cfg, run.cfg.run
     t0 = time.time()
@@ -176,6 +177,7 @@ def stage_dynamics(run: Run, tok, budget: Budget):
                               r.resume, r.seed, r.progress, ckpt_minutes=r.ckpt_minutes, fsdp=r.fsdp, compile=r.compile,
                               event_share=share, context_drop=c.dynamics.context_drop, init_state=init_state)
     m["event_share"] = share
+    set_head_prior(model.cfg, train_cache, share, r.seed)  # the heads' logits corrected for the oversampled event prior
     print0(f"[dynamics] val token loss {m.get('val_loss', float('nan')):.3f}, masked-token accuracy {m.get('val_acc', 0):.3f}, "
           f"{m.get('tok_s', 0):.0f} tokens/s")
     return model, m, lam, lam_info
