@@ -46,7 +46,32 @@ def run(args) -> int:
     from maskworld.train.config import TrainConfig, train_config
     from maskworld.train.world_train import run_train
 
-    cfg = train_config(**config_overrides(args, TrainConfig), stages=STAGES[args.stage],
-                       command_line=getattr(args, "command_line", None))
+    settings = config_overrides(args, TrainConfig)
+    if settings.get("preset", "auto") == "auto":
+        settings["preset"] = auto_preset(settings, args.stage)
+    cfg = train_config(**settings, stages=STAGES[args.stage], command_line=getattr(args, "command_line", None))
     run_train(cfg)
     return 0
+
+
+def auto_preset(settings: dict, stage: str) -> str:
+    """`--preset auto` (the default): measured on this machine, printed with the reason. One process decides alone:
+    under torchrun every rank would measure its own, so there the choice is `small` unless --preset says."""
+    import os
+
+    from maskworld.data.store import EpisodeStore
+    from maskworld.device import pick_device
+    from maskworld.train.auto_preset import DEFAULT, choose_preset
+    from maskworld.train.config import TOK_SHARE
+
+    if settings.get("init") or int(os.environ.get("WORLD_SIZE", "1")) > 1 or stage == "tokenizer":
+        print(f"[auto] preset {DEFAULT} (--init world, several processes or tokenizer only: give --preset to choose)")
+        return DEFAULT
+    try:
+        size = int(EpisodeStore(settings["data"]).meta.get("size", 64))
+    except Exception:  # the run itself reports a bad --data clearly
+        return DEFAULT
+    share = 1.0 if stage == "dynamics" else 1.0 - TOK_SHARE
+    name, why = choose_preset(settings.get("minutes"), pick_device(settings.get("device")), size, share)
+    print("\n".join(why), flush=True)
+    return name

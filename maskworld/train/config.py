@@ -48,8 +48,9 @@ class RunConfig:
     """Episode store (path or fsspec URL) from `maskworld collect` / `import-video`."""
     out: str
     """World directory to write (world.json + *.safetensors; checkpoints in OUT/_work)."""
-    preset: Literal["tiny", "small", "base"] = "small"
-    """Model size dial: both models' sizes, batches and learning rate (maskworld.train.presets)."""
+    preset: Literal["auto", "tiny", "small", "base"] = "auto"
+    """Model size dial: both models' sizes, batches and learning rate (maskworld.train.presets); auto = the largest
+    that sees ~20 tokens per parameter in --minutes, measured on this machine (maskworld.train.auto_preset)."""
     minutes: float | None = None
     """Wall-clock training budget (split 30/70 tokenizer/dynamics for `world`)."""
     steps: int | None = None
@@ -363,5 +364,8 @@ def load_init_world(path: str | None) -> dict | None:
 
 
 def train_config(**settings: Any) -> TrainConfig:
-    """resolve() with the preset named in `settings` (default small) and the --init world read from disk."""
+    """resolve() with the preset named in `settings` (default small; "auto" is chosen before, by the command) and
+    the --init world read from disk."""
+    if settings.get("preset") == "auto":
+        settings = {**settings, "preset": "small"}
     return resolve(settings.get("preset") or "small", settings, load_init_world(settings.get("init")))

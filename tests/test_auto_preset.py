@@ -1,0 +1,39 @@
+"""--preset auto: the largest preset that sees ~20 tokens per parameter in the budget, from measured step times."""
+
+import torch
+
+from maskworld.train import auto_preset
+from maskworld.train.auto_preset import Probe, choose_preset
+
+
+def _fake_probe(step_s: dict):
+    params = {"tiny": 400_000, "small": 3_600_000, "base": 15_000_000}
+    calls = []
+
+    def probe(name, device, image_size=64, num_actions=8, vocab=1000):
+        calls.append(name)
+        return Probe(name, params[name], step_s[name], 10_000)
+    return probe, calls
+
+
+def test_largest_preset_that_is_not_undertrained(monkeypatch):
+    probe, calls = _fake_probe({"tiny": 0.1, "small": 0.5, "base": 5.0})
+    monkeypatch.setattr(auto_preset, "probe", probe)
+    # 60 min x 0.7 = 2520 s: small sees 2520/0.5*1e4/3.6e6 = 14 tokens/param (< 20), tiny 630: tiny
+    name, why = choose_preset(60, torch.device("cpu"))
+    assert name == "tiny" and calls == ["tiny", "small"] and "undertrained" in why[1]
+    probe, calls = _fake_probe({"tiny": 0.1, "small": 0.2, "base": 5.0})
+    monkeypatch.setattr(auto_preset, "probe", probe)
+    assert choose_preset(60, torch.device("cpu"))[0] == "small" and calls == ["tiny", "small", "base"]
+
+
+def test_steps_budget_and_nothing_enough(monkeypatch):
+    assert choose_preset(None, torch.device("cpu"))[0] == "small"
+    probe, _ = _fake_probe({"tiny": 100.0, "small": 500.0, "base": 5000.0})
+    monkeypatch.setattr(auto_preset, "probe", probe)
+    assert choose_preset(5, torch.device("cpu"))[0] == "tiny"  # the smallest when none is enough
+
+
+def test_probe_times_a_real_step():
+    p = auto_preset.probe("tiny", torch.device("cpu"))
+    assert p.params > 100_000 and p.step_s > 0 and p.tokens_per_step == 8 * 4 * 65
