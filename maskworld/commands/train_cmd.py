@@ -13,8 +13,8 @@ EXAMPLES = """examples:
   maskworld train world --data data/empty8 --out worlds/empty8 --preset tiny --minutes 25 --event-share 0.25  # sparse reward
   maskworld train world --data data/coinrun --out worlds/coinrun-lam --ignore-actions --minutes 60
   torchrun --nproc-per-node 2 -m maskworld train world --data data/minigrid --out worlds/minigrid --preset tiny --steps 200
-  torchrun --nproc-per-node 8 -m maskworld train world --data data/minigrid --out worlds/minigrid --preset base --minutes 60 --batch 256 --compile
-  torchrun --nproc-per-node 8 -m maskworld train world --data s3://bucket/minigrid --out worlds/minigrid --preset base --minutes 60 --data-split rank
+  torchrun --nproc-per-node 8 -m maskworld train world --data data/minigrid --out worlds/mg --preset base --minutes 60 --batch 256 --compile
+  torchrun --nproc-per-node 8 -m maskworld train world --data s3://bucket/mg --out worlds/mg --preset base --minutes 60 --data-split rank
 TensorBoard: tensorboard --logdir WORLD/_work/tb
 Several processes (torchrun): --batch/--tok-batch are global (split across the processes); README "Scale".
 """
