@@ -76,6 +76,7 @@ def test_imagine_argmax_matches_step_many(tiny_world):
     assert ((soft.rewards >= -1) & (soft.rewards <= 1)).all() and ((soft.continues > 0) & (soft.continues < 1)).all()
 
 
+@__import__("pytest").mark.slow
 def test_train_agent_with_data_starts_and_eval_records(tmp_path):
     """train_agent draws half its starts from the world's data store; eval-agent writes its numbers into agent.json
     and (--update-card) into the world's model card."""

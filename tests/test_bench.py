@@ -20,6 +20,7 @@ def _check(m):
     assert 0 < m["train.matmul_share"]
 
 
+@__import__("pytest").mark.slow
 def test_bench_world_quick(tiny_world, tmp_path):
     out = tmp_path / "bench.json"
     assert main(["bench", str(tmp_path / "world"), "--quick", "--json", str(out), "--no-progress"]) == 0
@@ -28,6 +29,7 @@ def test_bench_world_quick(tiny_world, tmp_path):
     assert m["model.window"] == 4 and m["meta.world"] == str(tmp_path / "world")
 
 
+@__import__("pytest").mark.slow
 def test_bench_random_world_quick(tmp_path):
     out = tmp_path / "bench.json"
     assert main(["bench", "--preset", "tiny", "--quick", "--json", str(out), "--no-progress"]) == 0
@@ -40,6 +42,7 @@ def test_bench_bad_json_path(tmp_path):
     assert main(["bench", "--quick", "--json", str(tmp_path / "missing" / "b.json")]) == 2
 
 
+@__import__("pytest").mark.slow
 def test_bench_decoder_quality_on_data(tmp_path):
     """--data adds horizon-8 PSNR of MaskGIT vs token-by-token decoding of the same world."""
     from test_eval import random_toy_world

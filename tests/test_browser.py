@@ -123,6 +123,7 @@ def chromium_page():
             browser.close()
 
 
+@pytest.mark.slow
 def test_play_in_chromium(server):
     with chromium_page() as (page, errors):
         page.goto(server + "?seed=0")
@@ -164,6 +165,7 @@ def test_play_in_chromium(server):
         print(f"page FPS readout: {fps}")
 
 
+@pytest.mark.slow
 def test_shipped_world_fps_in_chromium(shipped_server):
     """The shipped world, played as a person would: hold FORWARD, read the page's own FPS readout.
 
@@ -210,6 +212,7 @@ def latent_server(tiny_latent_world, tmp_path):
     yield from _serve([str(tmp_path / "latent_world"), "--fps", "15"], tmp_path)
 
 
+@pytest.mark.slow
 def test_latent_world_in_chromium(latent_server):
     """A world trained on video: digits 1..K press latent codes, the game's keys their mapped codes, and the
     preview strip shows K pictures, the 2nd of which is the frame that key 2 then gives."""
@@ -243,6 +246,7 @@ def memory_server(tiny_memory_world, tmp_path):
     yield from _serve([str(tiny_memory_world.path), "--fps", "15"], tmp_path)
 
 
+@pytest.mark.slow
 def test_memory_world_shows_what_memory_holds(memory_server):
     """Memory is on by default in a world trained with it, and the page counts the frames it holds."""
     with chromium_page() as (page, errors):
@@ -264,6 +268,7 @@ def agent_server(play_world, tmp_path):
     yield from _serve([str(play_world), "--fps", "15"], tmp_path)
 
 
+@pytest.mark.slow
 def test_agent_drives_in_chromium(agent_server):
     """G hands the world to the agent: the page says who acts, and the frames carry the agent's action."""
     with chromium_page() as (page, errors):

@@ -74,6 +74,7 @@ def test_unknown_env_exit_2_and_no_dir(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_sigkill_leaves_complete_episodes_and_resume(tmp_path):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "maskworld", "collect", "--env", MG, "--steps", "200000", "--out", str(out),
@@ -161,6 +162,7 @@ def test_policies():
 
 
 @pytest.mark.parametrize("env_id", ["ALE/Breakout-v5", "crafter", "procgen:coinrun"])
+@pytest.mark.slow
 def test_collect_other_envs(tmp_path, env_id):
     mod = {"crafter": "crafter", "procgen:coinrun": "procgen"}.get(env_id)
     if mod and importlib.util.find_spec(mod) is None:

@@ -97,6 +97,7 @@ def one_proc(data, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(data, one_proc, tmp_path):
     out = tmp_path / "w2"
     stdout = torchrun("--data", data, "--out", out, *ARGS)
@@ -132,6 +133,7 @@ def _rank_pids(launcher_pid: int) -> dict[int, int]:
     return out
 
 
+@pytest.mark.slow
 def test_checkpoints_cross_process_counts_and_survive_sigkill(data, one_proc, tmp_path, monkeypatch):
     out = tmp_path / "w"
     # 1) One process dies at dynamics step 10: a 1-process checkpoint.
@@ -192,6 +194,7 @@ def test_fsdp_and_batch_errors(data, tmp_path, capsys):
     dist.check_batch("--batch", 7)  # one process: any batch
 
 
+@pytest.mark.slow
 def test_rank_split_reads_disjoint_episodes(data, one_proc, tmp_path):
     """Two ranks, each reading, tokenizing and sampling only its own run of the store."""
     out = tmp_path / "wr"

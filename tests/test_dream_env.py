@@ -115,6 +115,7 @@ def test_batched_equals_sequential(tiny_world, random_ends):
     assert random_ends or len(lengths) > 1  # the batch really mixed history lengths
 
 
+@pytest.mark.slow
 def test_sb3_ppo_smoke(world_dir):
     """Stable-Baselines3 PPO trains on maskworld/Dream-v0 as registered (no wrappers of ours)."""
     pytest.importorskip("stable_baselines3")
@@ -190,6 +191,7 @@ def test_bench_smoke(tiny_world):
     assert m["dream.vector.fps"] > 0 and m["dream.single.fps"] > 0 and m["dream.speedup"] > 0
 
 
+@pytest.mark.slow
 def test_train_agent_and_eval_agent_smoke(tmp_path, capsys):
     """Actor-critic in imagination for a few real steps of a real MiniGrid env, then `eval-agent` with PPO."""
     import argparse

@@ -64,6 +64,7 @@ def test_replay_view_is_a_token_cache(tmp_path):
     assert len(back) == 7 and np.array_equal(back.token_view(world).tokens, view.tokens)
 
 
+@pytest.mark.slow
 def test_world_updates_fit_real_experience(tmp_path):
     """Updating on real transitions lowers the world's loss on them: the metric can fail (no updates: unchanged)."""
     from maskworld.agents.world_update import WorldUpdater
@@ -96,6 +97,7 @@ def test_world_updates_refuse_memory_worlds(tiny_memory_world):
         WorldUpdater(tiny_memory_world)
 
 
+@pytest.mark.slow
 def test_dyna_run_saves_updated_world_checkpoints_and_resumes(tmp_path):
     """A run updates the world (saved apart, as OUT/world), logs to TensorBoard, checkpoints, and --resume continues
     the counters; a second run into the same OUT without --resume, or a corrupt checkpoint, is refused."""

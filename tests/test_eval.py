@@ -59,6 +59,7 @@ KEYS = ["tokenizer.psnr", "tokenizer.ssim", "tokenizer.usage", "next_frame.psnr"
         "meta.seconds", "meta.world", "meta.data"]
 
 
+@pytest.mark.slow
 def test_eval_keys_report_determinism_and_card(toy):
     data, d = toy
     world = random_toy_world(d / "world")
@@ -83,6 +84,7 @@ def test_eval_keys_report_determinism_and_card(toy):
     assert strip(m1) == strip(m2)
 
 
+@pytest.mark.slow
 def test_action_blind_world_scores_chance(toy):
     """A world whose dynamics ignore the action: delta-PSNR is 0 and the IDM cannot read actions off its frames."""
     data, d = toy
@@ -103,6 +105,7 @@ def test_eval_bad_input_exit_2(toy, tmp_path, capsys):
     assert "error:" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_trained_world_is_controllable(toy):
     """A tiny world trained on the toy follows its actions: delta-PSNR clearly > 0, IDM well above chance;
     the same world made action-blind loses both (~45 s on 2 CPU cores; training is deterministic given

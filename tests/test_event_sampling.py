@@ -109,6 +109,7 @@ def test_bad_share_exits_before_writing(data, tmp_path, capsys, bad):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_train_world_records_the_share(data, tmp_path, capsys):
     out = tmp_path / "w"
     args = ["train", "world", "--data", data, "--out", str(out), "--steps", "3", "--preset", "tiny", "--no-progress"]

@@ -64,6 +64,7 @@ def _train(scroll, name, steps=1500, **cfg):
     return lam, m
 
 
+@pytest.mark.slow
 def test_lam_learns_the_actions_and_its_codes_are_aligned(scroll):
     tr, va, _ = scroll
     lam, m = _train(scroll, "lam")
@@ -81,6 +82,7 @@ def test_lam_learns_the_actions_and_its_codes_are_aligned(scroll):
     assert m["val_recon"] < 0.5 * m["val_recon_shuffled"]
 
 
+@pytest.mark.slow
 def test_lam_without_entropy_terms_collapses(scroll):
     """The failure the entropy terms guard against: with them off the pair LAM collapses (measured: one code with
     1 and 2 threads; the context-frame LAM sometimes keeps 3 codes without them, so the test pins the pair model)."""
@@ -133,6 +135,7 @@ def test_delta_psnr_is_zero_when_latents_are_forced_to_one_code(tiny_latent_worl
     assert spread["latent.codes_used"] == 4 and abs(spread["control.delta_psnr"]) > 1e-5
 
 
+@pytest.mark.slow
 def test_train_world_on_video_makes_a_latent_world(tmp_path):
     """`train world` on data without actions (here: the toy with --ignore-actions) trains tokenizer, LAM and
     dynamics; the world conditions on K latent codes, saves the LAM, and infers codes from real frames (F)."""

@@ -120,6 +120,7 @@ def _accuracy(model, cache, memory: bool) -> float:
     return float(np.mean(accs))
 
 
+@pytest.mark.slow
 def test_model_learns_to_read_memory_and_fails_without_it(places_model):
     model, val = places_model
     on, off = _accuracy(model, val, True), _accuracy(model, val, False)
@@ -172,6 +173,7 @@ def test_copy_head_points_at_remembered_tokens():
         assert not (ref.argmax(-1) == 7).all()
 
 
+@pytest.mark.slow
 def test_session_memory_survives_save_and_resume(tiny_memory_world, one_thread):
     from maskworld.world.session import Session
 
@@ -201,6 +203,7 @@ def test_memory_switch_changes_frames_and_not_the_bank(tiny_memory_world):
     assert any((x != y).any() for x, y in zip(fo, ff))
 
 
+@pytest.mark.slow
 def test_revisit_benchmark_runs_and_memory_blind_world_gains_nothing(tiny_world, tiny_memory_world, tmp_path):
     """The benchmark's gain can be zero: a world without memory gets exactly its no-memory score."""
     from maskworld.eval.revisit import memory_cost, revisit
@@ -223,6 +226,7 @@ def test_revisit_benchmark_runs_and_memory_blind_world_gains_nothing(tiny_world,
     assert c["memory.fps_on"] > 0 and c["memory.fps_off"] > 0
 
 
+@pytest.mark.slow
 def test_revisit_command_writes_json_and_svg(tiny_memory_world, tmp_path, capsys, one_thread):
     import json
 

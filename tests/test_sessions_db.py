@@ -18,6 +18,7 @@ from maskworld.serve.store import SessionStore, validate_name
 FIRST, THEN = [0, 1, 2, 0, 1, 1], [2, 0, 1, 2]  # FIRST is longer than the tiny window (4): the cache has slid
 
 
+@pytest.mark.slow
 def test_resume_in_new_server_is_exact(tiny_world, tmp_path):
     db, world = tmp_path / "sessions.db", tmp_path / "world"
     # uninterrupted reference, straight from the core API

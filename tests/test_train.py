@@ -23,6 +23,7 @@ def toy_data(tmp_path_factory):
     return make_toy_store(tmp_path_factory.mktemp("toy") / "data", episodes=12, T=16)
 
 
+@pytest.mark.slow
 def test_train_world_then_rollout(toy_data, tmp_path):
     out = tmp_path / "world"
     assert main(["train", "world", "--data", toy_data, "--out", str(out), "--steps", "4"] + TINY) == 0
@@ -38,6 +39,7 @@ def test_train_world_then_rollout(toy_data, tmp_path):
     assert main(["train", "world", "--data", toy_data, "--out", str(out), "--steps", "4"] + TINY) == 2
 
 
+@pytest.mark.slow
 def test_stages_alone(toy_data, tmp_path):
     out = tmp_path / "w"
     assert main(["train", "tokenizer", "--data", toy_data, "--out", str(out), "--steps", "3"] + TINY) == 0
@@ -47,6 +49,7 @@ def test_stages_alone(toy_data, tmp_path):
     assert main(["train", "dynamics", "--data", toy_data, "--out", str(tmp_path / "none"), "--steps", "3"] + TINY) == 2
 
 
+@pytest.mark.slow
 def test_init_fine_tunes_from_a_world(toy_data, tmp_path):
     """--init starts the dynamics from a world's weights and config (a fine-tune), with --context-drop; a config
     conflict or a missing world is a clear error before anything is written."""
@@ -96,6 +99,7 @@ def test_train_bad_input(toy_data, tmp_path, capsys):
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_is_exact(toy_data, tmp_path):
     """Kill -9 mid-dynamics, resume: the final weights equal an uninterrupted run's (nothing lost)."""
     args = ["--data", toy_data, "--steps", "40", "--ckpt-minutes", "0"] + TINY

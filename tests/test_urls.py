@@ -68,6 +68,7 @@ def test_url_errors_name_the_problem(tiny_world, tmp_path, mem):
         maskworld.load_world(f"memory://{mem}/w")
 
 
+@pytest.mark.slow
 def test_train_world_from_memory_store_then_load_from_memory(tmp_path, mem, capsys):
     data = make_toy_store(tmp_path / "data", episodes=4, T=10)
     MEM.put(data, f"{mem}/data", recursive=True)
