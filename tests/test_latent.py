@@ -109,6 +109,7 @@ def test_map_actions_command_writes_the_map(tiny_latent_world, tiny_world, tmp_p
     assert "real actions" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_delta_psnr_is_zero_when_latents_are_forced_to_one_code(tiny_latent_world, tmp_path):
     """The controllability metric can fail: a world whose LAM always says the same code scores delta-PSNR
     exactly 0 (random codes are drawn from the codes in use), while the same world fed spread-out codes does
