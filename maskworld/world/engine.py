@@ -80,26 +80,31 @@ class Engine:
         cfg = world.dynamics.cfg
         self.cache = KVCache.for_model(cfg, max(1, rows), world.device)
         self._free = list(range(self.cache.rows))[::-1]  # a stack: the lowest free row is claimed first
+        self._released: list[int] = []  # rows of dropped sessions, freed by the next claim
 
     # ------------------------------------------------------------------ rows
     def claim(self, owner) -> int:
         """A free row for `owner` (a Session); the row is given back when the owner is garbage-collected."""
+        self._drain_released()
         if not self._free:
             n = self.cache.rows
             self.cache.resize(2 * n)
             self._free = list(range(n, 2 * n))[::-1]
         row = self._free.pop()
         self.cache.clear(row)
-        weakref.finalize(owner, self._release, row)
+        weakref.finalize(owner, self._released.append, row)
         return row
 
-    def _release(self, row: int) -> None:
-        self.cache.clear(row)
-        self._free.append(row)
+    def _drain_released(self) -> None:
+        """Rows of dropped sessions become free here, on the thread that steps: a session may be dropped on any
+        thread (the play server's event loop), and only appending to a list is safe there."""
+        while self._released:
+            self._free.append(self._released.pop())
         self._free.sort(reverse=True)
 
     @property
     def rows_in_use(self) -> int:
+        self._drain_released()
         return self.cache.rows - len(self._free)
 
     # ------------------------------------------------------------------ the step and its halves
