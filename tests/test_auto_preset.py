@@ -37,3 +37,15 @@ def test_steps_budget_and_nothing_enough(monkeypatch):
 def test_probe_times_a_real_step():
     p = auto_preset.probe("tiny", torch.device("cpu"))
     assert p.params > 100_000 and p.step_s > 0 and p.tokens_per_step == 8 * 4 * 65
+
+
+def test_resume_keeps_the_recorded_choice(tmp_path):
+    import json
+
+    from maskworld.commands.train_cmd import auto_preset
+
+    work = tmp_path / "w" / "_work"
+    work.mkdir(parents=True)
+    (work / "preset.json").write_text(json.dumps({"preset": "tiny", "why": []}))
+    assert auto_preset({"out": str(tmp_path / "w"), "resume": True, "data": "d", "minutes": 60}, "world")[0] == "tiny"
+    assert auto_preset({"out": str(tmp_path / "new"), "resume": True, "data": "d", "minutes": 60}, "world")[0] == "small"

@@ -48,30 +48,39 @@ def run(args) -> int:
 
     settings = config_overrides(args, TrainConfig)
     if settings.get("preset", "auto") == "auto":
-        settings["preset"] = auto_preset(settings, args.stage)
+        settings["preset"], settings["preset_reason"] = auto_preset(settings, args.stage)
     cfg = train_config(**settings, stages=STAGES[args.stage], command_line=getattr(args, "command_line", None))
     run_train(cfg)
     return 0
 
 
-def auto_preset(settings: dict, stage: str) -> str:
-    """`--preset auto` (the default): measured on this machine, printed with the reason. One process decides alone:
-    under torchrun every rank would measure its own, so there the choice is `small` unless --preset says."""
+def auto_preset(settings: dict, stage: str) -> tuple[str, tuple[str, ...]]:
+    """`--preset auto` (the default): measured on this machine, printed with the reason; a resumed run keeps the
+    choice it recorded. One process decides alone: under torchrun every rank would measure its own, so there the
+    choice is `small` unless --preset says. -> (preset, why)."""
+    import json
     import os
+    from pathlib import Path
 
     from maskworld.data.store import EpisodeStore
     from maskworld.device import pick_device
-    from maskworld.train.auto_preset import DEFAULT, choose_preset
+    from maskworld.train.auto_preset import DEFAULT, PRESET_RECORD, choose_preset
     from maskworld.train.config import TOK_SHARE
 
-    if settings.get("init") or int(os.environ.get("WORLD_SIZE", "1")) > 1 or stage == "tokenizer":
-        print(f"[auto] preset {DEFAULT} (--init world, several processes or tokenizer only: give --preset to choose)")
-        return DEFAULT
+    record = Path(str(settings.get("out", ""))) / "_work" / PRESET_RECORD
+    if settings.get("resume") and record.exists():
+        chosen = json.loads(record.read_text())["preset"]
+        print(f"[auto] preset {chosen}, as this run chose when it started ({record})")
+        return chosen, ()
+    if settings.get("resume") or settings.get("init") or int(os.environ.get("WORLD_SIZE", "1")) > 1 or stage == "tokenizer":
+        print(f"[auto] preset {DEFAULT} (a resumed or --init run, several processes or the tokenizer alone: "
+              "give --preset to choose)")
+        return DEFAULT, ()
     try:
         size = int(EpisodeStore(settings["data"]).meta.get("size", 64))
     except Exception:  # the run itself reports a bad --data clearly
-        return DEFAULT
+        return DEFAULT, ()
     share = 1.0 if stage == "dynamics" else 1.0 - TOK_SHARE
     name, why = choose_preset(settings.get("minutes"), pick_device(settings.get("device")), size, share)
     print("\n".join(why), flush=True)
-    return name
+    return name, tuple(why)

@@ -26,6 +26,8 @@ from maskworld.train.presets import PRESETS, get_preset
 
 TOKENS_PER_PARAM = 20.0
 DEFAULT = "small"
+PRESET_RECORD = "preset.json"
+"""In OUT/_work: the preset auto chose and why; --resume reads it instead of measuring again."""
 
 
 @dataclass

@@ -79,6 +79,8 @@ class RunConfig:
     """torch.compile the training forward (worth it on GPUs)."""
     command_line: str | None = field(default=None, metadata={"cli": False})
     """The exact command, for the model card."""
+    preset_reason: tuple[str, ...] = field(default=(), metadata={"cli": False})
+    """Why --preset auto chose the preset (kept in OUT/_work/preset.json, so --resume keeps the choice)."""
     stages: tuple[str, ...] = field(default=("tokenizer", "dynamics"), metadata={"cli": False})
     """What to train: the subcommand (`world` = both, `tokenizer`, `dynamics` on OUT's tokenizer)."""
 
@@ -281,6 +283,7 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["dynamics"].pop("init_config")
         d["run"].pop("command_line")
+        d["run"]["preset_reason"] = list(d["run"]["preset_reason"])
         d["run"]["stages"] = list(d["run"]["stages"])
         return d
 

@@ -39,9 +39,10 @@ from maskworld.models.tokenizer import Tokenizer, TokenizerConfig
 from maskworld.train import dist
 from maskworld.train.config import TrainConfig, tokenizer_downsample, train_config
 from maskworld.train.loop import Budget
+from maskworld.train.auto_preset import PRESET_RECORD
 from maskworld.train.data_checks import check_budget, check_episodes, check_frames_change
 from maskworld.train.presets import get_preset
-from maskworld.io import atomic_save_safetensors, atomic_write_text
+from maskworld.io import atomic_save_safetensors, atomic_write_json, atomic_write_text
 from maskworld.world.world import World, WorldMeta
 
 TrainArgs = train_config
@@ -331,6 +332,8 @@ def _run_train(cfg: TrainConfig, out: Path, device) -> Path:
     dist.barrier()  # every rank has checked OUT before rank 0 starts writing to it
     if dist.is_main():
         work.mkdir(parents=True, exist_ok=True)
+        if r.preset_reason:  # --preset auto's choice: a resumed run must build the same models
+            atomic_write_json(work / PRESET_RECORD, {"preset": r.preset, "why": list(r.preset_reason)}, indent=1)
     run = Run(cfg, store, train_ids, val_ids, device, work)
     card = _card_base(cfg, store, device)
     times = {}
