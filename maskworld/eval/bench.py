@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from maskworld.eval.rollout import open_loop
+from maskworld.world.engine import Engine
 from maskworld.models.sampler import SamplerConfig, decode_autoregressive, decode_nocache
 
 KS = (1, 2, 4, 8)
@@ -81,13 +82,14 @@ def random_world(preset: str = "small", num_actions: int = 7, seed: int = 0):
     return World(tok, Dynamics(cfg), SamplerConfig(), WorldMeta(env_id=f"random-{preset}", action_meanings=[]))
 
 
-def _full_session(world, seed: int = 0):
-    """A session whose window is full: window - 1 random context frames observed."""
+def _full_session(world, seed: int = 0, engine=None):
+    """A session whose window is full: window - 1 random context frames observed (a row of `engine`, default the
+    world's)."""
     rng = np.random.default_rng(seed)
     W, size = world.dynamics.cfg.window, world.meta.size
     frames = rng.integers(0, 256, (W - 1, size, size, 3), dtype=np.uint8)
     acts = [None] + [int(a) for a in rng.integers(0, world.num_actions, W - 2)]
-    return world.session(prompt=frames, seed=seed, actions=acts)
+    return world.session(prompt=frames, seed=seed, actions=acts, engine=engine)
 
 
 @torch.no_grad()
@@ -150,7 +152,8 @@ def bench_sessions(world, warmup: int, iters: int, progress: bool = True) -> dic
 
     m = {}
     for n in tqdm(SESSIONS, desc="sessions", disable=not progress, leave=False):
-        ss = [_full_session(world, seed=i) for i in range(n)]
+        eng = Engine(world, rows=n)  # the n sessions of a server: n rows of one engine
+        ss = [_full_session(world, seed=i, engine=eng) for i in range(n)]
         acts = [i % world.num_actions for i in range(n)]
         lat = np.array(timed(lambda: world.step_many(ss, acts), warmup, iters, world.device))
         m[f"sessions.{n}.fps"] = n * len(lat) / lat.sum()
