@@ -34,6 +34,7 @@ def test_steps_budget_and_nothing_enough(monkeypatch):
     assert choose_preset(5, torch.device("cpu"))[0] == "tiny"  # the smallest when none is enough
 
 
+@__import__("pytest").mark.slow
 def test_probe_times_a_real_step():
     p = auto_preset.probe("tiny", torch.device("cpu"))
     assert p.params > 100_000 and p.step_s > 0 and p.tokens_per_step == 8 * 4 * 65

@@ -83,6 +83,7 @@ def test_vector_env_same_step_autoreset(tiny_world):
 
 
 @pytest.mark.parametrize("random_ends", [True, False])
+@pytest.mark.slow
 def test_batched_equals_sequential(tiny_world, random_ends):
     """Env i in the batch sees exactly what a lone DreamEnv with seed s + i sees, across autoresets and a
     partial reset (sessions of different lengths then share a batch: the padding path). The random
@@ -186,6 +187,7 @@ def test_registered_lazily():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.slow
 def test_bench_smoke(tiny_world):
     m = bench_vector_env(tiny_world, num_envs=2, iters=1, warmup=0)
     assert m["dream.vector.fps"] > 0 and m["dream.single.fps"] > 0 and m["dream.speedup"] > 0

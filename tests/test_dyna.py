@@ -147,6 +147,7 @@ def test_dyna_run_saves_updated_world_checkpoints_and_resumes(tmp_path):
         train_agent(_world(tmp_path, "w5"), real_steps=48, cfg=cfg, out=out, progress=False, resume=True, view="full")
 
 
+@pytest.mark.slow
 def test_agent_updates_leave_the_world_alone(tmp_path):
     """One optimiser holds agent and dynamics: an agent update must not move the world, nor a world update the agent."""
     from maskworld.agents.actor_critic import ActorCritic, ActorCriticConfig, ReturnScale, _update

@@ -93,6 +93,7 @@ def test_rows_are_reused_and_other_rows_untouched(tiny_world):
     assert all(torch.equal(k[keep.row], k_before) for k, k_before in zip(eng.cache.k, k0))
 
 
+@pytest.mark.slow
 def test_scattered_rows_equal_consecutive_rows(tiny_world):
     """Rows that are not consecutive are gathered for the pass: same frames as a batch of consecutive rows."""
     eng_a, eng_b = Engine(tiny_world), Engine(tiny_world)

@@ -43,6 +43,7 @@ def test_breakout_and_size():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("crafter") is None, reason="crafter not installed")
+@pytest.mark.slow
 def test_crafter():
     env = make_env("crafter", size=48, seed=0)
     assert env.num_actions == 17 and env.action_meanings[0] == "noop" and "move_left" in env.action_meanings

@@ -193,6 +193,7 @@ def test_session_memory_survives_save_and_resume(tiny_memory_world, one_thread):
     assert all((s.step(a)[0] == r.step(a)[0]).all() for a in acts)
 
 
+@pytest.mark.slow
 def test_memory_switch_changes_frames_and_not_the_bank(tiny_memory_world):
     w = tiny_memory_world
     on, off = w.session(seed=1), w.session(seed=1, memory=False)

@@ -27,6 +27,7 @@ def test_step_outputs(tiny_world):
     assert s.steps == 1 and s.pos == 2
 
 
+@pytest.mark.slow
 def test_batched_equals_single(tiny_world):
     prompts = [np.full((64, 64, 3), v, np.uint8) for v in (0, 120, 250)]
     singles = [tiny_world.session(prompt=p, seed=i) for i, p in enumerate(prompts)]
