@@ -104,6 +104,15 @@ def test_readme_is_a_short_guide_with_the_demo_first():
     assert "make demo" in "\n".join(text.splitlines()[:40]), "`make demo` must be on the README's first screen"
 
 
+def test_relative_links_resolve():
+    broken = []
+    for path in [README, *DOCS]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", path.read_text()):
+            if "://" not in target and not (path.parent / target).exists():
+                broken.append(f"{path.relative_to(ROOT)} -> {target}")
+    assert not broken, f"links to files that do not exist: {broken}"
+
+
 def test_readme_command_table_is_the_parsers():
     text = README.read_text()
     m = re.search(r"<!-- commands:begin -->\n(.*?)<!-- commands:end -->", text, re.S)
