@@ -199,7 +199,8 @@ def main() -> int:
     try:
         check_loopback(url)
         parts = urlsplit(url)
-        ws_url = f"{'wss' if parts.scheme == 'https' else 'ws'}://{parts.netloc}/ws?" + urlencode({"token": args.token or "", "fmt": args.fmt})
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        ws_url = f"{scheme}://{parts.netloc}/ws?" + urlencode({"token": args.token or "", "fmt": args.fmt})
         result = {"url": f"{parts.scheme}://{parts.netloc}/", "mode": args.mode, "fmt": args.fmt}
         if args.single_duration > 0:
             result["single"] = asyncio.run(phase(ws_url, 1, args.single_duration, args.mode))

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 
 fastapi = pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient
-from starlette.websockets import WebSocketDisconnect
+from fastapi.testclient import TestClient  # noqa: E402  (after the skip: fastapi is optional)
+from starlette.websockets import WebSocketDisconnect  # noqa: E402
 
-from maskworld.errors import UserError
-from maskworld.serve import keys
-from maskworld.serve.app import create_app
-from maskworld.serve.prompts import MAX_UPLOAD_BYTES, decode_upload
-from maskworld.serve.protocol import TYPE_OF, parse_message
-from maskworld.serve.store import SessionStore
+from maskworld.errors import UserError  # noqa: E402
+from maskworld.serve import keys  # noqa: E402
+from maskworld.serve.app import create_app  # noqa: E402
+from maskworld.serve.prompts import MAX_UPLOAD_BYTES, decode_upload  # noqa: E402
+from maskworld.serve.protocol import TYPE_OF, parse_message  # noqa: E402
+from maskworld.serve.store import SessionStore  # noqa: E402
 
 TOKEN = "s3cret-token-123"
 
@@ -162,7 +162,8 @@ BAD = [
     '{"type": "action", "action": true}', '{"type": "action", "action": "JUMP"}',
     '{"type": "action", "action": 0, "extra": 1}', '{"type": "mode", "mode": "turbo"}',
     '{"type": "save", "name": "../../etc/passwd"}', '{"type": "save", "name": ""}', '{"type": "load", "name": "missing"}',
-    '{"type": "new", "source": "data"}', '{"type": "new", "seed": "x"}', '{"type": "new", "seed": -3}', json.dumps({"type": "ping", "t": "x" * 5000}),
+    '{"type": "new", "source": "data"}', '{"type": "new", "seed": "x"}', '{"type": "new", "seed": -3}',
+    json.dumps({"type": "ping", "t": "x" * 5000}),
 ]
 
 

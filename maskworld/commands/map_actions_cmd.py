@@ -56,7 +56,8 @@ def run(args) -> int:
     if not store.meta.get("has_actions", True) or n_real < 1:
         raise UserError(f"{args.data} has no actions (video); map-actions needs transitions with their real actions")
     if int(store.meta.get("size", world.meta.size)) != world.meta.size:
-        raise UserError(f"{args.data} holds {store.meta.get('size')}px frames, the world {world.meta.size}px; collect with --size {world.meta.size}")
+        raise UserError(f"{args.data} holds {store.meta.get('size')}px frames, the world {world.meta.size}px; "
+                        f"collect with --size {world.meta.size}")
     train_ids, val_ids = store.split(seed=args.seed, val_fraction=0.25)
     rng = np.random.default_rng(args.seed)
     real_tr, lat_tr = _latents_of(world, store, rng.permutation(train_ids), 10 * args.transitions)

@@ -67,7 +67,8 @@ def check_args(args) -> Path:
         raise UserError(f"--host {args.host} exposes the server beyond this machine; pass --token SECRET "
                         f"(at least {MIN_TOKEN_CHARS} characters) or bind --host 127.0.0.1")
     if args.token is not None and len(args.token) < MIN_TOKEN_CHARS:
-        raise UserError(f"--token is too short; use at least {MIN_TOKEN_CHARS} characters, e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`")
+        raise UserError(f"--token is too short; use at least {MIN_TOKEN_CHARS} characters, "
+                        "e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`")
     if not 0 < args.port < 65536:
         raise UserError(f"--port {args.port} is not a TCP port (1-65535)")
     if not 0 < args.fps <= 120:

@@ -37,7 +37,9 @@ def register(sub) -> None:
 def run_revisit(world, args, prefix: str = "", progress: bool = True, seed: int = 0) -> dict:
     from maskworld.eval.revisit import memory_cost, revisit, summary_lines
 
-    get = lambda name: getattr(args, prefix.replace("-", "_") + name)
+    def get(name):
+        return getattr(args, prefix.replace("-", "_") + name)
+
     gaps = parse_ints(get("gaps"), f"--{prefix}gaps")
     ks = parse_ints(get("memory_k"), f"--{prefix}memory-k") if get("memory_k") else ()
     if get("trials") < 1:
