@@ -46,6 +46,7 @@ import torch
 from maskworld.errors import UserError
 from maskworld.eval import idm as idm_lib
 from maskworld.eval import latent as latent_lib
+from maskworld.eval.control import DELTA_T, delta_psnr, delta_psnr_metrics, delta_psnr_per_episode  # noqa: F401
 from maskworld.eval.metrics import balanced_accuracy, majority_accuracy, psnr_per_frame, ssim_per_frame
 from maskworld.eval.rollout import open_loop
 from maskworld.eval.uncertainty import balanced_accuracy_ci, mean_ci
@@ -53,7 +54,6 @@ from maskworld.world.engine import Engine
 from maskworld.world.session import Session
 
 HORIZONS = (1, 2, 4, 8, 16, 32)
-DELTA_T = 4  # Genie's delta-PSNR is read at the 4th imagined frame
 NEXT_FRAME_MAX = 32  # teacher-forced next-frame decodes per episode (rewards/ends use the whole episode)
 TOKENIZER_MAX_FRAMES = 1024
 GRID_STEPS = 6
@@ -269,32 +269,6 @@ def ceiling_reading(m: dict, hs: list) -> dict:
         out[f"baseline.reference.{h}"] = ref
         out[f"rollout.minus_reference.{h}"] = m[f"rollout.psnr.{h}"] - m[f"baseline.{ref}.psnr.{h}"]
     return out
-
-
-def delta_psnr_per_episode(world, slices, hs, gen, context: int, seed: int, probs=None) -> tuple[np.ndarray, list]:
-    """Genie's delta-PSNR at t = 4, per episode long enough: PSNR of the rollout with the logged (or inferred)
-    actions minus the rollout of the same sessions with random actions, drawn uniformly or from `probs`.
-    -> (differences, their episodes)."""
-    es = [e for e in range(len(slices)) if hs[e] >= DELTA_T]
-    if not es:
-        return np.zeros(0), []
-    rng = np.random.default_rng(seed + 2)
-    A = world.num_actions
-    rnd = rng.choice(A, size=(len(slices), DELTA_T), p=probs) if probs is not None else rng.integers(0, A, (len(slices), DELTA_T))
-    gen_rnd = open_loop(world, slices, context, DELTA_T, seed, actions_override=rnd)
-    gt = np.stack([slices[e].frames[context + DELTA_T - 1] for e in es])
-    return psnr_per_frame(gen[es, DELTA_T - 1], gt).astype(np.float64) - psnr_per_frame(gen_rnd[es, DELTA_T - 1], gt), es
-
-
-def delta_psnr_metrics(world, slices, hs, gen, context: int, seed: int, probs=None, key: str = "control.delta_psnr") -> dict:
-    """{key, key.ci, key.episodes}: delta-PSNR with its episode-bootstrap interval."""
-    d, es = delta_psnr_per_episode(world, slices, hs, gen, context, seed, probs)
-    return {key: _mean(d), f"{key}.ci": mean_ci(d, es, seed=seed + 2), f"{key}.episodes": len(es)}
-
-
-def delta_psnr(world, slices, hs, gen, context: int, seed: int, probs=None) -> float | None:
-    """Genie's delta-PSNR at t = 4 (the mean of `delta_psnr_per_episode`; None when no episode is long enough)."""
-    return _mean(delta_psnr_per_episode(world, slices, hs, gen, context, seed, probs)[0])
 
 
 CONTROL_NONE = {"control.delta_psnr": None, "control.idm_accuracy": None, "control.idm_accuracy_real": None,

@@ -19,6 +19,7 @@ import dataclasses
 import numpy as np
 import torch
 
+from maskworld.eval.control import delta_psnr_metrics
 from maskworld.world.latent import code_stats, map_accuracy
 
 
@@ -45,8 +46,6 @@ def with_inferred_actions(world, episodes) -> list:
 
 
 def latent_metrics(world, eps, slices, hs, gen, context: int, seed: int) -> dict:
-    from maskworld.eval.evaluate import delta_psnr_metrics
-
     K = world.lam.cfg.num_codes
     lat = np.concatenate([e.actions for e in eps])
     stats = code_stats(lat, K)

@@ -1,0 +1,47 @@
+"""Controllability, Genie's delta-PSNR: how much the world's frames depend on the actions it is given.
+
+Design choice (Genie, Bruce et al. 2024): PSNR at t = 4 of an open-loop rollout with the logged (or inferred)
+actions minus the same sessions' rollout with random actions; an action-blind world scores exactly 0. Per episode,
+so it gets an episode-bootstrap interval like every headline metric.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from maskworld.eval.metrics import psnr_per_frame
+from maskworld.eval.rollout import open_loop
+from maskworld.eval.uncertainty import mean_ci
+
+DELTA_T = 4  # Genie's delta-PSNR is read at the 4th imagined frame
+
+
+def _mean(x) -> float | None:
+    x = np.asarray(x, dtype=np.float64)
+    return float(x.mean()) if x.size else None
+
+
+def delta_psnr_per_episode(world, slices, hs, gen, context: int, seed: int, probs=None) -> tuple[np.ndarray, list]:
+    """Genie's delta-PSNR at t = 4, per episode long enough: PSNR of the rollout with the logged (or inferred)
+    actions minus the rollout of the same sessions with random actions, drawn uniformly or from `probs`.
+    -> (differences, their episodes)."""
+    es = [e for e in range(len(slices)) if hs[e] >= DELTA_T]
+    if not es:
+        return np.zeros(0), []
+    rng = np.random.default_rng(seed + 2)
+    A = world.num_actions
+    rnd = rng.choice(A, size=(len(slices), DELTA_T), p=probs) if probs is not None else rng.integers(0, A, (len(slices), DELTA_T))
+    gen_rnd = open_loop(world, slices, context, DELTA_T, seed, actions_override=rnd)
+    gt = np.stack([slices[e].frames[context + DELTA_T - 1] for e in es])
+    return psnr_per_frame(gen[es, DELTA_T - 1], gt).astype(np.float64) - psnr_per_frame(gen_rnd[es, DELTA_T - 1], gt), es
+
+
+def delta_psnr_metrics(world, slices, hs, gen, context: int, seed: int, probs=None, key: str = "control.delta_psnr") -> dict:
+    """{key, key.ci, key.episodes}: delta-PSNR with its episode-bootstrap interval."""
+    d, es = delta_psnr_per_episode(world, slices, hs, gen, context, seed, probs)
+    return {key: _mean(d), f"{key}.ci": mean_ci(d, es, seed=seed + 2), f"{key}.episodes": len(es)}
+
+
+def delta_psnr(world, slices, hs, gen, context: int, seed: int, probs=None) -> float | None:
+    """Genie's delta-PSNR at t = 4 (the mean of `delta_psnr_per_episode`; None when no episode is long enough)."""
+    return _mean(delta_psnr_per_episode(world, slices, hs, gen, context, seed, probs)[0])
