@@ -66,6 +66,7 @@ def runs(tmp_path_factory):
             "one": json.loads((d / "one.json").read_text()), "one_html": (d / "one.html").read_text()}
 
 
+@pytest.mark.slow
 def test_too_few_heldout_episodes_warns_and_strict_exits(runs, capsys):
     """Asked for 50 of ~4 held-out episodes: a warning in the JSON and the report naming the real ways to get more;
     with --strict the command refuses (exit 3) before evaluating. Enough episodes: no warning, --strict passes."""
@@ -80,6 +81,7 @@ def test_too_few_heldout_episodes_warns_and_strict_exits(runs, capsys):
     assert ok["meta.episodes"] == 6 and not any(w.startswith("only ") for w in ok["meta.warnings"])
 
 
+@pytest.mark.slow
 def test_every_headline_metric_has_interval_and_sample_size(runs):
     m = runs["ok"]
     for k in ["next_frame.psnr", "control.delta_psnr", "control.idm_accuracy", "control.idm_accuracy_real", "reward.accuracy",
@@ -91,6 +93,7 @@ def test_every_headline_metric_has_interval_and_sample_size(runs):
     assert m["control.idm_pairs"] > 0 and m["control.delta_psnr.episodes"] == 6 and m["rollout.episodes.1"] == 6
 
 
+@pytest.mark.slow
 def test_ceiling_below_copy_last_is_said_and_the_fair_bar_used(runs):
     """The untrained tokenizer's ceiling is far below raw copy-last: JSON and report say so and compare the world
     with copy-last through the tokenizer. The opposite metrics keep the plain reading and raw copy-last."""
@@ -113,6 +116,7 @@ def test_ceiling_below_copy_last_is_said_and_the_fair_bar_used(runs):
     assert "should sit above copy-last and below the tokenizer ceiling" in text and "above at horizons [1]" in text
 
 
+@pytest.mark.slow
 def test_tokenizer_flags_low_usage_and_reconstruction_below_copy_last(runs):
     """The untrained tokenizer draws noise: flagged against copy-last (PSNR of the mean squared error on both sides,
     so copy-last's exact matches at the PSNR cap do not decide it). Healthy numbers raise no flag; a collapsed
@@ -130,6 +134,7 @@ def test_tokenizer_flags_low_usage_and_reconstruction_below_copy_last(runs):
     assert bad["tokenizer.low_usage"] and bad["tokenizer.below_copy_last"] and len(warn) == 2
 
 
+@pytest.mark.slow
 def test_action_blind_idm_is_marked_invalid(runs):
     """One action in the data: the IDM answers it always, is not above chance, and its numbers are marked invalid
     in the JSON and the report. On the toy's four actions the same probe is valid."""
@@ -242,6 +247,7 @@ def test_termination_prior_shift_is_a_log_odds_difference(tmp_path):
     assert head_prior(cache, window=4, num_actions=4, share=0.0)["term_logit_shift"] == 0.0
 
 
+@pytest.mark.slow
 def test_out_writes_gifs_and_png_strips(runs):
     files = {p.name for p in (runs["d"] / "out").iterdir()}
     assert {"eval.json", "report.html", "tokenizer_recon.png"} <= files
