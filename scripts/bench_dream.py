@@ -1,5 +1,5 @@
 """Dream-env speed: `DreamVectorEnv` at batch N (one `world.step_many` per step) vs N single `DreamEnv`s
-stepped one at a time, in the same run (issue 8). Prints a line and writes `maskworld bench`-style JSON.
+stepped one at a time, in the same run. Prints a line and writes `maskworld bench`-style JSON.
 
     python scripts/bench_dream.py                                  # the shipped world, batch 64
     python scripts/bench_dream.py WORLD --num-envs 64 --json dream_bench.json

@@ -1,4 +1,4 @@
-"""Does a memory world read its memory, and does its own pose estimate hold over an imagined gap? (issue 7)
+"""Does a memory world read its memory, and does its own pose estimate hold over an imagined gap?
 
     python scripts/memory_probe.py runs/lm3                 # cache: WORLD/_work/cache_val
     python scripts/memory_probe.py runs/lm3 --cache runs/lm/_work/cache_val --trials 4

@@ -1,4 +1,4 @@
-"""Does a world imagine its rare events? Replays the real transitions into reward/termination frames (issue 8).
+"""Does a world imagine its rare events? Replays the real transitions into reward/termination frames.
 
     python scripts/probe_events.py WORLD                     # the world's data, held-out episodes
     python scripts/probe_events.py WORLD --split train --json probe.json

@@ -1,4 +1,4 @@
-"""Agents in the dream (issue 8): batched imagination starts, the world's data as start frames, view lookup."""
+"""Agents in the dream: batched imagination starts, the world's data as start frames, view lookup."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""Multi-process training (issue 9): real `torchrun --nproc-per-node 2` runs on CPU (gloo), tiny preset, toy data.
+"""Multi-process training: real `torchrun --nproc-per-node 2` runs on CPU (gloo), tiny preset, toy data.
 
 - Same global batch, same steps: 2 processes end where 1 process ends (weights and losses within 1e-5;
   measured differences are ~1e-7, float rounding of the gradient all-reduce).

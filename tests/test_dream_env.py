@@ -1,4 +1,4 @@
-"""maskworld/Dream-v0 (issue 8): Gymnasium conformance, the batched vector env, SB3 on it, bad input."""
+"""maskworld/Dream-v0: Gymnasium conformance, the batched vector env, SB3 on it, bad input."""
 
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""Event oversampling for dynamics training (`--event-share`, maskworld.data.event_sampler; issue 8).
+"""Event oversampling for dynamics training (`--event-share`, maskworld.data.event_sampler).
 
 The toy store's reward (entering the top-left corner) is sparse and falls anywhere in an episode, so both
 kinds of event clip occur: ending on the event, and an early event held by the episode's first window.

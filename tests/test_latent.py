@@ -1,4 +1,4 @@
-"""Latent actions (issue 6): the LAM learns actions from action-free data, its codes sit where the
+"""Latent actions: the LAM learns actions from action-free data, its codes sit where the
 real actions sit (the off-by-one bug class), it collapses without its entropy terms, and a world
 whose latent actions are forced to one code scores delta-PSNR = 0.
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from maskworld.memory.bank import MemoryBank
-from maskworld.memory.pose import REL_EMPTY, delta_class, distance, integrate, rel_code
+from maskworld.memory.pose import REL_EMPTY, delta_class, integrate, rel_code
 from maskworld.memory.retrieval import select, training_memory
 
 
@@ -217,7 +217,8 @@ def test_revisit_benchmark_runs_and_memory_blind_world_gains_nothing(tiny_world,
     m = revisit(blind, gaps=(8,), per_gap=2, progress=False)
     assert m["revisit.gain.psnr.8"] == 0.0 and m["revisit.memory.psnr.8"] == m["revisit.no_memory.psnr.8"]
     mm = revisit(tiny_memory_world, gaps=(8,), per_gap=2, progress=False, memory_k=(1,), ablations=True)
-    for arm in ("memory", "no_memory", "memory_envpose", "oracle", "copy_last", "tokenizer", "memory_k1", "retrieval_only", "compressed_only", "recent"):
+    for arm in ("memory", "no_memory", "memory_envpose", "oracle", "copy_last", "tokenizer", "memory_k1", "retrieval_only",
+                "compressed_only", "recent"):
         assert np.isfinite(mm[f"revisit.{arm}.psnr.8"]) and 0 <= mm[f"revisit.{arm}.recall.8"] <= 1
     assert mm["revisit.memory.psnr.8"] != mm["revisit.no_memory.psnr.8"]
     c = memory_cost(tiny_memory_world, history=40, steps=5)
@@ -247,7 +248,8 @@ def test_bad_memory_input_fails_clearly_before_writing(tiny_memory_world, tiny_w
 
     w = str(tiny_memory_world.path)
     for bad, msg in ((["--gaps", "0,8"], "--gaps"), (["--gaps", "eight"], "--gaps"), (["--memory-k", "3"], "--memory-k 3"),
-                     (["--trials", "0"], "--trials"), (["--env", "ALE/Pong-v5"], "MiniGrid"), (["--json", str(tmp_path / "x.txt")], ".json")):
+                     (["--trials", "0"], "--trials"), (["--env", "ALE/Pong-v5"], "MiniGrid"),
+                     (["--json", str(tmp_path / "x.txt")], ".json")):
         assert main(["revisit", w, *bad]) == 2, bad
         assert msg in capsys.readouterr().err, bad
     assert not (tmp_path / "x.txt").exists()

@@ -1,4 +1,4 @@
-"""`--data-split rank` (issue 9): which episodes each reader (rank x loader worker) owns, and that the
+"""`--data-split rank`: which episodes each reader (rank x loader worker) owns, and that the
 samplers built on a reader's part never leave it. One process; the torchrun run is in test_distributed.py.
 
 Frames carry their episode id in the green channel, so every sampled frame or token names its episode.

@@ -1,4 +1,4 @@
-"""fsspec URLs (issue 9): the episode store and world directories read from `memory://` and `file://`
+"""fsspec URLs: the episode store and world directories read from `memory://` and `file://`
 (fsspec's real in-memory file system, shared in-process with `maskworld.cli.main`); writers stay local.
 """
 

@@ -1,4 +1,4 @@
-"""The world as a Gymnasium env: `gymnasium.make("maskworld/Dream-v0", world=PATH)` (issue 8; DESIGN "Gymnasium env").
+"""The world as a Gymnasium env: `gymnasium.make("maskworld/Dream-v0", world=PATH)`.
 
     import gymnasium as gym, maskworld
     env = gym.make("maskworld/Dream-v0", world="maskworld/worlds/default", render_mode="rgb_array",

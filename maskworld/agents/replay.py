@@ -1,4 +1,4 @@
-"""The agent's real experience: frames for imagined starts, tokens for updating the world (the Dyna loop, issue 8).
+"""The agent's real experience: frames for imagined starts, tokens for updating the world (the Dyna loop, Sutton 1991).
 
     replay = RealReplay()
     replay.add(frame, -1)                           # an episode's first frame (no action led into it)

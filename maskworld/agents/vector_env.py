@@ -1,4 +1,4 @@
-"""N dream envs stepped in one batched forward pass: a `gymnasium.vector.VectorEnv` (issue 8).
+"""N dream envs stepped in one batched forward pass: a `gymnasium.vector.VectorEnv`.
 
     envs = gym.make_vec("maskworld/Dream-v0", num_envs=64, world="maskworld/worlds/default", max_episode_steps=100)
     obs, info = envs.reset(seed=0)                       # (64, 64, 64, 3) uint8

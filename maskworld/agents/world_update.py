@@ -1,4 +1,4 @@
-"""Updating the world on the agent's real experience: the "world learns" half of the Dyna loop (issue 8).
+"""Updating the world on the agent's real experience: the "world learns" half of the Dyna loop.
 
     up = WorldUpdater(world, batch=16, real_share=0.5)
     opt = torch.optim.AdamW(up.params(), lr=1e-4)

@@ -13,7 +13,7 @@ EXAMPLES = """examples:
   maskworld bench                        # a randomly initialised `small` world: speed before training
   maskworld bench worlds/minigrid --json bench.json
   maskworld bench --quick                # a few iterations (smoke test)
-Keys of the JSON: README.md, "Evaluation and benchmarks"
+Keys of the JSON: docs/eval.md
 """
 
 

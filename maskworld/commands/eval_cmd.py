@@ -16,7 +16,7 @@ EXAMPLES = """examples:
   maskworld eval worlds/minigrid --data data/minigrid --episodes 50 --seed 1 --update-card
   maskworld eval worlds/landmarks --data data/landmarks --revisit      # + the memory benchmark
   maskworld eval worlds/minigrid --data data/minigrid --out eval/ --strict   # files + exit 3 on too few episodes
-How to read the report and every JSON key: README.md, "Evaluation and benchmarks"
+How to read the report and every JSON key: docs/eval.md
 """
 
 

@@ -13,7 +13,7 @@ from maskworld.io import atomic_write_json, atomic_write_text
 EXAMPLES = """examples:
   maskworld revisit worlds/landmarks --json revisit.json --svg revisit.svg
   maskworld revisit worlds/landmarks --gaps 8,32,128 --trials 4 --memory-k 1,2 --ablations
-How to read it: README.md, "Memory M and the revisit benchmark"
+How to read it: docs/memory.md
 """
 
 

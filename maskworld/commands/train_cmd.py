@@ -16,7 +16,7 @@ EXAMPLES = """examples:
   torchrun --nproc-per-node 8 -m maskworld train world --data data/minigrid --out worlds/mg --preset base --minutes 60 --batch 256 --compile
   torchrun --nproc-per-node 8 -m maskworld train world --data s3://bucket/mg --out worlds/mg --preset base --minutes 60 --data-split rank
 TensorBoard: tensorboard --logdir WORLD/_work/tb
-Several processes (torchrun): --batch/--tok-batch are global (split across the processes); README "Scale".
+Several processes (torchrun): --batch/--tok-batch are global (split across the processes); docs/scale.md.
 """
 
 

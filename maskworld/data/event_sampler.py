@@ -1,4 +1,4 @@
-"""Event oversampling: dynamics clips that end on a reward or termination transition (issue 8).
+"""Event oversampling: dynamics clips that end on a reward or termination transition.
 
     clips = EventClips(cache, T=4, share=0.25)
     b = clips.sample(64, rng)        # the arrays of TokenCache.sample; ~16 of the 64 clips end on an event
@@ -19,7 +19,7 @@ Design choices:
 - How many of a batch's clips are event clips: share * batch, its fraction rounded up with that
   probability (expected count exact at any batch size, e.g. a rank's share of the global batch); they
   sit at random rows of the batch, so a global batch split across ranks spreads them over the ranks.
-- share 0 calls `TokenCache.sample` itself: the same rng gives the same batch as before this module.
+- share 0 calls `TokenCache.sample` itself: the same rng gives the same batch as uniform sampling.
   A cache without events (e.g. one rank's episodes under --data-split rank) samples uniformly too.
 - Everything is drawn from the caller's numpy generator, so runs stay seeded and `--resume` exact
   (the loop checkpoints that generator).

@@ -4,7 +4,7 @@ A *reader* is one process that loads episodes: a DDP rank, or one loader worker 
 numbered rank-major (`Reader.of(rank, world_size, worker, num_workers)`), so one rank's workers own
 neighbouring runs of the store.
 
-Design choices (issue 9):
+Design choices:
 - **Contiguous runs in shard order.** Episodes are ordered as they lie in the store (shard by shard)
   and cut into `count` consecutive runs, so a reader opens about 1/count of the shard files (the shard at
   either end of its run may be shared with the neighbouring reader, each reading different episodes). A

@@ -1,6 +1,6 @@
 """`maskworld bench`: how fast a world plays and trains on this machine, as medians and in-run ratios.
 
-Design choices (DESIGN.md, "Evaluation protocol": speed):
+Design choices (speed):
 - End to end means what a player waits for: action in -> 64x64 RGB frame out (MaskGIT decode, the
   commit of the new frame to the KV cache, tokenizer decode), one session whose context window is
   already full (the steady state of play), for K = 1, 2, 4, 8 decoding steps.
@@ -229,7 +229,7 @@ def bench_decoder_quality(world, store, episodes: int = 8, horizon: int = 8, see
     """Open-loop PSNR at `horizon` of MaskGIT (the world's K) vs token-by-token decoding, same episodes.
 
     The speed ratio alone would flatter MaskGIT if its frames were worse; this puts the quality of
-    both decoders of the same network beside it (issue 4's bar: >= 8x faster at equal or better PSNR).
+    both decoders of the same network beside it (>= 8x faster at equal or better PSNR).
     """
     import dataclasses
 

@@ -1,8 +1,8 @@
-"""`maskworld eval`: the evaluation protocol of DESIGN.md as one function, `evaluate(world, store, ...)`.
+"""`maskworld eval`: the evaluation protocol (docs/eval.md) as one function, `evaluate(world, store, ...)`.
 
 Everything runs on held-out episodes (the validation split the world was trained with, read from its
 model card), is deterministic given the seed and uses no downloaded weights. Metrics come back as a
-flat dict with stable dotted keys (documented in README.md, "Evaluation and benchmarks"); pictures for the HTML report come
+flat dict with stable dotted keys (documented in docs/eval.md); pictures for the HTML report come
 back separately.
 
 Design choices:

@@ -1,6 +1,6 @@
 """Inverse-dynamics model (IDM) for action-following accuracy: (frame_t, frame_t+1) -> action_t.
 
-Design choices (DESIGN.md, "Evaluation protocol": controllability):
+Design choices (controllability, as in Genie's evaluation):
 - Trained inside `maskworld eval` on *real* transitions of the training split, for a fixed number of
   steps (deterministic given the seed; seconds on a CPU), then scored on real held-out transitions
   (`control.idm_accuracy_real`, the ceiling: some actions have no visible effect) and applied to

@@ -1,6 +1,6 @@
 """The revisit benchmark: does the world remember a place after being away longer than its window?
 
-Protocol (DESIGN.md "Evaluation"): scripted out-and-back trials in procedurally generated
+Protocol (WorldMem/VMem-style revisits): scripted out-and-back trials in procedurally generated
 MiniGrid layouts with landmarks (maskworld.eval.revisit_trials): the world is given the real frames of the
 outbound leg (a 360-degree scan of a place), then imagines the gap of g steps and the return leg from the
 logged actions. Scored on the return leg (the same scan of the same place):

@@ -1,4 +1,4 @@
-"""Memory M: what keeps a world consistent beyond its context window (see DESIGN.md, "Memory").
+"""Memory M: what keeps a world consistent beyond its context window.
 
 - working memory: the KV cache window (maskworld.models.dynamics.KVCache);
 - compressed context: the frames that just left the window, pooled to fewer tokens (FramePack);

@@ -1,4 +1,4 @@
-"""A pointer ("copy") head for memory M: predict a token by pointing at a remembered one (issue 7).
+"""A pointer ("copy") head for memory M: predict a token by pointing at a remembered one.
 
     p(token) = (1 - lam) * softmax(tok_head(h)) + lam * sum_j attn_j [memory token j == token]
 

@@ -1,7 +1,7 @@
 """Finite scalar quantization (Mentzer et al., 2023).
 
 Why FSQ: every code of the implicit codebook is reachable by construction, so there is no codebook
-collapse, no commitment loss and no dead-code reset (DESIGN.md, "Tokenizer").
+collapse, no commitment loss and no dead-code reset (Mentzer et al. 2023, FSQ).
 Each latent channel i is bounded with tanh and rounded to one of `levels[i]` values; the token id is
 the mixed-radix number of the per-channel indices, so `prod(levels)` codes in all.
 """

@@ -1,7 +1,7 @@
 """How the dynamics model reads memory M: per-layer cross-attention from the frame being predicted to
 remembered frames (retrieved by pose) and compressed older frames.
 
-Design choices (issue 7; WorldMem / Context-as-Memory read retrieved frames, FramePack compresses old ones):
+Design choices (WorldMem / Context-as-Memory read retrieved frames, FramePack compresses old ones):
 - Cross-attention, not more tokens in the causal context: the memory changes every step (retrieval
   follows the agent), so it must not be baked into the KV cache, and its keys carry no RoPE time
   position (a frame from 200 steps ago is as usable as one from 20). What places a remembered frame is

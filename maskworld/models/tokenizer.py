@@ -1,11 +1,11 @@
 """Frame tokenizer: a convolutional FSQ autoencoder, 64x64 RGB <-> an h x w grid of discrete tokens.
 
-Design choices (DESIGN.md, "Tokenizer"):
+Design choices (Mentzer et al. 2023, FSQ):
 - Pixel-unshuffle first (4x4 patches -> 16x16x48): a conv stack at full 64x64 costs ~3 s per batch-32
   step on 2 CPU cores; working at 16x16 makes the same network ~16x cheaper.
 - FSQ levels [8,5,5,5] = 1000 codes: no codebook collapse, no auxiliary losses.
 - Tokens per frame: 8x8 = 64 by default (one stride-2 stage after the patchify); `downsample=0`
-  (`train --grid 16`) gives 16x16 = 256. Measured (maskworld eval / bench, README "Numbers"):
+  (`train --grid 16`) gives 16x16 = 256. Measured (maskworld eval / bench, docs/results.md):
   MiniGrid at 8x8 reconstructs at 57.9 dB held-out PSNR, and its small world steps in 23 ms per frame
   (43 FPS, K=1) on 2 CPU cores; CoinRun's textured scenes need 16x16 to pass 28 dB (43.4 dB after
   3.5 H100-minutes), and every dynamics pass then carries 4x the tokens (~4x the MLP cost, up to

@@ -10,7 +10,7 @@ Design choices:
   probed from small to large and the probe stops at the first that falls short, so a CPU never times the base
   preset's seconds-long step for a short budget.
 - The tokenizer follows the chosen preset, and the minutes split stays the measured 30/70 tokenizer/dynamics.
-- A step budget (--steps) has no minutes to size against: `small`, as before.
+- A step budget (--steps) has no minutes to size against: `small`.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
     torchrun --nproc-per-node 2 -m maskworld train world ...    # two processes, DDP (gloo on CPU, NCCL on GPU)
     torchrun --nproc-per-node 2 -m maskworld train world ... --data-split rank   # each rank reads its own episodes
 
-Design choices (issue 9):
+Design choices:
 - `init()` starts the process group only when `RANK`/`WORLD_SIZE` are set; without them every helper
   here is a no-op and the single-process path is untouched.
 - **Two ways to share the data** (`--data-split`), both with `--batch`/`--tok-batch` as the global batch:

@@ -3,7 +3,7 @@
     d = WorldDir.open("memory://worlds/minigrid")   # or "worlds/minigrid", "file:///...", "s3://bucket/w"
     d.is_dir(); (d / "world.json").read_text(); (d / "dynamics.safetensors").load_safetensors()
 
-Design choices (issue 9):
+Design choices:
 - The same small pathlib-like surface (`/`, `exists`, `is_dir`, `name`, `read_text`) for local and
   remote directories, so `load_world` reads one way whatever the source.
 - Never unpickles: weights are safetensors, read with `safetensors.torch.load_file` from a local
