@@ -45,12 +45,13 @@ def register(sub) -> None:
     p.add_argument("--distribution-mode", default=None, help="procgen: easy|hard|... (default easy)")
     p.add_argument("--start-level", type=int, default=None, help="procgen: first level seed")
     p.add_argument("--num-levels", type=int, default=None, help="procgen: number of levels (0 = unlimited)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar: plain progress lines every MASKWORLD_PROGRESS_INTERVAL seconds (default 30) instead")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from maskworld.data.collect import CollectConfig, collect, format_stats
+    from maskworld.progress import summary
 
     env_kwargs = {}
     for name in ("distribution_mode", "start_level", "num_levels"):
@@ -71,4 +72,6 @@ def run(args: argparse.Namespace) -> int:
     text = format_stats(stats, args.out)
     if text:
         print(text)
+        summary("collect", steps=stats["steps"], steps_unit="steps", minutes=stats["seconds"] / 60,
+                throughput=stats["frames_per_s"], unit="frames/s", metric={"episodes": stats["episodes"]})
     return 0

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from maskworld.errors import UserError
+from maskworld.progress import Progress
 
 POLICIES = ("random", "sticky", "explore")
 
@@ -279,8 +280,6 @@ def _check_resume(out: str, meta: dict) -> None:
 
 def collect(cfg: CollectConfig) -> dict:
     """Fill `cfg.out` up to `cfg.steps` transitions. Returns stats (frames, seconds, rates)."""
-    from tqdm import tqdm
-
     from maskworld.data.store import MANIFEST, EpisodeStore, StoreWriter
     from maskworld.envs import make_env
 
@@ -345,12 +344,15 @@ def collect(cfg: CollectConfig) -> dict:
     ready = done = 0
     try:
         with StoreWriter(cfg.out, meta, cfg.episodes_per_shard, cfg.frames_per_shard, resume=True) as writer, \
-                tqdm(total=remaining, unit="step", desc=f"collect {cfg.env_id}", disable=not cfg.progress or None,
-                     dynamic_ncols=True) as bar:
+                Progress(total=remaining, desc=f"collect {cfg.env_id}", unit="steps", bar=cfg.progress) as bar:
+            # wake at least once per progress interval: long episodes (or slow worker start-up) must not
+            # leave a redirected log silent
+            wait = min(5.0, max(0.05, bar.interval))
             while done < K:
                 try:
-                    msg = q.get(timeout=5.0)
+                    msg = q.get(timeout=wait)
                 except queue_mod.Empty:
+                    bar.update(0)
                     dead = [p for p in procs if not p.is_alive() and p.exitcode not in (0, None)]
                     if dead:
                         raise RuntimeError(f"collect worker died with exit code {dead[0].exitcode}") from None
@@ -366,7 +368,7 @@ def collect(cfg: CollectConfig) -> dict:
                     stats["steps"] += len(ep)
                     stats["frames"] += len(ep) + 1
                     stats["episodes"] += 1
-                    bar.update(len(ep))
+                    bar.update(len(ep), episodes=stats["episodes"])
                 elif kind == "done":
                     done += 1
                 elif kind == "error":
