@@ -89,6 +89,6 @@ def test_collect_into_a_file_logs_plain_lines_and_a_summary(tmp_path):
     assert r.returncode == 0, text
     assert "\r" not in text
     lines = text.splitlines()
-    progress = [l for l in lines if re.match(r"\[collect MiniGrid-Empty-5x5-v0\] \d+/300 steps \(\d+%\), [\d.]+ steps/s", l)]
+    progress = [line for line in lines if re.match(r"\[collect MiniGrid-Empty-5x5-v0\] \d+/300 steps \(\d+%\), [\d.]+ steps/s", line)]
     assert progress, text
-    assert any(re.fullmatch(r"\[collect\] done: 300 steps in [\d.]+ s, \d+(\.\d+)? frames/s, episodes=\d+", l) for l in lines), text
+    assert any(re.fullmatch(r"\[collect\] done: 300 steps in [\d.]+ s, \d+(\.\d+)? frames/s, episodes=\d+", line) for line in lines), text

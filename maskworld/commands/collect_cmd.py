@@ -45,7 +45,8 @@ def register(sub) -> None:
     p.add_argument("--distribution-mode", default=None, help="procgen: easy|hard|... (default easy)")
     p.add_argument("--start-level", type=int, default=None, help="procgen: first level seed")
     p.add_argument("--num-levels", type=int, default=None, help="procgen: number of levels (0 = unlimited)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar: plain progress lines every MASKWORLD_PROGRESS_INTERVAL seconds (default 30) instead")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar: plain progress lines every MASKWORLD_PROGRESS_INTERVAL seconds (default 30)")
     p.set_defaults(func=run)
 
 
