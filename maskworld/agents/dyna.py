@@ -21,7 +21,7 @@ Design choices:
   world's own data (see actor_critic).
 - A world changed by updates is saved as OUT/world (tokenizer, dynamics, prompts), never over the world
   it started from; `agent.json` names it, and `maskworld play OUT/world` finds the agent beside it.
-- Progress: a tqdm bar over real steps (a line every 30 s without one); TensorBoard scalars in
+- Progress (maskworld.progress): a bar over real steps on a terminal, a plain line every 30 s elsewhere; TensorBoard scalars in
   OUT/_work/tb/agent, x-axis = real steps.
 """
 
@@ -47,6 +47,7 @@ from maskworld.agents.replay import RealReplay
 from maskworld.agents.starts import load_data_starts, real_env, sample_starts, world_data_steps, world_view
 from maskworld.agents.world_update import WorldUpdater
 from maskworld.errors import UserError
+from maskworld.progress import Progress
 from maskworld.train.checkpoint import latest_checkpoint, load_arrays, load_checkpoint, save_checkpoint
 
 CKPT = "ckpt_agent"
@@ -236,7 +237,7 @@ def _log_round(run: _Progress, writer, bar) -> dict:
         for k, v in {**(log[-1] if log else {}), **wm, "real_return_last10": recent}.items():
             if k != "real_steps" and np.isfinite(v):
                 writer.add_scalar(f"agent/{k}", v, run.steps)
-    bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items()})
+    bar.set_metrics(**shown)
     return shown
 
 
@@ -270,8 +271,6 @@ def train_agent(world, env_id: str | None = None, real_steps: int = 10_000, cfg:
     own env). -> (agent, stats). With `out`: agent.json + agent.safetensors there, checkpoints and TensorBoard
     in out/_work, the updated world in out/world. view: MiniGrid view of the real env (default: the world's
     data's); data: the world's data store for start frames (default: the path on its model card)."""
-    from tqdm import tqdm
-
     world, cfg, out, work, last = _prepare(world, real_steps, cfg, device, out, resume)
     p = _build(world, cfg, seed, env_id, view, data)
     run = _Progress()
@@ -282,9 +281,8 @@ def train_agent(world, env_id: str | None = None, real_steps: int = 10_000, cfg:
     run.frame, _ = p.env.reset(seed=seed if last is None else int(p.rng.integers(2**31 - 1)))
     run.replay.add(run.frame, -1)
     t0 = time.time() - run.elapsed
-    last_ckpt = last_print = time.time()
-    bar = tqdm(total=real_steps, initial=run.steps, unit="step", desc="agent", disable=not progress, dynamic_ncols=True,
-               mininterval=1.0)
+    last_ckpt = time.time()
+    bar = Progress(total=real_steps, initial=run.steps, unit="steps", desc="agent", bar=progress)
     try:
         while run.steps < real_steps:
             n = min(cfg.collect_every, real_steps - run.steps)
@@ -293,11 +291,7 @@ def train_agent(world, env_id: str | None = None, real_steps: int = 10_000, cfg:
             _update_world(p, run)
             _update_agent(p, run)
             run.rounds += 1
-            shown = _log_round(run, writer, bar)
-            if not progress and time.time() - last_print > 30:
-                last_print = time.time()
-                print(f"[agent] {run.steps}/{real_steps} real steps " + " ".join(f"{k}={v:.3g}" for k, v in shown.items()),
-                      flush=True)
+            _log_round(run, writer, bar)
             if work is not None and (time.time() - last_ckpt > 60 * ckpt_minutes or run.steps >= real_steps):
                 _checkpoint(work, p, run, t0)
                 last_ckpt = time.time()

@@ -32,6 +32,7 @@ import numpy as np
 
 from maskworld.data.clips import incoming
 from maskworld.errors import UserError
+from maskworld.progress import Progress
 
 TOKENS, INDEX, META = "tokens.u16", "index.npz", "meta.json"
 
@@ -109,8 +110,6 @@ def _tokenize(tmp: str, store: Any, episode_ids: list[int], offsets: np.ndarray,
               encode_fn: Callable[[np.ndarray], np.ndarray], batch_size: int, progress: bool) -> tuple[dict, list[int]]:
     """Every frame's tokens into tmp/TOKENS, encoded in batches of >= batch_size frames that may span episodes
     (short episodes would otherwise make small batches) -> (the per-frame arrays of the index, the grid [h, w])."""
-    from tqdm import tqdm
-
     N = int(lengths.sum())
     per_frame = {"actions_in": np.empty(N, np.int64), "rewards_in": np.empty(N, np.float32),
                  "terminated_in": np.empty(N, bool), "truncated_in": np.empty(N, bool)}
@@ -118,7 +117,7 @@ def _tokenize(tmp: str, store: Any, episode_ids: list[int], offsets: np.ndarray,
         per_frame["poses"] = np.full((N, 3), -1, np.int64)
     writer = _TokenWriter(os.path.join(tmp, TOKENS), N, encode_fn)
     pending: list[np.ndarray] = []  # frames waiting for a full batch
-    with tqdm(total=N, unit="frame", desc="tokenize", disable=not progress or None) as bar:
+    with Progress(total=N, unit="frames", desc="tokenize", enabled=progress) as bar:
         def flush() -> None:
             frames = np.concatenate(pending)
             pending.clear()

@@ -25,6 +25,7 @@ import numpy as np
 from maskworld.data.store import MANIFEST, Episode, EpisodeStore, StoreWriter
 from maskworld.envs.base import resize_frame
 from maskworld.errors import UserError
+from maskworld.progress import track
 
 VIDEO_EXT = {".mp4", ".webm", ".mkv", ".mov", ".avi", ".gif", ".m4v"}
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
@@ -112,8 +113,6 @@ def expand_inputs(paths: list[str]) -> list[str]:
 def import_videos(paths: list[str], out: str, size: int = 64, fps_stride: int = 1, crop: bool = True,
                   command: str = "", progress: bool = True) -> dict:
     """Import `paths` into the store at `out`. Returns {"episodes", "frames", "skipped"}."""
-    from tqdm import tqdm
-
     if not paths:
         raise UserError("give at least one video file or frame folder")
     inputs = expand_inputs(paths)
@@ -134,7 +133,7 @@ def import_videos(paths: list[str], out: str, size: int = 64, fps_stride: int = 
         return stats
     first = read_episode(todo[0], size, fps_stride, crop)
     with StoreWriter(out, meta, episodes_per_shard=64, frames_per_shard=4096) as writer:
-        for k, p in enumerate(tqdm(todo, unit="file", disable=not progress or None)):
+        for k, p in enumerate(track(todo, desc="import", unit="files", enabled=progress)):
             ep = first if k == 0 else read_episode(p, size, fps_stride, crop)
             writer.add(ep, source=os.path.abspath(p))
             stats["episodes"] += 1

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 
 from maskworld.eval.rollout import open_loop
-from maskworld.world.engine import Engine
 from maskworld.models.sampler import SamplerConfig, decode_autoregressive, decode_nocache
+from maskworld.progress import track
+from maskworld.world.engine import Engine
 
 KS = (1, 2, 4, 8)
 SESSIONS = (1, 4, 16)
@@ -97,8 +98,6 @@ def bench_decoding(world, warmup: int, iters: int, ar_iters: int, progress: bool
     """Per K: end-to-end step, the engine's cached decode + commit, and the same network without the cache;
     then MaskGIT against token-by-token (autoregressive) decoding. Every cached measurement steps one session
     with a full window through the stepping engine."""
-    from tqdm import tqdm
-
     dyn, dev, base = world.dynamics, world.device, world.sampler
     m = {}
     s = _full_session(world)
@@ -122,7 +121,7 @@ def bench_decoding(world, warmup: int, iters: int, ar_iters: int, progress: bool
         eng.commit([s], toks, a, render=False)
 
     try:
-        for k in tqdm(KS, desc="decode K", disable=not progress, leave=False):
+        for k in track(KS, desc="decode K", unit="K", enabled=progress):
             cfg = SamplerConfig(steps=k, temperature=base.temperature, choice_temperature=base.choice_temperature)
             world.sampler = cfg
             e2e = float(np.median(timed(lambda: s.step(0), warmup, iters, dev)))
@@ -148,10 +147,8 @@ def bench_decoding(world, warmup: int, iters: int, ar_iters: int, progress: bool
 
 
 def bench_sessions(world, warmup: int, iters: int, progress: bool = True) -> dict:
-    from tqdm import tqdm
-
     m = {}
-    for n in tqdm(SESSIONS, desc="sessions", disable=not progress, leave=False):
+    for n in track(SESSIONS, desc="sessions", unit="sizes", enabled=progress):
         eng = Engine(world, rows=n)  # the n sessions of a server: n rows of one engine
         ss = [_full_session(world, seed=i, engine=eng) for i in range(n)]
         acts = [i % world.num_actions for i in range(n)]

@@ -50,6 +50,7 @@ from maskworld.eval.control import DELTA_T, delta_psnr, delta_psnr_metrics, delt
 from maskworld.eval.metrics import balanced_accuracy, majority_accuracy, psnr_per_frame, ssim_per_frame
 from maskworld.eval.rollout import open_loop
 from maskworld.eval.uncertainty import balanced_accuracy_ci, mean_ci
+from maskworld.progress import track
 from maskworld.world.engine import Engine
 from maskworld.world.session import Session
 
@@ -173,8 +174,6 @@ def teacher_forced(world, episodes, seed: int, progress: bool = True) -> dict:
     Returns next-frame pairs (real, generated, reconstruction of the frame before, action, episode) and the
     reward/termination heads' predictions on every real transition (with its episode, h_ep).
     """
-    from tqdm import tqdm
-
     dyn, tok, dev = world.dynamics, world.tokenizer, world.device
     null, A = dyn.cfg.null_action, dyn.cfg.num_actions
     g = dyn.cfg.grid
@@ -182,7 +181,7 @@ def teacher_forced(world, episodes, seed: int, progress: bool = True) -> dict:
     sessions = [Session(world, seed + 10_000 + e, engine=eng) for e in range(len(episodes))]
     out = {k: [] for k in ("real", "gen", "prev", "action", "ep", "r_pred", "r_true", "d_pred", "d_true", "h_ep")}
     L = max(len(ep.frames) for ep in episodes)
-    for t in tqdm(range(L), desc="teacher-forced", unit="frame", disable=not progress, leave=False):
+    for t in track(range(L), desc="teacher-forced", unit="frames", enabled=progress):
         alive = [e for e in range(len(episodes)) if t < len(episodes[e].frames)]  # ended episodes leave the batch
         rows = [sessions[e] for e in alive]
         frames = np.stack([episodes[e].frames[t] for e in alive])

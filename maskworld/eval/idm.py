@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from maskworld.progress import track
+
 
 class InverseDynamics(nn.Module):
     def __init__(self, num_actions: int, width: int = 16):
@@ -78,14 +80,12 @@ class PairSet:
 def train_idm(pairs: PairSet, num_actions: int, steps: int, seed: int, device, batch: int = 64, lr: float = 1e-3,
               progress: bool = True) -> InverseDynamics:
     """Fixed-budget IDM training on real pairs (deterministic given the seed)."""
-    from tqdm import tqdm
-
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = InverseDynamics(num_actions).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
-    for _ in tqdm(range(steps), desc="idm", unit="step", disable=not progress, leave=False):
+    for _ in track(range(steps), desc="idm", unit="steps", enabled=progress):
         a, b, y = pairs.pairs(rng.integers(0, len(pairs), batch))
         logits = model(torch.from_numpy(a).to(device), torch.from_numpy(b).to(device))
         loss = F.cross_entropy(logits, torch.from_numpy(y).to(device))

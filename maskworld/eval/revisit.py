@@ -35,6 +35,7 @@ import torch
 from maskworld.errors import UserError
 from maskworld.eval.metrics import psnr_per_frame, ssim_per_frame
 from maskworld.eval.revisit_trials import landmark_hits, make_trials
+from maskworld.progress import Progress
 from maskworld.world.engine import Engine
 from maskworld.world.session import Session
 
@@ -107,8 +108,6 @@ def _scores(trials, gen: list[np.ndarray], renderable: list[np.ndarray] | None =
 def revisit(world, env_id: str | None = None, gaps=(8, 16, 32, 64, 128, 256), per_gap: int = 8, seed: int = 0,
             memory_k: tuple = (), ablations: bool = False, progress: bool = True) -> dict:
     """Run the benchmark -> flat metrics `revisit.<arm>.<metric>.<g>` plus `revisit.gain.*` summaries."""
-    from tqdm import tqdm
-
     env_id = env_id or world.meta.env_id
     if not env_id.startswith("MiniGrid-"):
         raise UserError(f"the revisit benchmark runs on MiniGrid layouts (poses and landmarks); {env_id!r} is not one: "
@@ -123,7 +122,7 @@ def revisit(world, env_id: str | None = None, gaps=(8, 16, 32, 64, 128, 256), pe
     out: dict = {"revisit.env": env_id, "revisit.gaps": list(gaps), "revisit.trials_per_gap": per_gap,
                  "revisit.window": world.dynamics.cfg.window, "revisit.arms": arms + ["copy_last", "tokenizer"]}
     t0 = time.time()
-    bar = tqdm(total=len(gaps) * len(arms), desc="revisit", unit="arm", disable=not progress or None)
+    bar = Progress(total=len(gaps) * len(arms), desc="revisit", unit="arms", enabled=progress)
     for g in gaps:
         trials = make_trials(env_id, gaps=(g,), per_gap=per_gap, seed=seed, size=size)
         out[f"revisit.away.{g}"] = float(np.mean([getattr(t, "away", 0) for t in trials]))
