@@ -68,7 +68,7 @@ def test_unknown_env_exit_2_and_no_dir(tmp_path):
     r = subprocess.run([sys.executable, "-m", "maskworld", "collect", "--env", "NoSuchEnv-v9", "--steps", "10",
                         "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
-    lines = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+    lines = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "NoSuchEnv-v9" in lines[0] and "maskworld envs" in lines[0]
     assert "Traceback" not in r.stderr
     assert not out.exists()

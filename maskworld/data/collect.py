@@ -38,6 +38,7 @@ Policies (`--policy`):
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import queue as queue_mod
 import signal
@@ -48,8 +49,11 @@ from typing import Any
 
 import numpy as np
 
+from maskworld.data.store import MANIFEST, Episode, EpisodeStore, StoreWriter
+from maskworld.envs import make_env
 from maskworld.errors import UserError
 from maskworld.progress import Progress
+from maskworld.version import __version__ as version
 
 POLICIES = ("random", "sticky", "explore")
 
@@ -129,9 +133,8 @@ def episode_seed(seed: int, g: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(g)]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
-def run_episode(env: Any, policy: Policy, budget: int, max_steps: int | None, seed: int | None) -> "Episode":
+def run_episode(env: Any, policy: Policy, budget: int, max_steps: int | None, seed: int | None) -> Episode:
     """Roll out one episode of at most min(budget, max_steps) transitions."""
-    from maskworld.data.store import Episode
 
     frame, info = env.reset(seed=seed)
     keys = env.info_keys
@@ -169,7 +172,6 @@ def _produce(wid: int, cfg: CollectConfig, k0: int, budget: int, env: Any = None
 
     `env`: an env already made (inline mode reuses the parent's, crafter takes ~1 s to build).
     """
-    from maskworld.envs import make_env
 
     n_shards, i_shard = cfg.shard[1], cfg.shard[0]
     k = k0 + wid
@@ -254,8 +256,6 @@ def measure_raw_rate(env: Any, seconds: float, seed: int) -> float:
 
 
 def _meta(cfg: CollectConfig, env: Any) -> dict:
-    from maskworld import __version__ as version
-
     return {
         "env_id": cfg.env_id, "size": cfg.size, "view": env.view,
         "action_meanings": list(env.action_meanings), "num_actions": env.num_actions,
@@ -267,8 +267,6 @@ def _meta(cfg: CollectConfig, env: Any) -> dict:
 
 
 def _check_resume(out: str, meta: dict) -> None:
-    from maskworld.data.store import EpisodeStore
-
     old = EpisodeStore(out).meta
     for k in ("env_id", "size", "view", "policy", "seed", "shard", "max_episode_steps", "action_meanings"):
         if k == "view" and meta.get(k) is None:  # views apply to MiniGrid only
@@ -280,10 +278,37 @@ def _check_resume(out: str, meta: dict) -> None:
 
 def collect(cfg: CollectConfig) -> dict:
     """Fill `cfg.out` up to `cfg.steps` transitions. Returns stats (frames, seconds, rates)."""
-    from maskworld.data.store import MANIFEST, EpisodeStore, StoreWriter
-    from maskworld.envs import make_env
+    _check_config(cfg)  # everything is validated before anything is created on disk
+    env, meta, exists, raw_rate = _open_env(cfg)
+    stored, k0 = _resume_point(cfg.out) if exists else (0, 0)
+    remaining = cfg.steps - stored
+    stats = {"raw_steps_per_s": raw_rate, "frames": 0, "steps": 0, "episodes": 0, "seconds": 0.0,
+             "resumed_from": stored, "num_envs": cfg.num_envs}
+    if remaining <= 0:
+        env.close()
+        print(f"{cfg.out} already holds {stored} steps (>= --steps {cfg.steps}); nothing to collect")
+        return stats
+    K = min(cfg.num_envs, remaining)
+    budgets = [remaining // K + (1 if w < remaining % K else 0) for w in range(K)]
+    t0 = time.perf_counter()
+    q, procs = _start_workers(cfg, env, k0, budgets)
+    try:
+        t_ready = _drain(cfg, meta, q, procs, K, remaining, stats)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+            p.join(timeout=5)
+    t1 = time.perf_counter()
+    stats["seconds"] = t1 - t0
+    stats["frames_per_s"] = stats["frames"] / max(t1 - t0, 1e-9)
+    if t_ready is not None:
+        stats["frames_per_s_after_startup"] = stats["frames"] / max(t1 - t_ready, 1e-9)
+    stats["ratio"] = stats["frames_per_s"] / raw_rate
+    return stats
 
-    # ---- validate everything before anything is created on disk
+
+def _check_config(cfg: CollectConfig) -> None:
     if cfg.steps <= 0:
         raise UserError(f"--steps must be positive, not {cfg.steps}")
     if cfg.num_envs < 1:
@@ -297,97 +322,81 @@ def collect(cfg: CollectConfig) -> dict:
         raise UserError("--max-episode-steps must be >= 1")
     if "://" in cfg.out and not cfg.out.startswith("file://"):
         raise UserError(f"--out must be a local directory, not {cfg.out}")
-    env = make_env(cfg.env_id, cfg.size, seed=episode_seed(cfg.seed, 2**31 + i), view=cfg.view, **cfg.env_kwargs)
+
+
+def _open_env(cfg: CollectConfig):
+    """The validation env (the inline worker's too) -> (env, store meta, whether OUT exists, raw env steps/s)."""
+    env = make_env(cfg.env_id, cfg.size, seed=episode_seed(cfg.seed, 2**31 + cfg.shard[0]), view=cfg.view, **cfg.env_kwargs)
     try:
         meta = _meta(cfg, env)
         exists = os.path.exists(os.path.join(cfg.out, MANIFEST))
         if exists:
             _check_resume(cfg.out, meta)
-        raw_rate = measure_raw_rate(env, cfg.bench_seconds, cfg.seed)
+        return env, meta, exists, measure_raw_rate(env, cfg.bench_seconds, cfg.seed)
     except BaseException:
         env.close()
         raise
 
-    stored = 0
-    k0 = 0
-    if exists:
-        old = EpisodeStore(cfg.out)
-        stored = old.num_transitions
-        ks = [old.entry(e).get("k", -1) for e in old.episode_ids]
-        k0 = 1 + max(ks, default=-1)
-    remaining = cfg.steps - stored
-    stats = {"raw_steps_per_s": raw_rate, "frames": 0, "steps": 0, "episodes": 0, "seconds": 0.0,
-             "resumed_from": stored, "num_envs": cfg.num_envs}
-    if remaining <= 0:
-        env.close()
-        print(f"{cfg.out} already holds {stored} steps (>= --steps {cfg.steps}); nothing to collect")
-        return stats
 
-    K = min(cfg.num_envs, remaining)
-    budgets = [remaining // K + (1 if w < remaining % K else 0) for w in range(K)]
-    procs = []
-    t0 = time.perf_counter()
+def _resume_point(out: str) -> tuple[int, int]:
+    """-> (transitions already stored, the next episode counter)."""
+    old = EpisodeStore(out)
+    ks = [old.entry(e).get("k", -1) for e in old.episode_ids]
+    return old.num_transitions, 1 + max(ks, default=-1)
+
+
+def _start_workers(cfg: CollectConfig, env, k0: int, budgets: list[int]):
+    """-> (queue of worker messages, worker processes): inline for one env, forked workers for several."""
+    K = len(budgets)
     if K == 1:  # inline: the validation env is reused (its first episode is reseeded)
-        q: Any = _InlineQueue(cfg, k0, budgets[0], env)
-    else:
-        env.close()  # each worker builds its own (fork-safety of emulators is not guaranteed)
-        import multiprocessing as mp
+        return _InlineQueue(cfg, k0, budgets[0], env), []
+    env.close()  # each worker builds its own (fork-safety of emulators is not guaranteed)
+    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    q = ctx.Queue(maxsize=4 * K)
+    procs = []
+    for w in range(K):
+        p = ctx.Process(target=_worker, args=(w, cfg, k0, budgets[w], q, os.getpid()), daemon=True)
+        p.start()
+        procs.append(p)
+    return q, procs
 
-        ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-        q = ctx.Queue(maxsize=4 * K)
-        for w in range(K):
-            p = ctx.Process(target=_worker, args=(w, cfg, k0, budgets[w], q, os.getpid()), daemon=True)
-            p.start()
-            procs.append(p)
 
-    t_ready = None
-    ready = done = 0
-    try:
-        with StoreWriter(cfg.out, meta, cfg.episodes_per_shard, cfg.frames_per_shard, resume=True) as writer, \
-                Progress(total=remaining, desc=f"collect {cfg.env_id}", unit="steps", bar=cfg.progress) as bar:
-            # wake at least once per progress interval: long episodes (or slow worker start-up) must not
-            # leave a redirected log silent
-            wait = min(5.0, max(0.05, bar.interval))
-            while done < K:
-                try:
-                    msg = q.get(timeout=wait)
-                except queue_mod.Empty:
-                    bar.update(0)
-                    dead = [p for p in procs if not p.is_alive() and p.exitcode not in (0, None)]
-                    if dead:
-                        raise RuntimeError(f"collect worker died with exit code {dead[0].exitcode}") from None
-                    continue
-                kind = msg[0]
-                if kind == "ready":
-                    ready += 1
-                    if ready == K:
-                        t_ready = time.perf_counter()
-                elif kind == "ep":
-                    _, _, ep, extra = msg
-                    writer.add(ep, **extra)
-                    stats["steps"] += len(ep)
-                    stats["frames"] += len(ep) + 1
-                    stats["episodes"] += 1
-                    bar.update(len(ep), episodes=stats["episodes"])
-                elif kind == "done":
-                    done += 1
-                elif kind == "error":
-                    _, wid, is_user, text = msg
-                    if is_user:
-                        raise UserError(text)
-                    raise RuntimeError(f"collect worker {wid} failed: {text}")
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-            p.join(timeout=5)
-    t1 = time.perf_counter()
-    stats["seconds"] = t1 - t0
-    stats["frames_per_s"] = stats["frames"] / max(t1 - t0, 1e-9)
-    if t_ready is not None:
-        stats["frames_per_s_after_startup"] = stats["frames"] / max(t1 - t_ready, 1e-9)
-    stats["ratio"] = stats["frames_per_s"] / raw_rate
-    return stats
+def _drain(cfg: CollectConfig, meta: dict, q, procs, K: int, remaining: int, stats: dict) -> float | None:
+    """Store the workers' episodes as they arrive, with progress. -> when every worker was ready (or None)."""
+    t_ready, ready, done = None, 0, 0
+    with StoreWriter(cfg.out, meta, cfg.episodes_per_shard, cfg.frames_per_shard, resume=True) as writer, \
+            Progress(total=remaining, desc=f"collect {cfg.env_id}", unit="steps", bar=cfg.progress) as bar:
+        # wake at least once per progress interval: long episodes (or slow worker start-up) must not
+        # leave a redirected log silent
+        wait = min(5.0, max(0.05, bar.interval))
+        while done < K:
+            try:
+                msg = q.get(timeout=wait)
+            except queue_mod.Empty:
+                bar.update(0)
+                dead = [p for p in procs if not p.is_alive() and p.exitcode not in (0, None)]
+                if dead:
+                    raise RuntimeError(f"collect worker died with exit code {dead[0].exitcode}") from None
+                continue
+            kind = msg[0]
+            if kind == "ready":
+                ready += 1
+                t_ready = time.perf_counter() if ready == K else t_ready
+            elif kind == "ep":
+                _, _, ep, extra = msg
+                writer.add(ep, **extra)
+                stats["steps"] += len(ep)
+                stats["frames"] += len(ep) + 1
+                stats["episodes"] += 1
+                bar.update(len(ep), episodes=stats["episodes"])
+            elif kind == "done":
+                done += 1
+            elif kind == "error":
+                _, wid, is_user, text = msg
+                if is_user:
+                    raise UserError(text)
+                raise RuntimeError(f"collect worker {wid} failed: {text}")
+    return t_ready
 
 
 def format_stats(stats: dict, out: str) -> str:
