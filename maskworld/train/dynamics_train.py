@@ -188,10 +188,11 @@ def evaluate_dynamics(model: Dynamics, cache, window: int, device, batches: int 
 def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: float, budget: Budget, work_dir, device,
                    resume: bool, seed: int = 0, progress: bool = True, ckpt_minutes: float = 5.0, corrupt_max: float = 0.1,
                    fsdp: bool = False, compile: bool = False, event_share: float = 0.0, context_drop: float = 0.0,
-                   init_state: dict | None = None):
+                   init_state: dict | None = None, probe=None):
     """event_share: share of each batch's clips that end on a reward/termination (maskworld.data.event_sampler).
     context_drop: share of clips with a mostly-noise context (`corrupt`). init_state: weights to start from (a
-    fine-tune; a checkpoint in work_dir, on --resume, takes precedence)."""
+    fine-tune; a checkpoint in work_dir, on --resume, takes precedence). probe: model -> held-out rollout metrics
+    (heldout_probe.HeldoutProbe), logged with every evaluation beside the masked-token ones."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = Dynamics(cfg).to(device)
@@ -229,6 +230,7 @@ def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: 
                 "event_clips": clip_events(rew, term, act, cfg.null_action)}
 
     metrics = run_loop("dynamics", model, opt, step_fn, budget, work_dir, lr, rng, resume,
-                       eval_fn=lambda: evaluate_dynamics(model, val_cache, cfg.window, device), eval_every=500,
-                       progress_bar=progress, ckpt_minutes=ckpt_minutes)
+                       eval_fn=lambda: {**evaluate_dynamics(model, val_cache, cfg.window, device), **(probe(model) if probe else {})},
+                       eval_every=250,
+                       progress_bar=progress, ckpt_minutes=ckpt_minutes, items_per_step=tokens_per_step, items_unit="tokens/s")
     return dist.unshard(model, Dynamics(cfg).to(device)), metrics

@@ -74,7 +74,7 @@ def train_lam(train_cache, val_cache, cfg: LamConfig, batch: int, lr: float, bud
 
     metrics = run_loop("lam", model, opt, step_fn, budget, work_dir, lr, rng, resume,
                        eval_fn=lambda: evaluate_lam(model, val_cache, device), eval_every=250,
-                       progress_bar=progress, ckpt_minutes=ckpt_minutes)
+                       progress_bar=progress, ckpt_minutes=ckpt_minutes, items_per_step=batch, items_unit="pairs/s")
     return model.eval(), metrics
 
 

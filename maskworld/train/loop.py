@@ -1,4 +1,4 @@
-"""The one training loop every stage uses: budget, LR schedule, progress bar, TensorBoard,
+"""The one training loop every stage uses: budget, LR schedule, progress (maskworld.progress), TensorBoard,
 periodic atomic checkpoints and exact `--resume`.
 
 `step_fn(step) -> dict of floats` does one optimisation step; the loop owns everything else.
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from maskworld.progress import Progress, summary
 from maskworld.train import dist
 from maskworld.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 
@@ -61,10 +62,11 @@ class _NullWriter:
 
 def run_loop(name, model, opt, step_fn, budget: Budget, work_dir: Path, base_lr: float, np_rng: np.random.Generator,
              resume: bool, log_every: int = 20, ckpt_minutes: float = 5.0, eval_fn=None, eval_every: int = 500,
-             progress_bar: bool = True, writer=None) -> dict:
-    """Runs until the budget is spent. Returns the last logged metrics (and eval ones)."""
-    from tqdm import tqdm
+             progress_bar: bool = True, writer=None, items_per_step: float | None = None, items_unit: str = "tokens/s") -> dict:
+    """Runs until the budget is spent. Returns the last logged metrics (and eval ones).
 
+    progress_bar=False: plain progress lines instead of a bar even on a terminal. items_per_step: what one step
+    processes (tokens, frames ...), for the throughput in the closing summary line (`items_unit`)."""
     ckpt_dir = Path(work_dir) / f"ckpt_{name}"
     step, elapsed = 0, 0.0
     main = dist.is_main()
@@ -74,7 +76,9 @@ def run_loop(name, model, opt, step_fn, budget: Budget, work_dir: Path, base_lr:
         st = load_checkpoint(last, model, opt, np_rng)
         step, elapsed = int(st["step"]), float(st["elapsed_s"])
         if st.get("finished"):
-            return st.get("metrics", {})
+            done = st.get("metrics", {})
+            summary(name, steps=step, minutes=elapsed / 60, metric="already finished", enabled=main)
+            return done
         if main:
             print(f"[{name}] resumed from {last} at step {step} ({elapsed / 60:.1f} min done)")
     # Rank split: the same stream on every rank (drawn from the shared seed, or rank 0's checkpoint).
@@ -87,10 +91,10 @@ def run_loop(name, model, opt, step_fn, budget: Budget, work_dir: Path, base_lr:
 
         writer = SummaryWriter(str(Path(work_dir) / "tb" / name))
     total = budget.steps if budget.steps else None
-    bar = tqdm(total=total, initial=step, desc=name, disable=not (progress_bar and main), dynamic_ncols=True,
-               unit="step", mininterval=1.0)
+    bar = Progress(total=total, initial=step, desc=name, unit="steps", bar=progress_bar, enabled=main)
     t_start = time.time() - elapsed
-    last_ckpt = last_print = time.time()
+    last_ckpt = t_run = time.time()
+    step_run = step  # steps this process takes: the throughput of this run, not of the killed one
     metrics: dict = {}
     model.train()
     prog = budget.progress(step, time.time() - t_start)
@@ -106,21 +110,16 @@ def run_loop(name, model, opt, step_fn, budget: Budget, work_dir: Path, base_lr:
         m = step_fn(step)
         dt = time.time() - t0
         step += 1
-        bar.update(1)
+        shown: dict = {}
         if step % log_every == 0 or step == 1:
             m["lr"] = lr
             m["step_s"] = dt
             m = dist.all_reduce_mean(m)  # same steps on every rank, so this collective lines up
             for k, v in m.items():
                 writer.add_scalar(f"{name}/{k}", v, step)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in m.items() if k in SHOWN})
+            shown = {k: v for k, v in m.items() if k in SHOWN}
             metrics.update(m)
-            if main and not progress_bar and time.time() - last_print > 30:  # logs instead of a bar (CI, nohup)
-                last_print = time.time()
-                print(f"[{name}] step {step} {100 * budget.progress(step, time.time() - t_start):.0f}% "
-                      + " ".join(f"{k}={v:.4g}" for k, v in m.items() if k in SHOWN), flush=True)
-            if total is None:
-                bar.set_description(f"{name} {100 * budget.progress(step, time.time() - t_start):.0f}%")
+        bar.update(1, frac=None if total else budget.progress(step, time.time() - t_start), **shown)
         if eval_fn is not None and step % eval_every == 0:
             model.eval()
             em = eval_fn()
@@ -135,6 +134,7 @@ def run_loop(name, model, opt, step_fn, budget: Budget, work_dir: Path, base_lr:
             save_checkpoint(ckpt_dir, model, opt, step, {"elapsed_s": time.time() - t_start, **extra}, np_rng)
             last_ckpt = time.time()
     bar.close()
+    run_s = time.time() - t_run  # before the final eval: the training throughput
     model.eval()
     if eval_fn is not None:
         metrics.update({f"val_{k}": v for k, v in eval_fn().items()})
@@ -143,4 +143,7 @@ def run_loop(name, model, opt, step_fn, budget: Budget, work_dir: Path, base_lr:
     save_checkpoint(ckpt_dir, model, opt, step,
                     {"elapsed_s": time.time() - t_start, "finished": True, "metrics": metrics, **extra}, np_rng)
     writer.flush()
+    summary(name, steps=step, minutes=metrics["train_s"] / 60, enabled=main, unit=items_unit,
+            throughput=items_per_step * (step - step_run) / run_s if items_per_step and step > step_run and run_s > 0 else None,
+            metric={k: v for k, v in metrics.items() if k == "loss" or k.startswith("val_")})
     return metrics

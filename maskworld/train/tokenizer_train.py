@@ -113,5 +113,6 @@ def train_tokenizer(train_pool: FramePool, val_frames: np.ndarray, cfg: Tokenize
         return {"loss": loss.item(), "psnr": 10 * math.log10(1 / max(loss.item(), 1e-10)), "usage": seen.float().mean().item()}
 
     metrics = run_loop("tokenizer", tok, opt, step_fn, budget, work_dir, lr, rng, resume,
-                       eval_fn=lambda: evaluate_tokenizer(tok, val_frames, device), eval_every=1000, progress_bar=progress, ckpt_minutes=ckpt_minutes)
+                       eval_fn=lambda: evaluate_tokenizer(tok, val_frames, device), eval_every=1000, progress_bar=progress,
+                       ckpt_minutes=ckpt_minutes, items_per_step=batch, items_unit="frames/s")
     return dist.unshard(tok, Tokenizer(cfg).to(device)), metrics

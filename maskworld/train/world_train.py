@@ -40,6 +40,7 @@ from maskworld.train import dist
 from maskworld.train.config import TrainConfig, tokenizer_downsample, train_config
 from maskworld.train.loop import Budget
 from maskworld.train.auto_preset import PRESET_RECORD
+from maskworld.train.heldout_probe import HeldoutProbe
 from maskworld.train.data_checks import check_budget, check_episodes, check_frames_change
 from maskworld.train.presets import get_preset
 from maskworld.io import atomic_save_safetensors, atomic_write_json, atomic_write_text
@@ -79,7 +80,8 @@ def open_store(data: str):
 
     store = EpisodeStore(data)
     if len(store.episode_ids) < 2:
-        raise UserError(f"{data} has {len(store.episode_ids)} episode(s); training needs at least 2 (one for validation). Collect more with `maskworld collect`")
+        raise UserError(f"{data} has {len(store.episode_ids)} episode(s); training needs at least 2 (one for validation). "
+                        "Collect more with `maskworld collect`")
     return store
 
 
@@ -87,7 +89,8 @@ def _card_base(cfg: TrainConfig, store, device) -> dict:
     r = cfg.run
     return {
         "command": r.command_line,
-        "data": {"path": str(r.data), "env_id": store.meta.get("env_id"), "collect_command": store.meta.get("command"), "episodes": len(store.episode_ids),
+        "data": {"path": str(r.data), "env_id": store.meta.get("env_id"), "collect_command": store.meta.get("command"),
+                 "episodes": len(store.episode_ids),
                  "frames": int(store.num_frames), "policy": store.meta.get("policy")},
         "preset": r.preset, "seed": r.seed, "device": str(device),
         "device_name": torch.cuda.get_device_name(0) if device.type == "cuda" else platform.processor() or platform.machine(),
@@ -166,7 +169,12 @@ def stage_dynamics(run: Run, tok, budget: Budget):
     print0(f"[cache] tokenized {train_cache.num_frames + val_cache.num_frames} frames in {time.time() - t0:.0f}s")
     cfg, init_state = _dynamics_config(run, tok)
     if budget.minutes is not None:
-        budget = Budget(minutes=max(budget.minutes - (time.time() - t0) / 60, 0.05))
+        left = budget.minutes - (time.time() - t0) / 60
+        if left < 0.5:
+            print0(f"[dynamics] warning: tokenizing the data took {(time.time() - t0) / 60:.1f} min of the budget, "
+                   f"{max(left, 0):.2f} min are left for the dynamics: raise --minutes (the token cache is kept for "
+                   "the next run into this --out)")
+        budget = Budget(minutes=max(left, 0.05))
     lam, lam_info = None, {}
     if c.uses_lam(run.meta):
         lam, lam_info, budget = stage_lam(run, tok, train_cache, val_cache, budget)
@@ -174,13 +182,18 @@ def stage_dynamics(run: Run, tok, budget: Budget):
     dist.check_batch("--batch", c.dynamics.batch)
     share = event_share(c, train_cache, cfg.window)
     print0(f"[dynamics] budget {budget.describe()}, window {cfg.window} frames, {cfg.d_model}d x {cfg.n_layers} layers")
+    probe = None if lam is not None or not dist.is_main() else HeldoutProbe(tok, run.store, run.val_ids, run.meta, cfg.num_actions)
     model, m = train_dynamics(train_cache, val_cache, cfg, c.dynamics.batch, run.preset().lr, budget, run.work, run.device,
                               r.resume, r.seed, r.progress, ckpt_minutes=r.ckpt_minutes, fsdp=r.fsdp, compile=r.compile,
-                              event_share=share, context_drop=c.dynamics.context_drop, init_state=init_state)
+                              event_share=share, context_drop=c.dynamics.context_drop, init_state=init_state,
+                              probe=probe or None)
     m["event_share"] = share
     set_head_prior(model.cfg, train_cache, share, r.seed)  # the heads' logits corrected for the oversampled event prior
     print0(f"[dynamics] val token loss {m.get('val_loss', float('nan')):.3f}, masked-token accuracy {m.get('val_acc', 0):.3f}, "
           f"{m.get('tok_s', 0):.0f} tokens/s")
+    if "val_h8_psnr" in m:
+        print0(f"[dynamics] held-out rollout PSNR at h8 {m['val_h8_psnr']:.2f} dB: copy-last {m['val_h8_copy_last']:.2f}, "
+               f"tokenizer ceiling {m['val_h8_tokenizer']:.2f}")
     return model, m, lam, lam_info
 
 
@@ -260,10 +273,12 @@ def stage_lam(run: Run, tok, train_cache, val_cache, budget: Budget):
     latent = label_cache(train_cache, lam, run.device), label_cache(val_cache, lam, run.device)
     relabel(train_cache, latent[0], cfg.num_codes)
     relabel(val_cache, latent[1], cfg.num_codes)
-    info = {"num_codes": cfg.num_codes, "train": {k: m[k] for k in ("steps", "train_s", "val_codes", "val_ppl", "val_recon", "val_recon_shuffled") if k in m},
+    keys = ("steps", "train_s", "val_codes", "val_ppl", "val_recon", "val_recon_shuffled")
+    info = {"num_codes": cfg.num_codes, "train": {k: m[k] for k in keys if k in m},
             "val_usage": code_stats(latent[1], cfg.num_codes)}
     print0(f"[lam] held-out code use {info['val_usage']['codes_used']}/{cfg.num_codes} (perplexity {info['val_usage']['perplexity']:.2f}), "
-           f"decoder error {m.get('val_recon', float('nan')):.4f} vs {m.get('val_recon_shuffled', float('nan')):.4f} with another sample's latent")
+           f"decoder error {m.get('val_recon', float('nan')):.4f} vs {m.get('val_recon_shuffled', float('nan')):.4f} "
+           "with another sample's latent")
     amap = _action_map(run, real, latent, cfg.num_codes)
     if amap is not None:
         info["action_map"] = amap
@@ -285,7 +300,8 @@ def _action_map(run: Run, real, latent, num_codes: int) -> dict | None:
         print0(f"[lam] real->latent map fit on {amap['fit_transitions']} labelled transitions (no held-out labelled ones to score it)")
     else:
         print0(f"[lam] real->latent map fit on {amap['fit_transitions']} labelled transitions: held-out accuracy "
-               f"{amap_eval['val_accuracy']:.3f} (majority code {amap_eval['val_majority']:.3f}, {amap_eval['val_transitions']} transitions)")
+               f"{amap_eval['val_accuracy']:.3f} (majority code {amap_eval['val_majority']:.3f}, "
+               f"{amap_eval['val_transitions']} transitions)")
     return amap
 
 
@@ -353,7 +369,8 @@ def _run_train(cfg: TrainConfig, out: Path, device) -> Path:
     dyn, dm, lam, lam_info = stage_dynamics(run, tok, dyn_budget)
     times["dynamics_s"] = round(time.time() - t0, 1)
     card["dynamics_train"] = {k: dm[k] for k in ("val_loss", "val_acc", "steps", "train_s", "tok_s", "event_share") if k in dm}
-    card["dynamics_train"].update({"context_drop": cfg.dynamics.context_drop, **({"init": str(cfg.dynamics.init)} if cfg.dynamics.init else {})})
+    card["dynamics_train"].update({"context_drop": cfg.dynamics.context_drop,
+                                   **({"init": str(cfg.dynamics.init)} if cfg.dynamics.init else {})})
     card["train_time_s"] = times
     card["split"] = {"seed": r.seed, "val_fraction": r.val_fraction, "val_episodes": len(val_ids)}
     _save_world(run, out, tok, dyn, lam, lam_info, card)
