@@ -68,28 +68,14 @@ def run_loop(name, model, opt, step_fn, budget: Budget, work_dir: Path, base_lr:
     progress_bar=False: plain progress lines instead of a bar even on a terminal. items_per_step: what one step
     processes (tokens, frames ...), for the throughput in the closing summary line (`items_unit`)."""
     ckpt_dir = Path(work_dir) / f"ckpt_{name}"
-    step, elapsed = 0, 0.0
     main = dist.is_main()
-    last = latest_checkpoint(ckpt_dir) if resume else None
-    st: dict = {}
-    if last is not None:
-        st = load_checkpoint(last, model, opt, np_rng)
-        step, elapsed = int(st["step"]), float(st["elapsed_s"])
-        if st.get("finished"):
-            done = st.get("metrics", {})
-            summary(name, steps=step, minutes=elapsed / 60, metric="already finished", enabled=main)
-            return done
-        if main:
-            print(f"[{name}] resumed from {last} at step {step} ({elapsed / 60:.1f} min done)")
+    step, elapsed, st = _restore(name, ckpt_dir, model, opt, np_rng, resume, main)
+    if st.get("finished"):
+        return st.get("metrics", {})
     # Rank split: the same stream on every rank (drawn from the shared seed, or rank 0's checkpoint).
     stream = (int(st["rank_stream"]) if "rank_stream" in st else int(np_rng.integers(2**62))) if dist.own_data() else None
     extra = {} if stream is None else {"rank_stream": stream}
-    if writer is None and not main:
-        writer = _NullWriter()
-    if writer is None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(Path(work_dir) / "tb" / name))
+    writer = _open_writer(writer, work_dir, name, main)
     total = budget.steps if budget.steps else None
     bar = Progress(total=total, initial=step, desc=name, unit="steps", bar=progress_bar, enabled=main)
     t_start = time.time() - elapsed
@@ -110,23 +96,10 @@ def run_loop(name, model, opt, step_fn, budget: Budget, work_dir: Path, base_lr:
         m = step_fn(step)
         dt = time.time() - t0
         step += 1
-        shown: dict = {}
-        if step % log_every == 0 or step == 1:
-            m["lr"] = lr
-            m["step_s"] = dt
-            m = dist.all_reduce_mean(m)  # same steps on every rank, so this collective lines up
-            for k, v in m.items():
-                writer.add_scalar(f"{name}/{k}", v, step)
-            shown = {k: v for k, v in m.items() if k in SHOWN}
-            metrics.update(m)
+        shown = _log(name, m, lr, dt, step, writer, metrics) if step % log_every == 0 or step == 1 else {}
         bar.update(1, frac=None if total else budget.progress(step, time.time() - t_start), **shown)
         if eval_fn is not None and step % eval_every == 0:
-            model.eval()
-            em = eval_fn()
-            model.train()
-            for k, v in em.items():
-                writer.add_scalar(f"{name}/val_{k}", v, step)
-            metrics.update({f"val_{k}": v for k, v in em.items()})
+            _evaluate(name, eval_fn, model, writer, step, metrics)
         prog, save = budget.progress(step, time.time() - t_start), time.time() - last_ckpt > 60 * ckpt_minutes
         if dist.world_size() > 1:  # rank 0's clock, so every rank takes the same steps, LR and saves
             prog, save = dist.broadcast_floats([prog, float(save)])
@@ -147,3 +120,48 @@ def run_loop(name, model, opt, step_fn, budget: Budget, work_dir: Path, base_lr:
             throughput=items_per_step * (step - step_run) / run_s if items_per_step and step > step_run and run_s > 0 else None,
             metric={k: v for k, v in metrics.items() if k == "loss" or k.startswith("val_")})
     return metrics
+
+
+def _restore(name: str, ckpt_dir: Path, model, opt, np_rng, resume: bool, main: bool) -> tuple[int, float, dict]:
+    """--resume: the last checkpoint's weights, optimizer, RNG and counters. -> (step, elapsed seconds, its state)."""
+    last = latest_checkpoint(ckpt_dir) if resume else None
+    if last is None:
+        return 0, 0.0, {}
+    st = load_checkpoint(last, model, opt, np_rng)
+    step, elapsed = int(st["step"]), float(st["elapsed_s"])
+    if st.get("finished"):
+        summary(name, steps=step, minutes=elapsed / 60, metric="already finished", enabled=main)
+    elif main:
+        print(f"[{name}] resumed from {last} at step {step} ({elapsed / 60:.1f} min done)")
+    return step, elapsed, st
+
+
+def _open_writer(writer, work_dir: Path, name: str, main: bool):
+    """TensorBoard on rank 0 (OUT/_work/tb/NAME), nothing elsewhere."""
+    if writer is not None:
+        return writer
+    if not main:
+        return _NullWriter()
+    from torch.utils.tensorboard import SummaryWriter  # tensorboard's import is slow: only when a run starts
+
+    return SummaryWriter(str(Path(work_dir) / "tb" / name))
+
+
+def _log(name: str, m: dict, lr: float, dt: float, step: int, writer, metrics: dict) -> dict:
+    """A logged step: scalars to TensorBoard (averaged over ranks) -> the ones the progress line shows."""
+    m["lr"] = lr
+    m["step_s"] = dt
+    m = dist.all_reduce_mean(m)  # same steps on every rank, so this collective lines up
+    for k, v in m.items():
+        writer.add_scalar(f"{name}/{k}", v, step)
+    metrics.update(m)
+    return {k: v for k, v in m.items() if k in SHOWN}
+
+
+def _evaluate(name: str, eval_fn, model, writer, step: int, metrics: dict) -> None:
+    model.eval()
+    em = eval_fn()
+    model.train()
+    for k, v in em.items():
+        writer.add_scalar(f"{name}/val_{k}", v, step)
+    metrics.update({f"val_{k}": v for k, v in em.items()})
