@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from maskworld.agents.actor_critic import load_agent
 from maskworld.errors import UserError
 
 
@@ -18,7 +19,6 @@ def load_policy(path, world):
     UserError if the agent is corrupt or was made for another world (action count, frame size)."""
     import torch
 
-    from maskworld.agents.actor_critic import load_agent
 
     agent, train = load_agent(path, device=world.device)
     if agent.cfg.num_actions != world.num_actions or agent.cfg.image_size != world.meta.size:

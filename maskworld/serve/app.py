@@ -17,6 +17,7 @@ from fastapi import FastAPI, HTTPException, Request, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from maskworld import load_world
 from maskworld.errors import UserError
 from maskworld.serve import security
 from maskworld.serve.connection import serve_socket
@@ -34,8 +35,6 @@ def create_app(world, *, world_path=None, store: SessionStore | None = None, tok
     (security.allowed_hosts_for). policy: frames (B,S,S,3) uint8 -> (B,) world actions, the agent that may
     drive (the page's "Agent drives" switch), with policy_info its summary for the page; None: no agent."""
     if isinstance(world, (str, Path)):
-        from maskworld import load_world
-
         world_path = Path(world)
         world = load_world(world_path)
     if world_path is None and world.path is None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from maskworld.errors import UserError
+from maskworld.world.world import as_uint8_frame
 
 MAX_UPLOAD_BYTES = 4 * 1024 * 1024
 MAX_UPLOAD_SIDE = 4096
@@ -44,8 +45,6 @@ def open_upload(data: bytes):
 
 def decode_upload(data: bytes, size: int) -> np.ndarray:
     """Uploaded PNG/JPEG bytes -> (size, size, 3) uint8. Blocking: call it off the event loop."""
-    from maskworld.world.world import as_uint8_frame
-
     img = open_upload(data)
     try:
         img.draft("RGB", (size, size))  # JPEG: decode at reduced scale

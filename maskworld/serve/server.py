@@ -23,6 +23,7 @@ from maskworld.serve.prompts import load_prompts
 from maskworld.serve.protocol import encode_frame
 from maskworld.serve.store import SessionStore, world_id
 from maskworld.serve.ticker import Policy, Ticker
+from maskworld.world.session import Session
 
 
 @dataclass
@@ -74,15 +75,11 @@ def new_session(world, prompt, seed):
 
 
 def restore_session(world, state):
-    from maskworld.world.session import Session
-
     return Session.from_bytes(world, *state)
 
 
 def preview_frames(world, session, num_codes: int) -> tuple[int, list[str]]:
     """One step with every latent code, from copies of the session -> (the session's step, K PNG data URLs)."""
-    from maskworld.world.session import Session
-
     state = session.to_bytes()
     copies = [Session.from_bytes(world, *state) for _ in range(num_codes)]
     out = world.step_many(copies, list(range(num_codes)))

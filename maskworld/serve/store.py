@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from maskworld.errors import UserError
+from maskworld.world.session import Session
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$")
 SCHEMA = """
@@ -220,8 +221,6 @@ class SessionStore:
 
     def restore(self, name: str, world, blob: bytes, info: str):
         """A Session from `load_for`'s state (on the thread that steps sessions); a corrupt row is a UserError."""
-        from maskworld.world.session import Session
-
         try:
             return Session.from_bytes(world, blob, info)
         except UserError:

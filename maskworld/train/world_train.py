@@ -32,19 +32,28 @@ from typing import Any
 import numpy as np
 import torch
 
+from maskworld.data.event_sampler import default_share, event_windows
+from maskworld.data.store import EpisodeStore
+from maskworld.data.token_cache import TokenCache, write_token_cache
 from maskworld.device import pick_device
 from maskworld.errors import UserError
+from maskworld.io import atomic_save_safetensors, atomic_write_json, atomic_write_text
+from maskworld.models.lam import LamConfig
 from maskworld.models.sampler import SamplerConfig
 from maskworld.models.tokenizer import Tokenizer, TokenizerConfig
 from maskworld.train import dist
-from maskworld.train.config import TrainConfig, tokenizer_downsample, train_config
-from maskworld.train.loop import Budget
 from maskworld.train.auto_preset import PRESET_RECORD
-from maskworld.train.heldout_probe import HeldoutProbe
+from maskworld.train.config import TrainConfig, tokenizer_downsample, train_config
 from maskworld.train.data_checks import check_budget, check_episodes, check_frames_change
+from maskworld.train.dynamics_train import train_dynamics
+from maskworld.train.head_prior import set_head_prior
+from maskworld.train.heldout_probe import HeldoutProbe
+from maskworld.train.lam_train import label_cache, relabel, train_lam
+from maskworld.train.loop import Budget
 from maskworld.train.presets import get_preset
-from maskworld.io import atomic_save_safetensors, atomic_write_json, atomic_write_text
-from maskworld.world.world import World, WorldMeta
+from maskworld.train.tokenizer_train import FramePool, train_tokenizer
+from maskworld.world.latent import code_stats, fit_action_map, map_accuracy
+from maskworld.world.world import World, WorldMeta, load_world
 
 TrainArgs = train_config
 """Flat keyword arguments (one per `maskworld train` flag) -> TrainConfig, e.g. TrainArgs(data=..., out=..., steps=3)."""
@@ -76,8 +85,6 @@ def _budgets(cfg: TrainConfig) -> tuple[Budget, Budget]:
 
 
 def open_store(data: str):
-    from maskworld.data.store import EpisodeStore
-
     store = EpisodeStore(data)
     if len(store.episode_ids) < 2:
         raise UserError(f"{data} has {len(store.episode_ids)} episode(s); training needs at least 2 (one for validation). "
@@ -100,8 +107,6 @@ def _card_base(cfg: TrainConfig, store, device) -> dict:
 
 
 def stage_tokenizer(run: Run, budget: Budget):
-    from maskworld.train.tokenizer_train import FramePool, train_tokenizer
-
     r, preset = run.cfg.run, run.preset()
     tcfg, batch = preset.tokenizer, run.cfg.tokenizer.tok_batch
     down = tokenizer_downsample(run.cfg.tokenizer.grid, tcfg.image_size, tcfg.patch)
@@ -144,8 +149,6 @@ def stage_cache(store, ids, tok: Tokenizer, path: Path, device, progress: bool, 
     """Rank 0 tokenizes (once; a finished cache is reused on --resume); the other ranks wait, then all open it.
 
     own (--data-split rank): every rank tokenizes its own episodes into its own cache, all at once."""
-    from maskworld.data.token_cache import TokenCache, write_token_cache
-
     if own:
         path, ids = dist.own_cache_path(path), dist.own_episodes(store, ids)
     if (own or dist.is_main()) and not (path / "index.npz").exists():
@@ -159,9 +162,6 @@ def stage_cache(store, ids, tok: Tokenizer, path: Path, device, progress: bool, 
 
 
 def stage_dynamics(run: Run, tok, budget: Budget):
-    from maskworld.train.dynamics_train import train_dynamics
-    from maskworld.train.head_prior import set_head_prior
-
     c, r = run.cfg, run.cfg.run
     t0 = time.time()
     train_cache = stage_cache(run.store, run.train_ids, tok, run.work / "cache_train", run.device, r.progress, own=dist.own_data())
@@ -221,8 +221,6 @@ def _dynamics_config(run: Run, tok):
 
 def _init_dynamics(init: str, tok):
     """--init WORLD: its dynamics config and weights (a fine-tune); a clear error where its tokens mean other patches."""
-    from maskworld.world.world import load_world
-
     src = load_world(init, device="cpu")
     cfg = dataclasses.replace(src.dynamics.cfg)
     mine, theirs = tok.state_dict(), src.tokenizer.state_dict()
@@ -236,8 +234,6 @@ def _init_dynamics(init: str, tok):
 
 def event_share(c: TrainConfig, cache, window: int) -> float:
     """--event-share, or its default for this cache (0.25 with events, 0 without); says what it found."""
-    from maskworld.data.event_sampler import default_share, event_windows
-
     n = len(event_windows(cache, window)[0])
     share = default_share(cache) if c.dynamics.event_share is None else c.dynamics.event_share
     if share > 0 and n == 0:
@@ -255,10 +251,6 @@ def stage_lam(run: Run, tok, train_cache, val_cache, budget: Budget):
     """Latent-action model on the token caches, then both caches relabelled with its codes.
 
     Returns (lam, info for world.json, what is left of the dynamics budget)."""
-    from maskworld.models.lam import LamConfig
-    from maskworld.train.lam_train import label_cache, relabel, train_lam
-    from maskworld.world.latent import code_stats
-
     r, lc = run.cfg.run, run.cfg.lam
     if budget.minutes is not None:
         lam_budget = Budget(minutes=lc.lam_share * budget.minutes)
@@ -287,8 +279,6 @@ def stage_lam(run: Run, tok, train_cache, val_cache, budget: Budget):
 
 def _action_map(run: Run, real, latent, num_codes: int) -> dict | None:
     """The real->latent action map, fit on labelled training transitions when the store has actions."""
-    from maskworld.world.latent import fit_action_map, map_accuracy
-
     n_real, n_fit = int(run.meta.get("num_actions", 0)), run.cfg.lam.label_transitions
     if not (run.meta.get("has_actions", True) and n_real > 0 and n_fit > 0):
         return None
