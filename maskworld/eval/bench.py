@@ -23,10 +23,18 @@ import time
 import numpy as np
 import torch
 
+from maskworld.device import autocast
+from maskworld.eval.evaluate import _logged_actions, rollout_plan, select_val_episodes
+from maskworld.eval.metrics import psnr_per_frame
 from maskworld.eval.rollout import open_loop
+from maskworld.models.dynamics import Dynamics
 from maskworld.models.sampler import SamplerConfig, decode_autoregressive, decode_nocache
+from maskworld.models.tokenizer import Tokenizer
 from maskworld.progress import track
+from maskworld.train.dynamics_train import dynamics_losses
+from maskworld.train.presets import get_preset
 from maskworld.world.engine import Engine
+from maskworld.world.world import World, WorldMeta
 
 KS = (1, 2, 4, 8)
 SESSIONS = (1, 4, 16)
@@ -70,10 +78,6 @@ def machine(device) -> dict:
 
 def random_world(preset: str = "small", num_actions: int = 7, seed: int = 0):
     """A randomly initialised world of a preset: speed is measurable before any training."""
-    from maskworld.models.dynamics import Dynamics
-    from maskworld.models.tokenizer import Tokenizer
-    from maskworld.train.presets import get_preset
-    from maskworld.world.world import World, WorldMeta
 
     torch.manual_seed(seed)
     p = get_preset(preset)
@@ -171,8 +175,6 @@ def bench_training(world, batch: int, warmup: int, iters: int) -> dict:
     """Tokens/s of dynamics training steps on a copy of the world's dynamics (the world is left untouched)."""
     import copy
 
-    from maskworld.device import autocast
-    from maskworld.train.dynamics_train import dynamics_losses
 
     dev = world.device
     model = copy.deepcopy(world.dynamics).train()
@@ -230,8 +232,6 @@ def bench_decoder_quality(world, store, episodes: int = 8, horizon: int = 8, see
     """
     import dataclasses
 
-    from maskworld.eval.evaluate import _logged_actions, rollout_plan, select_val_episodes
-    from maskworld.eval.metrics import psnr_per_frame
 
     context = min(world.dynamics.cfg.window - 1, 4)
     eps, _, _ = select_val_episodes(world, store, episodes, seed, context + horizon)

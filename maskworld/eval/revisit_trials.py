@@ -30,6 +30,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from maskworld.envs import make_env
+from maskworld.envs.base import resize_frame
 from maskworld.errors import UserError
 
 LEFT, RIGHT, FORWARD = 0, 1, 2
@@ -197,7 +199,6 @@ def make_trials(env_id: str = "MiniGrid-Landmarks-v0", gaps=(8, 16, 32, 64, 128,
     Layouts/starts without a ball/box/key in the outbound scan, or where no closed walk of that
     length exists, are redrawn (seeded, so the result is deterministic in `seed`).
     """
-    from maskworld.envs import make_env
 
     gaps = [int(g) for g in gaps]
     if not gaps or min(gaps) < 1:
@@ -296,7 +297,6 @@ def _clean_area(type_idx: int, color_idx: int, state: int, i: int, j: int, size:
     from minigrid.core.grid import Grid
     from minigrid.core.world_object import WorldObj
 
-    from maskworld.envs.adapter import resize_frame
 
     tile = math.ceil(size / VIEW)  # as make_env's RGBImgPartialObsWrapper(tile_size=ceil(size/7))
     floor = Grid.render_tile(None, highlight=True, tile_size=tile)
