@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskworld.progress import Progress, summary
+from maskworld.progress import Progress, num, summary
 from maskworld.train import dist
 from maskworld.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 
@@ -37,7 +37,7 @@ class Budget:
         return min(1.0, elapsed_s / (60.0 * self.minutes))
 
     def describe(self) -> str:
-        return f"{self.steps} steps" if self.steps else f"{self.minutes:g} min"
+        return f"{self.steps} steps" if self.steps else f"{num(self.minutes)} min"
 
 
 # Metrics shown on the progress bar and log lines (every metric goes to TensorBoard).
