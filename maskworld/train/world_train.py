@@ -358,7 +358,9 @@ def _run_train(cfg: TrainConfig, out: Path, device) -> Path:
     t0 = time.time()
     dyn, dm, lam, lam_info = stage_dynamics(run, tok, dyn_budget)
     times["dynamics_s"] = round(time.time() - t0, 1)
-    card["dynamics_train"] = {k: dm[k] for k in ("val_loss", "val_acc", "steps", "train_s", "tok_s", "event_share") if k in dm}
+    keep = ("val_loss", "val_acc", "val_h8_psnr", "val_h8_copy_last", "val_h8_tokenizer", "steps", "train_s", "tok_s",
+            "event_share")
+    card["dynamics_train"] = {k: dm[k] for k in keep if k in dm}
     card["dynamics_train"].update({"context_drop": cfg.dynamics.context_drop,
                                    **({"init": str(cfg.dynamics.init)} if cfg.dynamics.init else {})})
     card["train_time_s"] = times
