@@ -125,3 +125,24 @@ def test_sessions_of_two_engines_cannot_mix(tiny_world):
     a, b = tiny_world.session(seed=0, engine=Engine(tiny_world)), tiny_world.session(seed=1)
     with pytest.raises(UserError, match="engines"):
         tiny_world.step_many([a, b], [0, 1])
+
+
+def test_sessions_saved_in_time_order_still_resume_exactly(tiny_world):
+    """A session saved before the ring layout (keys/values in time order, a token-level valid mask) resumes into
+    the slots its frames would have had, so it steps exactly like the session it was saved from."""
+    s = tiny_world.session(seed=4)
+    for a in [0, 1, 2, 0, 1, 2, 1]:  # past the window: the ring has wrapped
+        s.step(a)
+    tensors, info = s.state_dict()
+    cache, F, S = s.engine.cache, s.engine.cache.F, s.engine.cache.S
+    n = s.window_frames
+    order = [(s.pos - n + i) % F for i in range(n)]  # slots, oldest frame first
+    old = {k: v for k, v in tensors.items() if not k.startswith("cache.")}
+    for layer in range(cache.n_layers):
+        for kv, buf in (("k", cache.k), ("v", cache.v)):
+            old[f"cache.{kv}.{layer}"] = torch.cat([buf[layer][s.row:s.row + 1, :, j * S:(j + 1) * S] for j in order], 2).clone()
+    old["cache.valid"] = torch.ones(1, n * S, dtype=torch.uint8)
+    old_info = {k: v for k, v in info.items() if k != "cache_layout"}
+    r = type(s).from_state(tiny_world, old, old_info)
+    for a in [2, 0, 1, 1]:
+        assert np.array_equal(s.step(a)[0], r.step(a)[0])
