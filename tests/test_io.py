@@ -73,7 +73,9 @@ def test_checkpoint_start_removes_what_a_killed_run_left(tmp_path):
     final = checkpoint.save_checkpoint(tmp_path, model, opt, 3, {})
     (tmp_path / f"{temp_prefix('latest.json')}x1").write_text('{"dir": "st')  # SIGKILL while writing latest.json
     (tmp_path / ".tmp-step-000000004-123").mkdir()  # SIGKILL while writing a checkpoint
-    assert checkpoint.latest_checkpoint(tmp_path) == final
+    assert checkpoint.latest_checkpoint(tmp_path) == final  # a reader leaves a writer's files alone
+    assert len(os.listdir(tmp_path)) == 4
+    assert checkpoint.latest_checkpoint(tmp_path, clean=True) == final  # the run that resumes here cleans up
     assert sorted(os.listdir(tmp_path)) == ["latest.json", final.name]
 
 

@@ -140,7 +140,7 @@ def _prepare(world, real_steps, cfg: AgentTrainConfig | None, device, out, resum
         raise UserError(f"real_steps must be an integer >= 1, not {real_steps!r}")
     out = None if out is None else Path(out)
     work = None if out is None else out / "_work"
-    last = latest_checkpoint(work / CKPT) if work is not None else None
+    last = latest_checkpoint(work / CKPT, clean=True) if work is not None else None
     if last is not None and not resume:
         raise UserError(f"{out} already holds an agent run ({last}); pass --resume to continue it, or choose another --out")
     if resume and out is None:

@@ -133,11 +133,12 @@ def _remove_debris(ckpt_dir: Path) -> None:
     remove_stale_temps(ckpt_dir, LATEST)
 
 
-def latest_checkpoint(ckpt_dir) -> Path | None:
-    """The newest complete checkpoint, or None. A run calls this as it starts (on every rank); rank 0 then
-    also removes what an earlier, killed run left half-written."""
+def latest_checkpoint(ckpt_dir, clean: bool = False) -> Path | None:
+    """The newest complete checkpoint, or None. clean=True: the run that will write here calls it as it starts
+    (on every rank), and rank 0 also removes what an earlier, killed run left half-written. A reader (another
+    process watching the run) must not clean: it would delete the writer's checkpoint in flight."""
     ckpt_dir = Path(ckpt_dir)
-    if dist.is_main() and ckpt_dir.is_dir():
+    if clean and dist.is_main() and ckpt_dir.is_dir():
         _remove_debris(ckpt_dir)
     p = ckpt_dir / LATEST
     if not p.exists():

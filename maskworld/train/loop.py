@@ -124,7 +124,7 @@ def run_loop(name, model, opt, step_fn, budget: Budget, work_dir: Path, base_lr:
 
 def _restore(name: str, ckpt_dir: Path, model, opt, np_rng, resume: bool, main: bool) -> tuple[int, float, dict]:
     """--resume: the last checkpoint's weights, optimizer, RNG and counters. -> (step, elapsed seconds, its state)."""
-    last = latest_checkpoint(ckpt_dir) if resume else None
+    last = latest_checkpoint(ckpt_dir, clean=True) if resume else None
     if last is None:
         return 0, 0.0, {}
     st = load_checkpoint(last, model, opt, np_rng)
