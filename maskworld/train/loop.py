@@ -10,9 +10,6 @@ agree; logged metrics are averaged over ranks; only rank 0 shows the bar, writes
 checkpoint files. Under `--data-split rank` the loop reseeds each rank's numpy generator and torch
 at every step from (stream, step, rank) (`dist.seed_step`), so ranks draw different rows and masks;
 `stream` comes from the seed and is saved in the checkpoint, which keeps `--resume` exact.
-
-CPU threads are part of what a step computes (`pin_threads`): the loop pins them as it starts, saves the
-count in each checkpoint and takes that count again on `--resume`.
 """
 
 from __future__ import annotations
@@ -47,22 +44,6 @@ class Budget:
 SHOWN = ("loss", "psnr", "usage", "acc", "tok_s", "codes", "ppl", "recon")
 
 
-def pin_threads(n: int | None = None) -> int:
-    """Put torch's CPU threads in one definite state: `n` threads (default: the current count). -> the count.
-
-    Why: a float sum's bits depend on how it is split across threads, and with MKL that split depends on more
-    than the count. A fresh process lets MKL use fewer threads than the count for some matrix products (its
-    dynamic mode); the first `torch.set_num_threads` call in a process (a test fixture, a benchmark, a server)
-    turns that off for the rest of the process. So the same step gave different bits in a fresh process and in
-    one where other code had run (seen on 16 cores with 2 threads; with as many threads as cores both agree).
-    Setting the count here puts every run in the same state, whatever ran before it."""
-    import torch
-
-    n = int(n or torch.get_num_threads())
-    torch.set_num_threads(n)
-    return n
-
-
 def lr_at(base: float, step: int, progress: float, warmup: int = 100) -> float:
     """Linear warmup, then cosine decay to 10 % of base over the budget."""
     w = min(1.0, (step + 1) / warmup)
@@ -91,11 +72,9 @@ def run_loop(name, model, opt, step_fn, budget: Budget, work_dir: Path, base_lr:
     step, elapsed, st = _restore(name, ckpt_dir, model, opt, np_rng, resume, main)
     if st.get("finished"):
         return st.get("metrics", {})
-    # the checkpoint's thread count on --resume, else this process's: saved with every checkpoint
-    threads = _threads(name, st.get("torch_threads"), main)
     # Rank split: the same stream on every rank (drawn from the shared seed, or rank 0's checkpoint).
     stream = (int(st["rank_stream"]) if "rank_stream" in st else int(np_rng.integers(2**62))) if dist.own_data() else None
-    extra = {"torch_threads": threads} if stream is None else {"torch_threads": threads, "rank_stream": stream}
+    extra = {} if stream is None else {"rank_stream": stream}
     writer = _open_writer(writer, work_dir, name, main)
     total = budget.steps if budget.steps else None
     bar = Progress(total=total, initial=step, desc=name, unit="steps", bar=progress_bar, enabled=main)
@@ -155,16 +134,6 @@ def _restore(name: str, ckpt_dir: Path, model, opt, np_rng, resume: bool, main: 
     elif main:
         print(f"[{name}] resumed from {last} at step {step} ({elapsed / 60:.1f} min done)")
     return step, elapsed, st
-
-
-def _threads(name: str, saved: int | None, main: bool) -> int:
-    """Pin the CPU threads (`pin_threads`): to the count the run was checkpointed with, when resuming one."""
-    import torch
-
-    if saved is not None and int(saved) != torch.get_num_threads() and main:
-        print(f"[{name}] {saved} torch threads, as the checkpointed run had (this process had {torch.get_num_threads()}): "
-              "the resumed steps then compute the same bits")
-    return pin_threads(saved)
 
 
 def _open_writer(writer, work_dir: Path, name: str, main: bool):
