@@ -154,8 +154,6 @@ class Session:
             raise UserError(f"action {action} is outside the action space 0..{n - 1} ({', '.join(self.world.action_meanings)})")
         return int(action)
 
-    _check_action = check_action  # the name the Gymnasium env and play server used
-
     def step(self, action: int, pose=None):
         """-> (frame (H,W,3) uint8, reward float, done bool). pose: the environment's pose of the new frame, if known."""
         return self.engine.step([self], [action], None if pose is None else [pose])[0]
