@@ -10,6 +10,7 @@ from maskworld.commands._args import add_revisit_args, check_out, parse_ints
 from maskworld.commands.revisit_cmd import run_revisit
 from maskworld.errors import UserError
 from maskworld.io import atomic_write_json
+from maskworld.world.compose import RENDER_MODES
 
 EXAMPLES = """examples:
   maskworld eval worlds/minigrid --data data/minigrid --html report.html --json eval.json
@@ -39,6 +40,8 @@ def register(sub) -> None:
     p.add_argument("--idm-steps", type=int, default=300, help="training steps of the inverse-dynamics model (default 300)")
     p.add_argument("--sampler-steps", type=int, help="override the world's MaskGIT steps K (to choose K by measurement)")
     p.add_argument("--temperature", type=float, help="override the world's sampling temperature")
+    p.add_argument("--render", choices=RENDER_MODES, help="override how imagined frames are shown: tokens (the "
+                   "tokenizer's rendering) or composite (only cells whose token changed are redrawn); default: the world's")
     p.add_argument("--update-card", action="store_true", help="write the metrics into the world's model card (world.json)")
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
@@ -96,6 +99,8 @@ def run(args) -> int:
         world.sampler.steps = args.sampler_steps
     if args.temperature is not None:
         world.sampler.temperature = args.temperature
+    if args.render is not None:
+        world.render = args.render
     store = EpisodeStore(args.data)
     if args.revisit:  # checked before the long protocol runs
         parse_ints(args.revisit_gaps, "--revisit-gaps")
@@ -105,6 +110,7 @@ def run(args) -> int:
                                   progress=args.progress, world_path=args.world, data_path=args.data, strict=args.strict)
     metrics["meta.sampler_steps"] = world.sampler.steps
     metrics["meta.sampler_temperature"] = world.sampler.temperature
+    metrics["meta.render"] = world.render
     _summary(metrics)
     if args.revisit:
         metrics.update(run_revisit(world, args, prefix="revisit-", progress=args.progress, seed=args.seed))

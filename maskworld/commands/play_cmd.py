@@ -25,6 +25,8 @@ def register(sub) -> None:
     p.add_argument("--token", default=os.environ.get("MASKWORLD_TOKEN"),
                    help="secret the page and WebSocket must present (?token=); default $MASKWORLD_TOKEN")
     p.add_argument("--fps", type=float, default=20.0, help="real-time mode tick rate")
+    p.add_argument("--render", choices=("tokens", "composite"), default=None,
+                   help="how imagined frames are shown (default: the world's): tokens or composite (world/compose.py)")
     p.add_argument("--max-batch", type=int, default=64, help="most sessions stepped in one forward pass")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads for the model (default: cores - 1, leaving one for the web server; "
@@ -126,6 +128,8 @@ def run(args) -> int:
     store = store_mod.SessionStore(args.db, max_sessions=args.max_sessions or store_mod.DEFAULT_MAX_SESSIONS,
                                    max_bytes=int(max_mib * 2**20))
     world = maskworld.load_world(world_dir)
+    if args.render is not None:
+        world.render = args.render
     agent = find_agent(world_dir, args.agent, args.no_agent)
     policy, policy_info = load_agent_policy(agent, world)
     app = create_app(world, world_path=world_dir, store=store, token=args.token, fps=args.fps,

@@ -118,6 +118,10 @@ class DynamicsTrainConfig:
     prev_frame_prior: bool = True
     """Decode each frame starting from the previous one ("nothing changes"; DynamicsConfig.prev_frame_prior): a
     briefly trained world is at least copy-last instead of noise."""
+    render: Literal["tokens", "composite"] = "composite"
+    """How the trained world shows imagined frames, written into world.json (world/compose.py): composite redraws
+    only the cells whose token changed, so a world started from real frames keeps their detail where nothing
+    moves (measured on the MiniGrid world, 6 held-out episodes: h1 32.8 -> 40.0 dB, delta-PSNR 15.2 -> 21.9)."""
     context_drop: float = field(default=0.0, metadata={"metavar": "F"})
     """Share of dynamics clips whose context is mostly noise (corruption rate ~ U(0.5, 1)), as after a long
     open-loop rollout, so a memory world learns to rebuild places from memory (dynamics_train.corrupt)."""

@@ -32,10 +32,10 @@ class HeldoutProbe:
     """probe(model) -> {"h8_psnr", "h8_copy_last", "h8_tokenizer"} on held-out episodes (h = horizon)."""
 
     def __init__(self, tokenizer, store, val_ids, meta: dict, num_actions: int, context: int = 4, horizon: int = 8,
-                 episodes: int = 8, seed: int = 0, sampler: SamplerConfig | None = None):
+                 episodes: int = 8, seed: int = 0, sampler: SamplerConfig | None = None, render: str = "tokens"):
         self.tokenizer, self.context, self.horizon, self.num_actions = tokenizer, context, horizon, num_actions
         self.sampler = sampler or SamplerConfig(steps=2)
-        self.meta = WorldMeta(env_id=str(meta.get("env_id", "unknown")), size=int(meta.get("size", 64)))
+        self.meta = WorldMeta(env_id=str(meta.get("env_id", "unknown")), size=int(meta.get("size", 64)), render=render)
         rng = np.random.default_rng(seed)
         need = context + horizon
         self.clips = []  # (frames (need, H, W, 3), actions into frames 1..need-1)

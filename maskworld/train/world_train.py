@@ -182,7 +182,8 @@ def stage_dynamics(run: Run, tok, budget: Budget):
     dist.check_batch("--batch", c.dynamics.batch)
     share = event_share(c, train_cache, cfg.window)
     print0(f"[dynamics] budget {budget.describe()}, window {cfg.window} frames, {cfg.d_model}d x {cfg.n_layers} layers")
-    probe = None if lam is not None or not dist.is_main() else HeldoutProbe(tok, run.store, run.val_ids, run.meta, cfg.num_actions)
+    probe = None if lam is not None or not dist.is_main() else HeldoutProbe(tok, run.store, run.val_ids, run.meta, cfg.num_actions,
+                                                                                  render=c.dynamics.render)
     model, m = train_dynamics(train_cache, val_cache, cfg, c.dynamics.batch, run.preset().lr, budget, run.work, run.device,
                               r.resume, r.seed, r.progress, ckpt_minutes=r.ckpt_minutes, fsdp=r.fsdp, compile=r.compile,
                               event_share=share, context_drop=c.dynamics.context_drop, init_state=init_state,
@@ -377,7 +378,7 @@ def _save_world(run: Run, out: Path, tok, dyn, lam, lam_info: dict, card: dict) 
         card["lam_train"] = lam_info.get("train", {})
     meta = WorldMeta(env_id=run.meta.get("env_id", "unknown"), size=int(run.meta.get("size", 64)),
                      action_meanings=meanings, has_actions=has_actions, model_card=card,
-                     latent_actions={k: v for k, v in lam_info.items() if k != "train"})
+                     latent_actions={k: v for k, v in lam_info.items() if k != "train"}, render=run.cfg.dynamics.render)
     if dist.is_main():
         World(tok.cpu(), dyn.cpu(), SamplerConfig(), meta, lam=lam.cpu() if lam is not None else None).save(out)
     dist.barrier()  # nobody reports success before the world is on disk

@@ -27,6 +27,7 @@ from maskworld.models.dynamics import FrameHeads
 from maskworld.models.kv_cache import KVCache
 from maskworld.models.memory_reader import MemoryInput
 from maskworld.models.sampler import SamplerConfig, decode_frame
+from maskworld.world.compose import composite
 
 HEADS = ("argmax", "expected")
 
@@ -136,12 +137,13 @@ class Engine:
 
     @torch.no_grad()
     def commit(self, sessions, tokens_BN: torch.Tensor, actions_B: torch.Tensor, poses=None,
-               observed: bool = False, render: bool = True) -> FrameHeads:
+               observed: bool = False, render: bool = True, real_BHW3: np.ndarray | None = None) -> FrameHeads:
         """Append each session's frame (tokens + the action into it) to its window and memory, render it.
 
         poses: the environment's (x, y, dir) per session, or None (the world's own estimate); observed: the
         frames are real ones (F), which memory prefers over imagined views of a place; render=False leaves the
-        rendering to the first read of `session.frame` (teacher forcing commits many frames nobody looks at)."""
+        rendering to the first read of `session.frame` (teacher forcing commits many frames nobody looks at).
+        real_BHW3: the real frames of an observation, which a "composite" world shows as they are."""
         rows = self._check(sessions)
         dyn, dev = self.world.dynamics, self.cache.device
         pos = torch.tensor([s.pos for s in sessions], device=dev)
@@ -149,13 +151,29 @@ class Engine:
         heads = dyn.commit(tokens_BN, actions_B, pos, view)
         self.cache.store(view, rows, pos)
         g = dyn.cfg.grid
-        frames = self.world.tokenizer.render_uint8(tokens_BN.view(-1, g, g)).cpu().numpy() if render else None
         toks = tokens_BN.view(-1, g, g).cpu().numpy().astype(np.uint16)
+        frames = self._frames_to_show(sessions, tokens_BN.view(-1, g, g), toks, render, real_BHW3)
         for i, s in enumerate(sessions):
             pose_logits = heads.pose[i] if heads.pose is not None else None
             s._advance(toks[i], None if frames is None else frames[i], pose_logits, None if poses is None else poses[i],
                        observed)
         return heads
+
+    def _frames_to_show(self, sessions, tokens_Bhw: torch.Tensor, toks: np.ndarray, render: bool,
+                        real_BHW3: np.ndarray | None) -> np.ndarray | None:
+        """(B,H,W,3) uint8 per session, or None (rendered when first read). "composite": a real frame as it is,
+        an imagined one redrawn only where its tokens changed (compose.py); sessions without a frame before
+        show the whole rendering."""
+        if self.world.render != "composite":
+            return self.world.tokenizer.render_uint8(tokens_Bhw).cpu().numpy() if render else None
+        if real_BHW3 is not None:
+            return np.array(real_BHW3, np.uint8)
+        rendered = self.world.tokenizer.render_uint8(tokens_Bhw).cpu().numpy()
+        out = rendered.copy()
+        for i, s in enumerate(sessions):
+            if s.tokens is not None:
+                out[i] = composite(s.frame[None], s.tokens[None], toks[i][None], rendered[i][None])[0]
+        return out
 
     @torch.no_grad()
     def step(self, sessions, actions, poses=None, heads: str = "argmax", sampler: SamplerConfig | None = None) -> StepOutput:
@@ -185,7 +203,7 @@ class Engine:
         toks = w.tokenizer.tokenize_uint8(torch.from_numpy(np.array(frames_BHW3, np.uint8)).to(dev)).flatten(1)
         null = w.dynamics.cfg.null_action
         a = torch.tensor([null if x is None else int(x) for x in actions], device=dev)
-        return self.commit(sessions, toks, a, poses, observed=True, render=render)
+        return self.commit(sessions, toks, a, poses, observed=True, render=render, real_BHW3=frames_BHW3)
 
     @torch.no_grad()
     def generate_first(self, sessions) -> None:

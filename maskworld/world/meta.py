@@ -14,6 +14,9 @@ class WorldMeta:
     has_actions: bool = True
     model_card: dict = field(default_factory=dict)
     """command, data, training time, device, evaluation numbers."""
+    render: str = "tokens"
+    """How imagined frames are shown (world/compose.py): "tokens" (the tokenizer's rendering of every token) or
+    "composite" (only the cells whose token changed are redrawn over the frame shown before)."""
     latent_actions: dict = field(default_factory=dict)
     """Worlds trained on action-free video: num_codes, held-out code usage, and `action_map` (real action ->
     latent code, fitted on a few labelled transitions) when labelled data was available."""

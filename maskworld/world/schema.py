@@ -23,6 +23,7 @@ from maskworld.models.lam import LamConfig
 from maskworld.models.sampler import SamplerConfig
 from maskworld.models.tokenizer import TokenizerConfig
 from maskworld.version import WORLD_FORMAT_VERSION
+from maskworld.world.compose import RENDER_MODES
 from maskworld.world.meta import WorldMeta
 
 MAX_PARAMS = 2e9
@@ -69,7 +70,8 @@ SECTIONS: dict[str, dict[str, Spec]] = {
             "context_frame": BOOL, "prev_dropout": Float(0, 1), "batch_entropy_weight": Float(0, 1e6),
             "sample_entropy_weight": Float(0, 1e6)},
     "meta": {"env_id": Spec("str", max_len=256), "size": Int(8, 1024), "has_actions": BOOL, "model_card": OBJECT,
-             "action_meanings": Spec("str list", max_len=4096), "latent_actions": OBJECT},
+             "action_meanings": Spec("str list", max_len=4096), "latent_actions": OBJECT,
+             "render": Spec("str", choices=RENDER_MODES)},
 }
 REQUIRED = ("tokenizer", "dynamics", "sampler", "meta")
 TOP_LEVEL = {"format_version", "weights", *SECTIONS}

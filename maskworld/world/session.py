@@ -108,7 +108,7 @@ class Session:
 
     @property
     def frame(self) -> np.ndarray | None:
-        """The last frame (H,W,3) uint8: the tokenizer's rendering of the last tokens."""
+        """The last frame (H,W,3) uint8: what the world shows (world/compose.py), rendered when first read."""
         if self._frame is None and self.tokens is not None:
             toks = torch.from_numpy(self.tokens.astype(np.int64))[None].to(self.world.device)
             with torch.no_grad():

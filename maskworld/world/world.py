@@ -22,6 +22,7 @@ from maskworld.models.dynamics import Dynamics, DynamicsConfig
 from maskworld.models.lam import LamConfig, LatentActionModel
 from maskworld.models.sampler import SamplerConfig
 from maskworld.models.tokenizer import Tokenizer, TokenizerConfig
+from maskworld.world.compose import check_render_mode
 from maskworld.world.engine import Engine, StepOutput
 from maskworld.world.files import WorldDir, WorldFile
 from maskworld.world.meta import WorldMeta
@@ -50,6 +51,9 @@ class World:
         self.lam = lam.eval() if lam is not None else None
         """Latent-action model (F for video): infers the latent action between two real frames."""
         self.path = Path(path) if path else None
+        self.render = check_render_mode(meta.render)
+        """How imagined frames are shown: "tokens" or "composite" (world/compose.py); the world.json's choice,
+        changeable per run (eval and play take --render)."""
         self._engine: Engine | None = None
 
     @property

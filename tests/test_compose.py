@@ -1,0 +1,59 @@
+"""Composite rendering (world/compose.py): only cells whose token changed are redrawn, a real frame is shown as
+it is, and the choice round-trips through world.json and is checked there."""
+
+import json
+
+import numpy as np
+import pytest
+
+from maskworld.errors import UserError
+from maskworld.world.compose import composite
+
+
+def test_composite_redraws_exactly_the_changed_cells():
+    rng = np.random.default_rng(0)
+    shown = rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    rendered = rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    before = np.zeros((2, 4, 4), np.int64)
+    now = before.copy()
+    now[0, 1, 2] = 5  # one cell of row 0 changes; row 1 changes nowhere
+    out = composite(shown, before, now, rendered)
+    assert (out[1] == shown[1]).all()
+    assert (out[0, 4:8, 8:12] == rendered[0, 4:8, 8:12]).all()
+    keep = np.ones((16, 16), bool)
+    keep[4:8, 8:12] = False
+    assert (out[0][keep] == shown[0][keep]).all()
+
+
+def test_a_composite_world_shows_real_frames_and_keeps_their_pixels_where_tokens_stay(tiny_world):
+    w = tiny_world
+    rng = np.random.default_rng(1)
+    real = rng.integers(0, 256, (w.meta.size, w.meta.size, 3), dtype=np.uint8)
+    w.render = "tokens"
+    s_tok = w.session(real, seed=3)
+    assert not (s_tok.frame == real).all()  # the tokenizer's rendering of a random image is not the image
+    w.render = "composite"
+    s = w.session(real, seed=3)
+    assert (s.frame == real).all()
+    before = s.tokens.copy()
+    frame, _, _ = s.step(0)
+    frame_tok, _, _ = s_tok.step(0)
+    assert (s.tokens == s_tok.tokens).all()  # the rendering mode never changes what the world imagines
+    g = w.dynamics.cfg.grid
+    cell = w.meta.size // g
+    same = np.repeat(np.repeat(s.tokens == before, cell, 0), cell, 1)
+    assert (frame[same] == real[same]).all()
+    assert (frame[~same] == frame_tok[~same]).all()
+
+
+def test_render_mode_round_trips_and_bad_values_are_refused(tiny_world, tmp_path):
+    from maskworld import load_world
+
+    tiny_world.meta.render = "composite"
+    d = tiny_world.save(tmp_path / "w")
+    assert load_world(d).render == "composite"
+    cfg = json.loads((d / "world.json").read_text())
+    cfg["meta"]["render"] = "pixels"
+    (d / "world.json").write_text(json.dumps(cfg))
+    with pytest.raises(UserError, match="render"):
+        load_world(d)
