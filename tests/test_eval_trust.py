@@ -257,3 +257,24 @@ def test_out_writes_gifs_and_png_strips(runs):
 
     with Image.open(runs["d"] / "out" / sorted(gifs)[0]) as im:
         assert im.n_frames > 1
+
+
+def test_grey_soup_is_caught_by_the_mean_colour_gap_and_composite_worlds_keep_raw_copy_last():
+    """A rollout that dissolves into grey moves the mean colour by tens of levels and is warned about; the real
+    frames themselves score 0. A composite world is read against raw copy-last even below the tokenizer ceiling."""
+    from maskworld.eval.evaluate import ceiling_reading, mean_colour_gap, trust_checks
+
+    rng = np.random.default_rng(0)
+    real = np.zeros((4, 16, 16, 3), np.uint8)
+    real[..., 0] = rng.integers(150, 256, (4, 16, 16))  # a red game
+    soup = np.full_like(real, 110)
+    assert mean_colour_gap(real, real) == 0.0
+    gap = mean_colour_gap(soup, real)
+    assert gap > 50
+    healthy = {"tokenizer.usage": 0.3, "tokenizer.codes_used": 300, "tokenizer.vocab_size": 1000}
+    warn = trust_checks(dict(healthy, **{"rollout.mean_colour_gap.8": gap, "rollout.mean_colour_gap.1": 2.0}), None)["meta.warnings"]
+    assert len(warn) == 1 and "soup" in warn[0] and "{8:" in warn[0]
+    m = {"rollout.psnr.1": 30.0, "baseline.copy_last.psnr.1": 35.0, "baseline.copy_last_tok.psnr.1": 24.0,
+         "baseline.tokenizer.psnr.1": 25.0}
+    assert ceiling_reading(dict(m), [1])["baseline.reference.1"] == "copy_last_tok"
+    assert ceiling_reading(dict(m), [1], composite=True)["baseline.reference.1"] == "copy_last"

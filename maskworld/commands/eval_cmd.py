@@ -63,8 +63,8 @@ def _summary(metrics: dict) -> None:
         ci = metrics.get(f"rollout.psnr.{h}.ci") or [float("nan")] * 2
         print(f"  horizon {h:2d}: world {metrics[f'rollout.psnr.{h}']:.2f} dB [{ci[0]:.2f}, {ci[1]:.2f}], "
               f"copy-last {metrics[f'baseline.copy_last.psnr.{h}']:.2f} (through the tokenizer "
-              f"{metrics[f'baseline.copy_last_tok.psnr.{h}']:.2f}), tokenizer ceiling {metrics[f'baseline.tokenizer.psnr.{h}']:.2f}, "
-              f"{metrics[f'rollout.episodes.{h}']} episodes")
+              f"{metrics[f'baseline.copy_last_tok.psnr.{h}']:.2f}), tokenizer {metrics[f'baseline.tokenizer.psnr.{h}']:.2f}, "
+              f"mean-colour gap {metrics.get(f'rollout.mean_colour_gap.{h}') or 0:.1f}, {metrics[f'rollout.episodes.{h}']} episodes")
     for w in metrics.get("meta.warnings") or []:
         print(f"WARNING: {w}")
 
@@ -110,7 +110,6 @@ def run(args) -> int:
                                   progress=args.progress, world_path=args.world, data_path=args.data, strict=args.strict)
     metrics["meta.sampler_steps"] = world.sampler.steps
     metrics["meta.sampler_temperature"] = world.sampler.temperature
-    metrics["meta.render"] = world.render
     _summary(metrics)
     if args.revisit:
         metrics.update(run_revisit(world, args, prefix="revisit-", progress=args.progress, seed=args.seed))
