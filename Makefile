@@ -51,7 +51,7 @@ test-fast: $(TEST_STAMP)
 
 # Play the shipped world in the browser (prints the URL).
 demo: $(STAMP)
-	$(VENV)/bin/maskworld demo
+	$(VENV)/bin/maskworld demo $(if $(WORLD),--world $(WORLD))
 
 # The whole pipeline on a laptop CPU: collect, train a tiny world, write a rollout video.
 demo-train: $(STAMP)

@@ -89,3 +89,26 @@ def test_load_errors(tiny_world, tmp_path):
     (wdir / "dynamics.safetensors").unlink()
     with pytest.raises(UserError, match="missing dynamics.safetensors"):
         maskworld.load_world(wdir)
+
+
+def test_shipped_worlds_are_listed_and_played_by_name(capsys):
+    """Every folder of maskworld/worlds with a world.json is a shipped world: `demo --list` names it, an unknown name
+    is a clear error, and `play NAME` / Dream-v0 resolve the name to its folder."""
+    import argparse
+
+    from maskworld import worlds
+    from maskworld.agents.dream_env import resolve_world
+    from maskworld.cli import main
+    from maskworld.commands.play_cmd import check_args
+
+    names = list(worlds.shipped())
+    assert names[0] == worlds.DEFAULT
+    assert main(["demo", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert all(n in out for n in names) and "MiniGrid" in out
+    assert main(["demo", "--world", "no-such-world"]) == 2
+    assert "no shipped world named 'no-such-world'" in capsys.readouterr().err
+    args = argparse.Namespace(host="127.0.0.1", token=None, port=8000, fps=20.0, max_batch=64, threads=None,
+                              max_sessions=None, max_saved_mib=None, world=names[-1])
+    assert check_args(args) == worlds.resolve(names[-1])
+    assert resolve_world(worlds.DEFAULT).meta.env_id.startswith("MiniGrid")

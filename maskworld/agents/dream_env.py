@@ -33,6 +33,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from maskworld import worlds
 from maskworld.errors import UserError
 from maskworld.world.frames import as_uint8_frame
 from maskworld.world.world import World, load_world
@@ -42,7 +43,7 @@ _WORLDS: dict[tuple, Any] = {}
 
 
 def default_world_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "worlds" / "default"
+    return worlds.ROOT / worlds.DEFAULT
 
 
 def resolve_world(world, device=None):
@@ -53,7 +54,9 @@ def resolve_world(world, device=None):
         raise UserError('maskworld/Dream-v0 needs a world: gym.make("maskworld/Dream-v0", world="path/to/world")')
     if not isinstance(world, (str, Path)):
         raise UserError(f"world={world!r} is neither a World nor a world directory path")
-    path = default_world_dir() if str(world) == "default" else Path(world).expanduser()
+    path = Path(world).expanduser()
+    if not path.exists() and worlds.resolve(str(world)) is not None:  # a shipped world's name
+        path = worlds.resolve(str(world))
     cfg = path / "world.json"
     stamp = cfg.stat().st_mtime_ns if cfg.exists() else None
     key = (str(path.resolve()), str(device), stamp)

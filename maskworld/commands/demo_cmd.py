@@ -1,4 +1,9 @@
-"""`maskworld demo`: play the shipped world; `maskworld demo --train`: the whole pipeline on a CPU.
+"""`maskworld demo`: play a shipped world; `maskworld demo --train`: the whole pipeline on a CPU.
+
+    maskworld demo                    # play the default world (MiniGrid FourRooms)
+    maskworld demo --list             # the shipped worlds
+    maskworld demo --world NAME       # play another shipped world
+    maskworld demo --train            # collect, train and roll out a tiny world of your own
 
 --train: collect a small data set from MiniGrid (egocentric view), train a tiny world for a few
 minutes with progress bars, and write a ground-truth | generated rollout video.
@@ -6,14 +11,19 @@ minutes with progress bars, and write a ground-truth | generated rollout video.
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
 
+from maskworld import worlds
+
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="play the shipped world (or --train: collect, train and roll out a tiny world)",
-                       description=__doc__)
+    p = sub.add_parser("demo", help="play a shipped world (or --train: collect, train and roll out a tiny world)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--world", default=worlds.DEFAULT, help="shipped world to play (see --list)")
+    p.add_argument("--list", action="store_true", help="list the shipped worlds and exit")
     p.add_argument("--train", action="store_true", help="run the collect -> train -> rollout pipeline instead of playing")
     p.add_argument("--out", default="demo_out", help="working folder for --train (data, world, video)")
     p.add_argument("--env", default="MiniGrid-FourRooms-v0", help="environment for --train")
@@ -34,8 +44,20 @@ def _run(cmd: list[str]) -> None:
 
 def run(args) -> int:
     me = [sys.executable, "-m", "maskworld"]
+    available = worlds.shipped()
+    if args.list or (not args.train and args.world not in available):
+        if not args.list:
+            print(f"maskworld demo: no shipped world named {args.world!r}", file=sys.stderr)
+        for name, path in available.items():
+            print(f"  {name:12s} {worlds.describe(path)}")
+        print("play one with `maskworld demo --world NAME` (or `make demo WORLD=NAME`)")
+        return 0 if args.list else 2
     if not args.train:
-        return subprocess.call(me + ["play", "--host", args.host, "--port", str(args.port)])
+        others = [n for n in available if n != args.world]
+        if others:
+            print(f"maskworld demo: playing {args.world!r}; also shipped: {', '.join(others)} "
+                  "(`maskworld demo --world NAME`, `make demo WORLD=NAME`)", flush=True)
+        return subprocess.call(me + ["play", str(available[args.world]), "--host", args.host, "--port", str(args.port)])
     out = Path(args.out)
     data, world, video = out / "data", out / "world", out / "rollout.mp4"
     _run(me + ["collect", "--env", args.env, "--steps", str(args.steps), "--out", str(data), "--num-envs", "2",

@@ -9,16 +9,17 @@ MIN_TOKEN_CHARS = 8
 
 
 def default_world_dir() -> Path:
-    import maskworld
+    from maskworld import worlds
 
-    return Path(maskworld.__file__).parent / "worlds" / "default"
+    return worlds.ROOT / worlds.DEFAULT
 
 
 def register(sub) -> None:
     p = sub.add_parser("play", help="play a world in the browser: real-time or step mode, save/resume sessions",
                        description="Serve one page with the world on a canvas; keys are bound from the world's action "
                                    "meanings. Binds 127.0.0.1; any other --host needs --token.")
-    p.add_argument("world", nargs="?", default=None, help="world directory (default: the world shipped in the package)")
+    p.add_argument("world", nargs="?", default=None,
+                   help="world directory, or the name of a shipped world (`maskworld demo --list`; default: default)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind; anything but loopback requires --token")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--db", default=None, help="SQLite file for saved sessions (default: the user data dir)")
@@ -89,9 +90,14 @@ def check_args(args) -> Path:
             raise UserError(f"no world given and the default world ({world}) is not installed; "
                             "train one with `maskworld train world ...` (or `maskworld demo`) and run `maskworld play PATH/TO/WORLD`")
     else:
+        from maskworld import worlds
+
         world = Path(args.world).expanduser().resolve()
+        if not world.exists() and worlds.resolve(args.world) is not None:  # a shipped world's name
+            world = worlds.resolve(args.world)
         if not world.is_dir() or not (world / "world.json").is_file():
-            raise UserError(f"{args.world} is not a world directory (a folder with world.json and *.safetensors)")
+            raise UserError(f"{args.world} is not a world directory (a folder with world.json and *.safetensors) nor a "
+                            f"shipped world ({', '.join(worlds.shipped())})")
     try:
         import websockets  # noqa: F401  (uvicorn's WebSocket protocol)
     except ImportError:
