@@ -120,8 +120,8 @@ class DynamicsTrainConfig:
     briefly trained world is at least copy-last instead of noise."""
     render: Literal["tokens", "composite"] = "composite"
     """How the trained world shows imagined frames, written into world.json (world/compose.py): composite redraws
-    only the cells whose token changed, so a world started from real frames keeps their detail where nothing
-    moves (measured on the MiniGrid world, 6 held-out episodes: h1 32.8 -> 40.0 dB, delta-PSNR 15.2 -> 21.9)."""
+    only the cells around changed tokens, so a world started from real frames keeps their detail where nothing
+    moves (measured at horizon 1: MiniGrid 32.8 -> 36.0 dB, Breakout 44.9 -> 45.0 dB; never below tokens)."""
     context_drop: float = field(default=0.0, metadata={"metavar": "F"})
     """Share of dynamics clips whose context is mostly noise (corruption rate ~ U(0.5, 1)), as after a long
     open-loop rollout, so a memory world learns to rebuild places from memory (dynamics_train.corrupt)."""
