@@ -59,3 +59,20 @@ def test_render_mode_round_trips_and_bad_values_are_refused(tiny_world, tmp_path
     (d / "world.json").write_text(json.dumps(cfg))
     with pytest.raises(UserError, match="render"):
         load_world(d)
+
+
+def test_a_saved_composite_session_resumes_exactly(tiny_world):
+    """A composite frame is drawn over the frame shown before, so a saved session keeps that frame: resumed, the
+    same actions give the same frames as the session that never stopped."""
+    from maskworld.world.session import Session
+
+    w = tiny_world
+    w.render = "composite"
+    real = np.random.default_rng(2).integers(0, 256, (w.meta.size, w.meta.size, 3), dtype=np.uint8)
+    s = w.session(real, seed=5)
+    s.step(0)
+    blob, info = s.to_bytes()
+    r = Session.from_bytes(w, blob, info)
+    assert (r.frame == s.frame).all()
+    for a in (1, 2, 0):
+        assert (s.step(a)[0] == r.step(a)[0]).all()

@@ -167,6 +167,8 @@ class Session:
         t.update(self.bank.state())
         t["memory.pose"] = torch.from_numpy(self.pose.copy())
         t.update(self.engine.cache.row_state(self.row))
+        if self.world.render == "composite":  # the next frame is drawn over the one shown: keep it (12 KB at 64x64)
+            t["frame"] = torch.from_numpy(np.ascontiguousarray(self.frame))
         info = {
             "seed": self.seed, "pos": self.pos, "steps": self.steps, "total_reward": self.total_reward,
             "done": self.done, "actions": self.actions, "cache_layout": "ring",
@@ -196,6 +198,8 @@ class Session:
         s.tokens = tensors["tokens"].numpy().astype(np.uint16)
         if "prev_tokens" in tensors:
             s.prev_tokens = tensors["prev_tokens"].numpy().astype(np.uint16)
+        if "frame" in tensors:
+            s._frame = tensors["frame"].numpy().astype(np.uint8)
         return s
 
     def to_bytes(self) -> tuple[bytes, str]:
