@@ -76,3 +76,20 @@ def test_a_saved_composite_session_resumes_exactly(tiny_world):
     assert (r.frame == s.frame).all()
     for a in (1, 2, 0):
         assert (s.step(a)[0] == r.step(a)[0]).all()
+
+
+def test_composite_frames_are_the_same_stepped_together_or_alone(tiny_world):
+    """The engine composites a batch in one call: each session's frames equal those it gets stepped alone."""
+    from maskworld.world.engine import Engine
+
+    w = tiny_world
+    w.render = "composite"
+    rng = np.random.default_rng(4)
+    reals = rng.integers(0, 256, (2, w.meta.size, w.meta.size, 3), dtype=np.uint8)
+    eng = Engine(w, rows=2)
+    together = [w.session(reals[i], seed=i, engine=eng) for i in range(2)]
+    alone = [w.session(reals[i], seed=i, engine=Engine(w, rows=1)) for i in range(2)]
+    for a in (0, 1, 2):
+        frames = eng.step(together, [a, 2 - a]).frames
+        for i, s in enumerate(alone):
+            assert (frames[i] == s.step([a, 2 - a][i])[0]).all()

@@ -42,10 +42,6 @@ START_MODES = ("auto", "prompts", "generate")
 _WORLDS: dict[tuple, Any] = {}
 
 
-def default_world_dir() -> Path:
-    return worlds.ROOT / worlds.DEFAULT
-
-
 def resolve_world(world, device=None):
     """A `World`, or a world directory (str/Path; "default" = the shipped world) loaded once per process."""
     if isinstance(world, World):
@@ -54,9 +50,7 @@ def resolve_world(world, device=None):
         raise UserError('maskworld/Dream-v0 needs a world: gym.make("maskworld/Dream-v0", world="path/to/world")')
     if not isinstance(world, (str, Path)):
         raise UserError(f"world={world!r} is neither a World nor a world directory path")
-    path = Path(world).expanduser()
-    if not path.exists() and worlds.resolve(str(world)) is not None:  # a shipped world's name
-        path = worlds.resolve(str(world))
+    path = worlds.locate(world)  # a directory, or a shipped world's name
     cfg = path / "world.json"
     stamp = cfg.stat().st_mtime_ns if cfg.exists() else None
     key = (str(path.resolve()), str(device), stamp)

@@ -5,13 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from maskworld.world.compose import RENDER_MODES
+
 MIN_TOKEN_CHARS = 8
-
-
-def default_world_dir() -> Path:
-    from maskworld import worlds
-
-    return worlds.ROOT / worlds.DEFAULT
 
 
 def register(sub) -> None:
@@ -26,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("--token", default=os.environ.get("MASKWORLD_TOKEN"),
                    help="secret the page and WebSocket must present (?token=); default $MASKWORLD_TOKEN")
     p.add_argument("--fps", type=float, default=20.0, help="real-time mode tick rate")
-    p.add_argument("--render", choices=("tokens", "composite"), default=None,
+    p.add_argument("--render", choices=RENDER_MODES, default=None,
                    help="how imagined frames are shown (default: the world's): tokens or composite (world/compose.py)")
     p.add_argument("--max-batch", type=int, default=64, help="most sessions stepped in one forward pass")
     p.add_argument("--threads", type=int, default=None,
@@ -84,17 +80,15 @@ def check_args(args) -> Path:
         raise UserError("--max-sessions must be at least 1")
     if args.max_saved_mib is not None and not args.max_saved_mib > 0:
         raise UserError("--max-saved-mib must be positive")
+    from maskworld import worlds
+
     if args.world is None:
-        world = default_world_dir()
+        world = worlds.ROOT / worlds.DEFAULT
         if not (world / "world.json").exists():
             raise UserError(f"no world given and the default world ({world}) is not installed; "
                             "train one with `maskworld train world ...` (or `maskworld demo`) and run `maskworld play PATH/TO/WORLD`")
     else:
-        from maskworld import worlds
-
-        world = Path(args.world).expanduser().resolve()
-        if not world.exists() and worlds.resolve(args.world) is not None:  # a shipped world's name
-            world = worlds.resolve(args.world)
+        world = worlds.locate(args.world).resolve()
         if not world.is_dir() or not (world / "world.json").is_file():
             raise UserError(f"{args.world} is not a world directory (a folder with world.json and *.safetensors) nor a "
                             f"shipped world ({', '.join(worlds.shipped())})")

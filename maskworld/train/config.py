@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from maskworld.data.event_sampler import check_share
 from maskworld.errors import UserError
 from maskworld.train.presets import PRESETS, Preset, get_preset
 
@@ -196,8 +197,6 @@ class TrainConfig:
             raise UserError("--tok-minutes leaves no time for the dynamics; raise --minutes")
 
     def _check_dynamics(self) -> None:
-        from maskworld.data.event_sampler import check_share  # numpy: only once a config is built
-
         d, heads = self.dynamics, PRESETS[self.run.preset].n_heads
         if d.window is not None and d.window < 2:
             raise UserError(f"--window {d.window}: the dynamics need at least 2 frames (one of context)")

@@ -25,7 +25,7 @@ def composite(shown_BHW3: np.ndarray, tokens_before_Bhw: np.ndarray, tokens_Bhw:
               rendered_BHW3: np.ndarray) -> np.ndarray:
     """The frame to show (B,H,W,3) uint8: `rendered` (the tokenizer's rendering of `tokens`) in every cell whose
     token, or a neighbour's, changed since `tokens_before`; the frame shown before everywhere else."""
-    B, H, W, _ = rendered_BHW3.shape
+    H, W = rendered_BHW3.shape[1:3]
     h, w = tokens_Bhw.shape[-2:]
     changed = redrawn_cells(np.asarray(tokens_before_Bhw), np.asarray(tokens_Bhw))
     mask = changed.repeat(H // h, 1).repeat(W // w, 2)[..., None]  # (B,H,W,1): each cell's pixels

@@ -169,11 +169,11 @@ class Engine:
         if real_BHW3 is not None:
             return np.array(real_BHW3, np.uint8)
         rendered = self.world.tokenizer.render_uint8(tokens_Bhw).cpu().numpy()
-        out = rendered.copy()
-        for i, s in enumerate(sessions):
-            if s.tokens is not None:
-                out[i] = composite(s.frame[None], s.tokens[None], toks[i][None], rendered[i][None])[0]
-        return out
+        had = [i for i, s in enumerate(sessions) if s.tokens is not None]
+        if had:
+            rendered[had] = composite(np.stack([sessions[i].frame for i in had]),
+                                      np.stack([sessions[i].tokens for i in had]), toks[had], rendered[had])
+        return rendered
 
     @torch.no_grad()
     def step(self, sessions, actions, poses=None, heads: str = "argmax", sampler: SamplerConfig | None = None) -> StepOutput:

@@ -35,3 +35,10 @@ def describe(path: Path) -> str:
 def resolve(name: str) -> Path | None:
     """The directory of shipped world `name`, or None."""
     return shipped().get(name)
+
+
+def locate(world: str | Path) -> Path:
+    """A world argument -> its directory: an existing path as it is, else a shipped world's name, else the path
+    (for the caller to refuse)."""
+    path = Path(world).expanduser()
+    return path if path.exists() else resolve(str(world)) or path
