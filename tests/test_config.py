@@ -107,11 +107,13 @@ def test_each_rule_fires_with_its_message(overrides, message):
 
 
 def test_rules_that_need_the_data():
-    mem = resolve("tiny", dict(BASE, memory=2))
-    with pytest.raises(UserError, match="memory needs poses in the data: data/toy records no agent_pos"):
+    mem = resolve("tiny", dict(BASE, memory=2, memory_keys="pose"))
+    with pytest.raises(UserError, match="--memory-keys pose needs poses in the data: data/toy records no agent_pos"):
         mem.check_data({"num_actions": 4})
-    with pytest.raises(UserError, match="memory needs poses"):
-        resolve("tiny", dict(BASE, compressed=1)).check_data({})
+    auto = resolve("tiny", dict(BASE, memory=2))
+    auto.check_data({})  # no poses: memory by appearance
+    assert auto.memory_keys({}) == "appearance" and auto.memory_keys(POSES) == "pose"
+    resolve("tiny", dict(BASE, compressed=1)).check_data({})
     mem.check_data(POSES)
     resolve("tiny", dict(BASE, memory=2, stages=("tokenizer",))).check_data({})  # no dynamics, no memory read
     init = resolve("tiny", dict(BASE, init="W", stages=("dynamics",)), INIT)

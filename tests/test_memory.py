@@ -253,9 +253,9 @@ def test_bad_memory_input_fails_clearly_before_writing(tiny_memory_world, tiny_w
         assert main(["revisit", w, *bad]) == 2, bad
         assert msg in capsys.readouterr().err, bad
     assert not (tmp_path / "x.txt").exists()
-    # memory needs poses: a store without agent_pos/agent_dir is refused before anything is written
+    # pose keys need poses: a store without agent_pos/agent_dir is refused before anything is written
     data = make_toy_store(tmp_path / "toy", episodes=4, T=6)
-    for bad in (["--memory", "2"], ["--memory", "-1"], ["--compressed", "99"]):
+    for bad in (["--memory", "2", "--memory-keys", "pose", "--window", "4"], ["--memory", "-1"], ["--compressed", "99"]):
         out = tmp_path / "w"
         assert main(["train", "world", "--data", data, "--out", str(out), "--steps", "2", *bad]) == 2
         assert not out.exists(), bad

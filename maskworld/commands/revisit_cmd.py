@@ -57,6 +57,10 @@ def run_revisit(world, args, prefix: str = "", progress: bool = True, seed: int 
         print(f"  g={g}: memory gain {m[f'revisit.gain.psnr.{g}']:+.2f} dB (share of oracle {'-' if share is None else f'{share:.2f}'}), "
               f"with env poses {m[f'revisit.gain.envpose_psnr.{g}']:+.2f} dB (share {'-' if env is None else f'{env:.2f}'}), "
               f"oracle {m[f'revisit.gain.oracle_psnr.{g}']:+.2f} dB")
+        own = m[f"revisit.gain.share_of_envpose.{g}"]
+        print(f"         own keys: {'-' if own is None else f'{own:.2f}'} of the env-pose gain, self-PSNR gain "
+              f"{m[f'revisit.gain.self_psnr.{g}']:+.2f} dB, {m[f'revisit.memory.closures.{g}']:.1f} loop closures a trial; "
+              f"appearance only {m[f'revisit.gain.appearance_psnr.{g}']:+.2f} dB")
     print(f"  play speed after {m['memory.history_steps']} steps: {m['memory.fps_on']:.1f} FPS with memory, "
           f"{m['memory.fps_off']:.1f} without (cost {100 * m['memory.speed_cost']:.0f} %); "
           f"{m['memory.bytes_per_frame']:.0f} bytes per remembered frame")

@@ -11,8 +11,11 @@ logged actions. Scored on the return leg (the same scan of the same place):
   shows (the tokenizer scores 1.0 there; a world cannot show what its tokenizer cannot draw).
 
 Arms, in one run on the same trials and seeds:
-- `memory`: memory M as trained, keys from the world's own pose estimates (nothing given but frames and
-  actions, like play);
+- `memory`: memory M as trained, keys the world computes itself (nothing given but frames and actions, like
+  play): its motion model's pose with loop closure by appearance (memory/motion.py, appearance.py), or the
+  pose head where the world has no motion model;
+- `memory_posehead`: keys from the pose head's dead reckoning (what worlds used before the motion model);
+- `memory_appearance`: retrieval by appearance alone (the frames that look most like the last one; no pose);
 - `no_memory`: the same weights reading nothing (the window only);
 - `memory_envpose`: memory M keyed by the environment's logged poses (the data has them) instead of the
   world's estimates; the remembered frames are still the world's own;
@@ -39,7 +42,8 @@ from maskworld.progress import Progress
 from maskworld.world.engine import Engine
 from maskworld.world.session import Session
 
-ARMS = ("memory", "no_memory", "memory_envpose", "oracle")
+ARMS = ("memory", "memory_posehead", "memory_appearance", "no_memory", "memory_envpose", "oracle")
+KEYS = {"memory_posehead": "head", "memory_appearance": "appearance"}
 ABLATIONS = {"retrieval_only": {"compressed": False}, "compressed_only": {"retrieved": False}, "recent": {"choose": "recent"}}
 
 
@@ -49,9 +53,9 @@ def _tokenize(world, frames: np.ndarray) -> np.ndarray:
     return t.flatten(1).cpu().numpy()
 
 
-def _run_arm(world, trials, arm: str, seed: int, k: int | None = None, parts: dict | None = None) -> list[np.ndarray]:
-    """Imagine every trial of one gap under one arm -> per trial its frames (L, H, W, 3) (outbound: the
-    world's reading of the real frames; then its own)."""
+def _run_arm(world, trials, arm: str, seed: int, k: int | None = None, parts: dict | None = None):
+    """Imagine every trial of one gap under one arm -> (per trial its frames (L, H, W, 3) (outbound: the
+    world's reading of the real frames; then its own), per trial its loop closures)."""
     memory = arm != "no_memory"
     eng = Engine(world, rows=len(trials))
     sessions, frames = [], []
@@ -62,6 +66,8 @@ def _run_arm(world, trials, arm: str, seed: int, k: int | None = None, parts: di
         if k is not None:
             s.memory_k = k
         s.memory_parts.update(parts or {})
+        if arm in KEYS:
+            s.memory_keys = KEYS[arm]
         own = []
         for j in range(tr.outbound):
             a = int(tr.actions_in[j])
@@ -78,7 +84,7 @@ def _run_arm(world, trials, arm: str, seed: int, k: int | None = None, parts: di
             frames[i].append(f)
             if oracle:  # what was really seen there, at the true pose
                 sessions[i].bank.replace(sessions[i].bank.size - 1, real_tokens[i][j], observed=True)
-    return [np.stack(f) for f in frames]
+    return [np.stack(f) for f in frames], [s.closures for s in sessions]
 
 
 def _scores(trials, gen: list[np.ndarray], renderable: list[np.ndarray] | None = None) -> dict:
@@ -138,9 +144,11 @@ def revisit(world, env_id: str | None = None, gaps=(8, 16, 32, 64, 128, 256), pe
         for arm in arms:
             k = int(arm.split("_k")[1]) if "_k" in arm else None
             # ablations read with the environment's poses: they isolate what is read from where the world thinks it is
-            gen = _run_arm(world, trials, "memory_envpose" if k or arm in ABLATIONS else arm, seed, k, ABLATIONS.get(arm))
+            gen, closures = _run_arm(world, trials, "memory_envpose" if k or arm in ABLATIONS else arm, seed, k,
+                                     ABLATIONS.get(arm))
             for key, v in _scores(trials, gen, renderable).items():
                 out[f"revisit.{arm}.{key}.{g}"] = v
+            out[f"revisit.{arm}.closures.{g}"] = float(np.mean(closures))
             bar.update(1)
     bar.close()
     for g in gaps:
@@ -150,6 +158,9 @@ def revisit(world, env_id: str | None = None, gaps=(8, 16, 32, 64, 128, 256), pe
         out[f"revisit.gain.envpose_share_of_oracle.{g}"] = (env - off) / (orc - off) if orc - off > 1e-6 else None
         out[f"revisit.gain.oracle_psnr.{g}"] = orc - off
         out[f"revisit.gain.share_of_oracle.{g}"] = (mem - off) / (orc - off) if orc - off > 1e-6 else None
+        out[f"revisit.gain.share_of_envpose.{g}"] = (mem - off) / (env - off) if env - off > 1e-6 else None
+        out[f"revisit.gain.self_psnr.{g}"] = out[f"revisit.memory.self_psnr.{g}"] - out[f"revisit.no_memory.self_psnr.{g}"]
+        out[f"revisit.gain.appearance_psnr.{g}"] = out[f"revisit.memory_appearance.psnr.{g}"] - off
     out["revisit.seconds"] = time.time() - t0
     return out
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from maskworld.memory.pose import REL_EMPTY, rel_code
+from maskworld.memory import appearance
+from maskworld.memory.pose import HERE, REL_EMPTY, rel_code
 from maskworld.memory.retrieval import select
 
 
@@ -60,11 +61,14 @@ class MemoryBank:
         """Bytes of the stored frames (tokens + poses + observed flags), excluding the doubling slack."""
         return self.size * (self.n * 2 + 3 * 8 + 1)
 
-    def query(self, pos: int, ref_pose: np.ndarray, window: int, m: int, c: int, choose: str = "pose"):
+    def query(self, pos: int, ref_pose: np.ndarray, window: int, m: int, c: int, choose: str = "pose",
+              ref_tokens: np.ndarray | None = None, grid: int = 0):
         """Memory for the frame at index `pos` (see maskworld.memory.retrieval for the rule).
 
-        choose: "pose" (the nearest places: what the model is trained with) or "recent" (the m most recent
-        frames beyond the window, whatever their place: the ablation that shows what choosing by pose buys).
+        choose: "pose" (the nearest places: what pose-keyed worlds are trained with), "appearance" (the frames
+        that look most like `ref_tokens`, the last frame: memory/appearance.py, what worlds without poses are
+        trained with; tagged HERE) or "recent" (the m most recent frames beyond the window, whatever their place:
+        the ablation that shows what choosing by place buys).
         -> retrieved tokens (m,N) int64, rel codes (m,), compressed tokens (c,N) int64, compressed valid (c,)."""
         newest = min(pos - window, self.size - 1)
         ret = np.zeros((m, self.n), np.int64)
@@ -72,10 +76,13 @@ class MemoryBank:
         if m and newest >= 0:
             if choose == "recent":
                 idx = np.arange(newest, max(newest - m, -1), -1)
+            elif choose == "appearance":
+                idx = appearance.select(ref_tokens, self._tok[: newest + 1], grid, m, self.observed[: newest + 1]) \
+                    if ref_tokens is not None else np.zeros(0, np.int64)
             else:
                 idx = select(ref_pose, self.poses[: newest + 1], m, observed=self.observed[: newest + 1])
             ret[: len(idx)] = self._tok[idx]
-            rel[: len(idx)] = rel_code(ref_pose, self._pose[idx])
+            rel[: len(idx)] = HERE if choose == "appearance" else rel_code(ref_pose, self._pose[idx])
         rows = np.arange(newest - c + 1, newest + 1)
         valid = rows >= 0
         comp = np.where(valid[:, None], self._tok[np.maximum(rows, 0)], 0).astype(np.int64) if c else np.zeros((0, self.n), np.int64)

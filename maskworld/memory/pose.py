@@ -62,3 +62,7 @@ def integrate(pose: np.ndarray, cls: int) -> np.ndarray:
     r = np.array([-f[1], f[0]])
     xy = pose[:2] + fw * f + lat * r
     return np.array([xy[0], xy[1], (pose[2] + turn) % 4], dtype=np.int64)
+
+
+HERE = int(rel_code(np.zeros(3, np.int64), np.zeros(3, np.int64)))
+"""The relative-pose code of "taken right here": what a frame retrieved by appearance (no pose) is tagged with."""

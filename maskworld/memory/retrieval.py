@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from maskworld.memory.pose import REL_EMPTY, distance, rel_code
+from maskworld.memory import appearance
+from maskworld.memory.pose import HERE, REL_EMPTY, distance, rel_code
 
 MAX_DIST = 3
 
@@ -42,14 +43,16 @@ def select(ref_pose: np.ndarray, cand_poses: np.ndarray, m: int, max_dist: int =
     return np.array(out, np.int64)
 
 
-def training_memory(poses: np.ndarray, rows: np.ndarray, first_rows: np.ndarray, window: int, m: int, c: int,
-                    rng: np.random.Generator, drop: float = 0.2):
+def training_memory(poses: np.ndarray | None, rows: np.ndarray, first_rows: np.ndarray, window: int, m: int, c: int,
+                    rng: np.random.Generator, drop: float = 0.2, keys: str = "pose", tokens: np.ndarray | None = None,
+                    grid: int = 0):
     """Memory of every frame of a batch of clips, from a token cache's flat arrays.
 
-    poses (N,3) flat; rows, first_rows (B,T) flat frame index of each clip frame and of its episode's
-    first frame. Returns retrieved rows (B,T,m) (-1 = empty), rel codes (B,T,m), compressed rows (B,T,c)
-    (-1 = none) and a pose-change target mask. A share `drop` of the clips gets no memory at all, so the
-    same network also learns to work with memory switched off (the ablation baseline).
+    poses (N,3) flat (keys "pose"), or tokens (N,h,w) flat (keys "appearance": memory/appearance.py, tagged
+    HERE); rows, first_rows (B,T) flat frame index of each clip frame and of its episode's first frame. Returns
+    retrieved rows (B,T,m) (-1 = empty), rel codes (B,T,m) and compressed rows (B,T,c) (-1 = none). A share
+    `drop` of the clips gets no memory at all, so the same network also learns to work with memory switched off
+    (the ablation baseline).
     """
     B, T = rows.shape
     ret = np.full((B, T, m), -1, np.int64)
@@ -66,8 +69,14 @@ def training_memory(poses: np.ndarray, rows: np.ndarray, first_rows: np.ndarray,
                 cr = np.arange(newest - c + 1, newest + 1)
                 comp[b, t] = np.where(cr >= e, cr, -1)
             if m and newest >= e and p - 1 >= e:
-                cand = poses[e:newest + 1]
-                idx = select(poses[p - 1], cand, m)
+                if keys == "appearance":
+                    cand_t = np.asarray(tokens[e:newest + 1]).reshape(newest + 1 - e, -1)
+                    idx = appearance.select(np.asarray(tokens[p - 1]).reshape(-1), cand_t, grid, m)
+                    codes = np.full(len(idx), HERE, np.int64)
+                else:
+                    cand = poses[e:newest + 1]
+                    idx = select(poses[p - 1], cand, m)
+                    codes = rel_code(poses[p - 1], cand[idx])
                 ret[b, t, :len(idx)] = e + idx
-                rel[b, t, :len(idx)] = rel_code(poses[p - 1], cand[idx])
+                rel[b, t, :len(idx)] = codes
     return ret, rel, comp

@@ -55,6 +55,9 @@ class DynamicsConfig:
     """Retrieved frames the predicted frame reads by cross-attention (memory M; 0 = no retrieval memory)."""
     compressed_frames: int = 0
     """Frames just older than the window, read at a quarter of their tokens (FramePack; 0 = none)."""
+    memory_keys: str = "pose"
+    """How remembered frames are found (memory/): "pose" (the nearest places, by pose keys; needs poses in the
+    data) or "appearance" (the frames that look most like the last one: memory/appearance.py; any game)."""
     pose_head: bool = False
     """Predict each frame's pose change (dead reckoning for memory keys; needs poses in the data)."""
     copy_head: bool = False

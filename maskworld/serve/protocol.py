@@ -208,6 +208,10 @@ class FrameInfo:
     action: int | None = None
     driver: str | None = None
     """Who chose the action that made this frame (None: whoever drives now)."""
+    closures: int | None = None
+    """Loop closures of memory M so far (the world recognised a remembered place and put its pose back there)."""
+    last_closure: int | None = None
+    """Frame index of the last loop closure (None: none yet)."""
 
     @classmethod
     def of(cls, session, **step_fields) -> FrameInfo:
@@ -216,6 +220,9 @@ class FrameInfo:
         memory = session.memory_frames if getattr(session, "memory_on", False) else None
         base = {"step": int(session.steps), "total_reward": float(session.total_reward), "done": bool(session.done),
                 "memory": memory, "h": int(h), "w": int(w)}
+        if memory is not None and getattr(session, "memory_keys", None) == "own":
+            last = int(session.last_closure)
+            base |= {"closures": int(session.closures), "last_closure": None if last < 0 else last}
         return cls(**(base | step_fields))
 
 

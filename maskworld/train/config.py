@@ -148,11 +148,14 @@ class LamTrainConfig:
 
 @dataclass
 class MemoryTrainConfig:
-    """Memory M: past frames the dynamics read beyond the window (needs poses in the data, e.g. MiniGrid)."""
+    """Memory M: past frames the dynamics read beyond the window, found by place (poses) or by appearance."""
 
     memory: int = field(default=0, metadata={"metavar": "M"})
-    """Retrieved past frames each predicted frame reads, keyed by pose (0 = off; needs data with poses, e.g.
-    MiniGrid-Landmarks-v0)."""
+    """Retrieved past frames each predicted frame reads (0 = off)."""
+    memory_keys: Literal["auto", "pose", "appearance"] = "auto"
+    """How remembered frames are found: "pose" (the nearest places; needs poses in the data, e.g.
+    MiniGrid-Landmarks-v0), "appearance" (the frames that look most like the last one; any game), auto = pose
+    where the data records poses, else appearance."""
     compressed: int | None = field(default=None, metadata={"metavar": "C", "default_text": "2 with --memory, else 0"})
     """Frames just older than the window, read at a quarter of their tokens."""
     copy_head: bool = False
@@ -236,9 +239,9 @@ class TrainConfig:
     def check_data(self, meta: Mapping[str, Any]) -> None:
         """UserError when this config cannot train on a store with metadata `meta` (before anything is written)."""
         r, d = self.run, self.dynamics
-        if "dynamics" in r.stages and self.has_memory and not POSE_KEYS <= set(meta.get("info_keys", [])):
-            raise UserError(f"memory needs poses in the data: {r.data} records no agent_pos/agent_dir (collect a "
-                            "MiniGrid env, e.g. MiniGrid-Landmarks-v0), or train without --memory/--compressed")
+        if "dynamics" in r.stages and self.memory.memory_keys == "pose" and not POSE_KEYS <= set(meta.get("info_keys", [])):
+            raise UserError(f"--memory-keys pose needs poses in the data: {r.data} records no agent_pos/agent_dir "
+                            "(collect a MiniGrid env, e.g. MiniGrid-Landmarks-v0), or use --memory-keys appearance")
         if "tokenizer" in r.stages:
             tokenizer_downsample(self.tokenizer.grid, int(meta.get("size", 64)))
         if d.init is not None and "dynamics" in r.stages:
@@ -264,6 +267,12 @@ class TrainConfig:
     @property
     def has_memory(self) -> bool:
         return bool(self.memory.memory or self.memory.compressed)
+
+    def memory_keys(self, meta: Mapping[str, Any]) -> str:
+        """"pose" or "appearance": --memory-keys, with auto resolved by whether the data records poses."""
+        if self.memory.memory_keys != "auto":
+            return self.memory.memory_keys
+        return "pose" if POSE_KEYS <= set(meta.get("info_keys", [])) else "appearance"
 
     def budgets(self) -> tuple[tuple[int | None, float | None], tuple[int | None, float | None]]:
         """(steps, minutes) of the tokenizer and of the dynamics: --minutes is the whole budget, the dynamics get

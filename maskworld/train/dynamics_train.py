@@ -62,21 +62,25 @@ def make_batch(cache, batch: int, window: int, rng: np.random.Generator, num_act
 
 
 def memory_extra(cache, b: dict, cfg: DynamicsConfig, rng: np.random.Generator, device) -> dict:
-    """Memory tokens of every clip frame (maskworld.memory.retrieval) and pose-change targets."""
-    if cache.poses is None:
-        raise UserError(f"{cache.path} has no poses: memory and the pose head need data that records agent_pos/agent_dir "
-                        "(MiniGrid envs); retrain with --memory 0")
+    """Memory tokens of every clip frame (maskworld.memory.retrieval) and, with poses, pose-change targets."""
     rows, first = b["rows"], b["first_rows"]
-    ret, rel, comp = training_memory(cache.poses, rows, first, cfg.window, cfg.memory_frames, cfg.compressed_frames, rng)
-    prev_ok = rows - 1 >= first
-    target = np.where(prev_ok, delta_class(cache.poses[np.maximum(rows - 1, 0)], cache.poses[rows]), -1)
+    by_pose = cfg.memory_keys == "pose"
+    if cache.poses is None and (by_pose and cfg.memory_frames or cfg.pose_head):
+        raise UserError(f"{cache.path} has no poses: pose-keyed memory and the pose head need data that records "
+                        "agent_pos/agent_dir (MiniGrid envs); train with --memory-keys appearance, or --memory 0")
+    ret, rel, comp = training_memory(cache.poses, rows, first, cfg.window, cfg.memory_frames, cfg.compressed_frames, rng,
+                                     keys=cfg.memory_keys, tokens=cache.tokens, grid=cfg.grid)
+    out = {}
+    if cfg.pose_head:
+        prev_ok = rows - 1 >= first
+        target = np.where(prev_ok, delta_class(cache.poses[np.maximum(rows - 1, 0)], cache.poses[rows]), -1)
+        out["pose_target"] = torch.from_numpy(target).long().to(device)
     g = cfg.grid
 
     def gather(r):  # (B,T,k) rows, -1 = none -> tokens (B,T,k,N)
         t = cache.tokens[np.maximum(r, 0).reshape(-1)].reshape(*r.shape, g * g).astype(np.int64)
         return torch.from_numpy(t).to(device)
 
-    out = {"pose_target": torch.from_numpy(target).long().to(device)}
     if cfg.memory_frames:
         out["retrieved"], out["rel"] = gather(ret), torch.from_numpy(rel).to(device)
     if cfg.compressed_frames:

@@ -38,6 +38,7 @@ from maskworld.data.token_cache import TokenCache, write_token_cache
 from maskworld.device import pick_device
 from maskworld.errors import UserError
 from maskworld.io import atomic_save_safetensors, atomic_write_json, atomic_write_text
+from maskworld.memory.motion import Motion, fit_motion
 from maskworld.models.lam import LamConfig
 from maskworld.models.sampler import SamplerConfig
 from maskworld.models.tokenizer import Tokenizer, TokenizerConfig
@@ -190,6 +191,10 @@ def stage_dynamics(run: Run, tok, budget: Budget):
                               probe=probe or None)
     m["event_share"] = share
     set_head_prior(model.cfg, train_cache, share, r.seed)  # the heads' logits corrected for the oversampled event prior
+    if model.cfg.memory_frames and model.cfg.memory_keys == "pose" and train_cache.poses is not None:
+        m["motion"] = fit_cache_motion(train_cache, model.cfg.num_actions).to_dict()
+        print0(f"[memory] motion model: its pose changes match {m['motion']['accuracy']:.3f} of the real steps; "
+               f"a blockable move counts when >= {m['motion']['change']:.2f} of the tokens change")
     print0(f"[dynamics] val token loss {m.get('val_loss', float('nan')):.3f}, masked-token accuracy {m.get('val_acc', 0):.3f}, "
           f"{m.get('tok_s', 0):.0f} tokens/s")
     if "val_h8_psnr" in m:
@@ -213,11 +218,21 @@ def _dynamics_config(run: Run, tok):
         if c.has_memory:
             if mem.compressed and tok.cfg.grid % 2:
                 raise UserError(f"--compressed pools 2x2 tokens and needs an even token grid, not {tok.cfg.grid}")
-            cfg.memory_frames, cfg.compressed_frames, cfg.pose_head, cfg.copy_head = mem.memory, mem.compressed, True, mem.copy_head
-            print0(f"[memory] {mem.memory} retrieved frames by pose, {mem.compressed} compressed frames, pose head on")
+            cfg.memory_keys = c.memory_keys(run.meta)
+            by_pose = cfg.memory_keys == "pose"
+            cfg.memory_frames, cfg.compressed_frames, cfg.pose_head, cfg.copy_head = mem.memory, mem.compressed, by_pose, mem.copy_head
+            print0(f"[memory] {mem.memory} retrieved frames by {cfg.memory_keys}, {mem.compressed} compressed frames"
+                   + (", pose head on, motion fitted from the data's poses" if by_pose else ""))
     cfg.num_actions = c.num_actions(run.meta)
     cfg.vocab_size, cfg.grid = tok.cfg.vocab_size, tok.cfg.grid
     return cfg, init_state
+
+
+def fit_cache_motion(cache, num_actions: int) -> Motion:
+    """The motion model (memory/motion.py) fitted on a token cache's real transitions."""
+    first = np.zeros(len(cache.poses), bool)
+    first[cache.offsets] = True
+    return fit_motion(cache.poses, np.asarray(cache.tokens), cache.actions_in, first, num_actions)
 
 
 def _init_dynamics(init: str, tok):
@@ -366,11 +381,11 @@ def _run_train(cfg: TrainConfig, out: Path, device) -> Path:
                                    **({"init": str(cfg.dynamics.init)} if cfg.dynamics.init else {})})
     card["train_time_s"] = times
     card["split"] = {"seed": r.seed, "val_fraction": r.val_fraction, "val_episodes": len(val_ids)}
-    _save_world(run, out, tok, dyn, lam, lam_info, card)
+    _save_world(run, out, tok, dyn, lam, lam_info, card, dm.get("motion"))
     return out
 
 
-def _save_world(run: Run, out: Path, tok, dyn, lam, lam_info: dict, card: dict) -> None:
+def _save_world(run: Run, out: Path, tok, dyn, lam, lam_info: dict, card: dict, motion: dict | None = None) -> None:
     has_actions = run.cfg.has_actions(run.meta)
     meanings = list(run.meta.get("action_meanings", [])) if has_actions else ["NOOP"]
     if lam is not None:
@@ -378,7 +393,8 @@ def _save_world(run: Run, out: Path, tok, dyn, lam, lam_info: dict, card: dict) 
         card["lam_train"] = lam_info.get("train", {})
     meta = WorldMeta(env_id=run.meta.get("env_id", "unknown"), size=int(run.meta.get("size", 64)),
                      action_meanings=meanings, has_actions=has_actions, model_card=card,
-                     latent_actions={k: v for k, v in lam_info.items() if k != "train"}, render=run.cfg.dynamics.render)
+                     latent_actions={k: v for k, v in lam_info.items() if k != "train"}, render=run.cfg.dynamics.render,
+                     motion=motion or {})
     if dist.is_main():
         World(tok.cpu(), dyn.cpu(), SamplerConfig(), meta, lam=lam.cpu() if lam is not None else None).save(out)
     dist.barrier()  # nobody reports success before the world is on disk

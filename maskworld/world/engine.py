@@ -153,10 +153,11 @@ class Engine:
         g = dyn.cfg.grid
         toks = tokens_BN.view(-1, g, g).cpu().numpy().astype(np.uint16)
         frames = self._frames_to_show(sessions, tokens_BN.view(-1, g, g), toks, render, real_BHW3)
+        acts = actions_B.tolist()
         for i, s in enumerate(sessions):
             pose_logits = heads.pose[i] if heads.pose is not None else None
             s._advance(toks[i], None if frames is None else frames[i], pose_logits, None if poses is None else poses[i],
-                       observed)
+                       observed, acts[i])
         return heads
 
     def _frames_to_show(self, sessions, tokens_Bhw: torch.Tensor, toks: np.ndarray, render: bool,

@@ -17,6 +17,9 @@ class WorldMeta:
     render: str = "tokens"
     """How imagined frames are shown (world/compose.py): "tokens" (the tokenizer's rendering of every token) or
     "composite" (only the cells whose token changed are redrawn over the frame shown before)."""
+    motion: dict = field(default_factory=dict)
+    """Worlds with pose-keyed memory: what each action does to the pose (memory/motion.py `Motion`), fitted on the
+    training data, so the world keeps its own pose in play. Empty: the pose head's dead reckoning."""
     latent_actions: dict = field(default_factory=dict)
     """Worlds trained on action-free video: num_codes, held-out code usage, and `action_map` (real action ->
     latent code, fitted on a few labelled transitions) when labelled data was available."""

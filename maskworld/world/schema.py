@@ -61,7 +61,8 @@ SECTIONS: dict[str, dict[str, Spec]] = {
     "dynamics": {"vocab_size": Int(2, MAX_VOCAB), "num_actions": Int(1, 4096), "grid": Int(1, 64), "d_model": Int(8, 16384),
                  "n_layers": Int(1, 256), "n_heads": Int(1, 256), "window": Int(1, 4096), "mlp_ratio": Int(1, 16),
                  "reward_classes": Int(1, 16), "rope_base": Float(1e-6, 1e12), "memory_frames": Int(0, 1024),
-                 "compressed_frames": Int(0, 1024), "pose_head": BOOL, "copy_head": BOOL, "prev_frame_prior": BOOL,
+                 "compressed_frames": Int(0, 1024),
+                 "memory_keys": Spec("str", choices=("pose", "appearance")), "pose_head": BOOL, "copy_head": BOOL, "prev_frame_prior": BOOL,
                  "reward_logit_shift": Spec("float list", -100, 100, max_len=16, nullable=True),
                  "term_logit_shift": Float(-100, 100)},
     "sampler": {"steps": Int(1, 4096), "temperature": Float(0, 100), "choice_temperature": Float(0, 100),
@@ -71,7 +72,7 @@ SECTIONS: dict[str, dict[str, Spec]] = {
             "sample_entropy_weight": Float(0, 1e6)},
     "meta": {"env_id": Spec("str", max_len=256), "size": Int(8, 1024), "has_actions": BOOL, "model_card": OBJECT,
              "action_meanings": Spec("str list", max_len=4096), "latent_actions": OBJECT,
-             "render": Spec("str", choices=RENDER_MODES)},
+             "render": Spec("str", choices=RENDER_MODES), "motion": OBJECT},
 }
 REQUIRED = ("tokenizer", "dynamics", "sampler", "meta")
 TOP_LEVEL = {"format_version", "weights", *SECTIONS}

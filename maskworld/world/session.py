@@ -11,10 +11,14 @@ Design choices:
 - `step` never clamps: an action outside the action space is an error.
 - Memory M (worlds trained with `--memory`): every committed frame goes into the session's MemoryBank
   with its pose key: the environment's pose when the caller gives one (`observe(..., pose=)`,
-  `step(..., pose=)`), else the world's own estimate (its pose head's predicted move, integrated from
-  (0, 0, 0) at the first frame). Each decoded frame reads the nearest remembered frames and the
-  compressed frames just older than the window. `memory=False` switches the reads off (ablation; the
-  bank still fills, so it can be switched back on). The bank is part of the saved session.
+  `step(..., pose=)`), else the world's own, integrated from (0, 0, 0) at the first frame (`memory_keys`):
+  "own" = the motion model (memory/motion.py: each action's move, made only if the world's own frame shows
+  it) with loop closure by appearance (memory/appearance.py: a new frame that matches one remembered
+  place almost exactly puts the pose back there); "head" = the pose head's dead reckoning (worlds saved
+  without a motion model). Worlds trained without poses ("appearance") read the frames that look most like
+  the last one instead. Each decoded frame reads the remembered frames and the compressed frames just older
+  than the window. `memory=False` switches the reads off (ablation; the bank still fills, so it can be
+  switched back on). The bank, the pose and the closure count are part of the saved session.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ import torch
 from safetensors.torch import load, save
 
 from maskworld.errors import UserError
+from maskworld.memory import appearance
 from maskworld.memory.bank import MemoryBank
+from maskworld.memory.motion import Motion
 from maskworld.memory.pose import REL_EMPTY, integrate
 from maskworld.world.engine import Engine
 from maskworld.world.frames import as_uint8_frame
@@ -47,6 +53,13 @@ class Session:
         (as trained) or "recent"."""
         self.bank = MemoryBank(cfg.tokens_per_frame)
         self.pose = np.zeros(3, np.int64)  # pose of the last frame (estimated unless given)
+        self.motion = Motion.from_dict(world.meta.motion)
+        self.memory_keys = default_memory_keys(cfg.memory_keys, self.motion)
+        """Memory keys when no environment pose is given: "own" (motion model + loop closure), "head" (the pose
+        head's dead reckoning) or "appearance" (retrieval by appearance, no pose)."""
+        self.closures = 0
+        """Loop closures so far (the pose snapped back to a remembered place); `last_closure`: the frame index."""
+        self.last_closure = -1
         self.seed = seed
         self.gen = torch.Generator().manual_seed(seed)
         self.pos = 0  # frame index of the next frame
@@ -95,16 +108,34 @@ class Session:
         return action
 
     # ------------------------------------------------------------------ what the engine calls
-    def _advance(self, tokens_hw: np.ndarray, frame: np.ndarray, pose_logits, pose, observed: bool) -> None:
-        """A frame was committed to this session's row: remember it, move the pose, keep tokens and frame."""
+    def _advance(self, tokens_hw: np.ndarray, frame: np.ndarray, pose_logits, pose, observed: bool,
+                 action: int = -1) -> None:
+        """A frame was committed to this session's row (`action` led into it): remember it, move the pose, keep
+        tokens and frame."""
         if pose is not None:
             self.pose = np.asarray(pose, np.int64).reshape(3)
-        elif pose_logits is not None and self.bank.size > 0:
-            self.pose = integrate(self.pose, int(pose_logits.argmax()))
+        elif self.bank.size > 0:
+            if self.memory_keys == "own" and self.motion is not None:
+                self.pose = self.motion.step(self.pose, action, self.tokens, tokens_hw)
+                self._close_loop(tokens_hw)
+            elif self.memory_keys in ("own", "head") and pose_logits is not None:
+                self.pose = integrate(self.pose, int(pose_logits.argmax()))
         if self.world.dynamics.cfg.has_memory:  # worlds without memory M keep no bank (saved sessions stay small)
             self.bank.append(tokens_hw.reshape(-1), self.pose, observed)
         self.pos += 1
         self.prev_tokens, self.tokens, self._frame = self.tokens, tokens_hw, frame
+
+    def _close_loop(self, tokens_hw: np.ndarray) -> None:
+        """Loop closure: the frame being committed (index self.pos) against the remembered frames outside the window."""
+        cfg = self.world.dynamics.cfg
+        old = self.pos - cfg.window + 1  # frames 0 .. old-1 have left the window
+        if old <= 0:
+            return
+        snap = appearance.closure(tokens_hw.reshape(-1), self.bank.tokens[:old], self.bank.poses[:old], cfg.grid)
+        if snap is not None and (snap != self.pose).any():
+            self.pose = snap
+            self.closures += 1
+            self.last_closure = self.pos
 
     @property
     def frame(self) -> np.ndarray | None:
@@ -126,8 +157,9 @@ class Session:
         cfg = self.world.dynamics.cfg
         parts = self.memory_parts
         m = self.memory_k if self.memory_on and parts["retrieved"] else 0
+        choose = "appearance" if self.memory_keys == "appearance" and parts["choose"] == "pose" else parts["choose"]
         ret, rel, comp, valid = self.bank.query(self.pos, self.pose, cfg.window, cfg.memory_frames, cfg.compressed_frames,
-                                                parts["choose"])
+                                                choose, self.tokens, cfg.grid)
         if m < cfg.memory_frames:  # fewer reads (or memory off): the rest of the slots are empty
             rel[m:] = REL_EMPTY
         if not (self.memory_on and parts["compressed"]):
@@ -173,6 +205,7 @@ class Session:
             "seed": self.seed, "pos": self.pos, "steps": self.steps, "total_reward": self.total_reward,
             "done": self.done, "actions": self.actions, "cache_layout": "ring",
             "memory_on": self.memory_on, "memory_k": self.memory_k, "memory_parts": self.memory_parts,
+            "memory_keys": self.memory_keys, "closures": self.closures, "last_closure": self.last_closure,
         }
         return t, info
 
@@ -181,6 +214,8 @@ class Session:
         s = cls(world, int(info["seed"]), info.get("memory_on"), engine)
         s.memory_k = int(info.get("memory_k", s.memory_k))
         s.memory_parts.update(info.get("memory_parts", {}))
+        s.memory_keys = check_memory_keys(info.get("memory_keys", "head"), world)  # saved before own keys: the pose head
+        s.closures, s.last_closure = int(info.get("closures", 0)), int(info.get("last_closure", -1))
         s.bank = MemoryBank.from_state(tensors, world.dynamics.cfg.tokens_per_frame)
         if "memory.pose" in tensors:
             s.pose = tensors["memory.pose"].numpy().astype(np.int64)
@@ -216,3 +251,25 @@ def step_many(world, sessions: list[Session], actions: list[int], poses=None):
     if not sessions:
         return []
     return list(sessions[0].engine.step(sessions, actions, poses))
+
+
+MEMORY_KEYS = ("own", "head", "appearance")
+
+
+def default_memory_keys(trained: str, motion: Motion | None) -> str:
+    """A new session's keys: appearance for worlds trained without poses; else its own pose, by the motion model
+    where the world has one, by the pose head otherwise."""
+    if trained == "appearance":
+        return "appearance"
+    return "own" if motion is not None else "head"
+
+
+def check_memory_keys(keys: str, world) -> str:
+    """`keys` if this world can use them, else a UserError naming those it can."""
+    if keys not in MEMORY_KEYS:
+        raise UserError(f"memory keys {keys!r}: use one of {', '.join(MEMORY_KEYS)}")
+    if world.dynamics.cfg.memory_keys == "appearance" and keys != "appearance":
+        raise UserError(f"memory keys {keys!r}: this world was trained without poses and finds memory by appearance only")
+    if keys == "own" and not world.meta.motion:
+        return "head"  # no motion model saved: its own pose is the pose head's
+    return keys

@@ -53,6 +53,8 @@
     $("reward").textContent = Number(h.total_reward).toFixed(h.total_reward % 1 ? 2 : 0);
     $("done").textContent = h.done ? "yes" : "no";
     $("memory").textContent = h.memory == null ? "off" : h.memory;
+    $("closures").textContent = h.closures == null ? "-" :
+      h.closures + (h.last_closure == null ? "" : " (last at frame " + h.last_closure + ")");
     if (h.driver) setDriver(h.driver);
     if (h.model_ms != null) { $("model-ms").textContent = (h.model_ms / h.batch).toFixed(1); $("batch").textContent = h.batch; }
     if (h.name) $("save-name").placeholder = h.name;
