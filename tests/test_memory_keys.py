@@ -169,3 +169,36 @@ def test_a_world_trained_without_poses_remembers_by_appearance(tmp_path, capsys,
         s.step(0)
     ret, rel, _, _ = s.memory_input_row()
     assert set(rel.tolist()) <= {HERE, REL_EMPTY}
+
+
+@pytest.mark.slow
+def test_walkback_trials_on_a_platformer_and_the_benchmark_without_poses(one_thread):
+    """Walk-back trials leave the start's view and come back; the benchmark runs on them with a world that finds
+    memory by appearance, and a world without memory gains exactly nothing."""
+    import torch
+
+    from conftest import _tiny_parts
+    from maskworld.envs import make_env
+    from maskworld.eval.metrics import psnr_per_frame
+    from maskworld.eval.revisit import revisit
+    from maskworld.eval.walkback import OUTBOUND, make_walkback_trials
+    from maskworld.models.sampler import SamplerConfig
+    from maskworld.world.world import World, WorldMeta
+
+    trials = make_walkback_trials("procgen:coinrun", gaps=(32,), per_gap=2, seed=0)
+    for t in trials:
+        assert len(t.frames) == OUTBOUND + 32 and t.poses is None and t.views is None
+        back = psnr_per_frame(t.frames[t.ret], t.frames[t.match]).mean()
+        assert t.away < back - 6  # the turning point looks unlike the start; the way back looks like it
+    meanings = make_env("procgen:coinrun", size=64, seed=0).action_meanings
+    tok, dyn = _tiny_parts(len(meanings), memory_frames=2, compressed_frames=2, memory_keys="appearance")
+    with torch.no_grad():
+        for r in dyn.memory.reads:
+            r.out.weight.normal_(0, 0.5)
+    w = World(tok, dyn, SamplerConfig(steps=1), WorldMeta(env_id="procgen:coinrun", action_meanings=meanings))
+    m = revisit(w, gaps=(32,), per_gap=2, progress=False)
+    assert m["revisit.arms"] == ["memory", "no_memory", "oracle", "copy_last", "tokenizer"]
+    assert m["revisit.memory.psnr.32"] != m["revisit.no_memory.psnr.32"] and m["revisit.memory.recall.32"] is None
+    tok, dyn = _tiny_parts(len(meanings))
+    blind = World(tok, dyn, SamplerConfig(steps=1), WorldMeta(env_id="procgen:coinrun", action_meanings=meanings))
+    assert revisit(blind, gaps=(32,), per_gap=2, progress=False)["revisit.gain.psnr.32"] == 0.0

@@ -20,7 +20,8 @@ def parse_ints(text: str, flag: str) -> tuple:
 def add_revisit_args(p, prefix: str = "") -> None:
     p.add_argument(f"--{prefix}gaps", default="8,16,32,64,128,256", help="gaps g in steps (default 8,16,32,64,128,256)")
     p.add_argument(f"--{prefix}trials", type=int, default=8, help="out-and-back trials per gap (default 8)")
-    p.add_argument(f"--{prefix}env", help="MiniGrid env of the trials (default: the world's)")
+    p.add_argument(f"--{prefix}env", help="env of the trials (default: the world's): a MiniGrid layout env (out-and-back "
+                   "with poses and landmarks) or a game with RIGHT/LEFT actions (walk-back trials, e.g. procgen:coinrun)")
     p.add_argument(f"--{prefix}memory-k", default="", help="also run arms reading only k retrieved frames, e.g. 1,2")
     p.add_argument(f"--{prefix}ablations", action="store_true",
                    help="also run retrieval_only, compressed_only and recent (choose by recency, not place) arms")

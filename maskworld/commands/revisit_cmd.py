@@ -13,13 +13,15 @@ from maskworld.io import atomic_write_json, atomic_write_text
 EXAMPLES = """examples:
   maskworld revisit worlds/landmarks --json revisit.json --svg revisit.svg
   maskworld revisit worlds/landmarks --gaps 8,32,128 --trials 4 --memory-k 1,2 --ablations
+  maskworld revisit worlds/coinrun-memory --env procgen:coinrun --gaps 16,32,64   # walk-back trials: no poses
 How to read it: docs/memory.md
 """
 
 
 def register(sub) -> None:
     p = sub.add_parser("revisit", help="memory benchmark: go out, stay away g steps, come back; is the place the same?",
-                       description="Scripted out-and-back trials on MiniGrid layouts with landmarks: PSNR/SSIM, "
+                       description="Scripted out-and-back trials on MiniGrid layouts with landmarks (or walk-back "
+                                   "trials on a game with RIGHT/LEFT and fixed levels, e.g. procgen:coinrun): PSNR/SSIM, "
                                    "self-consistency and landmark recall of the returning frames, as curves over the gap, "
                                    "for memory on, memory off, oracle retrieval and copy-last; plus memory's speed and "
                                    "byte cost.", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -53,14 +55,16 @@ def run_revisit(world, args, prefix: str = "", progress: bool = True, seed: int 
         print(line)
     for g in gaps:
         share = m[f"revisit.gain.share_of_oracle.{g}"]
-        env = m[f"revisit.gain.envpose_share_of_oracle.{g}"]
-        print(f"  g={g}: memory gain {m[f'revisit.gain.psnr.{g}']:+.2f} dB (share of oracle {'-' if share is None else f'{share:.2f}'}), "
-              f"with env poses {m[f'revisit.gain.envpose_psnr.{g}']:+.2f} dB (share {'-' if env is None else f'{env:.2f}'}), "
-              f"oracle {m[f'revisit.gain.oracle_psnr.{g}']:+.2f} dB")
-        own = m[f"revisit.gain.share_of_envpose.{g}"]
-        print(f"         own keys: {'-' if own is None else f'{own:.2f}'} of the env-pose gain, self-PSNR gain "
-              f"{m[f'revisit.gain.self_psnr.{g}']:+.2f} dB, {m[f'revisit.memory.closures.{g}']:.1f} loop closures a trial; "
-              f"appearance only {m[f'revisit.gain.appearance_psnr.{g}']:+.2f} dB")
+        print(f"  g={g}: memory gain {m[f'revisit.gain.psnr.{g}']:+.2f} dB (share of oracle "
+              f"{'-' if share is None else f'{share:.2f}'}), oracle {m[f'revisit.gain.oracle_psnr.{g}']:+.2f} dB, "
+              f"self-PSNR gain {m[f'revisit.gain.self_psnr.{g}']:+.2f} dB")
+        if f"revisit.gain.envpose_psnr.{g}" not in m:
+            continue  # walk-back trials: no poses
+        env, own = m[f"revisit.gain.envpose_share_of_oracle.{g}"], m[f"revisit.gain.share_of_envpose.{g}"]
+        print(f"         with env poses {m[f'revisit.gain.envpose_psnr.{g}']:+.2f} dB (share of oracle "
+              f"{'-' if env is None else f'{env:.2f}'}); own keys reach {'-' if own is None else f'{own:.2f}'} of it "
+              f"with {m[f'revisit.memory.closures.{g}']:.1f} loop closures a trial; appearance only "
+              f"{m[f'revisit.gain.appearance_psnr.{g}']:+.2f} dB")
     print(f"  play speed after {m['memory.history_steps']} steps: {m['memory.fps_on']:.1f} FPS with memory, "
           f"{m['memory.fps_off']:.1f} without (cost {100 * m['memory.speed_cost']:.0f} %); "
           f"{m['memory.bytes_per_frame']:.0f} bytes per remembered frame")

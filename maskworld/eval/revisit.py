@@ -10,6 +10,10 @@ logged actions. Scored on the return leg (the same scan of the same place):
   `recall_renderable`: the same over the landmark cells the tokenizer's reconstruction of the real frames
   shows (the tokenizer scores 1.0 there; a world cannot show what its tokenizer cannot draw).
 
+Outside grid worlds (`env_id` not MiniGrid): walk-back trials (walkback.py) on a game whose level a seed fixes:
+stand, walk RIGHT g/2 steps, walk back; no poses and no landmarks, so the arms are `memory`, `no_memory` and
+`oracle` (plus `copy_last` and `tokenizer`), scored by PSNR, SSIM and self-PSNR.
+
 Arms, in one run on the same trials and seeds:
 - `memory`: memory M as trained, keys the world computes itself (nothing given but frames and actions, like
   play): its motion model's pose with loop closure by appearance (memory/motion.py, appearance.py), or the
@@ -38,12 +42,14 @@ import torch
 from maskworld.errors import UserError
 from maskworld.eval.metrics import psnr_per_frame, ssim_per_frame
 from maskworld.eval.revisit_trials import landmark_hits, make_trials
+from maskworld.eval.walkback import check_game, make_walkback_trials
 from maskworld.progress import Progress
 from maskworld.world.engine import Engine
 from maskworld.world.session import Session
 
 ARMS = ("memory", "memory_posehead", "memory_appearance", "no_memory", "memory_envpose", "oracle")
 KEYS = {"memory_posehead": "head", "memory_appearance": "appearance"}
+WALK_ARMS = ("memory", "no_memory", "oracle")  # walk-back trials: no poses to key by
 ABLATIONS = {"retrieval_only": {"compressed": False}, "compressed_only": {"retrieved": False}, "recent": {"choose": "recent"}}
 
 
@@ -60,7 +66,7 @@ def _run_arm(world, trials, arm: str, seed: int, k: int | None = None, parts: di
     eng = Engine(world, rows=len(trials))
     sessions, frames = [], []
     oracle = arm == "oracle"
-    given = arm in ("oracle", "memory_envpose")  # keys from the logged poses
+    given = arm in ("oracle", "memory_envpose") and trials[0].poses is not None  # keys from the logged poses
     for i, tr in enumerate(trials):
         s = Session(world, seed=seed + i, memory=memory, engine=eng)
         if k is not None:
@@ -97,7 +103,8 @@ def _scores(trials, gen: list[np.ndarray], renderable: list[np.ndarray] | None =
         ps.append(psnr_per_frame(pred, real))
         ss.append(ssim_per_frame(pred, real))
         self_ps.append(psnr_per_frame(pred, before))
-        hits.append(landmark_hits(pred, tr.views[tr.ret]))
+        if tr.views is not None:
+            hits.append(landmark_hits(pred, tr.views[tr.ret]))
         if renderable is not None:
             ok.append(renderable[i])
     h = np.concatenate(hits) if hits else np.zeros(0, bool)
@@ -115,27 +122,34 @@ def revisit(world, env_id: str | None = None, gaps=(8, 16, 32, 64, 128, 256), pe
             memory_k: tuple = (), ablations: bool = False, progress: bool = True) -> dict:
     """Run the benchmark -> flat metrics `revisit.<arm>.<metric>.<g>` plus `revisit.gain.*` summaries."""
     env_id = env_id or world.meta.env_id
-    if not env_id.startswith("MiniGrid-"):
-        raise UserError(f"the revisit benchmark runs on MiniGrid layouts (poses and landmarks); {env_id!r} is not one: "
-                        "pass --env MiniGrid-Landmarks-v0 with a world trained on it")
+    grid = env_id.startswith("MiniGrid-")
+    if not grid:  # walk-back trials (walkback.py): no poses, no landmarks
+        check_game(world, env_id, world.meta.size)
     if not world.has_memory:
         print("note: this world has no memory M (trained without --memory): the memory arms equal no_memory")
     for k in memory_k:
         if not 1 <= k <= world.dynamics.cfg.memory_frames:
             raise UserError(f"--memory-k {k}: this world reads 1..{world.dynamics.cfg.memory_frames} retrieved frames")
     size = world.meta.size
-    arms = list(ARMS) + (list(ABLATIONS) if ablations else []) + [f"memory_k{k}" for k in memory_k]
+    base = ARMS if grid else WALK_ARMS
+    if not grid and (ablations or memory_k):
+        raise UserError("--ablations and --memory-k read by the environment's poses: they run on MiniGrid trials only")
+    arms = list(base) + (list(ABLATIONS) if ablations else []) + [f"memory_k{k}" for k in memory_k]
     out: dict = {"revisit.env": env_id, "revisit.gaps": list(gaps), "revisit.trials_per_gap": per_gap,
                  "revisit.window": world.dynamics.cfg.window, "revisit.arms": arms + ["copy_last", "tokenizer"]}
     t0 = time.time()
     bar = Progress(total=len(gaps) * len(arms), desc="revisit", unit="arms", enabled=progress)
     for g in gaps:
-        trials = make_trials(env_id, gaps=(g,), per_gap=per_gap, seed=seed, size=size)
-        out[f"revisit.away.{g}"] = float(np.mean([getattr(t, "away", 0) for t in trials]))
+        if grid:
+            trials = make_trials(env_id, gaps=(g,), per_gap=per_gap, seed=seed, size=size)
+            out[f"revisit.away.{g}"] = float(np.mean([t.away for t in trials]))
+        else:
+            trials = make_walkback_trials(env_id, gaps=(g,), per_gap=per_gap, seed=seed, size=size)
+            out[f"revisit.away_psnr.{g}"] = float(np.mean([t.away for t in trials]))
         with torch.no_grad():
             recon = [world.tokenizer.render_uint8(torch.from_numpy(_tokenize(world, t.frames)).view(
                 -1, world.dynamics.cfg.grid, world.dynamics.cfg.grid).to(world.device)).cpu().numpy() for t in trials]
-        renderable = [landmark_hits(r[t.ret], t.views[t.ret]) for r, t in zip(recon, trials)]
+        renderable = [landmark_hits(r[t.ret], t.views[t.ret]) for r, t in zip(recon, trials)] if grid else None
         last = [np.repeat(t.frames[t.outbound - 1][None], len(t.frames), 0) for t in trials]
         for key, v in _scores(trials, last, renderable).items():
             out[f"revisit.copy_last.{key}.{g}"] = v
@@ -152,14 +166,17 @@ def revisit(world, env_id: str | None = None, gaps=(8, 16, 32, 64, 128, 256), pe
             bar.update(1)
     bar.close()
     for g in gaps:
-        off, mem, orc, env = (out[f"revisit.{a}.psnr.{g}"] for a in ("no_memory", "memory", "oracle", "memory_envpose"))
+        off, mem, orc = (out[f"revisit.{a}.psnr.{g}"] for a in ("no_memory", "memory", "oracle"))
         out[f"revisit.gain.psnr.{g}"] = mem - off
-        out[f"revisit.gain.envpose_psnr.{g}"] = env - off
-        out[f"revisit.gain.envpose_share_of_oracle.{g}"] = (env - off) / (orc - off) if orc - off > 1e-6 else None
         out[f"revisit.gain.oracle_psnr.{g}"] = orc - off
         out[f"revisit.gain.share_of_oracle.{g}"] = (mem - off) / (orc - off) if orc - off > 1e-6 else None
-        out[f"revisit.gain.share_of_envpose.{g}"] = (mem - off) / (env - off) if env - off > 1e-6 else None
         out[f"revisit.gain.self_psnr.{g}"] = out[f"revisit.memory.self_psnr.{g}"] - out[f"revisit.no_memory.self_psnr.{g}"]
+        if not grid:
+            continue
+        env = out[f"revisit.memory_envpose.psnr.{g}"]
+        out[f"revisit.gain.envpose_psnr.{g}"] = env - off
+        out[f"revisit.gain.envpose_share_of_oracle.{g}"] = (env - off) / (orc - off) if orc - off > 1e-6 else None
+        out[f"revisit.gain.share_of_envpose.{g}"] = (mem - off) / (env - off) if env - off > 1e-6 else None
         out[f"revisit.gain.appearance_psnr.{g}"] = out[f"revisit.memory_appearance.psnr.{g}"] - off
     out["revisit.seconds"] = time.time() - t0
     return out
