@@ -4,8 +4,8 @@ import json
 
 from maskworld.cli import main
 
-KEYS = ["speed.ar_vs_maskgit", "train.tokens_per_s", "train.flops_per_s", "matmul.flops_per_s", "train.matmul_share",
-        "machine.cores", "machine.torch", "machine.threads", "machine.device", "machine.cpu", "meta.seconds"]
+KEYS = ["speed.ar_vs_maskgit", "train.tokens_per_s", "train.flops_per_s", "train.flops_per_step", "train.flops_per_s_6nd",
+        "matmul.flops_per_s", "train.matmul_share", "machine.cores", "machine.torch", "machine.threads", "machine.device", "machine.cpu", "meta.seconds"]
 
 
 def _check(m):
@@ -18,6 +18,8 @@ def _check(m):
         assert m[f"sessions.{n}.fps"] > 0 and m[f"sessions.{n}.p95_ms"] >= m[f"sessions.{n}.p50_ms"] > 0
     assert m["speed.ar_vs_maskgit"] > 1  # 64 forward passes cannot beat a handful
     assert 0 < m["train.matmul_share"]
+    # counted FLOPs of one step over its time
+    assert abs(m["train.flops_per_s"] - m["train.flops_per_step"] / (m["train.step_ms"] / 1000)) < 1e-6 * m["train.flops_per_s"]
 
 
 @__import__("pytest").mark.slow

@@ -169,6 +169,12 @@ def test_a_world_trained_without_poses_remembers_by_appearance(tmp_path, capsys,
         s.step(0)
     ret, rel, _, _ = s.memory_input_row()
     assert set(rel.tolist()) <= {HERE, REL_EMPTY}
+    from maskworld.world.session import Session
+
+    r = Session.from_bytes(w, *s.to_bytes())  # appearance keys resume exactly: they are the remembered tokens
+    assert r.memory_keys == "appearance"
+    for a in [0, 1, 2, 3] * 3:
+        assert (s.step(a)[0] == r.step(a)[0]).all()
 
 
 @pytest.mark.slow
