@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "maskworld.commands.bench_cmd",
     "maskworld.commands.play_cmd",
     "maskworld.commands.sessions_cmd",
+    "maskworld.commands.host_cmd",
     "maskworld.commands.agent_cmd",
     "maskworld.commands.demo_cmd",
 ]

@@ -5,7 +5,8 @@ import json
 from maskworld.cli import main
 
 KEYS = ["speed.ar_vs_maskgit", "train.tokens_per_s", "train.flops_per_s", "train.flops_per_step", "train.flops_per_s_6nd",
-        "matmul.flops_per_s", "train.matmul_share", "machine.cores", "machine.torch", "machine.threads", "machine.device", "machine.cpu", "meta.seconds"]
+        "matmul.flops_per_s", "train.matmul_share", "machine.cores", "machine.torch", "machine.threads", "machine.device",
+        "machine.cpu", "meta.seconds"]
 
 
 def _check(m):

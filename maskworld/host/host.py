@@ -1,0 +1,181 @@
+"""A hosted world: one persistent world instance that ticks on its own clock, with or without anyone watching.
+
+Design choices:
+- The host owns the instance's one session and its timeline (timeline.py). Tick n happens at
+  start + n / rate on the host's clock (absolute deadlines, so the rate does not drift with the step time;
+  a late tick is not followed by a burst), whether or not any person is connected.
+- Each avatar is driven by whoever holds it (`hold`/`act`), else by the resident agent: a policy
+  (frames -> actions, e.g. an agent trained in this world by `maskworld agent train`) or, without one, a
+  seeded random walk. Who chose every action is logged with it.
+- Opening an existing instance resumes it at its last committed tick: the nearest snapshot, then the logged
+  actions after it, checked against the logged frame hashes (a mismatch means the world's weights or the
+  numerics changed: refused, not papered over). Torch runs with the instance's thread count, so the
+  numerics are those it was recorded with.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from maskworld.errors import UserError
+from maskworld.host.timeline import FORMAT, Tick, Timeline, frame_hash
+from maskworld.serve.prompts import load_prompts
+from maskworld.serve.store import world_id
+from maskworld.world.session import Session
+
+AGENT = "agent"
+
+
+class Host:
+    def __init__(self, world, timeline: Timeline, session: Session, rate: float, policy: Callable | None = None,
+                 snapshot_every: int = 100):
+        self.world, self.timeline, self.session = world, timeline, session
+        self.rate, self.policy, self.snapshot_every = float(rate), policy, int(snapshot_every)
+        self.tick_no = timeline.last_tick
+        self.frame = session.frame
+        self.avatars = 1  # one action per tick for the worlds trained today; joint actions: one per avatar
+        self._held: dict[int, tuple[str, int | None]] = {}  # avatar -> (who, their pending action)
+        self._lock = threading.Lock()
+        self._rng = np.random.default_rng(int(timeline.meta().get("seed", 0)) + self.tick_no)
+
+    # ---------------------------------------------------------------- opening
+    @classmethod
+    def open(cls, world, path, rate: float = 10.0, seed: int = 0, policy: Callable | None = None,
+             snapshot_every: int = 100) -> Host:
+        """Resume the instance at `path` (its rate and seed are its own), or create it from `world`."""
+        path = Path(path)
+        wid = world_id(world.path) if world.path is not None else "unsaved"
+        if path.is_file():
+            tl = Timeline(path)
+            meta = tl.meta()
+            if meta.get("world_id") != wid:
+                raise UserError(f"{path} was recorded in world {meta.get('world')} ({meta.get('world_id')}), not in "
+                                f"{world.path} ({wid}): host it with that world, or branch a new instance")
+            torch.set_num_threads(int(meta["threads"]))
+            session = restore(world, tl, tl.last_tick)
+            return cls(world, tl, session, float(meta["rate"]), policy, int(meta.get("snapshot_every", snapshot_every)))
+        if not rate > 0:
+            raise UserError(f"--rate {rate}: give ticks per second > 0")
+        tl = Timeline(path, create=True)
+        prompts = load_prompts(world.path, world.meta.size) if world.path is not None else None
+        session = Session.start(world, prompt=None if prompts is None else prompts[seed % len(prompts)], seed=seed)
+        tl.set_meta(format=FORMAT, world=str(Path(world.path).resolve()) if world.path is not None else None, world_id=wid, seed=seed, rate=float(rate),
+                    threads=torch.get_num_threads(), snapshot_every=snapshot_every, created=time.time(),
+                    start_hash=frame_hash(session.frame))
+        tl.save_snapshot(0, session.to_bytes())
+        return cls(world, tl, session, rate, policy, snapshot_every)
+
+    # ---------------------------------------------------------------- controllers
+    def hold(self, avatar: int, who: str) -> None:
+        """`who` (a person's id) takes an avatar; the resident agent drives it no more until `release`."""
+        self._check_avatar(avatar)
+        with self._lock:
+            if avatar in self._held and self._held[avatar][0] != who:
+                raise UserError(f"avatar {avatar} is held by {self._held[avatar][0]}")
+            self._held[avatar] = (who, None)
+
+    def release(self, avatar: int) -> None:
+        with self._lock:
+            self._held.pop(avatar, None)
+
+    def act(self, avatar: int, who: str, action: int) -> None:
+        """The holder's action for the next tick (the last one given before the tick counts; none = NOOP 0)."""
+        with self._lock:
+            if self._held.get(avatar, (None,))[0] != who:
+                raise UserError(f"{who} does not hold avatar {avatar}")
+            self._held[avatar] = (who, self.session.check_action(action))
+
+    def _check_avatar(self, avatar: int) -> None:
+        if not 0 <= avatar < self.avatars:
+            raise UserError(f"avatar {avatar}: this world has avatars 0..{self.avatars - 1}")
+
+    def drivers(self) -> list[str]:
+        with self._lock:
+            return [self._held[a][0] if a in self._held else AGENT for a in range(self.avatars)]
+
+    # ---------------------------------------------------------------- time
+    def _choose(self) -> tuple[list[int], list[str]]:
+        with self._lock:
+            held = dict(self._held)
+            for a, (who, _) in held.items():  # an action counts once
+                self._held[a] = (who, None)
+        actions, actors = [], []
+        for a in range(self.avatars):
+            if a in held:
+                actions.append(held[a][1] if held[a][1] is not None else 0)
+                actors.append(held[a][0])
+            elif self.policy is not None:
+                actions.append(int(self.policy(self.frame[None])[0]))
+                actors.append(AGENT)
+            else:
+                actions.append(int(self._rng.integers(self.world.num_actions)))
+                actors.append(AGENT)
+        return actions, actors
+
+    def step(self) -> Tick:
+        """One tick now: choose, step the world, commit the tick."""
+        actions, actors = self._choose()
+        frame, reward, _ = self.session.step(actions[0])
+        self.tick_no += 1
+        tick = Tick(self.tick_no, time.time(), actions, actors, float(reward), frame_hash(frame))
+        snap = self.session.to_bytes() if self.tick_no % self.snapshot_every == 0 else None
+        self.timeline.append(tick, snap)
+        self.frame = frame
+        return tick
+
+    def run(self, seconds: float | None = None, ticks: int | None = None, stop: threading.Event | None = None,
+            on_tick: Callable[[Tick], None] | None = None) -> int:
+        """Tick at the instance's rate until `seconds` pass, `ticks` were made, or `stop` is set -> ticks made."""
+        start, made = time.monotonic(), 0
+        while not (stop is not None and stop.is_set()):
+            if ticks is not None and made >= ticks:
+                break
+            due = start + made / self.rate
+            now = time.monotonic()
+            if seconds is not None and due - start >= seconds:
+                break
+            if due > now:
+                if stop is not None:
+                    if stop.wait(due - now):
+                        break
+                else:
+                    time.sleep(due - now)
+            tick = self.step()
+            made += 1
+            if on_tick is not None:
+                on_tick(tick)
+        return made
+
+    def close(self) -> None:
+        self.timeline.close()
+
+
+def restore(world, timeline: Timeline, tick: int) -> Session:
+    """The session as it was right after `tick`: the nearest snapshot, then the logged actions, each frame checked
+    against its logged hash."""
+    at, blob, info = timeline.snapshot_at_or_before(tick)
+    session = Session.from_bytes(world, blob, info)
+    for tk in timeline.ticks(at, tick):
+        frame, _, _ = session.step(tk.actions[0])
+        if frame_hash(frame) != tk.frame_hash:
+            raise UserError(f"{timeline.path}: replaying tick {tk.tick} gives another frame than the one recorded; the "
+                            "world's weights or the numerics (torch version, threads) differ from the recording's")
+    return session
+
+
+def replay(world, timeline: Timeline, upto: int | None = None):
+    """Frames of ticks 0..upto from the start state, each checked against its logged hash -> yields (tick, frame)."""
+    _, blob, info = timeline.snapshot_at_or_before(0)
+    session = Session.from_bytes(world, blob, info)
+    yield 0, session.frame
+    for tk in timeline.ticks(0, upto):
+        frame, _, _ = session.step(tk.actions[0])
+        if frame_hash(frame) != tk.frame_hash:
+            raise UserError(f"{timeline.path}: tick {tk.tick} replays to another frame than the one recorded")
+        yield tk.tick, frame
