@@ -65,7 +65,8 @@ class Host:
         tl = Timeline(path, create=True)
         prompts = load_prompts(world.path, world.meta.size) if world.path is not None else None
         session = Session.start(world, prompt=None if prompts is None else prompts[seed % len(prompts)], seed=seed)
-        tl.set_meta(format=FORMAT, world=str(Path(world.path).resolve()) if world.path is not None else None, world_id=wid, seed=seed, rate=float(rate),
+        where = str(Path(world.path).resolve()) if world.path is not None else None
+        tl.set_meta(format=FORMAT, world=where, world_id=wid, seed=seed, rate=float(rate),
                     threads=torch.get_num_threads(), snapshot_every=snapshot_every, created=time.time(),
                     start_hash=frame_hash(session.frame))
         tl.save_snapshot(0, session.to_bytes())
