@@ -52,6 +52,7 @@ EXAMPLES: dict[str, str] = {
   maskworld sessions list
   maskworld sessions show my-walk --thumbnail last.png
   maskworld sessions delete my-walk --db sessions.db
+  maskworld sessions replay town --gif town.gif
 """,
     "sessions list": """examples:
   maskworld sessions list
@@ -64,6 +65,14 @@ EXAMPLES: dict[str, str] = {
     "sessions delete": """examples:
   maskworld sessions delete my-walk
   maskworld sessions delete my-walk --db sessions.db
+""",
+    "sessions replay": """examples:
+  maskworld sessions replay town                        # a hosted world's every tick again, frames checked
+  maskworld sessions replay town --to 500 --gif town.gif
+""",
+    "sessions branch": """examples:
+  maskworld sessions branch town town-b --at 500
+  maskworld host town-b                                 # the branch lives on from tick 500
 """,
     "demo": """examples:
   maskworld demo                                       # play the shipped world (= make demo)

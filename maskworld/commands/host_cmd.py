@@ -9,7 +9,7 @@ EXAMPLES = """examples:
   maskworld host town --world breakout --rate 10                # create (or resume) the instance "town"
   maskworld host town --world breakout --minutes 5              # run it for 5 minutes, then stop
   maskworld host town --world worlds/landmarks --agent agents/lm --ticks 1000
-  maskworld sessions replay town --check                        # every tick again from tick 0, frames checked
+  maskworld sessions replay town                               # every tick again from tick 0, frames checked
   maskworld sessions branch town town-b --at 500                 # a new instance from tick 500
 Timelines live in the user data dir (hosted/NAME.db), or --db PATH.
 """
