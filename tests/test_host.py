@@ -104,3 +104,51 @@ def test_sigkill_loses_no_committed_tick_and_replay_is_exact(tiny_world, tmp_pat
         tl.close()
     assert subprocess.run([sys.executable, "-m", "maskworld", "sessions", "replay", "k", "--db", str(db)],
                           env=env, capture_output=True, text=True).returncode == 0
+
+
+def test_shared_play_every_tab_sees_the_same_tick_and_one_drives(tiny_world, tmp_path, one_thread):
+    """Two tabs on one hosted instance: the same frame for the same tick; a tab that takes the avatar drives it,
+    the other watches and cannot; private-session messages are refused; a closed tab lets go of the avatar."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from maskworld.serve.app import create_app
+    from maskworld.serve.store import SessionStore
+    from test_serve import next_of
+
+    host = Host.open(tiny_world, tmp_path / "shared.db", rate=25)
+    app = create_app(tiny_world, store=SessionStore(tmp_path / "s.db"), shared=host, shared_name="town")
+    with TestClient(app) as client, client.websocket_connect("/ws?mode=realtime") as a, \
+            client.websocket_connect("/ws?mode=realtime") as b:
+        hello = next_of(a, "json", "hello")[1]
+        assert hello["shared"] == {"name": "town", "rate": 25.0}
+        next_of(b, "json", "hello")
+        seen: dict[str, dict[int, bytes]] = {"a": {}, "b": {}}
+        for _ in range(12):  # read both tabs in turn, so their frames overlap
+            for name, ws in (("a", a), ("b", b)):
+                _, h, img = next_of(ws, "frame")
+                seen[name][h["step"]] = img.tobytes()
+        common = set(seen["a"]) & set(seen["b"])
+        assert len(common) >= 3 and all(seen["a"][k] == seen["b"][k] for k in common)
+        a.send_text('{"type": "driver", "driver": "you"}')
+        assert next_of(a, "json", "driver")[1]["driver"] == "you"
+        b.send_text('{"type": "driver", "driver": "you"}')
+        assert "held by viewer" in next_of(b, "json", "error")[1]["message"]
+        b.send_text('{"type": "action", "action": 2}')
+        assert "you are watching" in next_of(b, "json", "error")[1]["message"]
+        a.send_text('{"type": "action", "action": 2}')
+        for _ in range(30):  # the held key is the avatar's action from the next tick on, tick after tick
+            _, h, _ = next_of(a, "frame")
+            if h["action"] == 2 and h["driver"] == "you":
+                break
+        else:
+            raise AssertionError("the driving tab's action never reached the world")
+        for _ in range(30):
+            _, h, _ = next_of(b, "frame")
+            if h["action"] == 2:
+                assert h["driver"].startswith("viewer-")  # the watcher sees who drives
+                break
+        b.send_text('{"type": "new"}')
+        assert "shared persistent world" in next_of(b, "json", "error")[1]["message"]
+    assert host.drivers() == ["agent"]  # the tabs are gone: the resident agent drives again
+    assert host.timeline.last_tick > 0 and host.timeline.integrity() == "ok"

@@ -47,6 +47,7 @@ EXAMPLES: dict[str, str] = {
   maskworld play                                       # the shipped world; open the printed URL
   maskworld play worlds/minigrid --port 8000 --db sessions.db
   maskworld play worlds/minigrid --host 0.0.0.0 --token SECRET   # off loopback: open with ?token=SECRET
+  maskworld play breakout --persistent town --fps 10    # a shared persistent world: every tab sees it, one drives
 """,
     "sessions": """examples:
   maskworld sessions list

@@ -36,6 +36,11 @@ def register(sub) -> None:
                    help="most saved sessions the --db file may hold before saves are refused (default 100)")
     p.add_argument("--max-saved-mib", type=float, default=None,
                    help="most MiB of saved sessions the --db file may hold (default 1024; a session is a few MB)")
+    p.add_argument("--persistent", metavar="NAME", default=None,
+                   help="shared play of the persistent instance NAME (created at --fps ticks/s, or resumed, as by "
+                        "`maskworld host NAME`): it ticks on its own clock, every tab sees the same frames and one may "
+                        "drive; the resident agent (--agent, else a random walk) drives otherwise")
+    p.add_argument("--persistent-db", default=None, help="the instance's timeline file (default: hosted/NAME.db)")
     p.set_defaults(func=run)
 
 
@@ -132,9 +137,17 @@ def run(args) -> int:
         world.render = args.render
     agent = find_agent(world_dir, args.agent, args.no_agent)
     policy, policy_info = load_agent_policy(agent, world)
+    shared = None
+    if args.persistent is not None:
+        from maskworld.commands.host_cmd import timeline_path
+        from maskworld.host.host import Host
+
+        path = timeline_path(args.persistent, args.persistent_db)
+        shared = Host.open(world, path, rate=args.fps, policy=policy)
+        print(f"persistent world {args.persistent}: tick {shared.tick_no}, {shared.rate:g} ticks/s ({path})", flush=True)
     app = create_app(world, world_path=world_dir, store=store, token=args.token, fps=args.fps,
                      allowed_hosts=allowed_hosts_for(args.host), max_batch=args.max_batch, policy=policy,
-                     policy_info=policy_info)
+                     policy_info=policy_info, shared=shared, shared_name=args.persistent)
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{args.port}/" + (f"?token={args.token}" if args.token else "")
     print(f"maskworld play: {world_dir.name} at {url}  (sessions: {store.path}; Ctrl-C to stop)", flush=True)

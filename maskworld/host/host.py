@@ -40,7 +40,7 @@ class Host:
         self.tick_no = timeline.last_tick
         self.frame = session.frame
         self.avatars = 1  # one action per tick for the worlds trained today; joint actions: one per avatar
-        self._held: dict[int, tuple[str, int | None]] = {}  # avatar -> (who, their pending action)
+        self._held: dict[int, tuple[str, int | None, bool]] = {}  # avatar -> (who, pending action, kept)
         self._lock = threading.Lock()
         self._rng = np.random.default_rng(int(timeline.meta().get("seed", 0)) + self.tick_no)
 
@@ -79,18 +79,19 @@ class Host:
         with self._lock:
             if avatar in self._held and self._held[avatar][0] != who:
                 raise UserError(f"avatar {avatar} is held by {self._held[avatar][0]}")
-            self._held[avatar] = (who, None)
+            self._held[avatar] = (who, None, False)
 
     def release(self, avatar: int) -> None:
         with self._lock:
             self._held.pop(avatar, None)
 
-    def act(self, avatar: int, who: str, action: int) -> None:
-        """The holder's action for the next tick (the last one given before the tick counts; none = NOOP 0)."""
+    def act(self, avatar: int, who: str, action: int, keep: bool = False) -> None:
+        """The holder's action for the next tick (the last one given before the tick counts; none = NOOP 0);
+        keep: for every tick until the next call (a held key)."""
         with self._lock:
             if self._held.get(avatar, (None,))[0] != who:
                 raise UserError(f"{who} does not hold avatar {avatar}")
-            self._held[avatar] = (who, self.session.check_action(action))
+            self._held[avatar] = (who, self.session.check_action(action), bool(keep))
 
     def _check_avatar(self, avatar: int) -> None:
         if not 0 <= avatar < self.avatars:
@@ -104,8 +105,9 @@ class Host:
     def _choose(self) -> tuple[list[int], list[str]]:
         with self._lock:
             held = dict(self._held)
-            for a, (who, _) in held.items():  # an action counts once
-                self._held[a] = (who, None)
+            for a, (who, _, keep) in held.items():  # an action counts once, unless it is kept
+                if not keep:
+                    self._held[a] = (who, None, False)
         actions, actors = [], []
         for a in range(self.avatars):
             if a in held:

@@ -30,10 +30,11 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 def create_app(world, *, world_path=None, store: SessionStore | None = None, token: str | None = None, fps: float = 20.0,
                allowed_hosts: list[str] | None = None, max_batch: int = 64, policy: Policy | None = None,
-               policy_info: dict | None = None) -> FastAPI:
+               policy_info: dict | None = None, shared=None, shared_name: str | None = None) -> FastAPI:
     """The FastAPI app. world: a World or a world directory. allowed_hosts: the Host names to answer
     (security.allowed_hosts_for). policy: frames (B,S,S,3) uint8 -> (B,) world actions, the agent that may
-    drive (the page's "Agent drives" switch), with policy_info its summary for the page; None: no agent."""
+    drive (the page's "Agent drives" switch), with policy_info its summary for the page; None: no agent.
+    shared: a hosted persistent instance (maskworld.host) that every tab views and may drive (serve/shared.py)."""
     if isinstance(world, (str, Path)):
         world_path = Path(world)
         world = load_world(world_path)
@@ -41,7 +42,7 @@ def create_app(world, *, world_path=None, store: SessionStore | None = None, tok
         raise ValueError("create_app needs the world's directory (world_path=) to identify saved sessions")
     store = store or SessionStore(max_sessions=DEFAULT_MAX_SESSIONS, max_bytes=DEFAULT_MAX_BYTES)
     srv = build_server(world, world_path or world.path, store, fps=fps, max_batch=max_batch, policy=policy,
-                       policy_info=policy_info)
+                       policy_info=policy_info, shared=shared, shared_name=shared_name)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -31,6 +31,7 @@ class PlayClient:
         self._lock = lock
         self.fmt, self.mode, self.idle_action = fmt, mode, idle_action
         self.driver = "you"  # or "agent": the injected policy picks the actions
+        self.who: str | None = None  # shared play: this tab's viewer id
         self.session = None
         self.name: str | None = None  # saved-session name, once saved or resumed
         self.start_state: tuple[bytes, str] | None = None  # what "reset" returns to

@@ -67,7 +67,7 @@ async def serve_socket(ws: WebSocket, srv: PlayServer, token: str | None) -> Non
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
-        srv.ticker.remove(c)
+        srv.drop(c)
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await sender

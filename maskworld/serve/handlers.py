@@ -9,7 +9,7 @@ and the session carries on.
 from __future__ import annotations
 
 from maskworld.errors import UserError
-from maskworld.serve import prompts
+from maskworld.serve import prompts, shared
 from maskworld.serve import protocol as p
 from maskworld.serve.client import PlayClient
 from maskworld.serve.server import PlayServer, preview_frames, restore_session
@@ -17,11 +17,18 @@ from maskworld.serve.store import SavedState, validate_name
 
 
 async def on_action(srv: PlayServer, c: PlayClient, msg: p.Action) -> None:
-    c.press(srv.controls.world_action(msg.action))
+    a = srv.controls.world_action(msg.action)
+    if srv.shared is not None:  # a held key (real-time) or one step's action, on the instance's clock
+        shared.press(srv.shared, c, a, keep=c.mode == "realtime")
+        return
+    c.press(a)
     srv.ticker.wake()
 
 
 async def on_release(srv: PlayServer, c: PlayClient, msg: p.Release) -> None:
+    if srv.shared is not None:
+        shared.let_go(srv.shared, c, srv.controls.idle_action)
+        return
     c.release()
 
 
@@ -31,6 +38,9 @@ async def on_mode(srv: PlayServer, c: PlayClient, msg: p.Mode) -> None:
 
 
 async def on_driver(srv: PlayServer, c: PlayClient, msg: p.Driver) -> None:
+    if srv.shared is not None:
+        shared.drive(srv.shared, c, msg.driver)
+        return
     if msg.driver == "agent" and not srv.has_policy:
         raise UserError("no agent can drive this world: train one with `maskworld train agent --world WORLD` "
                         "or start play with --agent AGENT_DIR")
@@ -104,8 +114,15 @@ HANDLERS = {p.Action: on_action, p.Release: on_release, p.Mode: on_mode, p.Drive
 assert set(HANDLERS) == set(p.MESSAGES.values()), "every message type has a handler"
 
 
+PRIVATE = (p.Reset, p.New, p.Save, p.Load, p.Preview)
+"""Messages about a tab's own session: refused in shared play."""
+
+
 async def dispatch(srv: PlayServer, c: PlayClient, raw: dict) -> None:
     """One received WebSocket message (ASGI dict) -> its handler."""
+    if srv.shared is not None and (raw.get("bytes") is not None
+                                   or isinstance(msg := p.parse_message(raw.get("text") or ""), PRIVATE)):
+        raise UserError(shared.NOT_SHARED)
     if raw.get("bytes") is not None:
         await on_upload(srv, c, raw["bytes"])
     else:

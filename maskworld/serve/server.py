@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from maskworld.serve import controls as controls_mod
+from maskworld.serve import shared as shared_mod
 from maskworld.serve.client import PlayClient
 from maskworld.serve.controls import Controls
 from maskworld.serve.prompts import load_prompts
@@ -38,6 +39,8 @@ class PlayServer:
     prompts: object | None = None
     has_policy: bool = False
     wid: str = ""
+    shared: object | None = None
+    """Shared play (shared.py): the hosted instance every tab views, or None (a private session per tab)."""
     rng: random.SystemRandom = field(default_factory=random.SystemRandom)
     io_pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="maskworld-db"))
     decode_pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(2, thread_name_prefix="maskworld-decode"))
@@ -56,8 +59,17 @@ class PlayServer:
         self.ticker.wake()
 
     async def start(self, c: PlayClient, prompt, seed: int) -> None:
-        """A fresh session for `c`, from scratch (prompt None) or from an image."""
+        """A fresh session for `c`, from scratch (prompt None) or from an image; in shared play, the shared one."""
+        if self.shared is not None:
+            await self.on_model(shared_mod.join, self.shared, c)
+            return
         self.replace(c, *await self.on_model(new_session, self.world, prompt, seed), None)
+
+    def drop(self, c: PlayClient) -> None:
+        """A tab is gone: stop stepping for it (and in shared play, let go of its avatar)."""
+        self.ticker.remove(c)
+        if self.shared is not None:
+            shared_mod.leave(self.shared, c)
 
     def random_seed(self) -> int:
         return self.rng.randrange(2**31)
@@ -88,8 +100,9 @@ def preview_frames(world, session, num_codes: int) -> tuple[int, list[str]]:
 
 # ---------------------------------------------------------------------------- assembly
 def build_server(world, world_path, store: SessionStore, *, fps: float, max_batch: int, policy: Policy | None,
-                 policy_info: dict | None) -> PlayServer:
-    """policy: frames -> world actions, for the "Agent drives" switch; policy_info: its summary for the page."""
+                 policy_info: dict | None, shared=None, shared_name: str | None = None) -> PlayServer:
+    """policy: frames -> world actions, for the "Agent drives" switch; policy_info: its summary for the page.
+    shared: a hosted instance (shared.py) every tab views at its own rate, named shared_name."""
     world_path = Path(world_path).resolve()
     ctrl = controls_mod.for_world(world)
     prompts = load_prompts(world_path, world.meta.size)
@@ -97,5 +110,11 @@ def build_server(world, world_path, store: SessionStore, *, fps: float, max_batc
     hello = {"env_id": world.meta.env_id, "size": world.meta.size, "actions": ctrl.meanings, "bindings": ctrl.bindings,
              "idle_action": ctrl.idle, "fps": fps, "has_prompts": prompts is not None, "world": world_path.name,
              "world_id": wid, "latent": ctrl.latent, "agent": (policy_info or {"name": "agent"}) if policy is not None else None}
-    ticker = Ticker(world, fps=fps, max_batch=max_batch, policy=policy)
-    return PlayServer(world, world_path, store, ticker, ctrl, hello, prompts=prompts, has_policy=policy is not None, wid=wid)
+    if shared is not None:
+        hello |= {"fps": shared.rate, "shared": {"name": shared_name, "rate": shared.rate},
+                  "agent": policy_info or {"name": "resident agent"}}
+        ticker: Ticker = shared_mod.SharedTicker(world, shared)
+    else:
+        ticker = Ticker(world, fps=fps, max_batch=max_batch, policy=policy)
+    return PlayServer(world, world_path, store, ticker, ctrl, hello, prompts=prompts, has_policy=policy is not None, wid=wid,
+                      shared=shared)

@@ -88,8 +88,9 @@
   function onJson(m) {
     if (m.type === "hello") {
       mw.info = m; bindings = m.bindings;
-      $("world-name").textContent = `${m.world} · ${m.env_id}`;
-      $("new-data").disabled = !m.has_prompts;
+      $("world-name").textContent = `${m.world} · ${m.env_id}` +
+        (m.shared ? ` · shared world “${m.shared.name}” at ${m.shared.rate} ticks/s (You drive: take the avatar)` : "");
+      $("new-data").disabled = !m.has_prompts || !!m.shared;
       $("driver-agent").disabled = !m.agent;
       if (m.agent) $("driver-agent").title = `agent “${m.agent.name}” (${m.agent.real_steps} real steps` +
         (m.agent.mean_return != null ? `, real return ${Number(m.agent.mean_return).toFixed(2)}` : "") + ") drives (key G)";
