@@ -325,3 +325,30 @@ def test_agent_drives_in_chromium(agent_server):
         page.wait_for_function("() => window.mw.header.driver === 'you'", timeout=20000)
         assert page.inner_text("#driver") == "you"
         assert not errors and not page.evaluate("window.mw.errors")
+
+
+@pytest.mark.slow
+def test_two_pages_share_a_persistent_world(play_world, tmp_path):
+    """`maskworld play --persistent`: two Chromium pages show the same frame for every tick they both saw (a checksum
+    per tick), one takes the avatar and drives, the other sees who drives."""
+    args = [str(play_world), "--fps", "15", "--persistent", "town", "--persistent-db", str(tmp_path / "town.db")]
+    for url in _serve(args, tmp_path):
+        with chromium_page() as (a, errors):
+            b = a.context.browser.new_page()
+            b.on("pageerror", lambda e: errors.append(str(e)))
+            for page in (a, b):
+                page.goto(url)
+            for page in (a, b):
+                page.wait_for_function("() => window.mw.info && Object.keys(window.mw.sums).length >= 12", timeout=60000)
+            sa, sb = a.evaluate("window.mw.sums"), b.evaluate("window.mw.sums")
+            common = set(sa) & set(sb)
+            assert len(common) >= 6 and all(sa[k] == sb[k] for k in common)
+            a.click("#driver-you")
+            a.wait_for_function("() => window.mw.driver === 'you'")
+            a.keyboard.down("ArrowRight")
+            a.wait_for_function("() => window.mw.header.driver === 'you'", timeout=20000)
+            b.wait_for_function("() => window.mw.header.driver.startsWith('viewer-')", timeout=20000)
+            a.keyboard.up("ArrowRight")
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            b.screenshot(path=str(ARTIFACTS / "play_shared.png"))
+            assert not errors and not a.evaluate("window.mw.errors") and not b.evaluate("window.mw.errors")

@@ -38,12 +38,23 @@
     ws.onmessage = (e) => typeof e.data === "string" ? onJson(JSON.parse(e.data)) : onFrame(e.data);
   }
 
+  // shared worlds: a checksum of the frame of each tick (the last 64), so two tabs can be compared tick by tick
+  mw.sums = {};
+  function recordSum(step, px) {
+    let x = 2166136261;
+    for (let i = 0; i < px.length; i++) { x ^= px[i]; x = Math.imul(x, 16777619) >>> 0; }
+    mw.sums[step] = x;
+    delete mw.sums[step - 64];
+  }
+
   function onFrame(buf) {
     const n = new DataView(buf).getUint32(0, true);
     const h = JSON.parse(decoder.decode(new Uint8Array(buf, 4, n)));
     if (canvas.width !== h.w || canvas.height !== h.h) { canvas.width = h.w; canvas.height = h.h; }
     if (h.fmt === "rgba") {
-      ctx.putImageData(new ImageData(new Uint8ClampedArray(buf, 4 + n, h.w * h.h * 4), h.w, h.h), 0, 0);
+      const px = new Uint8ClampedArray(buf, 4 + n, h.w * h.h * 4);
+      ctx.putImageData(new ImageData(px, h.w, h.h), 0, 0);
+      if (mw.info && mw.info.shared) recordSum(h.step, px);
     } else {
       createImageBitmap(new Blob([new Uint8Array(buf, 4 + n)], { type: "image/png" })).then((b) => ctx.drawImage(b, 0, 0));
     }
@@ -91,6 +102,7 @@
       $("world-name").textContent = `${m.world} · ${m.env_id}` +
         (m.shared ? ` · shared world “${m.shared.name}” at ${m.shared.rate} ticks/s (You drive: take the avatar)` : "");
       $("new-data").disabled = !m.has_prompts || !!m.shared;
+      for (const id of ["reset", "new-scratch", "upload", "save-name", "save"]) $(id).disabled = !!m.shared;  // one shared history
       $("driver-agent").disabled = !m.agent;
       if (m.agent) $("driver-agent").title = `agent “${m.agent.name}” (${m.agent.real_steps} real steps` +
         (m.agent.mean_return != null ? `, real return ${Number(m.agent.mean_return).toFixed(2)}` : "") + ") drives (key G)";
