@@ -55,12 +55,17 @@ def main():
         t0 = time.monotonic()
         subprocess.run(host_cmd(a.world, db, a.rate, a.idle_minutes), env=env, check=True, capture_output=True)
         took = time.monotonic() - t0
-        ticks = len(committed(db))
-        expected = a.rate * a.idle_minutes * 60
-        out["idle"] = {"minutes": a.idle_minutes, "ticks": ticks, "expected": expected,
-                       "rate_error": ticks / expected - 1, "process_seconds": took}
-        print(f"own time: {ticks} ticks in {a.idle_minutes} min at {a.rate}/s, expected {expected:.0f} "
-              f"({100 * (ticks / expected - 1):+.2f} %)", flush=True)
+        con = sqlite3.connect(db)
+        t = np.array([r[0] for r in con.execute("SELECT t FROM ticks ORDER BY tick")])
+        con.close()
+        rate = (len(t) - 1) / (t[-1] - t[0])  # the wall clock of the ticks themselves, not the tick count
+        gaps = np.diff(t) * 1000
+        out["idle"] = {"minutes": a.idle_minutes, "ticks": len(t), "wall_seconds": float(t[-1] - t[0]), "rate": rate,
+                       "rate_error": rate / a.rate - 1, "gap_ms_p50": float(np.median(gaps)),
+                       "gap_ms_p99": float(np.quantile(gaps, 0.99)), "gap_ms_max": float(gaps.max()), "process_seconds": took}
+        print(f"own time: {len(t)} ticks over {t[-1] - t[0]:.1f} s of wall clock = {rate:.4f} ticks/s at a target of "
+              f"{a.rate}/s ({100 * (rate / a.rate - 1):+.3f} %); tick gaps p50 {np.median(gaps):.1f} ms, p99 "
+              f"{np.quantile(gaps, 0.99):.1f} ms", flush=True)
 
     db = work / "kill.db"
     rng = np.random.default_rng(0)
