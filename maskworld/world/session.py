@@ -117,7 +117,8 @@ class Session:
         elif self.bank.size > 0:
             if self.memory_keys == "own" and self.motion is not None:
                 self.pose = self.motion.step(self.pose, action, self.tokens, tokens_hw)
-                self._close_loop(tokens_hw)
+                if self.memory_on:  # memory switched off reads nothing, loop closure included
+                    self._close_loop(tokens_hw)
             elif self.memory_keys in ("own", "head") and pose_logits is not None:
                 self.pose = integrate(self.pose, int(pose_logits.argmax()))
         if self.world.dynamics.cfg.has_memory:  # worlds without memory M keep no bank (saved sessions stay small)
