@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from maskworld.device import autocast
 from maskworld.eval.evaluate import _logged_actions, rollout_plan, select_val_episodes
@@ -207,8 +208,6 @@ def step_flops(step) -> int:
     FlopCounterMode rather than estimated: 6 x params x tokens (Kaplan) misses that the dynamics run two streams
     (context and masked frames) through every block, counts embedding tables that do no matmul, and leaves
     attention out (PaLM's MFU adds it)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     with FlopCounterMode(display=False) as counter:
         step()
     return int(counter.get_total_flops())

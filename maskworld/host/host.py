@@ -3,7 +3,8 @@
 Design choices:
 - The host owns the instance's one session and its timeline (timeline.py). Tick n happens at
   start + n / rate on the host's clock (absolute deadlines, so the rate does not drift with the step time;
-  a late tick is not followed by a burst), whether or not any person is connected.
+  ticks that fall behind, e.g. while the machine is busy, are made back to back until the schedule is met, so
+  the world's time keeps its average rate), whether or not any person is connected.
 - Each avatar is driven by whoever holds it (`hold`/`act`), else by the resident agent: a policy
   (frames -> actions, e.g. an agent trained in this world by `maskworld agent train`) or, without one, a
   seeded random walk. Who chose every action is logged with it.
