@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "maskworld.commands.map_actions_cmd",
     "maskworld.commands.rollout_cmd",
     "maskworld.commands.eval_cmd",
+    "maskworld.commands.unified_cmd",
     "maskworld.commands.revisit_cmd",
     "maskworld.commands.bench_cmd",
     "maskworld.commands.play_cmd",

@@ -31,9 +31,10 @@ def register(sub) -> None:
                    "crafter, procgen:coinrun (see `maskworld envs`)")
     p.add_argument("--steps", type=int, required=True, help="transitions the store should hold")
     p.add_argument("--out", required=True, help="store directory (created; resumed if it exists)")
-    p.add_argument("--policy", default="random", choices=["random", "sticky", "explore"],
+    p.add_argument("--policy", default="random",
                    help="random: uniform; sticky: repeat previous action w.p. 0.75; explore: favour "
-                   "movement actions and hold them for a few steps")
+                   "movement actions and hold them for a few steps; bot: the env's expert (BabyAI levels); "
+                   "a mix such as bot:0.7,explore:0.3 draws each episode's policy with these weights")
     p.add_argument("--num-envs", type=int, default=2, help="parallel env worker processes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=64, help="frames are resized to size x size")

@@ -17,7 +17,8 @@ EXAMPLES = """examples:
   maskworld eval worlds/minigrid --data data/minigrid --episodes 50 --seed 1 --update-card
   maskworld eval worlds/landmarks --data data/landmarks --revisit      # + the memory benchmark
   maskworld eval worlds/minigrid --data data/minigrid --out eval/ --strict   # files + exit 3 on too few episodes
-How to read the report and every JSON key: docs/eval.md
+  maskworld eval worlds/babyai --data data/babyai --dedicated-dynamics worlds/babyai-dyn --json unified.json
+How to read the report and every JSON key: docs/eval.md; a unified world's tasks: docs/unified.md
 """
 
 
@@ -47,7 +48,53 @@ def register(sub) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.add_argument("--revisit", action="store_true", help="also run the memory benchmark (`maskworld revisit`; MiniGrid worlds)")
     add_revisit_args(p, prefix="revisit-")
+    u = p.add_argument_group("unified worlds (--kind unified): every task, each beside its dedicated model")
+    u.add_argument("--tasks", help="comma-separated: dynamics, inverse, policy, from_words, describe (default all)")
+    u.add_argument("--policy-episodes", type=int, default=100, help="real-environment episodes (held-out seeds) per policy")
+    u.add_argument("--words", type=int, default=100, help="held-out instructions for the world from words")
+    u.add_argument("--dedicated-dynamics", metavar="WORLD", help="a dynamics world (`train world`) on the same data")
+    u.add_argument("--dedicated-idm", metavar="WORLD", help="a unified world trained with --tasks inverse")
+    u.add_argument("--dedicated-policy", metavar="WORLD", help="a unified world trained with --tasks policy")
     p.set_defaults(func=run)
+
+
+def run_unified(args, json_path: str | None) -> int:
+    """`maskworld eval` of a unified world: evaluate_unified, printed and written as JSON."""
+    from maskworld.data.store import EpisodeStore
+    from maskworld.eval.unified_eval import evaluate_unified
+    from maskworld.world.unified import load_unified_world
+
+    tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else None
+    known = ("dynamics", "inverse", "policy", "from_words", "describe")
+    if tasks and any(t not in known for t in tasks):
+        raise UserError(f"--tasks {args.tasks}: choose from {', '.join(known)}")
+    if args.policy_episodes < 1 or args.words < 1:
+        raise UserError("--policy-episodes and --words must be at least 1")
+    world = load_unified_world(args.world, device=args.device)
+    ded = {k: getattr(args, f"dedicated_{k}") for k in ("dynamics", "idm", "policy")}
+    if ded["dynamics"]:
+        ded["dynamics"] = load_world(ded["dynamics"], device=args.device)
+    for k in ("idm", "policy"):
+        if ded[k]:
+            ded[k] = load_unified_world(ded[k], device=args.device)
+    metrics = evaluate_unified(world, EpisodeStore(args.data), episodes=args.episodes, policy_episodes=args.policy_episodes,
+                               words=args.words, seed=args.seed, dedicated_dynamics=ded["dynamics"] or None,
+                               dedicated_idm=ded["idm"] or None, dedicated_policy=ded["policy"] or None, tasks=tasks,
+                               progress=args.progress)
+    for k, v in metrics.items():
+        print(f"  {k:42s} {v:.3f}" if isinstance(v, float) else f"  {k:42s} {v}")
+    if json_path:
+        atomic_write_json(json_path, metrics, indent=1, sort_keys=True)
+        print(f"wrote {json_path}")
+    if args.update_card:
+        from maskworld.io import atomic_write_text
+        import json
+
+        cfg = world.config_dict()
+        cfg["meta"].setdefault("model_card", {})["eval"] = metrics
+        atomic_write_text(f"{args.world}/world.json", json.dumps(cfg, indent=2))
+        print(f"updated the model card in {args.world}/world.json")
+    return 0
 
 
 def _summary(metrics: dict) -> None:
@@ -83,6 +130,16 @@ def _outputs(args) -> tuple[str | None, str | None]:
     return args.json or str(out / "eval.json"), args.html or str(out / "report.html")
 
 
+def _is_unified(path: str) -> bool:
+    import json
+
+    f = Path(path) / "world.json"
+    try:
+        return f.exists() and json.loads(f.read_text()).get("kind") == "unified"
+    except (OSError, ValueError):
+        return False  # load_world reports what is wrong with it
+
+
 def run(args) -> int:
     from maskworld.data.store import EpisodeStore
     from maskworld.eval.evaluate import evaluate
@@ -92,6 +149,8 @@ def run(args) -> int:
     if args.idm_steps < 1:
         raise UserError(f"--idm-steps {args.idm_steps}: give at least 1")
     json_path, html_path = _outputs(args)
+    if _is_unified(args.world):
+        return run_unified(args, json_path)
     world = load_world(args.world, device=args.device)
     if args.sampler_steps is not None:
         if args.sampler_steps < 1:

@@ -34,6 +34,11 @@ Policies (`--policy`):
   action is held for a geometric number of steps (mean 6). Turning actions (LEFT/RIGHT in envs
   that also have FORWARD, e.g. MiniGrid) and non-movement actions last one step, so the agent
   turns, then walks.
+- `bot`: the environment's expert (BabyAI levels: minigrid's BabyAI bot), which solves the
+  episode's mission; refused for envs without one.
+- Mixes: `bot:0.7,explore:0.3` draws each episode's policy with these weights (from the
+  episode's own seed, so a resumed or sharded run makes the same choice); the manifest records
+  which policy made each episode, and its `mission` where the env states one in words.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ from maskworld.errors import UserError
 from maskworld.progress import Progress
 from maskworld.version import __version__ as version
 
-POLICIES = ("random", "sticky", "explore")
+POLICIES = ("random", "sticky", "explore", "bot")
 
 
 @dataclass
@@ -67,7 +72,7 @@ class CollectConfig:
     out: str
     """Store directory."""
     policy: str = "random"
-    """random | sticky | explore (see module docstring)."""
+    """random | sticky | explore | bot, or a mix such as bot:0.7,explore:0.3 (see module docstring)."""
     num_envs: int = 1
     """Worker processes, one env each."""
     seed: int = 0
@@ -90,11 +95,38 @@ class CollectConfig:
 # ---------------------------------------------------------------- policies
 
 
+def parse_policy(spec: str) -> list[tuple[str, float]]:
+    """'explore' -> [('explore', 1.0)]; 'bot:0.7,explore:0.3' -> weights normalised to sum to 1."""
+    parts = []
+    for item in str(spec).split(","):
+        name, _, w = item.strip().partition(":")
+        if name not in POLICIES:
+            raise UserError(f"--policy: {name!r} is not a policy; use one of {', '.join(POLICIES)}, "
+                            "or a mix such as bot:0.7,explore:0.3")
+        try:
+            weight = float(w) if w else 1.0
+        except ValueError:
+            raise UserError(f"--policy: weight {w!r} of {name} is not a number (write {name}:0.5)") from None
+        if not weight > 0:
+            raise UserError(f"--policy: weight of {name} must be positive, not {w}")
+        parts.append((name, weight))
+    total = sum(w for _, w in parts)
+    return [(n, w / total) for n, w in parts]
+
+
+def choose_policy(mix: list[tuple[str, float]], rng: np.random.Generator) -> str:
+    """One episode's policy from a mix; draws nothing for a single policy (seeds stay as they were)."""
+    if len(mix) == 1:
+        return mix[0][0]
+    return mix[int(rng.choice(len(mix), p=[w for _, w in mix]))][0]
+
+
 class Policy:
     def __init__(self, name: str, action_meanings: list[str], rng: np.random.Generator):
         if name not in POLICIES:
             raise UserError(f"--policy must be one of {', '.join(POLICIES)}, not {name!r}")
         self.name, self.rng, self.n = name, rng, len(action_meanings)
+        self.expert = None  # the env's expert, made per episode by `start` (policy "bot")
         self.prev: int | None = None
         self.hold = 0
         names = [m.upper() for m in action_meanings]
@@ -109,9 +141,19 @@ class Policy:
                 w[a] = 0.25
         self.weights = w / w.sum()
 
+    def start(self, env: Any) -> None:
+        """Called after each reset: the bot plans from the episode's fresh state."""
+        if self.name == "bot":
+            self.expert = env.expert()
+            if self.expert is None:
+                raise UserError(f"--policy bot: {env.env_id} has no expert; it exists for BabyAI levels "
+                                "(e.g. BabyAI-GoToLocal-v0); use random, sticky or explore")
+
     def act(self) -> int:
         rng = self.rng
-        if self.name == "random":
+        if self.name == "bot":
+            a = self.expert.act()
+        elif self.name == "random":
             a = int(rng.integers(self.n))
         elif self.name == "sticky":
             a = self.prev if self.prev is not None and rng.random() < 0.75 else int(rng.integers(self.n))
@@ -137,6 +179,7 @@ def run_episode(env: Any, policy: Policy, budget: int, max_steps: int | None, se
     """Roll out one episode of at most min(budget, max_steps) transitions."""
 
     frame, info = env.reset(seed=seed)
+    policy.start(env)
     keys = env.info_keys
     frames, actions, rewards, terms, truncs = [frame], [], [], [], []
     infos = {k: [info[k]] for k in keys}
@@ -174,6 +217,7 @@ def _produce(wid: int, cfg: CollectConfig, k0: int, budget: int, env: Any = None
     """
 
     n_shards, i_shard = cfg.shard[1], cfg.shard[0]
+    mix = parse_policy(cfg.policy)
     k = k0 + wid
     first = True
     try:
@@ -188,13 +232,20 @@ def _produce(wid: int, cfg: CollectConfig, k0: int, budget: int, env: Any = None
                 yield ("ready", wid)
             reset_seed = seed if (env.reseed_each_episode or first) else None
             first = False
-            policy = Policy(cfg.policy, env.action_meanings, np.random.default_rng([cfg.seed, g]))
+            rng = np.random.default_rng([cfg.seed, g])
+            name = choose_policy(mix, rng)
+            policy = Policy(name, env.action_meanings, rng)
             # make_env already reset with this seed; for envs where reseeding is a rebuild (ALE ROM
             # reload, procgen), continue from that state instead of paying for it twice.
             skip = just_made and not env.reseed_each_episode
             ep = run_episode(env, policy, budget, cfg.max_episode_steps, None if skip else reset_seed)
             budget -= len(ep)
-            yield ("ep", wid, ep, {"k": k, "seed_index": g, "seed": reset_seed})
+            record = {"k": k, "seed_index": g, "seed": reset_seed}
+            if len(mix) > 1:
+                record["policy"] = name
+            if env.mission is not None:
+                record["mission"] = env.mission
+            yield ("ep", wid, ep, record)
             k += cfg.num_envs
     finally:
         if env is not None:
@@ -259,7 +310,7 @@ def _meta(cfg: CollectConfig, env: Any) -> dict:
     return {
         "env_id": cfg.env_id, "size": cfg.size, "view": env.view,
         "action_meanings": list(env.action_meanings), "num_actions": env.num_actions,
-        "has_actions": True, "info_keys": list(env.info_keys),
+        "has_actions": True, "info_keys": list(env.info_keys), "has_text": env.mission is not None,
         "policy": cfg.policy, "seed": cfg.seed, "shard": f"{cfg.shard[0]}/{cfg.shard[1]}",
         "max_episode_steps": cfg.max_episode_steps, "env_kwargs": cfg.env_kwargs,
         "command": cfg.command, "source": "collect", "maskworld_version": version,
@@ -316,8 +367,7 @@ def _check_config(cfg: CollectConfig) -> None:
     i, n = cfg.shard
     if not (n >= 1 and 0 <= i < n):
         raise UserError(f"--shard must be i/n with 0 <= i < n, not {i}/{n}")
-    if cfg.policy not in POLICIES:
-        raise UserError(f"--policy must be one of {', '.join(POLICIES)}, not {cfg.policy!r}")
+    parse_policy(cfg.policy)
     if cfg.max_episode_steps is not None and cfg.max_episode_steps < 1:
         raise UserError("--max-episode-steps must be >= 1")
     if "://" in cfg.out and not cfg.out.startswith("file://"):
@@ -328,6 +378,8 @@ def _open_env(cfg: CollectConfig):
     """The validation env (the inline worker's too) -> (env, store meta, whether OUT exists, raw env steps/s)."""
     env = make_env(cfg.env_id, cfg.size, seed=episode_seed(cfg.seed, 2**31 + cfg.shard[0]), view=cfg.view, **cfg.env_kwargs)
     try:
+        if any(name == "bot" for name, _ in parse_policy(cfg.policy)):
+            Policy("bot", env.action_meanings, np.random.default_rng(0)).start(env)  # refused here if no expert
         meta = _meta(cfg, env)
         exists = os.path.exists(os.path.join(cfg.out, MANIFEST))
         if exists:

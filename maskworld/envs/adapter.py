@@ -24,6 +24,8 @@ Design choices:
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 from collections.abc import Callable
 from typing import Any
@@ -44,6 +46,7 @@ KNOWN_ENVS: list[tuple[str, str]] = [
     ("MiniGrid-Empty-8x8-v0", "MiniGrid empty room"),
     ("MiniGrid-DoorKey-8x8-v0", "MiniGrid door + key"),
     ("MiniGrid-Landmarks-v0", "MiniGrid four rooms with coloured landmarks, new layout per seed (revisit benchmark)"),
+    ("BabyAI-GoToLocal-v0", "BabyAI: go to an object named in words; episodes carry their mission, --policy bot is the expert"),
     ("crafter", "Crafter open-world survival (records agent_pos)"),
     ("procgen:coinrun", "Procgen CoinRun (needs maskworld[procgen]); any procgen:<game> works"),
     ("procgen:maze", "Procgen Maze"),
@@ -102,6 +105,37 @@ class GymnasiumPixelEnv(PixelEnv):
 
     def close(self) -> None:
         self.env.close()
+
+
+class MiniGridPixelEnv(GymnasiumPixelEnv):
+    """MiniGrid and BabyAI: the mission text is the episode's words; BabyAI levels have an expert (the bot)."""
+
+    def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict]:
+        # BabyAI's level generator prints every rejected layout; a collector's log is not the place
+        with contextlib.redirect_stdout(io.StringIO()):
+            return super().reset(seed)
+
+    @property
+    def mission(self) -> str | None:
+        text = getattr(self.env.unwrapped, "mission", None)
+        return str(text) if text else None
+
+    def expert(self):
+        if not hasattr(self.env.unwrapped, "instrs"):  # only BabyAI levels carry parsed instructions
+            return None
+        from minigrid.utils.baby_ai_bot import BabyAIBot
+
+        return _BotExpert(BabyAIBot(self.env.unwrapped))
+
+
+class _BotExpert:
+    """minigrid's BabyAI bot behind the `act()` of a collector policy."""
+
+    def __init__(self, bot):
+        self.bot = bot
+
+    def act(self) -> int:
+        return int(self.bot.replan())
 
 
 def _is_rgb_box(space: Any) -> bool:
@@ -197,7 +231,7 @@ def _make_minigrid(env_id: str, size: int, seed: int | None, view: str, **kw: An
         "agent_pos": lambda _info: np.asarray(base.agent_pos, dtype=np.int64),
         "agent_dir": lambda _info: int(base.agent_dir),
     }
-    pe = GymnasiumPixelEnv(env, env_id, size, "obs_image", meanings, info_fns)
+    pe = MiniGridPixelEnv(env, env_id, size, "obs_image", meanings, info_fns)
     pe.view = view
     pe.reset(seed=seed)
     return pe

@@ -43,6 +43,16 @@ class PixelEnv:
     view: str | None = None  # "partial" | "full" for MiniGrid, None where views do not apply
 
     @property
+    def mission(self) -> str | None:
+        """The episode's instruction in words (BabyAI and MiniGrid missions), None where the env has none."""
+        return None
+
+    def expert(self):
+        """A fresh expert for the current episode: an object whose `act()` returns the next action, or None
+        where the env has no expert (BabyAI levels have minigrid's bot)."""
+        return None
+
+    @property
     def num_actions(self) -> int:
         return len(self.action_meanings)
 

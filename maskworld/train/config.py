@@ -104,6 +104,14 @@ class TokenizerTrainConfig:
 class DynamicsTrainConfig:
     """The dynamics stage: the masked transformer over frame tokens."""
 
+    kind: Literal["dynamics", "unified"] = "dynamics"
+    """dynamics: today's world (frames and actions, KV-cached play). unified: one masked transformer over the
+    episode's words, frames, actions and outcomes that does dynamics, inverse dynamics, policy, world-from-words and
+    describing by what it hides (models/unified.py; needs data with mission text, e.g. a BabyAI level)."""
+    tasks: str | None = field(default=None, metadata={"metavar": "T,T", "default_text": "all"})
+    """--kind unified: the tasks of the training mixture (dynamics, inverse, policy, outcome, from_words, describe,
+    random); one task alone trains a dedicated model of the same size, the baseline the unified one is measured
+    against."""
     window: int | None = field(default=None, metadata=_by_preset("window"))
     """Context window in frames; the KV cache holds window-1 frames."""
     d_model: int | None = field(default=None, metadata=_by_preset("d_model"))
@@ -244,6 +252,15 @@ class TrainConfig:
                             "(collect a MiniGrid env, e.g. MiniGrid-Landmarks-v0), or use --memory-keys appearance")
         if "tokenizer" in r.stages:
             tokenizer_downsample(self.tokenizer.grid, int(meta.get("size", 64)))
+        if d.kind == "unified":
+            if not meta.get("has_text"):
+                raise UserError(f"--kind unified reads each episode's words, and {r.data} has none; collect a BabyAI "
+                                "level, e.g. `maskworld collect --env BabyAI-GoToLocal-v0 --view full --policy bot:0.7,explore:0.3`")
+            from maskworld.train.unified_train import task_weights
+
+            task_weights(d.tasks)  # a clear error for an unknown task, before anything is written
+            if not self.has_actions(meta) or self.has_memory or d.init is not None:
+                raise UserError("--kind unified trains on real actions, without --memory, --init or --ignore-actions")
         if d.init is not None and "dynamics" in r.stages:
             if self.uses_lam(meta):
                 raise UserError("--init fine-tunes a world with real actions; a latent-action world learns new codes, "

@@ -371,6 +371,9 @@ def _run_train(cfg: TrainConfig, out: Path, device) -> Path:
     if "dynamics" not in stages:
         dist.barrier()
         return out
+    if cfg.dynamics.kind == "unified":
+        stage_unified(run, tok, dyn_budget, card, out)
+        return out
     t0 = time.time()
     dyn, dm, lam, lam_info = stage_dynamics(run, tok, dyn_budget)
     times["dynamics_s"] = round(time.time() - t0, 1)
@@ -383,6 +386,43 @@ def _run_train(cfg: TrainConfig, out: Path, device) -> Path:
     card["split"] = {"seed": r.seed, "val_fraction": r.val_fraction, "val_episodes": len(val_ids)}
     _save_world(run, out, tok, dyn, lam, lam_info, card, dm.get("motion"))
     return out
+
+
+def stage_unified(run: Run, tok, budget: Budget, card: dict, out: Path) -> None:
+    """--kind unified: the token caches, the text vocabulary of the data's missions, the unified model, the world."""
+    from maskworld.models.text import TextVocab
+    from maskworld.models.unified import UnifiedConfig
+    from maskworld.train.unified_train import episode_texts, expert_episodes, task_weights, train_unified
+    from maskworld.world.unified import UnifiedWorld
+
+    c, r = run.cfg, run.cfg.run
+    if dist.world_size() > 1:
+        raise UserError("--kind unified trains in one process for now; run it without torchrun")
+    t0 = time.time()
+    train_cache = stage_cache(run.store, run.train_ids, tok, run.work / "cache_train", run.device, r.progress)
+    val_cache = stage_cache(run.store, run.val_ids, tok, run.work / "cache_val", run.device, r.progress)
+    vocab = TextVocab.build(run.store.entry(e).get("mission") for e in run.store.episode_ids
+                            if run.store.entry(e).get("mission"))
+    if budget.minutes is not None:
+        budget = Budget(minutes=max(budget.minutes - (time.time() - t0) / 60, 0.05))
+    preset = run.preset().dynamics
+    cfg = UnifiedConfig(vocab_size=tok.cfg.vocab_size, num_actions=c.num_actions(run.meta), text_vocab=vocab.size,
+                        text_len=vocab.length, grid=tok.cfg.grid, window=c.dynamics.window, d_model=c.dynamics.d_model,
+                        n_layers=c.dynamics.layers, n_heads=preset.n_heads)
+    print(f"[unified] tasks {c.dynamics.tasks or 'all'}; {vocab.size} words, texts of <= {vocab.length}; clips of {cfg.window} steps; "
+          f"{cfg.d_model}d x {cfg.n_layers} layers; budget {budget.describe()}")
+    model, m = train_unified(train_cache, val_cache, episode_texts(train_cache, run.store, vocab),
+                             episode_texts(val_cache, run.store, vocab), expert_episodes(train_cache, run.store),
+                             expert_episodes(val_cache, run.store), cfg, c.dynamics.batch, run.preset().lr, budget,
+                             run.work, run.device, r.resume, r.seed, r.progress, ckpt_minutes=r.ckpt_minutes,
+                             weights=task_weights(c.dynamics.tasks))
+    card["unified_train"] = {k: m[k] for k in m if k.startswith("val_") or k in ("steps", "train_s")}
+    card["split"] = {"seed": r.seed, "val_fraction": r.val_fraction, "val_episodes": len(run.val_ids)}
+    meta = {"env_id": run.meta.get("env_id", "unknown"), "size": int(run.meta.get("size", 64)),
+            "view": run.meta.get("view"), "action_meanings": list(run.meta.get("action_meanings", [])),
+            "model_card": card}
+    UnifiedWorld(tok.cpu(), model.cpu(), vocab, meta).save(out)
+    print(f"[world] saved the unified world {out}/world.json (+ tokenizer.safetensors, unified.safetensors)")
 
 
 def _save_world(run: Run, out: Path, tok, dyn, lam, lam_info: dict, card: dict, motion: dict | None = None) -> None:

@@ -1,0 +1,257 @@
+"""Every task of a unified world measured on held-out data, each beside the dedicated model it must not lose to.
+
+- dynamics: open-loop PSNR at horizons 1, 4, 8 from a real first frame with the real actions; beside it copy-last,
+  the tokenizer ceiling and a dedicated dynamics world (today's `train world`) on the same episodes;
+- inverse dynamics: action accuracy on held-out real transitions (all, and those where the frame changed); beside
+  it a dedicated IDM (`--kind unified --tasks inverse`) and chance;
+- policy: success rate in the real environment over held-out seeds; beside it a dedicated behaviour-cloning policy
+  (`--tasks policy`), random actions and the expert bot;
+- world from words: the first frame generated from an instruction shows the object it names
+  (eval/babyai_detect.py); beside it the same for frames generated from a shuffled instruction;
+- words from the world: the instruction decoded from an expert episode's frames is exactly right (and names the
+  right object); beside it chance and the most frequent instruction.
+
+Seeds: the policy episodes use environment seeds from `HELDOUT_SEED` on, which `maskworld collect` (seeds from
+SeedSequence hashes below 2**31, drawn per episode) does not reproduce by construction of the index (a different
+seed space); instructions for "from words" come from the same held-out environments.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from maskworld.envs import make_env
+from maskworld.errors import UserError
+from maskworld.eval.babyai_detect import named_object, shows
+from maskworld.eval.metrics import psnr_per_frame
+from maskworld.progress import Progress
+
+HELDOUT_SEED = 2**31 + 1000
+HORIZONS = (1, 4, 8)
+
+
+def rollout_psnr(step_fn_factory, episodes: list[Any], horizons=HORIZONS) -> dict[int, list[float]]:
+    """{h: PSNR of the frame h steps after a real first frame, over episodes long enough}.
+
+    step_fn_factory(first_frame) -> step(action) -> frame: a world's session, opened on the real frame."""
+    out: dict[int, list[float]] = {h: [] for h in horizons}
+    for ep in episodes:
+        step = step_fn_factory(ep.frames[0])
+        for t in range(1, max(horizons) + 1):
+            frame = step(int(ep.actions[t - 1]))
+            if t in out:
+                out[t].append(float(psnr_per_frame(frame[None], ep.frames[t][None])[0]))
+    return out
+
+
+def _mean(x) -> float | None:
+    return float(np.mean(x)) if len(x) else None
+
+
+def eval_dynamics(world, store, ids: list[int], episodes: int, dedicated=None, seed: int = 0) -> dict:
+    """Open-loop rollouts of the unified world (and a dedicated dynamics world) on the same held-out episodes."""
+    eps = [store.load(i) for i in ids if store.length(i) >= max(HORIZONS)][:episodes]
+    if not eps:
+        raise UserError(f"no held-out episode has {max(HORIZONS)} steps; collect longer episodes (e.g. with explore)")
+    m: dict[str, Any] = {"dynamics.episodes": len(eps)}
+
+    def unified(frame0):
+        s = world.session(frame=frame0, seed=seed)
+        return lambda a: s.step(a)[0]
+
+    for name, res in (("unified", rollout_psnr(unified, eps)),
+                      ("copy_last", {h: [float(psnr_per_frame(ep.frames[0][None], ep.frames[h][None])[0]) for ep in eps]
+                                     for h in HORIZONS}),
+                      ("tokenizer", {h: [float(psnr_per_frame(world.render(world.encode_frames(ep.frames[h][None])),
+                                                              ep.frames[h][None])[0]) for ep in eps] for h in HORIZONS})):
+        for h, v in res.items():
+            m[f"dynamics.{name}.psnr.{h}"] = _mean(v)
+    if dedicated is not None:
+        for render in ("tokens", "composite"):
+            dedicated.render = render
+
+            def ded(frame0):
+                s = dedicated.session(prompt=frame0, seed=seed)
+                return lambda a: s.step(a)[0]
+
+            for h, v in rollout_psnr(ded, eps).items():
+                m[f"dynamics.dedicated_{render}.psnr.{h}"] = _mean(v)
+    return m
+
+
+def eval_inverse(world, store, ids: list[int], dedicated=None) -> dict:
+    """Action accuracy of infer_actions on every held-out real transition; `changed`: transitions whose frame changed
+    (an action without visible effect, e.g. walking into a wall, cannot be told from another)."""
+    m: dict[str, Any] = {}
+    for name, w in (("unified", world), ("dedicated", dedicated)):
+        if w is None:
+            continue
+        hit, n, hit_c, n_c = 0, 0, 0, 0
+        for i in ids:
+            ep = store.load(i)
+            pred = w.infer_actions(ep.frames)
+            ok = pred == ep.actions
+            changed = np.abs(ep.frames[1:].astype(int) - ep.frames[:-1].astype(int)).reshape(len(ok), -1).max(1) > 0
+            hit, n = hit + int(ok.sum()), n + len(ok)
+            hit_c, n_c = hit_c + int(ok[changed].sum()), n_c + int(changed.sum())
+        m[f"inverse.{name}.accuracy"] = hit / max(n, 1)
+        m[f"inverse.{name}.accuracy_changed"] = hit_c / max(n_c, 1)
+        m["inverse.transitions"], m["inverse.transitions_changed"] = n, n_c
+    m["inverse.chance"] = 1.0 / world.cfg.num_actions
+    return m
+
+
+def _play(env, choose, max_steps: int) -> bool:
+    """One real episode: choose(frame, mission, last action, reward, terminated) -> action. -> success."""
+    for _ in range(max_steps):
+        a = choose()
+        frame, r, term, trunc, _ = env.step(a)
+        choose.observe(frame, a, r, term)
+        if term or trunc:
+            return r > 0
+    return False
+
+
+class _WorldPolicy:
+    """A unified world's policy on a real env: its session observes every real frame (F) and acts by mask (C)."""
+
+    def __init__(self, world, frame, mission):
+        self.s = world.session(text=mission, frame=frame)
+
+    def __call__(self) -> int:
+        return self.s.act()
+
+    def observe(self, frame, a, r, term) -> None:
+        self.s.observe(frame, a, r, term)
+
+
+class _Random:
+    def __init__(self, n: int, rng):
+        self.n, self.rng = n, rng
+
+    def __call__(self) -> int:
+        return int(self.rng.integers(self.n))
+
+    def observe(self, *a) -> None:
+        pass
+
+
+class _Expert:
+    def __init__(self, env):
+        self.e = env.expert()
+
+    def __call__(self) -> int:
+        return self.e.act()
+
+    def observe(self, *a) -> None:
+        pass
+
+
+def eval_policy(world, env_id: str, view: str, size: int, episodes: int, dedicated=None, seed: int = 0,
+                progress: bool = True) -> dict:
+    """Success rates in the real environment over held-out seeds: the unified policy, the dedicated one, random, bot."""
+    m: dict[str, Any] = {"policy.episodes": episodes, "policy.env": env_id}
+    env = make_env(env_id, size, view=view)
+    max_steps = int(getattr(env.env.unwrapped, "max_steps", 64))
+    arms = {"unified": lambda f, mi: _WorldPolicy(world, f, mi), "random": None, "expert": None}
+    if dedicated is not None:
+        arms["dedicated"] = lambda f, mi: _WorldPolicy(dedicated, f, mi)
+    try:
+        with Progress(total=episodes * len(arms), desc="policy", unit="episodes", bar=progress) as bar:
+            for name, make in arms.items():
+                wins = 0
+                rng = np.random.default_rng(seed)
+                for i in range(episodes):
+                    frame, _ = env.reset(seed=HELDOUT_SEED + i)
+                    if name == "random":
+                        chooser = _Random(env.num_actions, rng)
+                    elif name == "expert":
+                        chooser = _Expert(env)
+                    else:
+                        chooser = make(frame, env.mission)
+                    wins += _play(env, chooser, max_steps)
+                    bar.update(1)
+                m[f"policy.{name}.success"] = wins / episodes
+    finally:
+        env.close()
+    return m
+
+
+def eval_words(world, env_id: str, view: str, size: int, n: int, seed: int = 0) -> dict:
+    """World from words: does the first frame generated from a held-out instruction show the named object, against
+    frames generated from a shuffled instruction (judged against the original instruction's object)."""
+    env = make_env(env_id, size, view=view)
+    try:
+        missions = []
+        for i in range(n):
+            env.reset(seed=HELDOUT_SEED + 10_000 + i)
+            missions.append(env.mission)
+    finally:
+        env.close()
+    room = _room_cells(env_id)
+    perm = np.random.default_rng(seed).permutation(n)
+    hit, hit_shuf, named = 0, 0, 0
+    for i, text in enumerate(missions):
+        obj = named_object(text)
+        if obj is None:
+            continue
+        named += 1
+        frame = world.render(world.from_words(text, seed=seed + i)[None])[0]
+        hit += shows(frame, *obj, room=room)
+        other = world.render(world.from_words(missions[perm[i]], seed=seed + i)[None])[0]
+        hit_shuf += shows(other, *obj, room=room)
+    return {"from_words.instructions": named, "from_words.shows_object": hit / max(named, 1),
+            "from_words.shuffled_shows_object": hit_shuf / max(named, 1)}
+
+
+def _room_cells(env_id: str) -> int:
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    try:
+        return int(env.unwrapped.width)
+    finally:
+        env.close()
+
+
+def eval_describe(world, store, ids: list[int], train_ids: list[int]) -> dict:
+    """Words from the world on held-out expert episodes: exact instruction, and the right object named."""
+    default = store.meta.get("policy")
+    expert = [i for i in ids if (store.entry(i).get("policy") or default) == "bot" and store.entry(i).get("mission")]
+    if not expert:
+        return {"describe.episodes": 0}
+    exact, obj_ok = 0, 0
+    for i in expert:
+        ep, truth = store.load(i), store.entry(i)["mission"]
+        said = world.describe(ep.frames, ep.actions)
+        exact += said == " ".join(truth.lower().split())
+        obj_ok += named_object(said) == named_object(truth)
+    train = [store.entry(i).get("mission") for i in train_ids if store.entry(i).get("mission")]
+    values, counts = np.unique(train, return_counts=True)
+    top = values[counts.argmax()]
+    return {"describe.episodes": len(expert), "describe.exact": exact / len(expert),
+            "describe.object": obj_ok / len(expert), "describe.chance": 1.0 / len(values),
+            "describe.most_frequent": float(np.mean([store.entry(i)["mission"] == top for i in expert]))}
+
+
+def evaluate_unified(world, store, episodes: int = 20, policy_episodes: int = 100, words: int = 100, seed: int = 0,
+                     dedicated_dynamics=None, dedicated_idm=None, dedicated_policy=None, tasks=None,
+                     progress: bool = True) -> dict:
+    """Every task (or those in `tasks`) on the store's held-out split and on held-out environment seeds."""
+    tasks = set(tasks or ("dynamics", "inverse", "policy", "from_words", "describe"))
+    train_ids, val_ids = store.split(seed=seed)
+    env_id, view, size = store.meta.get("env_id"), store.meta.get("view") or "full", int(store.meta.get("size", 64))
+    m: dict[str, Any] = {"meta.env_id": env_id, "meta.val_episodes": len(val_ids)}
+    if "dynamics" in tasks:
+        m.update(eval_dynamics(world, store, val_ids, episodes, dedicated_dynamics, seed))
+    if "inverse" in tasks:
+        m.update(eval_inverse(world, store, val_ids, dedicated_idm))
+    if "policy" in tasks:
+        m.update(eval_policy(world, env_id, view, size, policy_episodes, dedicated_policy, seed, progress))
+    if "from_words" in tasks:
+        m.update(eval_words(world, env_id, view, size, words, seed))
+    if "describe" in tasks:
+        m.update(eval_describe(world, store, val_ids, train_ids))
+    return m

@@ -1,0 +1,256 @@
+"""A unified world: one set of weights (models/unified.py) answers every task by what it hides.
+
+    w = load_unified_world("worlds/babyai")
+    s = w.session(text="go to the red ball", seed=0)   # the first frame, generated from words
+    frame, reward, done = s.step(2)                   # dynamics
+    a = s.act()                                       # the world's own policy toward the instruction
+    w.infer_actions(frames)                           # inverse dynamics, (N+1,H,W,3) -> (N,)
+    w.describe(frames)                                # words from the world
+
+The directory holds `world.json` with `"kind": "unified"` (tokenizer, unified model and text-vocabulary configs,
+the model card) beside `tokenizer.safetensors` and `unified.safetensors`; loading never runs code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from maskworld.device import pick_device
+from maskworld.errors import UserError
+from maskworld.io import atomic_save_safetensors, atomic_write_text
+from maskworld.models.text import TextVocab
+from maskworld.models.tokenizer import Tokenizer, TokenizerConfig
+from maskworld.models.unified import Unified, UnifiedConfig
+from maskworld.models.unified_decode import decode
+from maskworld.version import WORLD_FORMAT_VERSION
+
+KIND = "unified"
+WEIGHTS = {"tokenizer": "tokenizer.safetensors", "unified": "unified.safetensors"}
+FIRST_OUTCOME = 2
+"""The outcome class of an episode's first frame: zero reward, not terminated (models/unified.outcome_class)."""
+
+
+class UnifiedWorld:
+    """Tokenizer + unified model + text vocabulary; every task of the issue's list is a method."""
+
+    def __init__(self, tokenizer: Tokenizer, model: Unified, vocab: TextVocab, meta: dict, path=None):
+        self.tokenizer, self.model, self.vocab, self.meta = tokenizer.eval(), model.eval(), vocab, meta
+        self.path = Path(path) if path else None
+        self.decode_steps = 8
+
+    @property
+    def cfg(self) -> UnifiedConfig:
+        return self.model.cfg
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def action_meanings(self) -> list[str]:
+        return list(self.meta.get("action_meanings") or [f"ACTION_{i}" for i in range(self.cfg.num_actions)])
+
+    # ------------------------------------------------------------------ frames and words <-> ids
+
+    @torch.no_grad()
+    def encode_frames(self, frames_NHWC: np.ndarray) -> torch.Tensor:
+        """uint8 (N,H,W,3) -> tokens (N,G)."""
+        x = torch.from_numpy(np.ascontiguousarray(frames_NHWC)).to(self.device)
+        return self.tokenizer.tokenize_uint8(x).flatten(1)
+
+    @torch.no_grad()
+    def render(self, tokens_NG: torch.Tensor) -> np.ndarray:
+        """tokens (N,G) -> uint8 (N,H,W,3)."""
+        g = self.cfg.grid
+        return self.tokenizer.render_uint8(tokens_NG.view(-1, g, g)).cpu().numpy()
+
+    def text_ids(self, text: str | None) -> torch.Tensor:
+        """(1,L): the words' ids, or all MASK for no text (the model was trained to go without it)."""
+        if text is None:
+            return torch.full((1, self.cfg.text_len), self.cfg.text_mask, dtype=torch.long, device=self.device)
+        unknown = self.vocab.unknown(text)
+        if unknown:
+            raise UserError(f"this world never read the word(s) {unknown}; it knows: {' '.join(self.vocab.words[2:])}")
+        return torch.from_numpy(self.vocab.encode(text))[None].to(self.device)
+
+    def _ids(self, text_1L, acts: list[int], frames: list[torch.Tensor], outs: list[int]) -> dict[str, torch.Tensor]:
+        dev = self.device
+        return {"text": text_1L, "act": torch.tensor([acts], device=dev),
+                "frame": torch.stack(frames)[None].to(dev), "out": torch.tensor([outs], device=dev)}
+
+    def _blank(self) -> torch.Tensor:
+        return torch.full((self.cfg.tokens_per_frame,), self.cfg.frame_mask, dtype=torch.long, device=self.device)
+
+    # ------------------------------------------------------------------ the tasks
+
+    def from_words(self, text: str | None, seed: int = 0, temperature: float = 1.0) -> torch.Tensor:
+        """The first frame of an episode with this instruction, as tokens (G,)."""
+        g = torch.Generator().manual_seed(seed)
+        ids = self._ids(self.text_ids(text), [self.cfg.null_action], [self._blank()], [FIRST_OUTCOME])
+        todo = torch.zeros_like(ids["frame"], dtype=torch.bool)
+        todo[0, 0] = True
+        return decode(self.model, ids, "frame", todo, self.decode_steps, temperature, g)["frame"][0, 0]
+
+    def session(self, text: str | None = None, seed: int = 0, frame: np.ndarray | None = None,
+                temperature: float = 1.0) -> UnifiedSession:
+        """A new episode: its first frame generated from `text` (or the real `frame` given)."""
+        tokens = (self.encode_frames(frame[None])[0] if frame is not None
+                  else self.from_words(text, seed, temperature))
+        return UnifiedSession(self, text, tokens, seed, temperature)
+
+    @torch.no_grad()
+    def infer_actions(self, frames_NHWC: np.ndarray, text: str | None = None) -> np.ndarray:
+        """The action between each pair of consecutive real frames: (N+1,H,W,3) -> (N,), in windows of T frames
+        overlapping by one (the window's first action is the one inferred before, visible as in training)."""
+        if len(frames_NHWC) < 2:
+            raise UserError("infer_actions needs at least two frames")
+        tok = self.encode_frames(frames_NHWC)
+        T, out = self.cfg.window, []
+        prev = self.cfg.null_action
+        start = 0
+        while start < len(tok) - 1:
+            chunk = tok[start:start + T]
+            n = len(chunk)
+            ids = self._ids(self.text_ids(text), [prev] + [self.cfg.act_mask] * (n - 1), list(chunk),
+                            [self.cfg.out_mask] * n)
+            logits = self.model(ids["text"], ids["act"], ids["frame"], ids["out"])["act"][0, 1:, :self.cfg.num_actions]
+            acts = logits.argmax(-1).tolist()
+            out += acts
+            prev = acts[-1]
+            start += n - 1
+        return np.asarray(out, dtype=np.int64)
+
+    @torch.no_grad()
+    def describe(self, frames_NHWC: np.ndarray, actions: np.ndarray | None = None) -> str:
+        """The instruction that the last T frames (and the actions into them, if given) show being carried out."""
+        T = self.cfg.window
+        frames = frames_NHWC[-T:]
+        tok = self.encode_frames(frames)
+        n = len(tok)
+        acts = [self.cfg.act_mask] * n if actions is None else [int(a) for a in np.asarray(actions)[-n:]]
+        if len(acts) < n:  # the episode's first frame is in the window: no action led into it
+            acts = [self.cfg.null_action] + acts
+        ids = self._ids(self.text_ids(None), acts, list(tok), [self.cfg.out_mask] * n)
+        todo = torch.ones_like(ids["text"], dtype=torch.bool)
+        ids = decode(self.model, ids, "text", todo, steps=4, temperature=0.0)
+        return self.vocab.decode(ids["text"][0].tolist())
+
+    # ------------------------------------------------------------------ directory
+
+    def config_dict(self) -> dict:
+        return {"format_version": WORLD_FORMAT_VERSION, "kind": KIND,
+                "tokenizer": dataclasses.asdict(self.tokenizer.cfg), "unified": dataclasses.asdict(self.cfg),
+                "text": self.vocab.to_dict(), "meta": self.meta, "weights": WEIGHTS}
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        atomic_save_safetensors(self.tokenizer.state_dict(), path / WEIGHTS["tokenizer"])
+        atomic_save_safetensors(self.model.state_dict(), path / WEIGHTS["unified"])
+        atomic_write_text(path / "world.json", json.dumps(self.config_dict(), indent=2))
+        self.path = path
+        return path
+
+
+class UnifiedSession:
+    """One episode in a unified world: the last window - 1 steps as ids, a generator of its own."""
+
+    def __init__(self, world: UnifiedWorld, text: str | None, first_tokens: torch.Tensor, seed: int,
+                 temperature: float):
+        self.world, self.text = world, text
+        self._text_ids = world.text_ids(text)
+        self.gen = torch.Generator().manual_seed(int(seed) + 1)
+        self.temperature = temperature
+        self.acts, self.frames, self.outs = [world.cfg.null_action], [first_tokens], [FIRST_OUTCOME]
+        self.frame = world.render(first_tokens[None])[0]
+        self.t = 0
+
+    def _context(self, keep: int) -> tuple[list, list, list]:
+        return self.acts[-keep:], self.frames[-keep:], self.outs[-keep:]
+
+    @torch.no_grad()
+    def step(self, action: int) -> tuple[np.ndarray, float, bool]:
+        """-> (frame uint8 (H,W,3), reward sign, terminated)."""
+        w, cfg = self.world, self.world.cfg
+        if not 0 <= int(action) < cfg.num_actions:
+            raise UserError(f"action {action} is not one of this world's {cfg.num_actions} actions")
+        acts, frames, outs = self._context(cfg.window - 1)
+        ids = w._ids(self._text_ids, acts + [int(action)], frames + [w._blank()], outs + [cfg.out_mask])
+        todo = torch.zeros_like(ids["frame"], dtype=torch.bool)
+        todo[0, -1] = True
+        ids = decode(w.model, ids, "frame", todo, w.decode_steps, self.temperature, self.gen)
+        out = int(w.model(ids["text"], ids["act"], ids["frame"], ids["out"])["out"][0, -1].argmax())
+        tokens = ids["frame"][0, -1]
+        self.acts.append(int(action))
+        self.frames.append(tokens)
+        self.outs.append(out)
+        self.acts, self.frames, self.outs = self._context(cfg.window)
+        self.frame = w.render(tokens[None])[0]
+        self.t += 1
+        return self.frame, float(out // 2 - 1), bool(out % 2)
+
+    @torch.no_grad()
+    def act(self) -> int:
+        """The world's own policy: the most likely next action given the text and the steps so far."""
+        w, cfg = self.world, self.world.cfg
+        acts, frames, outs = self._context(cfg.window - 1)
+        ids = w._ids(self._text_ids, acts + [cfg.act_mask], frames + [w._blank()], outs + [cfg.out_mask])
+        logits = w.model(ids["text"], ids["act"], ids["frame"], ids["out"])["act"][0, -1, :cfg.num_actions]
+        return int(logits.argmax())
+
+    def observe(self, frame: np.ndarray, action: int, reward: float = 0.0, terminated: bool = False) -> None:
+        """A real step (F): the real frame reached by `action` replaces imagination (to let the policy act in a real env)."""
+        w, cfg = self.world, self.world.cfg
+        tokens = w.encode_frames(frame[None])[0]
+        out = (int(np.sign(reward)) + 1) * 2 + int(bool(terminated))
+        self.acts.append(int(action))
+        self.frames.append(tokens)
+        self.outs.append(out)
+        self.acts, self.frames, self.outs = self._context(cfg.window)
+        self.frame = frame
+        self.t += 1
+
+
+def is_unified(cfg: dict) -> bool:
+    return cfg.get("kind") == KIND
+
+
+def load_unified_world(path, device=None) -> UnifiedWorld:
+    """A unified world from a local directory; clear errors for anything else."""
+    path = Path(path)
+    f = path / "world.json"
+    if not f.exists():
+        raise UserError(f"{path} has no world.json; is this a world directory? (train one with "
+                        "`maskworld train world --kind unified`)")
+    try:
+        cfg = json.loads(f.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{f} is not valid JSON ({e})") from e
+    if not is_unified(cfg):
+        raise UserError(f"{path} is a world of kind {cfg.get('kind', 'dynamics')!r}, not a unified world")
+    if cfg.get("format_version") != WORLD_FORMAT_VERSION:
+        raise UserError(f"{path}: world format version {cfg.get('format_version')}, this maskworld reads "
+                        f"{WORLD_FORMAT_VERSION}")
+    try:
+        tok = Tokenizer(TokenizerConfig(**cfg["tokenizer"]))
+        model = Unified(UnifiedConfig(**cfg["unified"]))
+        vocab = TextVocab.from_dict(cfg["text"])
+    except (KeyError, TypeError) as e:
+        raise UserError(f"{f}: incomplete or unknown unified-world config ({e})") from e
+    from safetensors.torch import load_file
+
+    for module, name in ((tok, "tokenizer"), (model, "unified")):
+        wf = path / WEIGHTS[name]
+        if not wf.exists():
+            raise UserError(f"{path} is missing {wf.name}; copy the whole world directory")
+        try:
+            module.load_state_dict(load_file(str(wf)))
+        except Exception as e:
+            raise UserError(f"{wf}: does not match world.json ({e}); the files come from different worlds") from e
+    dev = pick_device(device)
+    return UnifiedWorld(tok.to(dev), model.to(dev), vocab, dict(cfg.get("meta", {})), path=path)

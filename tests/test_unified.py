@@ -1,0 +1,234 @@
+"""The unified masked world (words, frames, actions, outcomes in one model): data with words, the model and its
+decoder, the training pipeline, the tasks as API and CLI, and the metrics that judge them (each shown to fail)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from maskworld.errors import UserError
+from maskworld.models.text import PAD, TextVocab
+from maskworld.models.unified import Unified, UnifiedConfig
+from maskworld.models.unified_decode import decode
+
+
+@pytest.fixture(scope="module")
+def babyai_store(tmp_path_factory):
+    from maskworld.data.collect import CollectConfig, collect
+
+    out = str(tmp_path_factory.mktemp("babyai") / "data")
+    collect(CollectConfig(env_id="BabyAI-GoToLocal-v0", steps=600, out=out, policy="bot:0.6,explore:0.4", view="full",
+                          progress=False, bench_seconds=0.05))
+    return out
+
+
+def test_text_vocab_round_trip_and_refusals():
+    v = TextVocab.build(["go to the red ball", "go to a green key"])
+    ids = v.encode("Go to the RED ball")
+    assert ids.shape == (v.length,) and ids[-1] == PAD
+    assert v.decode(ids) == "go to the red ball"
+    assert v.unknown("go to the pink ball") == ["pink"]
+    with pytest.raises(UserError, match="words"):
+        v.encode("go to the red ball and then go to the green key now")
+    assert TextVocab.from_dict(v.to_dict()) == v
+    with pytest.raises(UserError, match="mission"):
+        TextVocab.build([])
+
+
+def test_collect_stores_missions_and_which_policy_played(babyai_store):
+    from maskworld.data.store import EpisodeStore
+
+    s = EpisodeStore(babyai_store)
+    assert s.meta["has_text"] is True
+    entries = [s.entry(e) for e in s.episode_ids]
+    assert all(e["mission"].startswith(("go to", "pick up")) for e in entries)
+    assert {e["policy"] for e in entries} == {"bot", "explore"}
+    bot = [e for e in entries if e["policy"] == "bot" and e["length"] < 60]
+    rewards = [s.load(i).rewards.sum() for i in s.episode_ids if s.entry(i)["policy"] == "bot"]
+    assert bot and np.mean(np.asarray(rewards) > 0) > 0.9  # the expert solves its missions
+
+
+def test_bot_policy_is_refused_where_the_env_has_no_expert(tmp_path):
+    from maskworld.data.collect import CollectConfig, collect
+
+    out = tmp_path / "d"
+    with pytest.raises(UserError, match="no expert"):
+        collect(CollectConfig(env_id="MiniGrid-Empty-8x8-v0", steps=50, out=str(out), policy="bot", progress=False,
+                              bench_seconds=0.05))
+    assert not out.exists()  # refused before anything was written
+    with pytest.raises(UserError, match="not a policy"):
+        collect(CollectConfig(env_id="MiniGrid-Empty-8x8-v0", steps=50, out=str(out), policy="bot:1,walk", progress=False))
+
+
+def test_detector_finds_the_named_object_and_rejects_wrong_colours(babyai_store):
+    from maskworld.data.store import EpisodeStore
+    from maskworld.eval.babyai_detect import COLORS, cells, named_object, shows
+
+    s = EpisodeStore(babyai_store)
+    for e in s.episode_ids[:10]:
+        frame, mission = s.load(e).frames[0], s.entry(e)["mission"]
+        kind, colour = named_object(mission)
+        assert shows(frame, kind, colour)
+        absent = [c for c in COLORS if (kind, c) not in cells(frame, 8)]
+        assert absent and not any(shows(frame, kind, c) for c in absent)
+        assert not shows(np.full_like(frame, 128), kind, colour)  # a grey smear shows nothing
+    assert named_object("go to the purple box") == ("box", "purple") and named_object("open the door") is None
+
+
+def _tiny_model(**kw):
+    torch.manual_seed(0)
+    return Unified(UnifiedConfig(vocab_size=20, num_actions=3, text_vocab=9, text_len=5, grid=2, window=3, d_model=32,
+                                 n_layers=2, n_heads=2, **kw)).eval()
+
+
+def _ids(m, B=2, T=3):
+    c = m.cfg
+    g = torch.Generator().manual_seed(1)
+    return {"text": torch.randint(0, c.text_vocab, (B, c.text_len), generator=g),
+            "act": torch.randint(0, c.num_actions, (B, T), generator=g),
+            "frame": torch.randint(0, c.vocab_size, (B, T, c.tokens_per_frame), generator=g),
+            "out": torch.randint(0, c.outcome_classes, (B, T), generator=g)}
+
+
+def test_padded_steps_are_never_attended_to():
+    m = _tiny_model()
+    ids = _ids(m)
+    ok = torch.tensor([[True, True, False], [True, True, True]])
+    a = m(ids["text"], ids["act"], ids["frame"], ids["out"], ok)
+    ids2 = {k: v.clone() for k, v in ids.items()}
+    ids2["frame"][0, 2] = (ids2["frame"][0, 2] + 1) % m.cfg.vocab_size
+    ids2["act"][0, 2] = (ids2["act"][0, 2] + 1) % m.cfg.num_actions
+    b = m(ids2["text"], ids2["act"], ids2["frame"], ids2["out"], ok)
+    torch.testing.assert_close(a["frame"][0, :2], b["frame"][0, :2])
+    torch.testing.assert_close(a["text"][0], b["text"][0])
+
+
+def test_decode_fills_only_what_is_hidden_and_repeats_with_the_same_seed():
+    m = _tiny_model()
+    ids = _ids(m)
+    todo = torch.zeros_like(ids["frame"], dtype=torch.bool)
+    todo[:, -1] = True
+    out1 = decode(m, ids, "frame", todo, steps=3, temperature=1.0, generator=torch.Generator().manual_seed(5))
+    out2 = decode(m, ids, "frame", todo, steps=3, temperature=1.0, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(out1["frame"], out2["frame"])
+    assert torch.equal(out1["frame"][:, :-1], ids["frame"][:, :-1])
+    assert (out1["frame"] < m.cfg.vocab_size).all()  # nothing left as MASK
+    for k in ("text", "act", "out"):
+        assert torch.equal(out1[k], ids[k])
+
+
+def test_a_hidden_frame_starts_from_the_last_one():
+    """The copy prior: an untrained model's most likely hidden token is the one the cell had a step before."""
+    m = _tiny_model()
+    ids = _ids(m)
+    ids["frame"][:, -1] = m.cfg.frame_mask
+    with torch.no_grad():
+        m.copy_bonus.fill_(50.0)
+        logits = m(ids["text"], ids["act"], ids["frame"], ids["out"])["frame"]
+    assert torch.equal(logits[:, -1].argmax(-1), ids["frame"][:, -2])
+
+
+def test_task_masks_hide_what_each_task_predicts():
+    from maskworld.train.unified_train import TASKS, Clips, hide, task_weights
+
+    cfg = UnifiedConfig(vocab_size=20, num_actions=3, text_vocab=9, text_len=5, grid=2, window=4)
+    B = len(TASKS)
+    clips = Clips(np.ones((B, 5), np.int64), np.ones((B, 4), np.int64), np.ones((B, 4, 4), np.int64),
+                  np.full((B, 4), 2), np.ones((B, 4), bool), np.arange(B))
+    m = hide(clips, cfg, np.random.default_rng(0))
+    i = {t: TASKS.index(t) for t in TASKS}
+    assert m["frame"][i["dynamics"], 3].any() and not m["frame"][i["dynamics"], :3].any()
+    assert m["act"][i["inverse"], 1:].any() and not m["frame"][i["inverse"]].any()
+    t = int(np.nonzero(m["act"][i["policy"]])[0][0])
+    assert m["frame"][i["policy"], t].all() and not m["ok"][i["policy"], t + 1:].any()
+    assert m["frame"][i["from_words"], 0].any() and not m["ok"][i["from_words"], 1:].any()
+    assert m["text"][i["describe"]].any() and not m["frame"][i["describe"]].any()
+    assert task_weights("inverse") == tuple(1.0 * (t == "inverse") * w for t, w in zip(TASKS, task_weights(None)))
+    with pytest.raises(UserError, match="not a task"):
+        task_weights("teleport")
+
+
+def test_train_unified_world_then_every_task(babyai_store, tmp_path, one_thread):
+    from maskworld.train.world_train import TrainArgs, run_train
+    from maskworld.world.unified import load_unified_world
+    from maskworld.world.world import load_world
+
+    out = tmp_path / "w"
+    run_train(TrainArgs(data=babyai_store, out=str(out), kind="unified", preset="tiny", steps=4, tok_steps=3,
+                        progress=False))
+    cfg = json.loads((out / "world.json").read_text())
+    assert cfg["kind"] == "unified" and (out / "unified.safetensors").exists()
+    with pytest.raises(UserError, match="unified world"):
+        load_world(out)
+    w = load_unified_world(out)
+    s = w.session(text="go to the red ball", seed=3)
+    again = w.session(text="go to the red ball", seed=3)
+    assert np.array_equal(s.frame, again.frame) and s.frame.shape == (64, 64, 3)
+    frame, reward, done = s.step(2)
+    assert frame.shape == (64, 64, 3) and reward in (-1.0, 0.0, 1.0) and isinstance(done, bool)
+    assert 0 <= s.act() < 7
+    from maskworld.data.store import EpisodeStore
+
+    st = EpisodeStore(babyai_store)
+    ep = st.load(st.episode_ids[0])
+    assert w.infer_actions(ep.frames).shape == (len(ep.actions),)
+    assert isinstance(w.describe(ep.frames, ep.actions), str)
+    with pytest.raises(UserError, match="never read"):
+        w.session(text="go to the pink ball")
+
+
+def test_unified_kind_needs_words_in_the_data(tmp_path):
+    from maskworld.data.collect import CollectConfig, collect
+    from maskworld.train.world_train import TrainArgs, run_train
+
+    data = tmp_path / "d"
+    collect(CollectConfig(env_id="MiniGrid-Empty-8x8-v0", steps=100, out=str(data), progress=False, bench_seconds=0.05))
+    with pytest.raises(UserError, match="words"):
+        run_train(TrainArgs(data=str(data), out=str(tmp_path / "w"), kind="unified", preset="tiny", steps=2))
+    assert not (tmp_path / "w").exists()
+
+
+def test_inverse_metric_fails_for_a_model_that_ignores_the_frames(babyai_store):
+    """The accuracy is the share of real actions matched: always answering one action scores that action's share."""
+    from maskworld.data.store import EpisodeStore
+    from maskworld.eval.unified_eval import eval_inverse
+
+    st = EpisodeStore(babyai_store)
+
+    class Blind:
+        cfg = UnifiedConfig(num_actions=7)
+
+        def infer_actions(self, frames):
+            return np.full(len(frames) - 1, 2)
+
+    ids = st.episode_ids[:8]
+    m = eval_inverse(Blind(), st, ids)
+    acts = np.concatenate([st.load(i).actions for i in ids])
+    assert m["inverse.unified.accuracy"] == pytest.approx(float(np.mean(acts == 2)))
+
+
+@pytest.mark.slow
+def test_cli_imagine_and_describe(babyai_store, tmp_path):
+    from maskworld.train.world_train import TrainArgs, run_train
+
+    out = tmp_path / "w"
+    run_train(TrainArgs(data=babyai_store, out=str(out), kind="unified", preset="tiny", steps=2, tok_steps=2,
+                        progress=False))
+    mw = [sys.executable, "-m", "maskworld"]
+    r = subprocess.run(mw + ["unified", "imagine", str(out), "--text", "go to the red ball", "--steps", "2", "--out",
+                             str(tmp_path / "a.png")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "a.png").exists()
+    r = subprocess.run(mw + ["unified", "describe", str(out), "--data", babyai_store, "--episodes", "1"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "truth" in r.stdout, r.stderr
+    r = subprocess.run(mw + ["eval", str(out), "--data", babyai_store, "--tasks", "inverse,describe", "--json",
+                             str(tmp_path / "e.json"), "--no-progress"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "inverse.unified.accuracy" in json.loads((tmp_path / "e.json").read_text())
+    r = subprocess.run(mw + ["unified", "imagine", str(out), "--text", "go to the pink ball", "--out",
+                             str(tmp_path / "b.png")], capture_output=True, text=True)
+    assert r.returncode == 2 and "pink" in r.stderr and not (tmp_path / "b.png").exists()
