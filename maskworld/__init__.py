@@ -4,7 +4,8 @@
     s = world.session(seed=0)
     frame, reward, done = s.step(action)
 
-Importing maskworld registers its Gymnasium ids (`maskworld/Dream-v0`, `MiniGrid-Landmarks-v0`) with
+Importing maskworld registers its Gymnasium ids (`maskworld/Dream-v0`, `MiniGrid-Landmarks-v0`,
+`MultiAgent-Coins-v0`) with
 `gymnasium.register` and entry-point strings: that is its only side effect, and neither torch nor the
 env modules load until `gymnasium.make`.
 """
@@ -32,3 +33,4 @@ def _register(env_id: str, **entry_points: str) -> None:
 _register("maskworld/Dream-v0", entry_point="maskworld.agents.dream_env:DreamEnv",
           vector_entry_point="maskworld.agents.vector_env:DreamVectorEnv")
 _register("MiniGrid-Landmarks-v0", entry_point="maskworld.envs.landmarks:LandmarksEnv")
+_register("MultiAgent-Coins-v0", entry_point="maskworld.envs.coins:CoinsEnv")

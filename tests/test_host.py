@@ -121,7 +121,7 @@ def test_shared_play_every_tab_sees_the_same_tick_and_one_drives(tiny_world, tmp
     with TestClient(app) as client, client.websocket_connect("/ws?mode=realtime") as a, \
             client.websocket_connect("/ws?mode=realtime") as b:
         hello = next_of(a, "json", "hello")[1]
-        assert hello["shared"] == {"name": "town", "rate": 25.0}
+        assert hello["shared"] == {"name": "town", "rate": 25.0, "avatars": 1}
         next_of(b, "json", "hello")
         seen: dict[str, dict[int, bytes]] = {"a": {}, "b": {}}
         for _ in range(12):  # read both tabs in turn, so their frames overlap
@@ -133,7 +133,7 @@ def test_shared_play_every_tab_sees_the_same_tick_and_one_drives(tiny_world, tmp
         a.send_text('{"type": "driver", "driver": "you"}')
         assert next_of(a, "json", "driver")[1]["driver"] == "you"
         b.send_text('{"type": "driver", "driver": "you"}')
-        assert "held by viewer" in next_of(b, "json", "error")[1]["message"]
+        assert "every avatar is held (viewer-" in next_of(b, "json", "error")[1]["message"]
         b.send_text('{"type": "action", "action": 2}')
         assert "you are watching" in next_of(b, "json", "error")[1]["message"]
         a.send_text('{"type": "action", "action": 2}')

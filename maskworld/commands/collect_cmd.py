@@ -43,6 +43,7 @@ def register(sub) -> None:
     p.add_argument("--shard", type=_shard, default=(0, 1), metavar="i/n",
                    help="collect partition i of n of the episode seeds")
     p.add_argument("--frames-per-shard", type=int, default=4096, help="frames per shard file")
+    p.add_argument("--agents", type=int, default=None, help="MultiAgent-Coins-v0: agents acting at once (2-4, default 2)")
     p.add_argument("--distribution-mode", default=None, help="procgen: easy|hard|... (default easy)")
     p.add_argument("--start-level", type=int, default=None, help="procgen: first level seed")
     p.add_argument("--num-levels", type=int, default=None, help="procgen: number of levels (0 = unlimited)")
@@ -62,6 +63,12 @@ def run(args: argparse.Namespace) -> int:
             if not args.env.startswith("procgen:"):
                 raise UserError(f"--{name.replace('_', '-')} applies to procgen:<game> envs only")
             env_kwargs[name] = v
+    if args.agents is not None:
+        if not args.env.startswith("MultiAgent-"):
+            raise UserError("--agents applies to multi-agent envs (MultiAgent-Coins-v0) only")
+        if not 2 <= args.agents <= 4:
+            raise UserError(f"--agents {args.agents}: give 2, 3 or 4")
+        env_kwargs["agents"] = args.agents
     if args.frames_per_shard < 1:
         raise UserError("--frames-per-shard must be >= 1")
     cfg = CollectConfig(

@@ -16,6 +16,7 @@ EXAMPLES: dict[str, str] = {
   maskworld collect --env procgen:coinrun --steps 30000 --out data/coinrun --max-episode-steps 200
   maskworld collect --env MiniGrid-FourRooms-v0 --steps 1000000 --out data/part0 --shard 0/2   # one machine's part
   maskworld collect --env BabyAI-GoToLocal-v0 --view full --steps 30000 --out data/babyai --policy bot:0.7,explore:0.3
+  maskworld collect --env MultiAgent-Coins-v0 --agents 2 --steps 30000 --out data/coins --policy explore
 """,
     "import-video": """examples:
   maskworld import-video clips/ --out data/video

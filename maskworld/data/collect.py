@@ -121,6 +121,30 @@ def choose_policy(mix: list[tuple[str, float]], rng: np.random.Generator) -> str
     return mix[int(rng.choice(len(mix), p=[w for _, w in mix]))][0]
 
 
+class JointPolicy:
+    """Several agents acting at once: one policy per agent over its own actions, composed into the joint index
+    (agent i's action is (a // n ** i) % n), so each agent explores as one agent would."""
+
+    def __init__(self, name: str, agent_meanings: list[str], agents: int, rng: np.random.Generator):
+        self.name = name
+        self.parts = [Policy(name, agent_meanings, rng) for _ in range(agents)]
+        self.n = len(agent_meanings)
+
+    def start(self, env: Any) -> None:
+        if self.name == "bot":
+            raise UserError(f"--policy bot: {env.env_id} has no expert for several agents; use random, sticky or explore")
+
+    def act(self) -> int:
+        return int(sum(p.act() * self.n ** i for i, p in enumerate(self.parts)))
+
+
+def make_policy(name: str, env: Any, rng: np.random.Generator):
+    """The collector's policy for `env`: per agent where several act at once."""
+    if env.agents > 1:
+        return JointPolicy(name, env.agent_action_meanings, env.agents, rng)
+    return Policy(name, env.action_meanings, rng)
+
+
 class Policy:
     def __init__(self, name: str, action_meanings: list[str], rng: np.random.Generator):
         if name not in POLICIES:
@@ -234,7 +258,7 @@ def _produce(wid: int, cfg: CollectConfig, k0: int, budget: int, env: Any = None
             first = False
             rng = np.random.default_rng([cfg.seed, g])
             name = choose_policy(mix, rng)
-            policy = Policy(name, env.action_meanings, rng)
+            policy = make_policy(name, env, rng)
             # make_env already reset with this seed; for envs where reseeding is a rebuild (ALE ROM
             # reload, procgen), continue from that state instead of paying for it twice.
             skip = just_made and not env.reseed_each_episode
@@ -311,6 +335,7 @@ def _meta(cfg: CollectConfig, env: Any) -> dict:
         "env_id": cfg.env_id, "size": cfg.size, "view": env.view,
         "action_meanings": list(env.action_meanings), "num_actions": env.num_actions,
         "has_actions": True, "info_keys": list(env.info_keys), "has_text": env.mission is not None,
+        **({"agents": env.agents, "agent_action_meanings": list(env.agent_action_meanings)} if env.agents > 1 else {}),
         "policy": cfg.policy, "seed": cfg.seed, "shard": f"{cfg.shard[0]}/{cfg.shard[1]}",
         "max_episode_steps": cfg.max_episode_steps, "env_kwargs": cfg.env_kwargs,
         "command": cfg.command, "source": "collect", "maskworld_version": version,
@@ -379,7 +404,7 @@ def _open_env(cfg: CollectConfig):
     env = make_env(cfg.env_id, cfg.size, seed=episode_seed(cfg.seed, 2**31 + cfg.shard[0]), view=cfg.view, **cfg.env_kwargs)
     try:
         if any(name == "bot" for name, _ in parse_policy(cfg.policy)):
-            Policy("bot", env.action_meanings, np.random.default_rng(0)).start(env)  # refused here if no expert
+            make_policy("bot", env, np.random.default_rng(0)).start(env)  # refused here if no expert
         meta = _meta(cfg, env)
         exists = os.path.exists(os.path.join(cfg.out, MANIFEST))
         if exists:

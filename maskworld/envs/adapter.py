@@ -47,6 +47,7 @@ KNOWN_ENVS: list[tuple[str, str]] = [
     ("MiniGrid-DoorKey-8x8-v0", "MiniGrid door + key"),
     ("MiniGrid-Landmarks-v0", "MiniGrid four rooms with coloured landmarks, new layout per seed (revisit benchmark)"),
     ("BabyAI-GoToLocal-v0", "BabyAI: go to an object named in words; episodes carry their mission, --policy bot is the expert"),
+    ("MultiAgent-Coins-v0", "2-4 agents collecting coins in one room, a joint action per step (collect --agents K)"),
     ("crafter", "Crafter open-world survival (records agent_pos)"),
     ("procgen:coinrun", "Procgen CoinRun (needs maskworld[procgen]); any procgen:<game> works"),
     ("procgen:maze", "Procgen Maze"),
@@ -200,7 +201,11 @@ def _make_gymnasium(env_id: str, size: int, seed: int | None, view: str, **kw: A
     is_ale = env_id.startswith("ALE/") or "ale_py" in str(spec.entry_point)
     if is_ale:
         info_fns["lives"] = lambda info: int(info.get("lives", 0))
+    if getattr(unwrapped, "agent_action_meanings", None) and getattr(unwrapped, "agents", 1) > 1:
+        info_fns["agents_pos"] = lambda info: np.asarray(info["agents_pos"], dtype=np.int64)
     pe = GymnasiumPixelEnv(env, env_id, size, frame_from, meanings, info_fns)
+    if "agents_pos" in info_fns:  # several agents act at once: the action is a joint index
+        pe.agents, pe.agent_action_meanings = int(unwrapped.agents), list(unwrapped.agent_action_meanings)
     # ALE's reset(seed=...) reloads the ROM (~0.1 s): seed once, then let its RNG run on.
     pe.reseed_each_episode = not is_ale
     try:  # fail now, at validation time, rather than in a worker

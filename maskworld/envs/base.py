@@ -41,6 +41,10 @@ class PixelEnv:
     # only the first episode of each worker and lets the env's own RNG draw the rest.
     reseed_each_episode: bool = True
     view: str | None = None  # "partial" | "full" for MiniGrid, None where views do not apply
+    agents: int = 1
+    """Agents acting at once; above 1 the env's action is a joint index (envs/coins.py: agent i's action is
+    (a // n ** i) % n with n = len(agent_action_meanings))."""
+    agent_action_meanings: list[str] | None = None
 
     @property
     def mission(self) -> str | None:

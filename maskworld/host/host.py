@@ -40,7 +40,7 @@ class Host:
         self.rate, self.policy, self.snapshot_every = float(rate), policy, int(snapshot_every)
         self.tick_no = timeline.last_tick
         self.frame = session.frame
-        self.avatars = 1  # one action per tick for the worlds trained today; joint actions: one per avatar
+        self.avatars = max(1, int(getattr(world.meta, "agents", 1)))  # worlds of several agents: one per avatar
         self._held: dict[int, tuple[str, int | None, bool]] = {}  # avatar -> (who, pending action, kept)
         self._lock = threading.Lock()
         self._rng = np.random.default_rng(int(timeline.meta().get("seed", 0)) + self.tick_no)
@@ -92,7 +92,20 @@ class Host:
         with self._lock:
             if self._held.get(avatar, (None,))[0] != who:
                 raise UserError(f"{who} does not hold avatar {avatar}")
-            self._held[avatar] = (who, self.session.check_action(action), bool(keep))
+            self._held[avatar] = (who, self._check_own_action(action), bool(keep))
+
+    @property
+    def avatar_actions(self) -> list[str]:
+        """What one avatar can do: the world's actions, or in a world of several agents each agent's own."""
+        return list(self.world.meta.agent_action_meanings) if self.avatars > 1 else list(self.world.action_meanings)
+
+    def _check_own_action(self, action) -> int:
+        if self.avatars == 1:
+            return self.session.check_action(action)
+        n = len(self.avatar_actions)
+        if isinstance(action, bool) or not isinstance(action, (int, np.integer)) or not 0 <= int(action) < n:
+            raise UserError(f"action {action!r}: an avatar's actions are 0..{n - 1} ({', '.join(self.avatar_actions)})")
+        return int(action)
 
     def _check_avatar(self, avatar: int) -> None:
         if not 0 <= avatar < self.avatars:
@@ -110,22 +123,25 @@ class Host:
                 if not keep:
                     self._held[a] = (who, None, False)
         actions, actors = [], []
+        resident = None
+        if self.policy is not None and len(held) < self.avatars:
+            resident = split_joint(int(self.policy(self.frame[None])[0]), self.avatars, len(self.avatar_actions))
         for a in range(self.avatars):
             if a in held:
                 actions.append(held[a][1] if held[a][1] is not None else 0)
                 actors.append(held[a][0])
-            elif self.policy is not None:
-                actions.append(int(self.policy(self.frame[None])[0]))
+            elif resident is not None:
+                actions.append(resident[a])
                 actors.append(AGENT)
             else:
-                actions.append(int(self._rng.integers(self.world.num_actions)))
+                actions.append(int(self._rng.integers(len(self.avatar_actions))))
                 actors.append(AGENT)
         return actions, actors
 
     def step(self) -> Tick:
         """One tick now: choose, step the world, commit the tick."""
         actions, actors = self._choose()
-        frame, reward, _ = self.session.step(actions[0])
+        frame, reward, _ = self.session.step(joint(actions, len(self.avatar_actions)))
         self.tick_no += 1
         tick = Tick(self.tick_no, time.time(), actions, actors, float(reward), frame_hash(frame))
         snap = self.session.to_bytes() if self.tick_no % self.snapshot_every == 0 else None
@@ -160,13 +176,29 @@ class Host:
         self.timeline.close()
 
 
+def joint(actions: list[int], n: int) -> int:
+    """Each avatar's action -> the world's action (the joint index; the action itself for one avatar)."""
+    return int(sum(int(a) * n ** i for i, a in enumerate(actions)))
+
+
+def split_joint(action: int, avatars: int, n: int) -> list[int]:
+    """The world's (joint) action -> each avatar's action."""
+    return [(int(action) // n ** i) % n for i in range(avatars)]
+
+
+def _per_avatar(world) -> int:
+    agents = int(getattr(world.meta, "agents", 1))
+    return len(world.meta.agent_action_meanings) if agents > 1 else world.num_actions
+
+
 def restore(world, timeline: Timeline, tick: int) -> Session:
     """The session as it was right after `tick`: the nearest snapshot, then the logged actions, each frame checked
     against its logged hash."""
     at, blob, info = timeline.snapshot_at_or_before(tick)
     session = Session.from_bytes(world, blob, info)
+    n = _per_avatar(world)
     for tk in timeline.ticks(at, tick):
-        frame, _, _ = session.step(tk.actions[0])
+        frame, _, _ = session.step(joint(tk.actions, n))
         if frame_hash(frame) != tk.frame_hash:
             raise UserError(f"{timeline.path}: replaying tick {tk.tick} gives another frame than the one recorded; the "
                             "world's weights or the numerics (torch version, threads) differ from the recording's")
@@ -178,8 +210,9 @@ def replay(world, timeline: Timeline, upto: int | None = None):
     _, blob, info = timeline.snapshot_at_or_before(0)
     session = Session.from_bytes(world, blob, info)
     yield 0, session.frame
+    n = _per_avatar(world)
     for tk in timeline.ticks(0, upto):
-        frame, _, _ = session.step(tk.actions[0])
+        frame, _, _ = session.step(joint(tk.actions, n))
         if frame_hash(frame) != tk.frame_hash:
             raise UserError(f"{timeline.path}: tick {tk.tick} replays to another frame than the one recorded")
         yield tk.tick, frame

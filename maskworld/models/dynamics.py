@@ -66,6 +66,10 @@ class DynamicsConfig:
     """Decode from "nothing changes": a masked token carries the previous frame's token at its position (plus a
     learned mask flag) and its logits a learned bonus for that token, so an untrained world copies the last frame
     instead of drawing noise (a discrete-diffusion start from the last frame rather than from all-[MASK])."""
+    action_factors: list[int] | None = None
+    """Several agents acting at once (a joint action per step): each agent's number of actions. The joint action a
+    holds agent i's action (a // prod(f[:i])) % f[i], and its token is the sum of one embedding per agent (each with
+    its own NULL), so what each avatar does is learned apart from what the others do. None = one actor."""
     reward_logit_shift: list[float] | None = None
     """Added to the reward logits at inference: log(data prior / training prior) per sign class, undoing what event
     oversampling taught the head about how often rewards happen (label-shift correction). None = no shift."""
@@ -154,7 +158,13 @@ class Dynamics(nn.Module):
         self.cfg = cfg
         d = cfg.d_model
         self.tok_emb = nn.Embedding(cfg.vocab_size + 1, d)  # + MASK
-        self.act_emb = nn.Embedding(cfg.num_actions + 1, d)  # + NULL
+        if cfg.action_factors:
+            if math.prod(cfg.action_factors) != cfg.num_actions:
+                raise ValueError(f"action_factors {cfg.action_factors} multiply to {math.prod(cfg.action_factors)}, "
+                                 f"not num_actions {cfg.num_actions}")
+            self.agent_act_emb = nn.ModuleList(nn.Embedding(f + 1, d) for f in cfg.action_factors)  # + NULL each
+        else:
+            self.act_emb = nn.Embedding(cfg.num_actions + 1, d)  # + NULL
         self.pos_emb = nn.Parameter(torch.randn(cfg.frame_len, d) * 0.02)  # within-frame position
         self.stream_emb = nn.Parameter(torch.zeros(2, d))  # 0 = clean, 1 = masked
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layers)])
@@ -186,6 +196,18 @@ class Dynamics(nn.Module):
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, std=0.02)
 
+    def embed_actions(self, actions_BT: torch.Tensor) -> torch.Tensor:
+        """(B,T) action ids (NULL = num_actions) -> (B,T,D); joint actions as a sum over agents."""
+        if not self.cfg.action_factors:
+            return self.act_emb(actions_BT)
+        null = actions_BT >= self.cfg.num_actions
+        out, stride = 0, 1
+        for f, emb in zip(self.cfg.action_factors, self.agent_act_emb):
+            part = torch.where(null, torch.full_like(actions_BT, f), (actions_BT // stride) % f)
+            out = out + emb(part)
+            stride *= f
+        return out
+
     def embed_frames(self, tokens_BTN: torch.Tensor, actions_BT: torch.Tensor, stream: int,
                      prev_BTN: torch.Tensor | None = None) -> torch.Tensor:
         """tokens (B,T,N), actions (B,T) -> (B, T*S, D) with the action token first in every frame.
@@ -198,7 +220,7 @@ class Dynamics(nn.Module):
             tok = self.tok_emb(torch.where(masked, prev_BTN, tokens_BTN)) + masked.unsqueeze(-1) * self.mask_flag
         else:
             tok = self.tok_emb(tokens_BTN)
-        x = torch.cat([self.act_emb(actions_BT).unsqueeze(2), tok], 2)  # (B,T,S,D)
+        x = torch.cat([self.embed_actions(actions_BT).unsqueeze(2), tok], 2)  # (B,T,S,D)
         x = x + self.pos_emb + self.stream_emb[stream]
         return x.reshape(B, T * (N + 1), -1)
 

@@ -49,6 +49,9 @@ class Controls:
 
 
 def for_world(world) -> Controls:
+    if getattr(world.meta, "agents", 1) > 1:  # several agents: the keys move one avatar, the host joins the actions
+        meanings = list(world.meta.agent_action_meanings)
+        return Controls(meanings, list(range(len(meanings))), keys.bindings(meanings), keys.idle_action(meanings))
     if world.lam is None:
         meanings = list(world.action_meanings)
         return Controls(meanings, list(range(len(meanings))), keys.bindings(meanings), keys.idle_action(meanings))

@@ -212,6 +212,8 @@ class FrameInfo:
     """Loop closures of memory M so far (the world recognised a remembered place and put its pose back there)."""
     last_closure: int | None = None
     """Frame index of the last loop closure (None: none yet)."""
+    avatars: list[str] | None = None
+    """Shared worlds: who drives each avatar this tick ("you", another person's id, or "agent")."""
 
     @classmethod
     def of(cls, session, **step_fields) -> FrameInfo:

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from maskworld.errors import UserError
 from maskworld.serve import controls as controls_mod
 from maskworld.serve import shared as shared_mod
 from maskworld.serve.client import PlayClient
@@ -105,13 +106,16 @@ def build_server(world, world_path, store: SessionStore, *, fps: float, max_batc
     shared: a hosted instance (shared.py) every tab views at its own rate, named shared_name."""
     world_path = Path(world_path).resolve()
     ctrl = controls_mod.for_world(world)
+    if shared is None and getattr(world.meta, "agents", 1) > 1:
+        raise UserError(f"{world_path.name} is a world of {world.meta.agents} agents acting at once: play it shared, "
+                        "each person with an avatar (`maskworld play WORLD --persistent NAME`)")
     prompts = load_prompts(world_path, world.meta.size)
     wid = world_id(world_path)
     hello = {"env_id": world.meta.env_id, "size": world.meta.size, "actions": ctrl.meanings, "bindings": ctrl.bindings,
              "idle_action": ctrl.idle, "fps": fps, "has_prompts": prompts is not None, "world": world_path.name,
              "world_id": wid, "latent": ctrl.latent, "agent": (policy_info or {"name": "agent"}) if policy is not None else None}
     if shared is not None:
-        hello |= {"fps": shared.rate, "shared": {"name": shared_name, "rate": shared.rate},
+        hello |= {"fps": shared.rate, "shared": {"name": shared_name, "rate": shared.rate, "avatars": shared.avatars},
                   "agent": policy_info or {"name": "resident agent"}}
         ticker: Ticker = shared_mod.SharedTicker(world, shared)
     else:

@@ -5,8 +5,10 @@ imports it, it only calls the methods of `SharedWorld`). Design choices:
 - The model thread is the instance's clock: tick n at start + n / rate, whether or not any tab is open, so
   the world keeps its own time; every tab gets the same frame for the same tick (the page shows the tick as
   its step), encoded once per format.
-- A tab watches until it takes the avatar ("You drive"): then its keys are the avatar's actions, and no other
-  tab can take it until it lets go ("Agent drives") or closes; the resident agent drives whatever nobody holds.
+- A tab watches until it takes an avatar ("You drive": the first one nobody holds; a world trained on several
+  agents has one avatar per agent): then its keys are that avatar's actions, and no other tab can take it until
+  it lets go ("Agent drives") or closes; the resident agent drives whatever nobody holds. Every frame says who
+  drives each avatar.
 - Starting over, loading or saving a private session makes no sense in a shared world: those messages are
   refused with a pointer to the timeline's own tools (replay, branch).
 """
@@ -23,13 +25,13 @@ from maskworld.serve.protocol import FrameInfo, encode_frame
 from maskworld.serve.ticker import Ticker
 
 _ids = itertools.count(1)
-AVATAR = 0  # worlds trained today have one avatar
 
 
 class SharedWorld(Protocol):
     """What shared play needs of a hosted instance (maskworld.host.host.Host has it)."""
 
     rate: float
+    avatars: int
     session: object
     frame: object
     tick_no: int
@@ -88,10 +90,20 @@ class SharedTicker(Ticker):
         for c in clients:
             if c.fmt not in images:
                 images[c.fmt] = encode_frame(self.shared.frame, c.fmt)
-            actor = tick.actors[AVATAR]
+            mine = _avatar_of(self.shared, c)
+            own = 0 if mine is None else mine
+            actor = tick.actors[own]
             info = FrameInfo.of(self.shared.session, reward=tick.reward, done=False, model_ms=ms, batch=1,
-                                action=int(tick.actions[AVATAR]), driver="you" if actor == c.who else actor)
+                                action=int(tick.actions[own]), driver="you" if actor == c.who else actor,
+                                avatars=["you" if a == c.who else a for a in tick.actors])
             self._post(c, c.deliver, c.generation, info, images[c.fmt])
+
+
+def _avatar_of(shared: SharedWorld, c: PlayClient) -> int | None:
+    """The avatar this tab holds, None while it watches."""
+    who = getattr(c, "who", None)
+    drivers = shared.drivers()
+    return drivers.index(who) if who in drivers else None
 
 
 def join(shared: SharedWorld, c: PlayClient) -> None:
@@ -102,28 +114,36 @@ def join(shared: SharedWorld, c: PlayClient) -> None:
 
 
 def leave(shared: SharedWorld, c: PlayClient) -> None:
-    if shared.drivers()[AVATAR] == getattr(c, "who", None):
-        shared.release(AVATAR)
+    mine = _avatar_of(shared, c)
+    if mine is not None:
+        shared.release(mine)
 
 
 def press(shared: SharedWorld, c: PlayClient, action: int, keep: bool) -> None:
-    """A key of the tab holding the avatar: its action from the next tick on (kept while held in real-time mode)."""
-    holder = shared.drivers()[AVATAR]
-    if holder != c.who:
-        raise UserError(f"you are watching: the avatar is driven by {holder}; press 'You drive' (key G) to take it")
-    shared.act(AVATAR, c.who, action, keep=keep)
+    """A key of the tab holding an avatar: its action from the next tick on (kept while held in real-time mode)."""
+    mine = _avatar_of(shared, c)
+    if mine is None:
+        raise UserError(f"you are watching: the avatars are driven by {', '.join(shared.drivers())}; press "
+                        "'You drive' (key G) to take one")
+    shared.act(mine, c.who, action, keep=keep)
 
 
 def let_go(shared: SharedWorld, c: PlayClient, idle: int | None) -> None:
     """The held key is released: the idle action (or NOOP) from the next tick on."""
-    if shared.drivers()[AVATAR] == c.who:
-        shared.act(AVATAR, c.who, idle if idle is not None else 0, keep=idle is not None)
+    mine = _avatar_of(shared, c)
+    if mine is not None:
+        shared.act(mine, c.who, idle if idle is not None else 0, keep=idle is not None)
 
 
 def drive(shared: SharedWorld, c: PlayClient, driver: str) -> None:
-    """'you': take the avatar (if nobody else holds it); 'agent': let the resident agent have it back."""
+    """'you': take the first avatar nobody holds; 'agent': let the resident agent have yours back."""
     if driver == "you":
-        shared.hold(AVATAR, c.who)
+        if _avatar_of(shared, c) is None:
+            drivers = shared.drivers()
+            free = [a for a, d in enumerate(drivers) if d == "agent"]
+            if not free:
+                raise UserError(f"every avatar is held ({', '.join(drivers)}); watch, or wait for one to be let go")
+            shared.hold(free[0], c.who)
     else:
         leave(shared, c)
     c.set_driver(driver)

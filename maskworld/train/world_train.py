@@ -225,6 +225,9 @@ def _dynamics_config(run: Run, tok):
                    + (", pose head on, motion fitted from the data's poses" if by_pose else ""))
     cfg.num_actions = c.num_actions(run.meta)
     cfg.vocab_size, cfg.grid = tok.cfg.vocab_size, tok.cfg.grid
+    agents = int(run.meta.get("agents", 1))
+    if agents > 1 and c.has_actions(run.meta) and c.dynamics.init is None:  # joint actions: one embedding per agent
+        cfg.action_factors = [len(run.meta["agent_action_meanings"])] * agents
     return cfg, init_state
 
 
@@ -434,7 +437,8 @@ def _save_world(run: Run, out: Path, tok, dyn, lam, lam_info: dict, card: dict, 
     meta = WorldMeta(env_id=run.meta.get("env_id", "unknown"), size=int(run.meta.get("size", 64)),
                      action_meanings=meanings, has_actions=has_actions, model_card=card,
                      latent_actions={k: v for k, v in lam_info.items() if k != "train"}, render=run.cfg.dynamics.render,
-                     motion=motion or {})
+                     motion=motion or {}, agents=int(run.meta.get("agents", 1)) if has_actions else 1,
+                     agent_action_meanings=list(run.meta.get("agent_action_meanings", [])) if has_actions else [])
     if dist.is_main():
         World(tok.cpu(), dyn.cpu(), SamplerConfig(), meta, lam=lam.cpu() if lam is not None else None).save(out)
     dist.barrier()  # nobody reports success before the world is on disk

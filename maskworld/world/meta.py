@@ -20,6 +20,10 @@ class WorldMeta:
     motion: dict = field(default_factory=dict)
     """Worlds with pose-keyed memory: what each action does to the pose (memory/motion.py `Motion`), fitted on the
     training data, so the world keeps its own pose in play. Empty: the pose head's dead reckoning."""
+    agents: int = 1
+    """Agents acting at once; above 1 each action is a joint index (agent i's action is (a // n ** i) % n with
+    n = len(agent_action_meanings)), and play and `maskworld host` give each avatar its own controller."""
+    agent_action_meanings: list[str] = field(default_factory=list)
     latent_actions: dict = field(default_factory=dict)
     """Worlds trained on action-free video: num_codes, held-out code usage, and `action_map` (real action ->
     latent code, fitted on a few labelled transitions) when labelled data was available."""

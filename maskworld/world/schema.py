@@ -64,7 +64,8 @@ SECTIONS: dict[str, dict[str, Spec]] = {
                  "compressed_frames": Int(0, 1024),
                  "memory_keys": Spec("str", choices=("pose", "appearance")), "pose_head": BOOL, "copy_head": BOOL, "prev_frame_prior": BOOL,
                  "reward_logit_shift": Spec("float list", -100, 100, max_len=16, nullable=True),
-                 "term_logit_shift": Float(-100, 100)},
+                 "term_logit_shift": Float(-100, 100),
+                 "action_factors": Spec("int list", 1, 4096, max_len=16, nullable=True)},
     "sampler": {"steps": Int(1, 4096), "temperature": Float(0, 100), "choice_temperature": Float(0, 100),
                 "order": Spec("str", choices=("maskgit", "autoregressive"))},
     "lam": {"num_codes": Int(1, 4096), "grid": Int(1, 64), "levels": LEVELS, "channels": Int(8, 4096),
@@ -72,7 +73,8 @@ SECTIONS: dict[str, dict[str, Spec]] = {
             "sample_entropy_weight": Float(0, 1e6)},
     "meta": {"env_id": Spec("str", max_len=256), "size": Int(8, 1024), "has_actions": BOOL, "model_card": OBJECT,
              "action_meanings": Spec("str list", max_len=4096), "latent_actions": OBJECT,
-             "render": Spec("str", choices=RENDER_MODES), "motion": OBJECT},
+             "render": Spec("str", choices=RENDER_MODES), "motion": OBJECT, "agents": Int(1, 16),
+             "agent_action_meanings": Spec("str list", max_len=4096)},
 }
 REQUIRED = ("tokenizer", "dynamics", "sampler", "meta")
 TOP_LEVEL = {"format_version", "weights", *SECTIONS}

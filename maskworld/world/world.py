@@ -155,7 +155,7 @@ def load_world(path, device=None) -> World:
         cfg = json.loads(cfg_file.read_text())
     except json.JSONDecodeError as e:
         raise UserError(f"{cfg_file} is not valid JSON ({e})") from e
-    if cfg.get("kind") == "unified":
+    if isinstance(cfg, dict) and cfg.get("kind") == "unified":
         raise UserError(f"{path} is a unified world (words, frames, actions in one model): load it with "
                         "maskworld.world.unified.load_unified_world; `maskworld unified` runs its tasks")
     check_world_json(cfg, str(cfg_file))  # structure and sizes, before anything is allocated

@@ -67,6 +67,7 @@
     $("closures").textContent = h.closures == null ? "-" :
       h.closures + (h.last_closure == null ? "" : " (last at frame " + h.last_closure + ")");
     if (h.driver) setDriver(h.driver);
+    $("avatars").textContent = h.avatars ? h.avatars.map((d, i) => `${i + 1}: ${d}`).join(" · ") : "-";
     if (h.model_ms != null) { $("model-ms").textContent = (h.model_ms / h.batch).toFixed(1); $("batch").textContent = h.batch; }
     if (h.name) $("save-name").placeholder = h.name;
     document.querySelectorAll("#bindings tr").forEach((tr) => tr.classList.toggle("active", Number(tr.dataset.code) === h.action));
@@ -100,7 +101,7 @@
     if (m.type === "hello") {
       mw.info = m; bindings = m.bindings;
       $("world-name").textContent = `${m.world} · ${m.env_id}` +
-        (m.shared ? ` · shared world “${m.shared.name}” at ${m.shared.rate} ticks/s (You drive: take the avatar)` : "");
+        (m.shared ? ` · shared world “${m.shared.name}” at ${m.shared.rate} ticks/s, ${m.shared.avatars} avatar(s) (You drive: take a free one)` : "");
       $("new-data").disabled = !m.has_prompts || !!m.shared;
       for (const id of ["reset", "new-scratch", "upload", "save-name", "save"]) $(id).disabled = !!m.shared;  // one shared history
       $("driver-agent").disabled = !m.agent;

@@ -1,0 +1,82 @@
+"""Each avatar answers to its own controller: Genie's delta-PSNR, read in one avatar's part of the frame.
+
+For a world of several agents acting at once (joint actions, e.g. `MultiAgent-Coins-v0`), per avatar i and held-out
+slice: an open-loop rollout of `DELTA_T` steps with the logged joint actions, and the same sessions with avatar i's
+actions replaced by random ones (the others keep theirs). Both are compared with the real frame at t = DELTA_T:
+
+- `own`: PSNR in avatar i's region (the cells within one step of where it really is at t = DELTA_T) with its real
+  actions minus with random ones. An avatar the world moves by its own actions scores > 0; an action-blind world 0.
+- `others`: the same difference in the cell of every other avatar, as an absolute value: what changing avatar i's
+  actions does where it is not. A world that keeps the avatars apart scores ~0 (unless avatar i, moving at
+  random, really blocks another one's way: the game's own interaction).
+
+Regions come from the data's `agents_pos` (cells), scaled to pixels by the frame size and the room's cells.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from maskworld.errors import UserError
+from maskworld.eval.control import DELTA_T
+from maskworld.eval.rollout import open_loop
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)) / 255.0**2
+    return 10 * np.log10(1.0 / max(mse, 1e-10))
+
+
+def region(frame_size: int, room: int, cell: np.ndarray, radius: int) -> tuple[slice, slice]:
+    """Pixel rows, columns of the cells within `radius` of `cell` (x, y) in a room of `room` x `room` cells."""
+    t = frame_size // room
+    x, y = int(cell[0]), int(cell[1])
+    return (slice(max(0, (y - radius) * t), min(frame_size, (y + radius + 1) * t)),
+            slice(max(0, (x - radius) * t), min(frame_size, (x + radius + 1) * t)))
+
+
+def avatar_control(world, store, ids: list[int], room: int, context: int = 2, slices_per_episode: int = 4,
+                   seed: int = 0) -> dict:
+    """{avatars.{i}.own, avatars.{i}.others, avatars.slices}: means over held-out slices (see the module doc)."""
+    agents = int(getattr(world.meta, "agents", 1))
+    if agents < 2:
+        raise UserError("per-avatar control needs a world of several agents (trained on joint actions)")
+    if "agents_pos" not in store.meta.get("info_keys", []):
+        raise UserError(f"{store.path} records no agents_pos: collect a multi-agent env (MultiAgent-Coins-v0)")
+    n = len(world.meta.agent_action_meanings)
+    rng = np.random.default_rng(seed)
+    slices, positions = [], []
+    for i in ids:
+        ep = store.load(i)
+        T = len(ep.actions)
+        for _ in range(slices_per_episode):
+            if T < context + DELTA_T:
+                break
+            s = int(rng.integers(0, T - context - DELTA_T + 1))
+            sl = ep.__class__(frames=ep.frames[s:s + context + DELTA_T], actions=ep.actions[s:s + context + DELTA_T - 1],
+                              rewards=ep.rewards[s:s + context + DELTA_T - 1],
+                              terminated=ep.terminated[s:s + context + DELTA_T - 1],
+                              truncated=ep.truncated[s:s + context + DELTA_T - 1], info={})
+            slices.append(sl)
+            positions.append(np.asarray(ep.info["agents_pos"][s + context + DELTA_T - 1]))
+    if not slices:
+        raise UserError(f"no held-out episode has {context + DELTA_T} frames")
+    real = np.stack([sl.actions[context - 1:context - 1 + DELTA_T] for sl in slices])  # (E, DELTA_T) joint
+    gen = open_loop(world, slices, context, DELTA_T, seed)[:, -1]
+    truth = np.stack([sl.frames[context + DELTA_T - 1] for sl in slices])
+    S = truth.shape[1]
+    out: dict = {"avatars.slices": len(slices)}
+    for i in range(agents):
+        per = (real[..., None] // n ** np.arange(agents)) % n  # (E, DELTA_T, agents)
+        per[:, :, i] = rng.integers(0, n, size=per.shape[:2])
+        rnd = (per * n ** np.arange(agents)).sum(-1)
+        gen_rnd = open_loop(world, slices, context, DELTA_T, seed, actions_override=rnd)[:, -1]
+        own, others = [], []
+        for e in range(len(slices)):
+            for j in range(agents):
+                rs, cs = region(S, room, positions[e][j], radius=1 if j == i else 0)
+                d = _psnr(gen[e, rs, cs], truth[e, rs, cs]) - _psnr(gen_rnd[e, rs, cs], truth[e, rs, cs])
+                (own if j == i else others).append(d if j == i else abs(d))
+        out[f"avatars.{i}.own"] = float(np.mean(own))
+        out[f"avatars.{i}.others"] = float(np.mean(others))
+    return out

@@ -1,0 +1,167 @@
+"""Worlds of several agents acting at once: the env, joint actions in the data and the model, one avatar per
+person or agent in a hosted instance and in shared play, and the per-avatar control metric (shown to fail)."""
+
+import numpy as np
+import pytest
+import torch
+
+from maskworld.envs.coins import AGENT_COLORS, CoinsEnv, joint_action, split_action
+from maskworld.errors import UserError
+
+
+def test_joint_actions_round_trip_and_moves_block():
+    for agents in (2, 3, 4):
+        for j in (0, 7, 5**agents - 1):
+            assert joint_action(split_action(j, agents)) == j
+    env = CoinsEnv(agents=2, size=5, coins=1)
+    env.reset(seed=0)
+    env.pos[:] = [[1, 1], [2, 1]]
+    env.coins = [(3, 3)]
+    env.step(joint_action([4, 0]))  # agent 0 moves right into agent 1: blocked
+    assert env.pos.tolist() == [[1, 1], [2, 1]]
+    env.step(joint_action([1, 0]))  # up into the wall: blocked
+    assert env.pos.tolist() == [[1, 1], [2, 1]]
+    env.step(joint_action([2, 4]))
+    assert env.pos.tolist() == [[1, 2], [3, 1]]
+    _, r, term, _, info = env.step(joint_action([0, 2]))
+    _, r, term, _, info = env.step(joint_action([0, 2]))
+    assert r == 1.0 and not term and len(env.coins) == 1 and (3, 3) not in env.coins  # collected, respawned
+    frame = env.render()
+    x, y = info["agents_pos"][1]
+    assert tuple(frame[y * 8 + 4, x * 8 + 4]) == AGENT_COLORS[1]
+
+
+def test_collect_records_agents_and_their_positions(tmp_path):
+    from maskworld.data.collect import CollectConfig, collect
+    from maskworld.data.store import EpisodeStore
+
+    out = str(tmp_path / "d")
+    collect(CollectConfig(env_id="MultiAgent-Coins-v0", steps=300, out=out, policy="explore", progress=False,
+                          env_kwargs={"agents": 3}, bench_seconds=0.05))
+    s = EpisodeStore(out)
+    assert s.meta["agents"] == 3 and s.meta["num_actions"] == 125
+    assert s.meta["agent_action_meanings"] == ["NOOP", "UP", "DOWN", "LEFT", "RIGHT"]
+    ep = s.load(s.episode_ids[0])
+    assert ep.info["agents_pos"].shape == (len(ep.frames), 3, 2)
+    per = np.array([split_action(a, 3) for a in ep.actions])
+    assert all(len(np.unique(per[:, i])) > 1 for i in range(3))  # every agent acts on its own
+
+
+def test_joint_action_embedding_is_a_sum_over_agents():
+    from maskworld.models.dynamics import Dynamics, DynamicsConfig
+
+    torch.manual_seed(0)
+    d = Dynamics(DynamicsConfig(vocab_size=16, grid=2, num_actions=25, action_factors=[5, 5], d_model=16, n_layers=1,
+                                n_heads=2, window=2))
+    e = d.embed_actions(torch.tensor([[joint_action([1, 3]), joint_action([1, 0]), joint_action([0, 3]), 25]]))[0]
+    base = d.embed_actions(torch.tensor([[joint_action([0, 0])]]))[0, 0]
+    torch.testing.assert_close(e[0] + base, e[1] + e[2])  # agent 0's part and agent 1's part add up
+    nulls = sum(emb.weight[5] for emb in d.agent_act_emb)
+    torch.testing.assert_close(e[3], nulls)
+    with pytest.raises(ValueError, match="multiply"):
+        Dynamics(DynamicsConfig(num_actions=24, action_factors=[5, 5], d_model=16, n_layers=1, n_heads=2))
+
+
+@pytest.fixture(scope="module")
+def coins_world(tmp_path_factory):
+    from maskworld.data.collect import CollectConfig, collect
+    from maskworld.train.world_train import TrainArgs, run_train
+
+    root = tmp_path_factory.mktemp("coins")
+    collect(CollectConfig(env_id="MultiAgent-Coins-v0", steps=400, out=str(root / "d"), policy="random",
+                          progress=False, env_kwargs={"agents": 2}, bench_seconds=0.05))
+    torch.set_num_threads(1)
+    run_train(TrainArgs(data=str(root / "d"), out=str(root / "w"), preset="tiny", steps=2, tok_steps=2, progress=False))
+    return root
+
+
+def test_a_hosted_world_of_two_agents_gives_each_avatar_its_controller(coins_world, tmp_path):
+    from maskworld import load_world
+    from maskworld.host.host import Host, replay, split_joint
+    from maskworld.host.timeline import frame_hash
+
+    world = load_world(coins_world / "w")
+    assert world.meta.agents == 2 and world.dynamics.cfg.action_factors == [5, 5]
+    host = Host.open(world, tmp_path / "h.db", rate=50)
+    assert host.avatars == 2 and host.avatar_actions[1] == "UP"
+    host.hold(0, "ann")
+    host.hold(1, "bob")
+    with pytest.raises(UserError, match="held by ann"):
+        host.hold(0, "bob")
+    with pytest.raises(UserError, match="0..4"):
+        host.act(0, "ann", 7)
+    host.act(0, "ann", 2, keep=True)
+    host.act(1, "bob", 4, keep=True)
+    ticks = [host.step() for _ in range(3)]
+    assert all(t.actions == [2, 4] and t.actors == ["ann", "bob"] for t in ticks)
+    host.release(1)
+    t = host.step()
+    assert t.actors == ["ann", "agent"] and t.actions[0] == 2
+    assert split_joint(joint_action([2, 4]), 2, 5) == [2, 4]
+    frames = [frame_hash(f) for _, f in replay(world, host.timeline)]
+    assert frames[1:] == [tk.frame_hash for tk in host.timeline.ticks(0, None)]
+    host.close()
+
+
+def test_shared_play_gives_each_tab_its_own_avatar(coins_world, tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from maskworld import load_world
+    from maskworld.host.host import Host
+    from maskworld.serve.app import create_app
+    from maskworld.serve.store import SessionStore
+    from test_serve import next_of
+
+    world = load_world(coins_world / "w")
+    host = Host.open(world, tmp_path / "s.db", rate=25)
+    app = create_app(world, store=SessionStore(tmp_path / "x.db"), shared=host, shared_name="yard")
+    with TestClient(app) as client, client.websocket_connect("/ws?mode=realtime") as a, \
+            client.websocket_connect("/ws?mode=realtime") as b:
+        hello = next_of(a, "json", "hello")[1]
+        assert hello["shared"]["avatars"] == 2 and hello["actions"] == ["NOOP", "UP", "DOWN", "LEFT", "RIGHT"]
+        next_of(b, "json", "hello")
+        for ws in (a, b):
+            ws.send_text('{"type": "driver", "driver": "you"}')
+            assert next_of(ws, "json", "driver")[1]["driver"] == "you"
+        a.send_text('{"type": "action", "action": 1}')
+        b.send_text('{"type": "action", "action": 3}')
+        for _ in range(40):
+            _, h, _ = next_of(a, "frame")
+            if h["avatars"] == ["you", h["avatars"][1]] and h["action"] == 1:
+                break
+        else:
+            raise AssertionError("tab a's avatar never moved by its key")
+        assert h["avatars"][1].startswith("viewer-")
+        tk = host.timeline.ticks(host.timeline.last_tick - 1, None)[-1]
+        assert sorted(tk.actors)[0].startswith("viewer-") and tk.actions == [1, 3]
+    assert host.drivers() == ["agent", "agent"]
+
+
+def test_private_play_of_a_multi_agent_world_points_to_shared_play(coins_world, tmp_path):
+    from maskworld import load_world
+    from maskworld.serve.server import build_server
+    from maskworld.serve.store import SessionStore
+
+    world = load_world(coins_world / "w")
+    with pytest.raises(UserError, match="--persistent"):
+        build_server(world, coins_world / "w", SessionStore(tmp_path / "x.db"), fps=10, max_batch=1, policy=None,
+                     policy_info=None)
+
+
+def test_avatar_control_is_zero_for_a_world_that_ignores_actions(coins_world):
+    """An untrained world barely reads its actions: neither an avatar's own region nor the others' respond."""
+    from maskworld import load_world
+    from maskworld.data.store import EpisodeStore
+    from maskworld.eval.avatars import avatar_control
+
+    world = load_world(coins_world / "w")
+    with torch.no_grad():
+        for emb in world.dynamics.agent_act_emb:
+            emb.weight.zero_()  # action-blind by construction
+    st = EpisodeStore(coins_world / "d")
+    m = avatar_control(world, st, st.episode_ids[:1], room=8, slices_per_episode=3)
+    assert m["avatars.slices"] == 3
+    for i in range(2):
+        assert m[f"avatars.{i}.own"] == pytest.approx(0.0, abs=1e-9)
+        assert m[f"avatars.{i}.others"] == pytest.approx(0.0, abs=1e-9)
