@@ -44,7 +44,7 @@ from maskworld.agents.actor_critic import ActorCritic, ActorCriticConfig, Return
 from maskworld.agents.config import AgentTrainConfig
 from maskworld.agents.dream_env import check_world_for_rl, resolve_world
 from maskworld.agents.replay import RealReplay
-from maskworld.agents.starts import load_data_starts, real_env, sample_starts, world_data_steps, world_view
+from maskworld.agents.starts import env_kwargs, load_data_starts, real_env, sample_starts, world_data_steps, world_view
 from maskworld.agents.world_update import WorldUpdater
 from maskworld.errors import UserError
 from maskworld.progress import Progress
@@ -261,7 +261,7 @@ def _stats(p: _Parts, run: _Progress, t0: float, env_id, seed: int, command) -> 
             "updates": len(run.log), "world_update_steps": p.updater.steps if p.updater else 0,
             "world_last": run.wm, "train_s": round(time.time() - t0, 1), "last": run.log[-1] if run.log else {},
             "config": dataclasses.asdict(p.cfg), "world": src, "world_started_from": src,
-            "env_id": env_id or p.world.meta.env_id, "seed": seed, "command": command}
+            "env_id": env_id or p.world.meta.env_id, "env_kwargs": env_kwargs(p.world), "seed": seed, "command": command}
 
 
 def train_agent(world, env_id: str | None = None, real_steps: int = 10_000, cfg: AgentTrainConfig | None = None,

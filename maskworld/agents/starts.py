@@ -74,10 +74,16 @@ def load_data_starts(world, data_path=None, max_frames: int = 8192, seed: int = 
     return np.stack(frames) if frames else None
 
 
+def env_kwargs(world) -> dict:
+    """What the real env needs to be the world's: the number of agents of a world trained on joint actions."""
+    agents = int(getattr(world.meta, "agents", 1))
+    return {"agents": agents} if agents > 1 else {}
+
+
 def real_env(world, env_id: str | None, seed: int, view: str | None = None):
     """The real env an agent of `world` acts in (default: the world's own), with the world's size and view."""
     env_id = env_id or world.meta.env_id
-    env = make_env(env_id, size=world.meta.size, seed=seed, view=view or world_view(world))
+    env = make_env(env_id, size=world.meta.size, seed=seed, view=view or world_view(world), **env_kwargs(world))
     if env.num_actions != world.num_actions:
         env.close()
         raise UserError(f"{env_id} has {env.num_actions} actions but the world has {world.num_actions}; "

@@ -85,7 +85,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def real_gym_env(env_id: str, size: int, view: str, seed: int | None = None):
+def real_gym_env(env_id: str, size: int, view: str, seed: int | None = None, env_kwargs: dict | None = None):
     """A `maskworld.envs` PixelEnv as a gymnasium.Env (uint8 frames), so SB3 trains on the agent's frames."""
     from typing import ClassVar
 
@@ -98,7 +98,7 @@ def real_gym_env(env_id: str, size: int, view: str, seed: int | None = None):
         metadata: ClassVar[dict] = {"render_modes": []}
 
         def __init__(self):
-            self.env = make_env(env_id, size=size, seed=seed, view=view)
+            self.env = make_env(env_id, size=size, seed=seed, view=view, **(env_kwargs or {}))
             self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
             self.action_space = gym.spaces.Discrete(self.env.num_actions)
 
@@ -117,11 +117,12 @@ def real_gym_env(env_id: str, size: int, view: str, seed: int | None = None):
     return RealGymEnv()
 
 
-def play(policy, env_id: str, size: int, view: str, episodes: int, seed: int, max_steps: int) -> list[float]:
+def play(policy, env_id: str, size: int, view: str, episodes: int, seed: int, max_steps: int,
+         env_kwargs: dict | None = None) -> list[float]:
     """Real-episode returns of `policy(frame (S,S,3)) -> action`, episode k seeded with seed + k."""
     from maskworld.envs.adapter import make_env
 
-    env = make_env(env_id, size=size, seed=seed, view=view)
+    env = make_env(env_id, size=size, seed=seed, view=view, **(env_kwargs or {}))
     out = []
     try:
         for k in range(episodes):
@@ -138,7 +139,7 @@ def play(policy, env_id: str, size: int, view: str, episodes: int, seed: int, ma
     return out
 
 
-def ppo_baseline(env_id: str, size: int, view: str, steps: int, seed: int):
+def ppo_baseline(env_id: str, size: int, view: str, steps: int, seed: int, env_kwargs: dict | None = None):
     """SB3 PPO (CnnPolicy) trained on the real env for `steps` steps -> policy(frame) -> action."""
     import numpy as np
 
@@ -149,7 +150,7 @@ def ppo_baseline(env_id: str, size: int, view: str, steps: int, seed: int):
 
         raise UserError("the PPO baseline needs Stable-Baselines3: pip install stable-baselines3 "
                         "(or pass --baseline-steps 0)") from None
-    env = real_gym_env(env_id, size, view, seed)
+    env = real_gym_env(env_id, size, view, seed, env_kwargs)
     model = PPO("CnnPolicy", env, n_steps=min(256, max(16, steps)), batch_size=min(64, max(16, steps)), seed=seed, verbose=0)
     model.learn(total_timesteps=steps)
     env.close()
@@ -179,7 +180,7 @@ def run(args) -> int:
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.time()
     agent_returns = play(lambda f: agent.act(f[None], gen, greedy=args.greedy)[0], env_id, size, view,
-                         args.episodes, args.seed, args.max_steps)
+                         args.episodes, args.seed, args.max_steps, train.get("env_kwargs"))
     own, total = train.get("real_steps"), train.get("total_real_steps", train.get("real_steps"))
     res = {"agent": str(args.agent), "env_id": env_id, "view": view, "episodes": args.episodes, "seed": args.seed,
            "greedy": bool(args.greedy), "agent.real_steps": own, "agent.total_real_steps": total,
@@ -187,9 +188,15 @@ def run(args) -> int:
     steps = args.baseline_steps if args.baseline_steps is not None else int(total or 0)
     print(f"[eval-agent] agent ({own} real steps of its own, {total} with the world's data): mean return "
           f"{res['agent.mean_return']:.3f} over {args.episodes} episodes of {env_id} ({view} view)")
+    rng = np.random.default_rng(args.seed)
+    n_actions = agent.cfg.num_actions
+    random_returns = play(lambda f: int(rng.integers(n_actions)), env_id, size, view, args.episodes, args.seed,
+                          args.max_steps, train.get("env_kwargs"))
+    res.update({"random.mean_return": float(np.mean(random_returns)), "random.returns": random_returns})
+    print(f"[eval-agent] random actions: mean return {res['random.mean_return']:.3f} on the same episodes")
     if steps > 0:
-        policy = ppo_baseline(env_id, size, view, steps, args.seed)
-        ppo_returns = play(policy, env_id, size, view, args.episodes, args.seed, args.max_steps)
+        policy = ppo_baseline(env_id, size, view, steps, args.seed, train.get("env_kwargs"))
+        ppo_returns = play(policy, env_id, size, view, args.episodes, args.seed, args.max_steps, train.get("env_kwargs"))
         res.update({"ppo.real_steps": steps, "ppo.mean_return": float(np.mean(ppo_returns)), "ppo.returns": ppo_returns})
         print(f"[eval-agent] PPO baseline ({steps} real steps): mean return {res['ppo.mean_return']:.3f}")
     res["seconds"] = round(time.time() - t0, 1)

@@ -130,6 +130,21 @@ def _outputs(args) -> tuple[str | None, str | None]:
     return args.json or str(out / "eval.json"), args.html or str(out / "report.html")
 
 
+def _avatar_metrics(world, store, seed: int) -> dict:
+    """Per-avatar delta-PSNR (eval/avatars.py) on the held-out split, in the env's own cells."""
+    from maskworld.envs import make_env
+    from maskworld.eval.avatars import avatar_control
+
+    split = world.meta.model_card.get("split", {})
+    _, val = store.split(seed=split.get("seed", 0), val_fraction=split.get("val_fraction", 0.1))
+    env = make_env(store.meta["env_id"], int(store.meta.get("size", 64)), **(store.meta.get("env_kwargs") or {}))
+    try:
+        room = int(env.env.unwrapped.size)
+    finally:
+        env.close()
+    return avatar_control(world, store, val, room=room, seed=seed)
+
+
 def _is_unified(path: str) -> bool:
     import json
 
@@ -169,6 +184,10 @@ def run(args) -> int:
                                   progress=args.progress, world_path=args.world, data_path=args.data, strict=args.strict)
     metrics["meta.sampler_steps"] = world.sampler.steps
     metrics["meta.sampler_temperature"] = world.sampler.temperature
+    if getattr(world.meta, "agents", 1) > 1:  # each avatar answers to its own controller
+        metrics.update(_avatar_metrics(world, store, args.seed))
+        for k in sorted(k for k in metrics if k.startswith("avatars.")):
+            print(f"  {k:30s} {metrics[k]:.3f}" if isinstance(metrics[k], float) else f"  {k:30s} {metrics[k]}")
     _summary(metrics)
     if args.revisit:
         metrics.update(run_revisit(world, args, prefix="revisit-", progress=args.progress, seed=args.seed))
