@@ -352,3 +352,45 @@ def test_two_pages_share_a_persistent_world(play_world, tmp_path):
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             b.screenshot(path=str(ARTIFACTS / "play_shared.png"))
             assert not errors and not a.evaluate("window.mw.errors") and not b.evaluate("window.mw.errors")
+
+
+def test_two_pages_drive_two_avatars_of_a_multi_agent_world(tmp_path):
+    """A world of two agents played shared in Chromium: each page takes its own avatar, both see who drives which,
+    and both show the same frame for every tick they both saw."""
+    import torch
+
+    from maskworld.models.dynamics import Dynamics, DynamicsConfig
+    from maskworld.models.sampler import SamplerConfig
+    from maskworld.models.tokenizer import Tokenizer, TokenizerConfig
+    from maskworld.world.world import World, WorldMeta
+
+    torch.manual_seed(0)
+    tok = Tokenizer(TokenizerConfig(channels=16, num_res=1))
+    dyn = Dynamics(DynamicsConfig(vocab_size=tok.cfg.vocab_size, grid=tok.cfg.grid, num_actions=25, action_factors=[5, 5],
+                                  d_model=32, n_layers=2, n_heads=2, window=4))
+    meanings = ["NOOP", "UP", "DOWN", "LEFT", "RIGHT"]
+    world = World(tok, dyn, SamplerConfig(steps=2), WorldMeta(env_id="MultiAgent-Coins-v0", agents=2,
+                                                                agent_action_meanings=meanings,
+                                                                action_meanings=[f"{a}|{b}" for b in meanings for a in meanings]))
+    path = world.save(tmp_path / "coins_world")
+    args = [str(path), "--fps", "10", "--persistent", "yard", "--persistent-db", str(tmp_path / "yard.db")]
+    for url in _serve(args, tmp_path):
+        with chromium_page() as (a, errors):
+            b = a.context.browser.new_page()
+            b.on("pageerror", lambda e: errors.append(str(e)))
+            for page in (a, b):
+                page.goto(url)
+                page.wait_for_function("() => window.mw.info && window.mw.frames > 2", timeout=60000)
+            for page, key in ((a, "ArrowRight"), (b, "ArrowDown")):
+                page.click("#driver-you")
+                page.wait_for_function("() => window.mw.driver === 'you'")
+                page.keyboard.down(key)
+            a.wait_for_function("() => { const h = window.mw.header; return h.avatars[0] === 'you' && "
+                                "h.avatars[1].startsWith('viewer-') && h.action === 4; }", timeout=20000)
+            b.wait_for_function("() => { const h = window.mw.header; return h.avatars[1] === 'you' && h.action === 2; }",
+                                timeout=20000)
+            assert "you" in b.inner_text("#avatars")
+            sa, sb = a.evaluate("window.mw.sums"), b.evaluate("window.mw.sums")
+            common = set(sa) & set(sb)
+            assert len(common) >= 4 and all(sa[k] == sb[k] for k in common)
+            assert not errors and not a.evaluate("window.mw.errors") and not b.evaluate("window.mw.errors")
