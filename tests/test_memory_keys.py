@@ -79,6 +79,13 @@ def test_loop_closure_snaps_only_to_a_place_that_looks_unique():
     assert (appearance.closure(here, np.stack([here, elsewhere]), poses, g) == [5, 5, 1]).all()
     assert appearance.closure(here, np.stack([here, here]), poses, g) is None  # looks like two places
     assert appearance.closure(here, np.stack([elsewhere, elsewhere]), poses, g) is None
+    near, far = np.array([4, 6, 0]), np.array([9, 9, 0])
+    assert (appearance.closure(here, np.stack([here, elsewhere]), poses, g, pose=near) == [5, 5, 1]).all()
+    assert appearance.closure(here, np.stack([here, elsewhere]), poses, g, pose=far) is None  # no teleporting
+    wall = np.zeros(g * g, np.int64)
+    wall[:3] = 7  # mostly one token: it could be taken anywhere
+    assert not appearance.distinctive(wall) and appearance.distinctive(here)
+    assert appearance.closure(wall, np.stack([wall, elsewhere]), poses, g) is None
 
 
 def test_training_memory_by_appearance_reads_the_frames_that_look_like_the_last_one():
@@ -120,6 +127,10 @@ def test_session_keeps_its_own_pose_and_closes_loops(tiny_memory_world):
         s.bank.replace(i, tokens=rng.integers(0, w.dynamics.cfg.vocab_size, g * g), pose=np.array([i, 9, 0]))
     s.bank.replace(1, pose=np.array([4, 4, 2]))
     before = s.closures
+    s.pose = np.array([9, 9, 0])
+    s._close_loop(s.bank.tokens[1].reshape(g, g).copy())
+    assert s.closures == before  # the look-alike is far from where the world believes it is: no jump
+    s.pose = np.array([3, 5, 0])
     s._close_loop(s.bank.tokens[1].reshape(g, g).copy())
     assert (s.pose == [4, 4, 2]).all() and s.closures == before + 1 and s.last_closure == s.pos
     s._close_loop(s.bank.tokens[1].reshape(g, g).copy())

@@ -132,7 +132,8 @@ class Session:
         old = self.pos - cfg.window + 1  # frames 0 .. old-1 have left the window
         if old <= 0:
             return
-        snap = appearance.closure(tokens_hw.reshape(-1), self.bank.tokens[:old], self.bank.poses[:old], cfg.grid)
+        snap = appearance.closure(tokens_hw.reshape(-1), self.bank.tokens[:old], self.bank.poses[:old], cfg.grid,
+                                  pose=self.pose)
         if snap is not None and (snap != self.pose).any():
             self.pose = snap
             self.closures += 1
