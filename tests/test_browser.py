@@ -394,3 +394,26 @@ def test_two_pages_drive_two_avatars_of_a_multi_agent_world(tmp_path):
             common = set(sa) & set(sb)
             assert len(common) >= 4 and all(sa[k] == sb[k] for k in common)
             assert not errors and not a.evaluate("window.mw.errors") and not b.evaluate("window.mw.errors")
+
+
+def test_type_an_instruction_then_let_the_world_drive(tmp_path):
+    """A unified world in Chromium: an instruction typed into the page starts a world from words, and the world's
+    own policy (by mask) takes over."""
+    from test_unified import _random_unified_world
+
+    path = _random_unified_world(tmp_path / "u")
+    for url in _serve([str(path), "--fps", "8"], tmp_path):
+        with chromium_page() as (page, errors):
+            page.goto(url)
+            page.wait_for_function("() => window.mw.info && window.mw.frames > 0", timeout=60000)
+            assert page.is_visible("#words")
+            before = canvas_pixels(page)
+            page.fill("#words", "go to the red ball")
+            page.press("#words", "Enter")
+            page.wait_for_function("() => window.mw.header && window.mw.header.step === 0", timeout=20000)
+            page.wait_for_timeout(300)
+            assert canvas_pixels(page) != before  # the frame the words made
+            page.click("#driver-agent")
+            page.wait_for_function("() => window.mw.header.driver === 'agent' && window.mw.header.step >= 3",
+                                   timeout=30000)
+            assert not errors and not page.evaluate("window.mw.errors")

@@ -232,3 +232,60 @@ def test_cli_imagine_and_describe(babyai_store, tmp_path):
     r = subprocess.run(mw + ["unified", "imagine", str(out), "--text", "go to the pink ball", "--out",
                              str(tmp_path / "b.png")], capture_output=True, text=True)
     assert r.returncode == 2 and "pink" in r.stderr and not (tmp_path / "b.png").exists()
+
+
+def _random_unified_world(path):
+    """A unified world with random weights (no training): enough for play's plumbing."""
+    from maskworld.models.tokenizer import Tokenizer, TokenizerConfig
+    from maskworld.world.unified import UnifiedMeta, UnifiedWorld
+
+    torch.manual_seed(0)
+    tok = Tokenizer(TokenizerConfig(channels=16, num_res=1))
+    vocab = TextVocab.build(["go to the red ball", "go to a green key"])
+    model = Unified(UnifiedConfig(vocab_size=tok.cfg.vocab_size, num_actions=7, text_vocab=vocab.size,
+                                  text_len=vocab.length, grid=tok.cfg.grid, window=3, d_model=32, n_layers=1, n_heads=2))
+    meanings = ["LEFT", "RIGHT", "FORWARD", "PICKUP", "DROP", "TOGGLE", "DONE"]
+    return UnifiedWorld(tok, model, vocab, UnifiedMeta(env_id="BabyAI-GoToLocal-v0", action_meanings=meanings)).save(path)
+
+
+def test_play_a_unified_world_from_words_with_its_own_policy(tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from maskworld.serve.app import create_app
+    from maskworld.serve.store import SessionStore
+    from maskworld.world.unified import load_unified_world
+    from test_serve import next_of
+
+    world = load_unified_world(_random_unified_world(tmp_path / "u"))
+    app = create_app(world, world_path=tmp_path / "u", store=SessionStore(tmp_path / "s.db"))
+    with TestClient(app) as client, client.websocket_connect("/ws?mode=step") as ws:
+        hello = next_of(ws, "json", "hello")[1]
+        assert "red" in hello["words"] and hello["agent"]["name"].startswith("the world's own policy")
+        next_of(ws, "frame")
+        ws.send_text('{"type": "new", "text": "go to the pink ball"}')
+        assert "never read" in next_of(ws, "json", "error")[1]["message"]
+        ws.send_text('{"type": "new", "text": "go to the red ball", "seed": 3}')
+        _, h, first = next_of(ws, "frame")
+        assert h["step"] == 0
+        ws.send_text('{"type": "action", "action": 2}')
+        _, h, _ = next_of(ws, "frame")
+        assert h["step"] == 1 and h["action"] == 2
+        ws.send_text('{"type": "save", "name": "words"}')
+        next_of(ws, "json", "saved")
+        ws.send_text('{"type": "driver", "driver": "agent"}')
+        ws.send_text('{"type": "mode", "mode": "realtime"}')
+        for _ in range(20):
+            _, h, _ = next_of(ws, "frame")
+            if h["driver"] == "agent" and h["step"] >= 3:
+                break
+        else:
+            raise AssertionError("the world's own policy never drove")
+        ws.send_text('{"type": "mode", "mode": "step"}')
+        ws.send_text('{"type": "load", "name": "words"}')
+        for _ in range(20):  # frames of the realtime ticks still in flight, then the loaded session's
+            _, h, _ = next_of(ws, "frame")
+            if h["step"] == 1:
+                break
+        else:
+            raise AssertionError("the saved session did not come back at its step")

@@ -90,8 +90,8 @@ def run_unified(args, json_path: str | None) -> int:
         from maskworld.io import atomic_write_text
         import json
 
+        world.meta.model_card["eval"] = metrics
         cfg = world.config_dict()
-        cfg["meta"].setdefault("model_card", {})["eval"] = metrics
         atomic_write_text(f"{args.world}/world.json", json.dumps(cfg, indent=2))
         print(f"updated the model card in {args.world}/world.json")
     return 0
@@ -145,16 +145,6 @@ def _avatar_metrics(world, store, seed: int) -> dict:
     return avatar_control(world, store, val, room=room, seed=seed)
 
 
-def _is_unified(path: str) -> bool:
-    import json
-
-    f = Path(path) / "world.json"
-    try:
-        return f.exists() and json.loads(f.read_text()).get("kind") == "unified"
-    except (OSError, ValueError):
-        return False  # load_world reports what is wrong with it
-
-
 def run(args) -> int:
     from maskworld.data.store import EpisodeStore
     from maskworld.eval.evaluate import evaluate
@@ -164,7 +154,9 @@ def run(args) -> int:
     if args.idm_steps < 1:
         raise UserError(f"--idm-steps {args.idm_steps}: give at least 1")
     json_path, html_path = _outputs(args)
-    if _is_unified(args.world):
+    from maskworld.world.unified import is_unified_dir
+
+    if is_unified_dir(args.world):
         return run_unified(args, json_path)
     world = load_world(args.world, device=args.device)
     if args.sampler_steps is not None:

@@ -80,7 +80,7 @@ def run_describe(args) -> int:
 
     w = load_unified_world(args.world)
     store = EpisodeStore(args.data)
-    split = w.meta.get("model_card", {}).get("split", {})
+    split = w.meta.model_card.get("split", {})
     _, val = store.split(seed=split.get("seed", 0), val_fraction=split.get("val_fraction", 0.1))
     default = store.meta.get("policy")
     expert = [i for i in val if (store.entry(i).get("policy") or default) == "bot"] or val

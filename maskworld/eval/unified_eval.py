@@ -64,7 +64,7 @@ def eval_dynamics(world, store, ids: list[int], episodes: int, dedicated=None, s
     for name, res in (("unified", rollout_psnr(unified, eps)),
                       ("copy_last", {h: [float(psnr_per_frame(ep.frames[0][None], ep.frames[h][None])[0]) for ep in eps]
                                      for h in HORIZONS}),
-                      ("tokenizer", {h: [float(psnr_per_frame(world.render(world.encode_frames(ep.frames[h][None])),
+                      ("tokenizer", {h: [float(psnr_per_frame(world.render_tokens(world.encode_frames(ep.frames[h][None])),
                                                               ep.frames[h][None])[0]) for ep in eps] for h in HORIZONS})):
         for h, v in res.items():
             m[f"dynamics.{name}.psnr.{h}"] = _mean(v)
@@ -198,9 +198,9 @@ def eval_words(world, env_id: str, view: str, size: int, n: int, seed: int = 0) 
         if obj is None:
             continue
         named += 1
-        frame = world.render(world.from_words(text, seed=seed + i)[None])[0]
+        frame = world.render_tokens(world.from_words(text, seed=seed + i)[None])[0]
         hit += shows(frame, *obj, room=room)
-        other = world.render(world.from_words(missions[perm[i]], seed=seed + i)[None])[0]
+        other = world.render_tokens(world.from_words(missions[perm[i]], seed=seed + i)[None])[0]
         hit_shuf += shows(other, *obj, room=room)
     return {"from_words.instructions": named, "from_words.shows_object": hit / max(named, 1),
             "from_words.shuffled_shows_object": hit_shuf / max(named, 1)}

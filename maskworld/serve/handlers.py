@@ -58,6 +58,15 @@ async def on_new(srv: PlayServer, c: PlayClient, msg: p.New) -> None:
     if not 0 <= seed < p.SEED_LIMIT:
         raise UserError(f"'new.seed' must be in 0..{p.SEED_LIMIT - 1}")
     prompt = None
+    if msg.text is not None:
+        if not getattr(srv.world, "has_own_policy", False):
+            raise UserError("this world reads no words: a world from words needs a unified world "
+                            "(`maskworld train world --kind unified`)")
+        if len(msg.text) > 200:
+            raise UserError("'new.text' is longer than 200 characters")
+        srv.world.text_ids(msg.text)  # unknown words: refused here, with the words the world knows
+        await srv.start(c, msg.text, seed)
+        return
     if msg.source == "data":
         if srv.prompts is None:
             size = srv.world.meta.size

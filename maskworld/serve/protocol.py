@@ -66,6 +66,8 @@ class Reset:
 class New:
     source: str = _field(str, choices=("scratch", "data"), default="scratch")
     seed: int | None = _field(int, default=None)
+    text: str | None = _field(str, default=None)
+    """A unified world: the instruction its first frame is generated from (a world from words)."""
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,8 @@ def new_session(world, prompt, seed):
 
 
 def restore_session(world, state):
+    if hasattr(world, "restore_session"):  # a unified world's sessions are its own
+        return world.restore_session(*state)
     return Session.from_bytes(world, *state)
 
 
@@ -114,11 +116,17 @@ def build_server(world, world_path, store: SessionStore, *, fps: float, max_batc
     hello = {"env_id": world.meta.env_id, "size": world.meta.size, "actions": ctrl.meanings, "bindings": ctrl.bindings,
              "idle_action": ctrl.idle, "fps": fps, "has_prompts": prompts is not None, "world": world_path.name,
              "world_id": wid, "latent": ctrl.latent, "agent": (policy_info or {"name": "agent"}) if policy is not None else None}
+    if getattr(world, "has_own_policy", False):  # a unified world: words start it, its own policy can drive
+        if shared is not None:
+            raise UserError("a unified world plays private sessions only; drop --persistent")
+        hello |= {"words": list(world.vocab.words[2:]),
+                  "agent": policy_info or {"name": "the world's own policy (by mask)"}}
     if shared is not None:
         hello |= {"fps": shared.rate, "shared": {"name": shared_name, "rate": shared.rate, "avatars": shared.avatars},
                   "agent": policy_info or {"name": "resident agent"}}
         ticker: Ticker = shared_mod.SharedTicker(world, shared)
     else:
         ticker = Ticker(world, fps=fps, max_batch=max_batch, policy=policy)
-    return PlayServer(world, world_path, store, ticker, ctrl, hello, prompts=prompts, has_policy=policy is not None, wid=wid,
-                      shared=shared)
+    own = getattr(world, "has_own_policy", False)
+    return PlayServer(world, world_path, store, ticker, ctrl, hello, prompts=prompts, has_policy=policy is not None or own,
+                      wid=wid, shared=shared)

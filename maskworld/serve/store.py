@@ -222,6 +222,8 @@ class SessionStore:
     def restore(self, name: str, world, blob: bytes, info: str):
         """A Session from `load_for`'s state (on the thread that steps sessions); a corrupt row is a UserError."""
         try:
+            if hasattr(world, "restore_session"):  # a unified world's sessions are its own
+                return world.restore_session(blob, info)
             return Session.from_bytes(world, blob, info)
         except UserError:
             raise

@@ -155,6 +155,10 @@ class Ticker:
         """The clients' actions, with the policy's (one batched forward on the current frames) for agent-driven ones."""
         actions = [j.action for j in jobs]
         idx = [i for i, j in enumerate(jobs) if j.driver == "agent"]
+        if idx and self.policy is None and getattr(self.world, "has_own_policy", False):
+            for i in idx:  # a unified world's own policy: the next action by mask, toward the session's words
+                actions[i] = jobs[i].session.act()
+            return actions
         if idx and self.policy is not None:
             for i, a in zip(idx, self.policy(np.stack([jobs[i].session.frame for i in idx]))):
                 actions[i] = int(a)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +36,35 @@ FIRST_OUTCOME = 2
 """The outcome class of an episode's first frame: zero reward, not terminated (models/unified.outcome_class)."""
 
 
-class UnifiedWorld:
-    """Tokenizer + unified model + text vocabulary; every task of the issue's list is a method."""
+@dataclass
+class UnifiedMeta:
+    """What a unified world says about itself besides its configs (the fields play reads of any world's meta)."""
 
-    def __init__(self, tokenizer: Tokenizer, model: Unified, vocab: TextVocab, meta: dict, path=None):
-        self.tokenizer, self.model, self.vocab, self.meta = tokenizer.eval(), model.eval(), vocab, meta
+    env_id: str = "unknown"
+    size: int = 64
+    view: str | None = None
+    action_meanings: list[str] = field(default_factory=list)
+    model_card: dict = field(default_factory=dict)
+    has_actions: bool = True
+    agents: int = 1
+    agent_action_meanings: list[str] = field(default_factory=list)
+    latent_actions: dict = field(default_factory=dict)
+
+
+class UnifiedWorld:
+    """Tokenizer + unified model + text vocabulary; every task is a method, and it plays like any world (`session`,
+    `step_many`) with its own policy by mask."""
+
+    lam = None  # play's latent-action controls: a unified world has real actions
+    has_own_policy = True
+    """"Agent drives" in play is the world's own policy toward the session's instruction (`UnifiedSession.act`)."""
+
+    def __init__(self, tokenizer: Tokenizer, model: Unified, vocab: TextVocab, meta: UnifiedMeta | dict, path=None):
+        self.tokenizer, self.model, self.vocab = tokenizer.eval(), model.eval(), vocab
+        self.meta = meta if isinstance(meta, UnifiedMeta) else UnifiedMeta(**meta)
         self.path = Path(path) if path else None
         self.decode_steps = 8
+        self.render = "tokens"
 
     @property
     def cfg(self) -> UnifiedConfig:
@@ -53,7 +76,18 @@ class UnifiedWorld:
 
     @property
     def action_meanings(self) -> list[str]:
-        return list(self.meta.get("action_meanings") or [f"ACTION_{i}" for i in range(self.cfg.num_actions)])
+        return list(self.meta.action_meanings or [f"ACTION_{i}" for i in range(self.cfg.num_actions)])
+
+    @property
+    def num_actions(self) -> int:
+        return self.cfg.num_actions
+
+    def step_many(self, sessions, actions) -> list[tuple[np.ndarray, float, bool]]:
+        """Play's batched step: one session after the other (a unified clip is re-read whole every step)."""
+        return [s.step(a) for s, a in zip(sessions, actions)]
+
+    def restore_session(self, blob: bytes, info: str) -> UnifiedSession:
+        return UnifiedSession.from_bytes(self, blob, info)
 
     # ------------------------------------------------------------------ frames and words <-> ids
 
@@ -64,7 +98,7 @@ class UnifiedWorld:
         return self.tokenizer.tokenize_uint8(x).flatten(1)
 
     @torch.no_grad()
-    def render(self, tokens_NG: torch.Tensor) -> np.ndarray:
+    def render_tokens(self, tokens_NG: torch.Tensor) -> np.ndarray:
         """tokens (N,G) -> uint8 (N,H,W,3)."""
         g = self.cfg.grid
         return self.tokenizer.render_uint8(tokens_NG.view(-1, g, g)).cpu().numpy()
@@ -97,8 +131,13 @@ class UnifiedWorld:
         return decode(self.model, ids, "frame", todo, self.decode_steps, temperature, g)["frame"][0, 0]
 
     def session(self, text: str | None = None, seed: int = 0, frame: np.ndarray | None = None,
-                temperature: float = 1.0) -> UnifiedSession:
-        """A new episode: its first frame generated from `text` (or the real `frame` given)."""
+                temperature: float = 1.0, prompt=None) -> UnifiedSession:
+        """A new episode: its first frame generated from `text` (or the real `frame` given). prompt (play's): the
+        words (str) or a first frame (H,W,3 uint8)."""
+        if isinstance(prompt, str):
+            text = prompt
+        elif prompt is not None:
+            frame = np.asarray(prompt)
         tokens = (self.encode_frames(frame[None])[0] if frame is not None
                   else self.from_words(text, seed, temperature))
         return UnifiedSession(self, text, tokens, seed, temperature)
@@ -145,7 +184,7 @@ class UnifiedWorld:
     def config_dict(self) -> dict:
         return {"format_version": WORLD_FORMAT_VERSION, "kind": KIND,
                 "tokenizer": dataclasses.asdict(self.tokenizer.cfg), "unified": dataclasses.asdict(self.cfg),
-                "text": self.vocab.to_dict(), "meta": self.meta, "weights": WEIGHTS}
+                "text": self.vocab.to_dict(), "meta": dataclasses.asdict(self.meta), "weights": WEIGHTS}
 
     def save(self, path) -> Path:
         path = Path(path)
@@ -166,9 +205,45 @@ class UnifiedSession:
         self._text_ids = world.text_ids(text)
         self.gen = torch.Generator().manual_seed(int(seed) + 1)
         self.temperature = temperature
+        self.seed = int(seed)
         self.acts, self.frames, self.outs = [world.cfg.null_action], [first_tokens], [FIRST_OUTCOME]
-        self.frame = world.render(first_tokens[None])[0]
+        self.frame = world.render_tokens(first_tokens[None])[0]
         self.t = 0
+        self.total_reward, self.done = 0.0, False
+
+    @property
+    def steps(self) -> int:
+        return self.t
+
+    def to_bytes(self) -> tuple[bytes, str]:
+        """(tensors as safetensors, JSON): the window's ids and the generator's state resume the episode exactly."""
+        from safetensors.torch import save
+
+        t = {"frames": torch.stack(self.frames).to(torch.int32).cpu(), "acts": torch.tensor(self.acts, dtype=torch.int32),
+             "outs": torch.tensor(self.outs, dtype=torch.int32), "rng": self.gen.get_state(),
+             "frame": torch.from_numpy(np.ascontiguousarray(self.frame))}
+        info = {"kind": KIND, "text": self.text, "seed": self.seed, "t": self.t, "temperature": self.temperature,
+                "total_reward": self.total_reward, "done": self.done}
+        return save(t), json.dumps(info)
+
+    @classmethod
+    def from_bytes(cls, world: UnifiedWorld, blob: bytes, info_json: str) -> UnifiedSession:
+        from safetensors.torch import load
+
+        t, info = load(blob), json.loads(info_json)
+        if info.get("kind") != KIND:
+            raise UserError("this saved session was not made in a unified world")
+        s = cls.__new__(cls)
+        s.world, s.text, s.seed = world, info["text"], int(info["seed"])
+        s._text_ids = world.text_ids(s.text)
+        s.gen = torch.Generator()
+        s.gen.set_state(t["rng"])
+        s.temperature, s.t = float(info["temperature"]), int(info["t"])
+        s.total_reward, s.done = float(info["total_reward"]), bool(info["done"])
+        s.frames = [f.long().to(world.device) for f in t["frames"]]
+        s.acts, s.outs = t["acts"].tolist(), t["outs"].tolist()
+        s.frame = t["frame"].numpy()
+        return s
 
     def _context(self, keep: int) -> tuple[list, list, list]:
         return self.acts[-keep:], self.frames[-keep:], self.outs[-keep:]
@@ -190,9 +265,12 @@ class UnifiedSession:
         self.frames.append(tokens)
         self.outs.append(out)
         self.acts, self.frames, self.outs = self._context(cfg.window)
-        self.frame = w.render(tokens[None])[0]
+        self.frame = w.render_tokens(tokens[None])[0]
         self.t += 1
-        return self.frame, float(out // 2 - 1), bool(out % 2)
+        reward, done = float(out // 2 - 1), bool(out % 2)
+        self.total_reward += reward
+        self.done = self.done or done
+        return self.frame, reward, done
 
     @torch.no_grad()
     def act(self) -> int:
@@ -217,7 +295,16 @@ class UnifiedSession:
 
 
 def is_unified(cfg: dict) -> bool:
-    return cfg.get("kind") == KIND
+    return isinstance(cfg, dict) and cfg.get("kind") == KIND
+
+
+def is_unified_dir(path) -> bool:
+    """Does this directory hold a unified world? (False for anything else: its own loader reports what is wrong.)"""
+    f = Path(path) / "world.json"
+    try:
+        return f.exists() and is_unified(json.loads(f.read_text()))
+    except (OSError, ValueError):
+        return False
 
 
 def load_unified_world(path, device=None) -> UnifiedWorld:
@@ -253,4 +340,8 @@ def load_unified_world(path, device=None) -> UnifiedWorld:
         except Exception as e:
             raise UserError(f"{wf}: does not match world.json ({e}); the files come from different worlds") from e
     dev = pick_device(device)
-    return UnifiedWorld(tok.to(dev), model.to(dev), vocab, dict(cfg.get("meta", {})), path=path)
+    try:
+        meta = UnifiedMeta(**cfg.get("meta", {}))
+    except TypeError as e:
+        raise UserError(f"{f}: unknown unified-world meta fields ({e})") from e
+    return UnifiedWorld(tok.to(dev), model.to(dev), vocab, meta, path=path)

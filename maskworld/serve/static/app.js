@@ -105,6 +105,8 @@
       $("new-data").disabled = !m.has_prompts || !!m.shared;
       for (const id of ["reset", "new-scratch", "upload", "save-name", "save"]) $(id).disabled = !!m.shared;  // one shared history
       $("driver-agent").disabled = !m.agent;
+      $("words-row").hidden = !m.words;  // a unified world: start from words
+      if (m.words) $("words").title = "words this world knows: " + m.words.join(" ");
       if (m.agent) $("driver-agent").title = `agent “${m.agent.name}” (${m.agent.real_steps} real steps` +
         (m.agent.mean_return != null ? `, real return ${Number(m.agent.mean_return).toFixed(2)}` : "") + ") drives (key G)";
       const tbody = $("bindings").querySelector("tbody");
@@ -215,6 +217,8 @@
   $("reset").onclick = () => send({ type: "reset" });
   $("new-scratch").onclick = () => send({ type: "new", source: "scratch" });
   $("new-data").onclick = () => send({ type: "new", source: "data" });
+  $("new-words").onclick = () => send({ type: "new", source: "scratch", text: $("words").value });
+  $("words").addEventListener("keydown", (e) => { e.stopPropagation(); if (e.key === "Enter") $("new-words").click(); });
   $("refresh").onclick = () => send({ type: "list" });
   $("save").onclick = () => {
     const name = $("save-name").value.trim() || $("save-name").placeholder;
