@@ -3,7 +3,7 @@
     w = load_unified_world("worlds/babyai")
     s = w.session(text="go to the red ball", seed=0)   # the first frame, generated from words
     frame, reward, done = s.step(2)                   # dynamics
-    a = s.act()                                       # the world's own policy toward the instruction
+    a = w.act(s)                                      # the world's own policy toward the instruction (s.act())
     w.infer_actions(frames)                           # inverse dynamics, (N+1,H,W,3) -> (N,)
     w.describe(frames)                                # words from the world
 
@@ -141,6 +141,10 @@ class UnifiedWorld:
         tokens = (self.encode_frames(frame[None])[0] if frame is not None
                   else self.from_words(text, seed, temperature))
         return UnifiedSession(self, text, tokens, seed, temperature)
+
+    def act(self, session: UnifiedSession) -> int:
+        """The world's own policy in `session`: the next action toward its instruction (policy by mask)."""
+        return session.act()
 
     @torch.no_grad()
     def infer_actions(self, frames_NHWC: np.ndarray, text: str | None = None) -> np.ndarray:
