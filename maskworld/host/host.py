@@ -191,28 +191,31 @@ def _per_avatar(world) -> int:
     return len(world.meta.agent_action_meanings) if agents > 1 else world.num_actions
 
 
-def restore(world, timeline: Timeline, tick: int) -> Session:
-    """The session as it was right after `tick`: the nearest snapshot, then the logged actions, each frame checked
-    against its logged hash."""
-    at, blob, info = timeline.snapshot_at_or_before(tick)
+def _replayed(world, timeline: Timeline, start: int, upto: int | None):
+    """From the snapshot at or before `start`: yields (session, tick, frame) for that snapshot, then for every logged
+    tick after it up to `upto`, each frame checked against its logged hash (a mismatch: the world's weights or the
+    numerics, torch version or threads, differ from the recording's; refused)."""
+    at, blob, info = timeline.snapshot_at_or_before(start)
     session = Session.from_bytes(world, blob, info)
+    yield session, at, session.frame
     n = _per_avatar(world)
-    for tk in timeline.ticks(at, tick):
+    for tk in timeline.ticks(at, upto):
         frame, _, _ = session.step(joint(tk.actions, n))
         if frame_hash(frame) != tk.frame_hash:
             raise UserError(f"{timeline.path}: replaying tick {tk.tick} gives another frame than the one recorded; the "
                             "world's weights or the numerics (torch version, threads) differ from the recording's")
+        yield session, tk.tick, frame
+
+
+def restore(world, timeline: Timeline, tick: int) -> Session:
+    """The session as it was right after `tick`: the nearest snapshot, then the logged actions, each frame checked."""
+    session = None
+    for session, _, _ in _replayed(world, timeline, tick, tick):
+        pass
     return session
 
 
 def replay(world, timeline: Timeline, upto: int | None = None):
     """Frames of ticks 0..upto from the start state, each checked against its logged hash -> yields (tick, frame)."""
-    _, blob, info = timeline.snapshot_at_or_before(0)
-    session = Session.from_bytes(world, blob, info)
-    yield 0, session.frame
-    n = _per_avatar(world)
-    for tk in timeline.ticks(0, upto):
-        frame, _, _ = session.step(joint(tk.actions, n))
-        if frame_hash(frame) != tk.frame_hash:
-            raise UserError(f"{timeline.path}: tick {tk.tick} replays to another frame than the one recorded")
-        yield tk.tick, frame
+    for _, tick, frame in _replayed(world, timeline, 0, upto):
+        yield tick, frame
