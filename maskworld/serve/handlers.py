@@ -129,11 +129,12 @@ PRIVATE = (p.Reset, p.New, p.Save, p.Load, p.Preview)
 
 async def dispatch(srv: PlayServer, c: PlayClient, raw: dict) -> None:
     """One received WebSocket message (ASGI dict) -> its handler."""
-    if srv.shared is not None and (raw.get("bytes") is not None
-                                   or isinstance(msg := p.parse_message(raw.get("text") or ""), PRIVATE)):
-        raise UserError(shared.NOT_SHARED)
     if raw.get("bytes") is not None:
+        if srv.shared is not None:
+            raise UserError(shared.NOT_SHARED)
         await on_upload(srv, c, raw["bytes"])
-    else:
-        msg = p.parse_message(raw.get("text") or "")
-        await HANDLERS[type(msg)](srv, c, msg)
+        return
+    msg = p.parse_message(raw.get("text") or "")
+    if srv.shared is not None and isinstance(msg, PRIVATE):
+        raise UserError(shared.NOT_SHARED)
+    await HANDLERS[type(msg)](srv, c, msg)
