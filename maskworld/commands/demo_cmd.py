@@ -2,7 +2,8 @@
 
     maskworld demo                    # play the default world (MiniGrid FourRooms)
     maskworld demo --list             # the shipped worlds
-    maskworld demo --world NAME       # play another shipped world
+    maskworld demo --world NAME       # play another shipped world (a world of several agents: shared, join from a
+                                      # second tab)
     maskworld demo --train            # collect, train and roll out a tiny world of your own
 
 --train: collect a small data set from MiniGrid (egocentric view), train a tiny world for a few
@@ -57,7 +58,13 @@ def run(args) -> int:
         if others:
             print(f"maskworld demo: playing {args.world!r}; also shipped: {', '.join(others)} "
                   "(`maskworld demo --world NAME`, `make demo WORLD=NAME`)", flush=True)
-        return subprocess.call(me + ["play", str(available[args.world]), "--host", args.host, "--port", str(args.port)])
+        extra = []
+        if worlds.agents(available[args.world]) > 1:  # several avatars: a persistent instance every tab shares
+            extra = ["--persistent", f"demo-{args.world}"]
+            print(f"maskworld demo: {args.world!r} is a world of several agents, played shared: open the URL in a "
+                  "second tab (or browser) and press G in each to take an avatar", flush=True)
+        return subprocess.call(me + ["play", str(available[args.world]), "--host", args.host, "--port", str(args.port)]
+                               + extra)
     out = Path(args.out)
     data, world, video = out / "data", out / "world", out / "rollout.mp4"
     _run(me + ["collect", "--env", args.env, "--steps", str(args.steps), "--out", str(data), "--num-envs", "2",

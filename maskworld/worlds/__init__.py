@@ -27,9 +27,21 @@ def describe(path: Path) -> str:
     times = card.get("train_time_s") or {}
     seconds = sum(v for v in times.values() if isinstance(v, (int, float)))
     text = str(meta.get("env_id", "unknown game"))
+    if int(meta.get("agents", 1) or 1) > 1:
+        text += f" ({meta['agents']} agents, played shared)"
+    if (path / "unified.safetensors").exists():
+        text += " (unified: words, frames, actions)"
     if seconds:
         text += f", trained {seconds / 60:.0f} min on {card.get('device', '?')}"
     return text
+
+
+def agents(path: Path) -> int:
+    """Avatars of a shipped world (several: it plays shared, `--persistent`)."""
+    try:
+        return int(json.loads((path / "world.json").read_text()).get("meta", {}).get("agents", 1))
+    except (OSError, ValueError, TypeError):
+        return 1
 
 
 def resolve(name: str) -> Path | None:
