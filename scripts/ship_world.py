@@ -26,8 +26,8 @@ def main():
     a = ap.parse_args()
     src, out = Path(a.world), Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("world.json", "tokenizer.safetensors", "dynamics.safetensors"):
-        shutil.copy2(src / name, out / name)
+    for f in [src / "world.json", *sorted(src.glob("*.safetensors"))]:  # dynamics, unified or LAM weights alike
+        shutil.copy2(f, out / f.name)
     cfg = json.loads((out / "world.json").read_text())
     split = cfg["meta"]["model_card"].get("split", {})
     store = EpisodeStore(a.data)
@@ -39,7 +39,7 @@ def main():
         frames.append(ep.frames[rng.integers(0, len(ep.frames))])
     np.savez_compressed(out / "prompts.npz", frames=np.stack(frames))
     if a.data_command:
-        cfg["meta"]["model_card"]["data"]["collect_command"] = a.data_command
+        cfg["meta"]["model_card"].setdefault("data", {})["collect_command"] = a.data_command
     (out / "world.json").write_text(json.dumps(cfg, indent=2))
     size = sum(f.stat().st_size for f in out.iterdir())
     print(f"shipped {out}: {size / 1e6:.1f} MB, {len(frames)} prompt frames")
