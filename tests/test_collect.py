@@ -174,3 +174,14 @@ def test_collect_other_envs(tmp_path, env_id):
     assert s.num_transitions == 40 == stats["steps"] and s.verify() == []
     ep = s.load(0)
     assert ep.frames.shape[1:] == (32, 32, 3) and ep.actions.max() < s.meta["num_actions"]
+
+
+def test_explore_moves_are_whole_move_words():
+    """PICKUP is not a move UP: in MiniGrid the explore policy walks and turns, it does not hold pick-up."""
+    from maskworld.data.collect import Policy
+
+    mg = Policy("explore", ["LEFT", "RIGHT", "FORWARD", "PICKUP", "DROP", "TOGGLE", "DONE"], np.random.default_rng(0))
+    assert list(mg.held) == [False, False, True, False, False, False, False]
+    assert mg.weights[2] > mg.weights[0] > mg.weights[3]
+    ale = Policy("explore", ["NOOP", "FIRE", "UP", "UPRIGHT", "UPFIRE"], np.random.default_rng(0))
+    assert list(ale.held) == [False, False, True, True, True]

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import re
 import queue as queue_mod
 import signal
 import sys
@@ -158,7 +159,8 @@ class Policy:
         w = np.ones(self.n)
         self.held = np.zeros(self.n, dtype=bool)  # actions held for several steps by `explore`
         for a, m in enumerate(names):
-            if any(k in m for k in ("FORWARD", "UP", "DOWN", "LEFT", "RIGHT", "MOVE")):
+            # made of move words only (UPRIGHT, MOVE_LEFT, UPFIRE): PICKUP is not a move UP
+            if re.fullmatch(r"(FORWARD|UP|DOWN|LEFT|RIGHT|MOVE|FIRE|_)+", m) and m.replace("FIRE", "").strip("_"):
                 w[a] = 8.0 if m == "FORWARD" else 4.0
                 self.held[a] = not (has_forward and m in ("LEFT", "RIGHT"))  # turning: one step
             if m in ("NOOP", "DONE", "SLEEP"):
