@@ -132,9 +132,13 @@ def run(args) -> int:
     max_mib = args.max_saved_mib if args.max_saved_mib is not None else store_mod.DEFAULT_MAX_BYTES / 2**20
     store = store_mod.SessionStore(args.db, max_sessions=args.max_sessions or store_mod.DEFAULT_MAX_SESSIONS,
                                    max_bytes=int(max_mib * 2**20))
+    from maskworld.errors import UserError
     from maskworld.world.unified import is_unified_dir, load_unified_world
 
-    world = load_unified_world(world_dir) if is_unified_dir(world_dir) else maskworld.load_world(world_dir)
+    unified = is_unified_dir(world_dir)
+    if unified and args.persistent is not None:
+        raise UserError(f"{world_dir.name} is a unified world: it plays private sessions only; drop --persistent")
+    world = load_unified_world(world_dir) if unified else maskworld.load_world(world_dir)
     if args.render is not None:
         world.render = args.render
     agent = find_agent(world_dir, args.agent, args.no_agent)
