@@ -5,8 +5,17 @@ import numpy as np
 import pytest
 import torch
 
-from maskworld.envs.coins import AGENT_COLORS, CoinsEnv, joint_action, split_action
+from maskworld.envs import base
+from maskworld.envs.coins import AGENT_COLORS, N, CoinsEnv
 from maskworld.errors import UserError
+
+
+def joint_action(actions):
+    return base.joint_action(actions, N)
+
+
+def split_action(joint, agents):
+    return base.split_action(joint, agents, N)
 
 
 def test_joint_actions_round_trip_and_moves_block():
@@ -77,7 +86,7 @@ def coins_world(tmp_path_factory):
 
 def test_a_hosted_world_of_two_agents_gives_each_avatar_its_controller(coins_world, tmp_path):
     from maskworld import load_world
-    from maskworld.host.host import Host, replay, split_joint
+    from maskworld.host.host import Host, replay
     from maskworld.host.timeline import frame_hash
 
     world = load_world(coins_world / "w")
@@ -97,7 +106,7 @@ def test_a_hosted_world_of_two_agents_gives_each_avatar_its_controller(coins_wor
     host.release(1)
     t = host.step()
     assert t.actors == ["ann", "agent"] and t.actions[0] == 2
-    assert split_joint(joint_action([2, 4]), 2, 5) == [2, 4]
+    assert base.split_action(joint_action([2, 4]), 2, 5) == [2, 4]
     frames = [frame_hash(f) for _, f in replay(world, host.timeline)]
     assert frames[1:] == [tk.frame_hash for tk in host.timeline.ticks(0, None)]
     host.close()

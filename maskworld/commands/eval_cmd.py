@@ -87,12 +87,7 @@ def run_unified(args, json_path: str | None) -> int:
         atomic_write_json(json_path, metrics, indent=1, sort_keys=True)
         print(f"wrote {json_path}")
     if args.update_card:
-        from maskworld.io import atomic_write_text
-        import json
-
-        world.meta.model_card["eval"] = metrics
-        cfg = world.config_dict()
-        atomic_write_text(f"{args.world}/world.json", json.dumps(cfg, indent=2))
+        world.update_model_card(eval=metrics)
         print(f"updated the model card in {args.world}/world.json")
     return 0
 

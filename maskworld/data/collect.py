@@ -57,6 +57,7 @@ import numpy as np
 
 from maskworld.data.store import MANIFEST, Episode, EpisodeStore, StoreWriter
 from maskworld.envs import make_env
+from maskworld.envs.base import joint_action
 from maskworld.errors import UserError
 from maskworld.progress import Progress
 from maskworld.version import __version__ as version
@@ -124,7 +125,7 @@ def choose_policy(mix: list[tuple[str, float]], rng: np.random.Generator) -> str
 
 class JointPolicy:
     """Several agents acting at once: one policy per agent over its own actions, composed into the joint index
-    (agent i's action is (a // n ** i) % n), so each agent explores as one agent would."""
+    (`envs.base.joint_action`), so each agent explores as one agent would."""
 
     def __init__(self, name: str, agent_meanings: list[str], agents: int, rng: np.random.Generator):
         self.name = name
@@ -136,7 +137,7 @@ class JointPolicy:
             raise UserError(f"--policy bot: {env.env_id} has no expert for several agents; use random, sticky or explore")
 
     def act(self) -> int:
-        return int(sum(p.act() * self.n ** i for i, p in enumerate(self.parts)))
+        return joint_action([p.act() for p in self.parts], self.n)
 
 
 def make_policy(name: str, env: Any, rng: np.random.Generator):

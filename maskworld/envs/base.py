@@ -30,6 +30,16 @@ def resize_frame(frame: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(frame).resize((size, size), resample), dtype=np.uint8)
 
 
+def joint_action(actions, n: int) -> int:
+    """Each agent's action (0..n-1) -> the joint action index: agent i's action is (a // n ** i) % n."""
+    return int(sum(int(a) * n ** i for i, a in enumerate(actions)))
+
+
+def split_action(joint: int, agents: int, n: int) -> list[int]:
+    """The joint action index -> each agent's action (the inverse of `joint_action`)."""
+    return [(int(joint) // n ** i) % n for i in range(agents)]
+
+
 class PixelEnv:
     """Common interface; subclasses fill in `_reset`, `_step`, `raw_step`."""
 
@@ -42,8 +52,8 @@ class PixelEnv:
     reseed_each_episode: bool = True
     view: str | None = None  # "partial" | "full" for MiniGrid, None where views do not apply
     agents: int = 1
-    """Agents acting at once; above 1 the env's action is a joint index (envs/coins.py: agent i's action is
-    (a // n ** i) % n with n = len(agent_action_meanings))."""
+    """Agents acting at once; above 1 the env's action is a joint index (`joint_action`, with
+    n = len(agent_action_meanings))."""
     agent_action_meanings: list[str] | None = None
 
     @property

@@ -25,21 +25,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from maskworld.envs.base import split_action
+
 ENV_ID = "MultiAgent-Coins-v0"
 AGENT_ACTIONS = ("NOOP", "UP", "DOWN", "LEFT", "RIGHT")
+N = len(AGENT_ACTIONS)
 MOVES = {0: (0, 0), 1: (0, -1), 2: (0, 1), 3: (-1, 0), 4: (1, 0)}
 AGENT_COLORS = ((230, 60, 60), (70, 120, 255), (60, 200, 90), (240, 220, 60))
 FLOOR, WALL, COIN = (20, 20, 28), (110, 110, 120), (255, 190, 40)
-
-
-def joint_action(actions: list[int] | tuple[int, ...], n: int = len(AGENT_ACTIONS)) -> int:
-    """Per-agent actions -> the joint action index."""
-    return int(sum(int(a) * n ** i for i, a in enumerate(actions)))
-
-
-def split_action(joint: int, agents: int, n: int = len(AGENT_ACTIONS)) -> list[int]:
-    """The joint action index -> per-agent actions."""
-    return [(int(joint) // n ** i) % n for i in range(agents)]
 
 
 class CoinsEnv(gym.Env):
@@ -62,7 +55,7 @@ class CoinsEnv(gym.Env):
         self.t = 0
 
     def get_action_meanings(self) -> list[str]:
-        return ["|".join(AGENT_ACTIONS[a] for a in split_action(j, self.agents)) for j in range(self.action_space.n)]
+        return ["|".join(AGENT_ACTIONS[a] for a in split_action(j, self.agents, N)) for j in range(self.action_space.n)]
 
     def _free_cells(self) -> list[tuple[int, int]]:
         taken = {tuple(p) for p in self.pos.tolist()} | set(self.coins)
@@ -86,7 +79,7 @@ class CoinsEnv(gym.Env):
 
     def step(self, action: int):
         reward = 0.0
-        for i, a in enumerate(split_action(int(action), self.agents)):
+        for i, a in enumerate(split_action(int(action), self.agents, N)):
             dx, dy = MOVES[a]
             nx, ny = int(self.pos[i, 0]) + dx, int(self.pos[i, 1]) + dy
             inside = 1 <= nx < self.size - 1 and 1 <= ny < self.size - 1

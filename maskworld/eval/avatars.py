@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from maskworld.envs.base import joint_action, split_action
 from maskworld.errors import UserError
 from maskworld.eval.control import DELTA_T
 from maskworld.eval.rollout import open_loop
@@ -67,9 +68,9 @@ def avatar_control(world, store, ids: list[int], room: int, context: int = 2, sl
     S = truth.shape[1]
     out: dict = {"avatars.slices": len(slices)}
     for i in range(agents):
-        per = (real[..., None] // n ** np.arange(agents)) % n  # (E, DELTA_T, agents)
+        per = np.array([[split_action(a, agents, n) for a in row] for row in real])  # (E, DELTA_T, agents)
         per[:, :, i] = rng.integers(0, n, size=per.shape[:2])
-        rnd = (per * n ** np.arange(agents)).sum(-1)
+        rnd = np.array([[joint_action(p, n) for p in row] for row in per])
         gen_rnd = open_loop(world, slices, context, DELTA_T, seed, actions_override=rnd)[:, -1]
         own, others = [], []
         for e in range(len(slices)):

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from maskworld.envs.base import joint_action, split_action
 from maskworld.errors import UserError
 from maskworld.host.timeline import FORMAT, Tick, Timeline, frame_hash
 from maskworld.serve.prompts import load_prompts
@@ -96,8 +97,7 @@ class Host:
 
     @property
     def avatar_actions(self) -> list[str]:
-        """What one avatar can do: the world's actions, or in a world of several agents each agent's own."""
-        return list(self.world.meta.agent_action_meanings) if self.avatars > 1 else list(self.world.action_meanings)
+        return avatar_actions(self.world)
 
     def _check_own_action(self, action) -> int:
         if self.avatars == 1:
@@ -125,7 +125,7 @@ class Host:
         actions, actors = [], []
         resident = None
         if self.policy is not None and len(held) < self.avatars:
-            resident = split_joint(int(self.policy(self.frame[None])[0]), self.avatars, len(self.avatar_actions))
+            resident = split_action(int(self.policy(self.frame[None])[0]), self.avatars, len(self.avatar_actions))
         for a in range(self.avatars):
             if a in held:
                 actions.append(held[a][1] if held[a][1] is not None else 0)
@@ -141,7 +141,7 @@ class Host:
     def step(self) -> Tick:
         """One tick now: choose, step the world, commit the tick."""
         actions, actors = self._choose()
-        frame, reward, _ = self.session.step(joint(actions, len(self.avatar_actions)))
+        frame, reward, _ = self.session.step(joint_action(actions, len(self.avatar_actions)))
         self.tick_no += 1
         tick = Tick(self.tick_no, time.time(), actions, actors, float(reward), frame_hash(frame))
         snap = self.session.to_bytes() if self.tick_no % self.snapshot_every == 0 else None
@@ -176,19 +176,11 @@ class Host:
         self.timeline.close()
 
 
-def joint(actions: list[int], n: int) -> int:
-    """Each avatar's action -> the world's action (the joint index; the action itself for one avatar)."""
-    return int(sum(int(a) * n ** i for i, a in enumerate(actions)))
-
-
-def split_joint(action: int, avatars: int, n: int) -> list[int]:
-    """The world's (joint) action -> each avatar's action."""
-    return [(int(action) // n ** i) % n for i in range(avatars)]
-
-
-def _per_avatar(world) -> int:
-    agents = int(getattr(world.meta, "agents", 1))
-    return len(world.meta.agent_action_meanings) if agents > 1 else world.num_actions
+def avatar_actions(world) -> list[str]:
+    """What one avatar can do: the world's actions, or in a world of several agents each agent's own."""
+    if int(getattr(world.meta, "agents", 1)) > 1:
+        return list(world.meta.agent_action_meanings)
+    return list(world.action_meanings)
 
 
 def _replayed(world, timeline: Timeline, start: int, upto: int | None):
@@ -198,9 +190,9 @@ def _replayed(world, timeline: Timeline, start: int, upto: int | None):
     at, blob, info = timeline.snapshot_at_or_before(start)
     session = Session.from_bytes(world, blob, info)
     yield session, at, session.frame
-    n = _per_avatar(world)
+    n = len(avatar_actions(world))
     for tk in timeline.ticks(at, upto):
-        frame, _, _ = session.step(joint(tk.actions, n))
+        frame, _, _ = session.step(joint_action(tk.actions, n))
         if frame_hash(frame) != tk.frame_hash:
             raise UserError(f"{timeline.path}: replaying tick {tk.tick} gives another frame than the one recorded; the "
                             "world's weights or the numerics (torch version, threads) differ from the recording's")

@@ -80,6 +80,11 @@ class UnifiedConfig:
     def out_mask(self) -> int:
         return self.outcome_classes
 
+    @property
+    def mask_ids(self) -> dict[str, int]:
+        """Each stream's MASK id (the streams of `Unified.forward`'s logits)."""
+        return {"text": self.text_mask, "act": self.act_mask, "frame": self.frame_mask, "out": self.out_mask}
+
 
 def outcome_class(reward: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
     """Reward (any float) and terminated (bool/0-1) -> class in 0..5: sign class * 2 + terminated."""

@@ -14,14 +14,6 @@ import torch
 
 from maskworld.models.unified import Unified
 
-STREAM_SHAPES = {"text": 2, "act": 2, "frame": 3, "out": 2}
-
-
-def _mask_id(model: Unified, stream: str) -> int:
-    c = model.cfg
-    return {"text": c.text_mask, "act": c.act_mask, "frame": c.frame_mask, "out": c.out_mask}[stream]
-
-
 @torch.no_grad()
 def decode(model: Unified, ids: dict[str, torch.Tensor], stream: str, todo: torch.Tensor, steps: int = 8,
            temperature: float = 1.0, generator: torch.Generator | None = None,
@@ -31,7 +23,7 @@ def decode(model: Unified, ids: dict[str, torch.Tensor], stream: str, todo: torc
     temperature 0 takes the most likely id everywhere (deterministic); >0 samples (needs `generator` for
     reproducible draws)."""
     ids = {k: v.clone() for k, v in ids.items()}
-    mask_id = _mask_id(model, stream)
+    mask_id = model.cfg.mask_ids[stream]
     x = ids[stream]
     B = x.shape[0]
     hidden = todo.clone().reshape(B, -1)

@@ -256,7 +256,7 @@ class TrainConfig:
             if not meta.get("has_text"):
                 raise UserError(f"--kind unified reads each episode's words, and {r.data} has none; collect a BabyAI "
                                 "level, e.g. `maskworld collect --env BabyAI-GoToLocal-v0 --view full --policy bot:0.7,explore:0.3`")
-            from maskworld.train.unified_train import task_weights
+            from maskworld.train.unified_train import task_weights  # here: that module imports torch, `--help` must not
 
             task_weights(d.tasks)  # a clear error for an unknown task, before anything is written
             if not self.has_actions(meta) or self.has_memory or d.init is not None:

@@ -176,8 +176,7 @@ def masked_inputs(clips: Clips, m: dict[str, np.ndarray], cfg: UnifiedConfig, de
         return torch.from_numpy(np.ascontiguousarray(a)).to(device)
 
     target = {"text": t(clips.text), "act": t(clips.act), "frame": t(clips.frame), "out": t(clips.out)}
-    mask_id = {"text": cfg.text_mask, "act": cfg.act_mask, "frame": cfg.frame_mask, "out": cfg.out_mask}
-    inputs = {k: torch.where(t(m[k]), torch.full_like(v, mask_id[k]), v) for k, v in target.items()}
+    inputs = {k: torch.where(t(m[k]), torch.full_like(v, cfg.mask_ids[k]), v) for k, v in target.items()}
     return inputs, target, t(m["ok"])
 
 

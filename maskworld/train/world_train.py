@@ -41,7 +41,9 @@ from maskworld.io import atomic_save_safetensors, atomic_write_json, atomic_writ
 from maskworld.memory.motion import Motion, fit_motion
 from maskworld.models.lam import LamConfig
 from maskworld.models.sampler import SamplerConfig
+from maskworld.models.text import TextVocab
 from maskworld.models.tokenizer import Tokenizer, TokenizerConfig
+from maskworld.models.unified import UnifiedConfig
 from maskworld.train import dist
 from maskworld.train.auto_preset import PRESET_RECORD
 from maskworld.train.config import TrainConfig, tokenizer_downsample, train_config
@@ -53,7 +55,9 @@ from maskworld.train.lam_train import label_cache, relabel, train_lam
 from maskworld.train.loop import Budget
 from maskworld.train.presets import get_preset
 from maskworld.train.tokenizer_train import FramePool, train_tokenizer
+from maskworld.train.unified_train import episode_texts, expert_episodes, task_weights, train_unified
 from maskworld.world.latent import code_stats, fit_action_map, map_accuracy
+from maskworld.world.unified import UnifiedWorld
 from maskworld.world.world import World, WorldMeta, load_world
 
 TrainArgs = train_config
@@ -393,11 +397,6 @@ def _run_train(cfg: TrainConfig, out: Path, device) -> Path:
 
 def stage_unified(run: Run, tok, budget: Budget, card: dict, out: Path) -> None:
     """--kind unified: the token caches, the text vocabulary of the data's missions, the unified model, the world."""
-    from maskworld.models.text import TextVocab
-    from maskworld.models.unified import UnifiedConfig
-    from maskworld.train.unified_train import episode_texts, expert_episodes, task_weights, train_unified
-    from maskworld.world.unified import UnifiedWorld
-
     c, r = run.cfg, run.cfg.run
     if dist.world_size() > 1:
         raise UserError("--kind unified trains in one process for now; run it without torchrun")

@@ -190,6 +190,12 @@ class UnifiedWorld:
                 "tokenizer": dataclasses.asdict(self.tokenizer.cfg), "unified": dataclasses.asdict(self.cfg),
                 "text": self.vocab.to_dict(), "meta": dataclasses.asdict(self.meta), "weights": WEIGHTS}
 
+    def update_model_card(self, **entries) -> None:
+        """Merge entries into meta.model_card and rewrite world.json (weights untouched), as `World` does."""
+        self.meta.model_card.update(entries)
+        if self.path is not None:
+            atomic_write_text(self.path / "world.json", json.dumps(self.config_dict(), indent=2))
+
     def save(self, path) -> Path:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
