@@ -77,3 +77,20 @@ def test_autoregressive_order_in_sessions(tiny_world):
     expected = decode_autoregressive(tiny_world.dynamics, cache, torch.tensor([1]), torch.tensor([pos]), 0.0, [s.gen])
     frame, _, _ = s.step(1)
     assert np.array_equal(s.tokens.ravel(), expected[0].numpy())
+
+
+def test_attention_flops_are_counted_on_cpu():
+    """The CPU attention kernel is invisible to torch's counter by default: a step of attention alone must count
+    4·B·H·Lq·Lk·hd forward and 2.5x that backward, not zero."""
+    import torch
+    import torch.nn.functional as F
+
+    from maskworld.eval.bench import step_flops
+
+    q = torch.randn(2, 3, 40, 8, requires_grad=True)
+    k, v = torch.randn(2, 3, 30, 8), torch.randn(2, 3, 30, 8)
+
+    def step():
+        F.scaled_dot_product_attention(q, k, v, attn_mask=torch.ones(40, 30, dtype=torch.bool)).sum().backward()
+
+    assert step_flops(step) == 4 * 2 * 3 * 40 * 30 * 8 * 7 // 2

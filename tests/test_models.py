@@ -180,3 +180,28 @@ def test_prev_frame_prior_starts_from_copy_last_and_cache_is_exact():
         _commit(plain, cache2, tok[:, t], act[:, t], torch.full((B,), t))
     noise = decode_frame(plain, cache2.view(), act[:, -1], torch.full((B,), T - 1), sampler, gens)
     assert (noise == tok[:, T - 2]).float().mean() < 0.3
+
+
+def test_two_stream_attention_equals_the_dense_mask():
+    """Training attends as two attentions (clean frame-causal; each masked frame over [earlier clean, itself]):
+    outputs and gradients equal one attention under the dense (2L x 2L) mask, a one-frame clip included."""
+    import torch.nn.functional as F
+
+    from maskworld.models.dynamics import TwoStreamMask
+
+    torch.manual_seed(0)
+    for T, S in [(4, 17), (1, 5)]:
+        pattern = TwoStreamMask.build(T, S, "cpu")
+        dense = pattern.dense()
+        assert dense.shape == (1, 1, 2 * T * S, 2 * T * S) and not dense[0, 0, : T * S, T * S :].any()
+        q, k, v = (torch.randn(2, 3, 2 * T * S, 8, dtype=torch.float64, requires_grad=True) for _ in range(3))
+        a, b = pattern.attend(q, k, v), F.scaled_dot_product_attention(q, k, v, attn_mask=dense)
+        assert torch.allclose(a, b, atol=1e-12)
+        ga, gb = torch.autograd.grad((a**2).sum(), (q, k, v)), torch.autograd.grad((b**2).sum(), (q, k, v))
+        assert all(torch.allclose(x, y, atol=1e-10) for x, y in zip(ga, gb))
+        if T > 1:  # a masked frame must not see another masked frame
+            k2 = k.detach().clone()
+            k2[:, :, T * S : T * S + S] += torch.randn_like(k2[:, :, T * S : T * S + S])  # masked frame 0
+            a2 = pattern.attend(q, k2, v)
+            assert torch.allclose(a2[:, :, T * S + S :], a[:, :, T * S + S :])  # frames 1.. unchanged
+            assert not torch.allclose(a2[:, :, T * S : T * S + S], a[:, :, T * S : T * S + S])

@@ -111,6 +111,60 @@ def apply_rope(x_BHLD: torch.Tensor, cos_BLd: torch.Tensor, sin_BLd: torch.Tenso
     return out.flatten(-2).type_as(x_BHLD)
 
 
+@dataclass(frozen=True)
+class TwoStreamMask:
+    """The training pass's attention pattern, done as two attentions instead of one masked (2L x 2L) one.
+
+    Clean frame t attends to clean frames <= t; masked frame t attends to clean frames < t and to itself, never
+    to other masked frames. A dense mask spends half of the (2L)^2 scores on pairs it then hides (clean ->
+    masked and masked -> other masked frames); here the clean stream is one frame-causal attention (L x L)
+    and every masked frame is a row of its own over [clean frames, itself] (S x (L + S)): the same outputs at
+    about half the attention FLOPs."""
+
+    T: int
+    S: int
+    clean: torch.Tensor
+    """(1, 1, L, L) bool: clean frame-causal."""
+    masked: torch.Tensor
+    """(T, 1, S, L + S) bool: frame t's masked row sees clean frames < t and its own S tokens."""
+
+    @staticmethod
+    def build(T: int, S: int, device) -> "TwoStreamMask":
+        f = torch.arange(T, device=device).repeat_interleave(S)  # frame index of each clean token
+        clean = (f[:, None] >= f[None, :])[None, None]
+        earlier = f[None, :] < torch.arange(T, device=device)[:, None]  # (T, L)
+        masked = torch.cat([earlier[:, None, None, :].expand(T, 1, S, T * S),
+                            torch.ones(T, 1, S, S, dtype=torch.bool, device=device)], -1)
+        return TwoStreamMask(T, S, clean, masked)
+
+    def dense(self) -> torch.Tensor:
+        """The same pattern as one (1, 1, 2L, 2L) mask (the reference the two-attention form must equal)."""
+        T, S, L = self.T, self.S, self.T * self.S
+        f = torch.arange(T, device=self.clean.device).repeat_interleave(S)
+        mm = f[:, None] == f[None, :]
+        top = torch.cat([self.clean[0, 0], torch.zeros(L, L, dtype=torch.bool, device=f.device)], 1)
+        bottom = torch.cat([f[:, None] > f[None, :], mm], 1)
+        return torch.cat([top, bottom], 0)[None, None]
+
+    def attend(self, q, k, v) -> torch.Tensor:
+        """q, k, v (B, nh, 2L, hd): clean stream then masked stream -> (B, nh, 2L, hd)."""
+        B, nh, _, hd = q.shape
+        T, S, L = self.T, self.S, self.T * self.S
+        y_clean = F.scaled_dot_product_attention(q[:, :, :L], k[:, :, :L], v[:, :, :L], attn_mask=self.clean)
+
+        def per_frame(x):  # (B, nh, L, hd) masked stream -> (B, T, nh, S, hd)
+            return x.reshape(B, nh, T, S, hd).transpose(1, 2)
+
+        def rows(x_clean, x_masked):  # -> (B*T, nh, L + S, hd): every masked frame's own key row
+            return torch.cat([x_clean[:, None].expand(B, T, nh, L, hd), per_frame(x_masked)], 3).reshape(B * T, nh, L + S, hd)
+
+        qm = per_frame(q[:, :, L:]).reshape(B * T, nh, S, hd)
+        mask = self.masked.repeat(B, 1, 1, 1)  # (B*T, 1, S, L+S)
+        ym = F.scaled_dot_product_attention(qm, rows(k[:, :, :L], k[:, :, L:]), rows(v[:, :, :L], v[:, :, L:]), attn_mask=mask)
+        ym = ym.reshape(B, T, nh, S, hd).transpose(1, 2).reshape(B, nh, L, hd)
+        return torch.cat([y_clean, ym], 2)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: DynamicsConfig):
         super().__init__()
@@ -120,7 +174,7 @@ class Attention(nn.Module):
         self.rope_base = cfg.rope_base
 
     def forward(self, x_BLD, cos, sin, mask, cache=None, layer: int = 0):
-        """x (B, L, D); mask bool (B|1, 1, L, Lk) or None.
+        """x (B, L, D); mask bool (B|1, 1, L, Lk), a TwoStreamMask (training) or None.
 
         cache: a CacheView (inference): this frame's keys/values are written into its scratch slot in place and
         the frame attends over the whole row (the window + itself); None: self-attention over x (training)."""
@@ -131,7 +185,10 @@ class Attention(nn.Module):
             lo, hi = cache.scratch
             cache.k[layer][:, :, lo:hi], cache.v[layer][:, :, lo:hi] = k, v
             k, v = cache.k[layer], cache.v[layer]  # (B, nh, (F+1)*S, hd)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nh, L, hd)
+        if isinstance(mask, TwoStreamMask):
+            y = mask.attend(q, k, v)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nh, L, hd)
         return self.proj(y.transpose(1, 2).reshape(B, L, D))
 
 
@@ -225,17 +282,10 @@ class Dynamics(nn.Module):
         return x.reshape(B, T * (N + 1), -1)
 
     # ---------------------------------------------------------------- training (two streams)
-    def _train_mask(self, T: int, device) -> torch.Tensor:
+    def _train_mask(self, T: int, device) -> TwoStreamMask:
         key = (T, str(device))
         if key not in self._mask_cache:
-            S = self.cfg.frame_len
-            f = torch.arange(T, device=device).repeat_interleave(S)  # frame index of each token
-            cc = f[:, None] >= f[None, :]  # clean -> clean: frames <= own
-            mc = f[:, None] > f[None, :]  # masked -> clean: strictly earlier frames
-            mm = f[:, None] == f[None, :]  # masked -> masked: own frame only
-            top = torch.cat([cc, torch.zeros_like(cc)], 1)
-            bottom = torch.cat([mc, mm], 1)
-            self._mask_cache[key] = torch.cat([top, bottom], 0)[None, None]
+            self._mask_cache[key] = TwoStreamMask.build(T, self.cfg.frame_len, device)
         return self._mask_cache[key]
 
     def memory_kv(self, memory, actions_Q: torch.Tensor):
