@@ -179,6 +179,25 @@ def test_train_unified_world_then_every_task(babyai_store, tmp_path, one_thread)
     with pytest.raises(UserError, match="never read"):
         w.session(text="go to the pink ball")
 
+    # continued training (--init): the world's config and weights, a small step away from them; a kind mismatch
+    # is refused before anything is written
+    import shutil
+
+    from maskworld.cli import main
+
+    cont = tmp_path / "cont"
+    cont.mkdir()
+    for f in ("tokenizer.safetensors", "tokenizer.json"):
+        shutil.copy(out / f, cont / f)
+    args = ["train", "dynamics", "--data", babyai_store, "--out", str(cont), "--steps", "1", "--init", str(out),
+            "--no-progress"]
+    assert main(args + ["--kind", "unified"]) == 0
+    w2 = load_unified_world(cont)
+    assert w2.model.cfg == w.model.cfg and w2.meta.model_card["unified_train"]["init"] == str(out)
+    diff = max((w.model.state_dict()[k] - v).abs().max().item() for k, v in w2.model.state_dict().items())
+    assert 0 < diff < 0.05  # a fresh initialisation would be far away
+    assert main(args) == 2  # --init a unified world, but this run trains the dynamics kind
+
 
 def test_unified_kind_needs_words_in_the_data(tmp_path):
     from maskworld.data.collect import CollectConfig, collect

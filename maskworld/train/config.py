@@ -259,8 +259,12 @@ class TrainConfig:
             from maskworld.train.unified_train import task_weights  # here: that module imports torch, `--help` must not
 
             task_weights(d.tasks)  # a clear error for an unknown task, before anything is written
-            if not self.has_actions(meta) or self.has_memory or d.init is not None:
-                raise UserError("--kind unified trains on real actions, without --memory, --init or --ignore-actions")
+            if not self.has_actions(meta) or self.has_memory:
+                raise UserError("--kind unified trains on real actions, without --memory or --ignore-actions")
+        if d.init is not None and (d.init_config or {}).get("kind", "dynamics") != d.kind:
+            have = (d.init_config or {}).get("kind", "dynamics")
+            raise UserError(f"--init {d.init} is a {have} world and this run trains --kind {d.kind}: "
+                            f"{'give --kind ' + have if have != 'dynamics' else 'drop --kind'} or --init a {d.kind} world")
         if d.init is not None and "dynamics" in r.stages:
             if self.uses_lam(meta):
                 raise UserError("--init fine-tunes a world with real actions; a latent-action world learns new codes, "
@@ -385,13 +389,17 @@ def _from_init(init_world: Mapping[str, Any], overrides: Mapping[str, Any]) -> d
 
 
 def load_init_world(path: str | None) -> dict | None:
-    """The dynamics config in `path`/world.json (None without --init); UserError when it is no world directory."""
+    """The model config in `path`/world.json (None without --init), with its world kind under "kind" (a unified
+    world's model is its "unified" config); UserError when it is no world directory."""
     if path is None:
         return None
     f = Path(path) / "world.json"
     try:
-        return dict(json.loads(f.read_text())["dynamics"])
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        world = json.loads(f.read_text())
+        if world.get("kind") == "unified":
+            return {**world["unified"], "kind": "unified"}
+        return {**world["dynamics"], "kind": "dynamics"}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise UserError(f"--init {path} is not a world directory (world.json + *.safetensors): {e}") from None
 
 

@@ -200,10 +200,15 @@ def unified_loss(model: Unified, clips: Clips, m: dict[str, np.ndarray], device)
 def train_unified(cache, val_cache, texts: np.ndarray, val_texts: np.ndarray, expert: np.ndarray,
                   val_expert: np.ndarray, cfg: UnifiedConfig, batch: int,
                   lr: float, budget: Budget, work, device, resume: bool, seed: int, progress: bool,
-                  ckpt_minutes: float = 5.0, weights: tuple[float, ...] = TASK_WEIGHTS) -> tuple[Unified, dict]:
-    """The training loop (train/loop.py) with the task mixture; validation: per-stream accuracy on fixed clips."""
+                  ckpt_minutes: float = 5.0, weights: tuple[float, ...] = TASK_WEIGHTS,
+                  init_state: dict | None = None) -> tuple[Unified, dict]:
+    """The training loop (train/loop.py) with the task mixture; validation: per-stream accuracy on fixed clips.
+    init_state: weights to start from (--init), else a fresh initialisation."""
     torch.manual_seed(seed)
-    model = Unified(cfg).to(device)
+    model = Unified(cfg)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.05)
     rng = np.random.default_rng(seed)
 

@@ -57,7 +57,7 @@ from maskworld.train.presets import get_preset
 from maskworld.train.tokenizer_train import FramePool, train_tokenizer
 from maskworld.train.unified_train import episode_texts, expert_episodes, task_weights, train_unified
 from maskworld.world.latent import code_stats, fit_action_map, map_accuracy
-from maskworld.world.unified import UnifiedWorld
+from maskworld.world.unified import UnifiedWorld, load_unified_world
 from maskworld.world.world import World, WorldMeta, load_world
 
 TrainArgs = train_config
@@ -255,6 +255,24 @@ def _init_dynamics(init: str, tok):
     return cfg, src.dynamics.state_dict()
 
 
+def _init_unified(init: str, tok, vocab: TextVocab, cfg: UnifiedConfig):
+    """--init UNIFIED_WORLD: its model config and weights, to train on; a clear error where its token ids (frames,
+    words or actions) would mean something else in this data."""
+    src = load_unified_world(init, device="cpu")
+    mine, theirs = tok.state_dict(), src.tokenizer.state_dict()
+    if not (mine.keys() == theirs.keys() and all(torch.equal(mine[k].cpu(), theirs[k]) for k in mine)):
+        raise UserError(f"--init {init}: it was trained on another tokenizer than the one in --out; copy "
+                        f"{init}/tokenizer.safetensors and tokenizer.json into --out first")
+    if src.vocab.words != vocab.words:
+        raise UserError(f"--init {init} knows the words {src.vocab.words[2:]}, the data's missions use "
+                        f"{vocab.words[2:]}: continue on data of the same level")
+    if src.model.cfg.num_actions != cfg.num_actions:
+        raise UserError(f"--init {init} has {src.model.cfg.num_actions} actions, the data {cfg.num_actions}")
+    m = src.model.cfg
+    print(f"[unified] starting from {init}'s weights ({m.d_model}d x {m.n_layers} layers, window {m.window})")
+    return dataclasses.replace(m), src.model.state_dict()
+
+
 def event_share(c: TrainConfig, cache, window: int) -> float:
     """--event-share, or its default for this cache (0.25 with events, 0 without); says what it found."""
     n = len(event_windows(cache, window)[0])
@@ -411,14 +429,19 @@ def stage_unified(run: Run, tok, budget: Budget, card: dict, out: Path) -> None:
     cfg = UnifiedConfig(vocab_size=tok.cfg.vocab_size, num_actions=c.num_actions(run.meta), text_vocab=vocab.size,
                         text_len=vocab.length, grid=tok.cfg.grid, window=c.dynamics.window, d_model=c.dynamics.d_model,
                         n_layers=c.dynamics.layers, n_heads=preset.n_heads)
+    init_state = None
+    if c.dynamics.init is not None:
+        cfg, init_state = _init_unified(c.dynamics.init, tok, vocab, cfg)
     print(f"[unified] tasks {c.dynamics.tasks or 'all'}; {vocab.size} words, texts of <= {vocab.length}; clips of {cfg.window} steps; "
           f"{cfg.d_model}d x {cfg.n_layers} layers; budget {budget.describe()}")
     model, m = train_unified(train_cache, val_cache, episode_texts(train_cache, run.store, vocab),
                              episode_texts(val_cache, run.store, vocab), expert_episodes(train_cache, run.store),
                              expert_episodes(val_cache, run.store), cfg, c.dynamics.batch, run.preset().lr, budget,
                              run.work, run.device, r.resume, r.seed, r.progress, ckpt_minutes=r.ckpt_minutes,
-                             weights=task_weights(c.dynamics.tasks))
+                             weights=task_weights(c.dynamics.tasks), init_state=init_state)
     card["unified_train"] = {k: m[k] for k in m if k.startswith("val_") or k in ("steps", "train_s")}
+    if c.dynamics.init is not None:  # the lineage: a continued world says what it started from
+        card["unified_train"]["init"] = str(c.dynamics.init)
     card["split"] = {"seed": r.seed, "val_fraction": r.val_fraction, "val_episodes": len(run.val_ids)}
     meta = {"env_id": run.meta.get("env_id", "unknown"), "size": int(run.meta.get("size", 64)),
             "view": run.meta.get("view"), "action_meanings": list(run.meta.get("action_meanings", [])),
