@@ -170,6 +170,13 @@ def test_train_unified_world_then_every_task(babyai_store, tmp_path, one_thread)
     frame, reward, done = s.step(2)
     assert frame.shape == (64, 64, 3) and reward in (-1.0, 0.0, 1.0) and isinstance(done, bool)
     assert 0 <= s.act() < 7
+    # the policy draws its actions from the session's generator (the same seed draws the same), temperature 0 is
+    # the most likely action every time
+    draws = [w.session(text="go to the red ball", seed=5).act() for _ in range(2)]
+    assert draws[0] == draws[1]
+    s5 = w.session(text="go to the red ball", seed=5)
+    assert len({s5.act() for _ in range(40)}) > 1  # an untrained policy is close to uniform
+    assert len({s5.act(temperature=0) for _ in range(5)}) == 1
     from maskworld.data.store import EpisodeStore
 
     st = EpisodeStore(babyai_store)

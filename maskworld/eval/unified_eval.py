@@ -27,6 +27,7 @@ from maskworld.errors import UserError
 from maskworld.eval.babyai_detect import named_object, shows
 from maskworld.eval.metrics import psnr_per_frame
 from maskworld.progress import Progress
+from maskworld.world.unified import POLICY_TEMPERATURE
 
 HELDOUT_SEED = 2**31 + 1000
 HORIZONS = (1, 4, 8)
@@ -152,7 +153,7 @@ class _Expert:
 def eval_policy(world, env_id: str, view: str, size: int, episodes: int, dedicated=None, seed: int = 0,
                 progress: bool = True) -> dict:
     """Success rates in the real environment over held-out seeds: the unified policy, the dedicated one, random, bot."""
-    m: dict[str, Any] = {"policy.episodes": episodes, "policy.env": env_id}
+    m: dict[str, Any] = {"policy.episodes": episodes, "policy.env": env_id, "policy.temperature": POLICY_TEMPERATURE}
     env = make_env(env_id, size, view=view)
     max_steps = int(getattr(env.env.unwrapped, "max_steps", 64))
     arms = {"unified": lambda f, mi: _WorldPolicy(world, f, mi), "random": None, "expert": None}

@@ -206,6 +206,9 @@ class UnifiedWorld:
         return path
 
 
+POLICY_TEMPERATURE = 1.0  # the world's own policy samples its actions (UnifiedSession.act)
+
+
 class UnifiedSession:
     """One episode in a unified world: the last window - 1 steps as ids, a generator of its own."""
 
@@ -283,13 +286,19 @@ class UnifiedSession:
         return self.frame, reward, done
 
     @torch.no_grad()
-    def act(self) -> int:
-        """The world's own policy: the most likely next action given the text and the steps so far."""
+    def act(self, temperature: float = POLICY_TEMPERATURE) -> int:
+        """The world's own policy: the next action given the text and the steps so far, drawn from the policy's
+        distribution with the session's generator (temperature 0: the most likely action). Drawn rather than the
+        argmax by default: a deterministic policy that is not yet right repeats the same wrong action in the same
+        view (walks into a wall forever), a stochastic one gets out (the usual way to run a policy-gradient agent)."""
         w, cfg = self.world, self.world.cfg
         acts, frames, outs = self._context(cfg.window - 1)
         ids = w._ids(self._text_ids, acts + [cfg.act_mask], frames + [w._blank()], outs + [cfg.out_mask])
         logits = w.model(ids["text"], ids["act"], ids["frame"], ids["out"])["act"][0, -1, :cfg.num_actions]
-        return int(logits.argmax())
+        if temperature <= 0:
+            return int(logits.argmax())
+        p = torch.softmax(logits.float().cpu() / temperature, -1)
+        return int(torch.multinomial(p, 1, generator=self.gen))
 
     def observe(self, frame: np.ndarray, action: int, reward: float = 0.0, terminated: bool = False) -> None:
         """A real step (F): the real frame reached by `action` replaces imagination (to let the policy act in a real env)."""
