@@ -221,11 +221,35 @@ def test_revisit_benchmark_runs_and_memory_blind_world_gains_nothing(tiny_world,
                 "compressed_only", "recent"):
         assert np.isfinite(mm[f"revisit.{arm}.psnr.8"]) and 0 <= mm[f"revisit.{arm}.recall.8"] <= 1
     assert mm["revisit.memory.psnr.8"] != mm["revisit.no_memory.psnr.8"]
+    for arm in ("memory", "no_memory", "memory_envpose"):  # own-reckoning returns: counted, scored where there are any
+        n, v = mm[f"revisit.{arm}.own_returns.8"], mm[f"revisit.{arm}.own_return_psnr.8"]
+        assert n >= 0 and (v is None) == (n == 0) and 0 <= mm[f"revisit.{arm}.own_moved.8"] <= 1
+    assert 0 < mm["revisit.real_moved.8"] <= 1
     c = memory_cost(tiny_memory_world, history=40, steps=5)
     bpf = tiny_memory_world.dynamics.cfg.tokens_per_frame * 2 + 25
     assert c["memory.bytes_per_frame"] == bpf
     assert [c[f"memory.bytes.{n}"] for n in (10, 20, 40)] == [(n + 1) * bpf for n in (10, 20, 40)]  # linear in steps
     assert c["memory.fps_on"] > 0 and c["memory.fps_off"] > 0
+
+
+def test_own_returns_score_what_the_world_showed_there_and_can_fail():
+    """A return = the pose comes back to one it had more than a window ago, after leaving it: a world that shows the
+    same frame there scores high, one that shows another scores low, and turning in place is no return."""
+    from maskworld.eval.revisit import own_returns
+
+    rng = np.random.default_rng(0)
+    place = {p: rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for p in range(4)}
+    path = [0, 1, 2, 3, 2, 1, 0, 1, 2, 3, 2, 1, 0]  # x positions: out and back twice
+    poses = np.array([[x, 0, 0] for x in path])
+    same = np.stack([place[x] for x in path])  # remembers: each place always looks the same
+    forgets = same.copy()
+    forgets[6:] = rng.integers(0, 256, forgets[6:].shape, dtype=np.uint8)  # after the first loop: new views
+    good, moved = own_returns(same, poses, start=6, window=2)  # the second loop
+    bad, _ = own_returns(forgets, poses, start=6, window=2)
+    assert len(good) == len(bad) > 0 and moved == 1.0
+    assert min(good) >= 59 and max(bad) < 20  # 60 dB: the PSNR cap of identical frames
+    spin = np.array([[0, 0, d % 4] for d in range(13)])  # turning on the spot: never leaves
+    assert own_returns(same, spin, start=1, window=2) == ([], 0.0)
 
 
 @pytest.mark.slow

@@ -65,6 +65,11 @@ def run_revisit(world, args, prefix: str = "", progress: bool = True, seed: int 
               f"{'-' if env is None else f'{env:.2f}'}); own keys reach {'-' if own is None else f'{own:.2f}'} of it "
               f"with {m[f'revisit.memory.closures.{g}']:.1f} loop closures a trial; appearance only "
               f"{m[f'revisit.gain.appearance_psnr.{g}']:+.2f} dB")
+        own, off = (m.get(f"revisit.{a}.own_return_psnr.{g}") for a in ("memory", "no_memory"))
+        print(f"         returns by the world's own reckoning: {_db(own)} with memory over "
+              f"{m[f'revisit.memory.own_returns.{g}']} returns, {_db(off)} without over "
+              f"{m[f'revisit.no_memory.own_returns.{g}']}; its pose moved on {m[f'revisit.memory.own_moved.{g}']:.2f} of "
+              f"the imagined steps (the real walk {m[f'revisit.real_moved.{g}']:.2f})")
     print(f"  play speed after {m['memory.history_steps']} steps: {m['memory.fps_on']:.1f} FPS with memory, "
           f"{m['memory.fps_off']:.1f} without (cost {100 * m['memory.speed_cost']:.0f} %); "
           f"{m['memory.bytes_per_frame']:.0f} bytes per remembered frame")
@@ -86,3 +91,7 @@ def run(args) -> int:
         world.update_model_card(revisit=m)
         print(f"updated the model card in {args.world}/world.json")
     return 0
+
+
+def _db(v) -> str:
+    return "-" if v is None else f"{v:.2f} dB"

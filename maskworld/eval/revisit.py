@@ -6,6 +6,11 @@ outbound leg (a 360-degree scan of a place), then imagines the gap of g steps an
 logged actions. Scored on the return leg (the same scan of the same place):
 - `psnr` / `ssim` against the real frames;
 - `self_psnr`: against the world's own frames of the same poses before the gap (self-consistency);
+- `own_return_psnr`: self-consistency by the world's *own* reckoning, over the whole imagined part: whenever a
+  session's pose (the keys it reads memory by) comes back to a pose it had more than a window ago, after going at
+  least `RETURN_AWAY` cells away, the frame against the one it showed there (`own_returns`: how many such returns,
+  `own_moved`: share of imagined steps its pose moved, beside the real walk's `real_moved`). No ground truth at all:
+  a world that imagines other corridors than the real ones still returns, by its own geometry, to places it drew;
 - `recall`: landmark recall (right object, right place, right colour) on the returning frames;
   `recall_renderable`: the same over the landmark cells the tokenizer's reconstruction of the real frames
   shows (the tokenizer scores 1.0 there; a world cannot show what its tokenizer cannot draw).
@@ -53,6 +58,31 @@ WALK_ARMS = ("memory", "no_memory", "oracle")  # walk-back trials: no poses to k
 ABLATIONS = {"retrieval_only": {"compressed": False}, "compressed_only": {"retrieved": False}, "recent": {"choose": "recent"}}
 
 
+RETURN_AWAY = 2  # cells (x + y) a pose must have left before coming back counts as a return
+
+
+def own_returns(frames: np.ndarray, poses: np.ndarray, start: int, window: int) -> tuple[list[float], float]:
+    """frames (L,H,W,3), poses (L,3) the pose each frame was keyed by, start: the first imagined frame ->
+    (PSNR of every return: frame j against the last frame i < j - window at the same pose, where the poses between
+    them went RETURN_AWAY cells or more from it; share of imagined steps whose pose moved)."""
+    out = []
+    for j in range(start, len(frames)):
+        same = np.flatnonzero((poses[: max(j - window, 0)] == poses[j]).all(1))
+        if len(same) == 0:
+            continue
+        i = int(same[-1])
+        if np.abs(poses[i:j, :2] - poses[j, :2]).sum(1).max() < RETURN_AWAY:
+            continue  # never left: standing still is not a return
+        out.append(float(psnr_per_frame(frames[j][None], frames[i][None])[0]))
+    return out, _moved(poses, start)
+
+
+def _moved(poses: np.ndarray, start: int) -> float:
+    """Share of the steps into frames start.. whose pose changed place."""
+    moved = np.diff(poses[max(start - 1, 0):, :2], axis=0) != 0
+    return float(moved.any(1).mean()) if len(moved) else 0.0
+
+
 def _tokenize(world, frames: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         t = world.tokenizer.tokenize_uint8(torch.from_numpy(np.ascontiguousarray(frames)).to(world.device))
@@ -61,10 +91,11 @@ def _tokenize(world, frames: np.ndarray) -> np.ndarray:
 
 def _run_arm(world, trials, arm: str, seed: int, k: int | None = None, parts: dict | None = None):
     """Imagine every trial of one gap under one arm -> (per trial its frames (L, H, W, 3) (outbound: the
-    world's reading of the real frames; then its own), per trial its loop closures)."""
+    world's reading of the real frames; then its own), per trial its loop closures, per trial the pose (L, 3) each
+    frame was keyed by)."""
     memory = arm != "no_memory"
     eng = Engine(world, rows=len(trials))
-    sessions, frames = [], []
+    sessions, frames, poses = [], [], []
     oracle = arm == "oracle"
     given = arm in ("oracle", "memory_envpose") and trials[0].poses is not None  # keys from the logged poses
     for i, tr in enumerate(trials):
@@ -74,13 +105,15 @@ def _run_arm(world, trials, arm: str, seed: int, k: int | None = None, parts: di
         s.memory_parts.update(parts or {})
         if arm in KEYS:
             s.memory_keys = KEYS[arm]
-        own = []
+        own, keyed = [], []
         for j in range(tr.outbound):
             a = int(tr.actions_in[j])
             s.observe(tr.frames[j], None if a < 0 else a, pose=tr.poses[j] if given else None)
             own.append(s.frame)
+            keyed.append(s.pose.copy())
         sessions.append(s)
         frames.append(own)
+        poses.append(keyed)
     real_tokens = [_tokenize(world, tr.frames) for tr in trials] if oracle else None
     L = len(trials[0].frames)
     for j in range(trials[0].outbound, L):
@@ -88,9 +121,10 @@ def _run_arm(world, trials, arm: str, seed: int, k: int | None = None, parts: di
         out = eng.step(sessions, acts, [tr.poses[j] for tr in trials] if given else None)
         for i, (f, _, _) in enumerate(out):
             frames[i].append(f)
+            poses[i].append(sessions[i].pose.copy())
             if oracle:  # what was really seen there, at the true pose
                 sessions[i].bank.replace(sessions[i].bank.size - 1, real_tokens[i][j], observed=True)
-    return [np.stack(f) for f in frames], [s.closures for s in sessions]
+    return [np.stack(f) for f in frames], [s.closures for s in sessions], [np.stack(p) for p in poses]
 
 
 def _scores(trials, gen: list[np.ndarray], renderable: list[np.ndarray] | None = None) -> dict:
@@ -143,6 +177,7 @@ def revisit(world, env_id: str | None = None, gaps=(8, 16, 32, 64, 128, 256), pe
         if grid:
             trials = make_trials(env_id, gaps=(g,), per_gap=per_gap, seed=seed, size=size)
             out[f"revisit.away.{g}"] = float(np.mean([t.away for t in trials]))
+            out[f"revisit.real_moved.{g}"] = float(np.mean([_moved(t.poses, t.outbound) for t in trials]))
         else:
             trials = make_walkback_trials(env_id, gaps=(g,), per_gap=per_gap, seed=seed, size=size)
             out[f"revisit.away_psnr.{g}"] = float(np.mean([t.away for t in trials]))
@@ -158,11 +193,17 @@ def revisit(world, env_id: str | None = None, gaps=(8, 16, 32, 64, 128, 256), pe
         for arm in arms:
             k = int(arm.split("_k")[1]) if "_k" in arm else None
             # ablations read with the environment's poses: they isolate what is read from where the world thinks it is
-            gen, closures = _run_arm(world, trials, "memory_envpose" if k or arm in ABLATIONS else arm, seed, k,
-                                     ABLATIONS.get(arm))
+            gen, closures, keyed = _run_arm(world, trials, "memory_envpose" if k or arm in ABLATIONS else arm, seed, k,
+                                            ABLATIONS.get(arm))
             for key, v in _scores(trials, gen, renderable).items():
                 out[f"revisit.{arm}.{key}.{g}"] = v
             out[f"revisit.{arm}.closures.{g}"] = float(np.mean(closures))
+            if grid:  # poses to reckon by (walk-back trials keep none)
+                rets = [own_returns(f, p, t.outbound, world.dynamics.cfg.window) for f, p, t in zip(gen, keyed, trials)]
+                ps = [v for r, _ in rets for v in r]
+                out[f"revisit.{arm}.own_return_psnr.{g}"] = float(np.mean(ps)) if ps else None
+                out[f"revisit.{arm}.own_returns.{g}"] = len(ps)
+                out[f"revisit.{arm}.own_moved.{g}"] = float(np.mean([m for _, m in rets]))
             bar.update(1)
     bar.close()
     for g in gaps:
@@ -173,6 +214,8 @@ def revisit(world, env_id: str | None = None, gaps=(8, 16, 32, 64, 128, 256), pe
         out[f"revisit.gain.self_psnr.{g}"] = out[f"revisit.memory.self_psnr.{g}"] - out[f"revisit.no_memory.self_psnr.{g}"]
         if not grid:
             continue
+        mo, oo = out[f"revisit.memory.own_return_psnr.{g}"], out[f"revisit.no_memory.own_return_psnr.{g}"]
+        out[f"revisit.gain.own_return_psnr.{g}"] = mo - oo if mo is not None and oo is not None else None
         env = out[f"revisit.memory_envpose.psnr.{g}"]
         out[f"revisit.gain.envpose_psnr.{g}"] = env - off
         out[f"revisit.gain.envpose_share_of_oracle.{g}"] = (env - off) / (orc - off) if orc - off > 1e-6 else None
