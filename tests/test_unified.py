@@ -236,6 +236,30 @@ def test_inverse_metric_fails_for_a_model_that_ignores_the_frames(babyai_store):
     assert m["inverse.unified.accuracy"] == pytest.approx(float(np.mean(acts == 2)))
 
 
+def test_delta_psnr_is_zero_for_an_action_blind_world_and_positive_for_one_that_follows():
+    """ΔPSNR compares the logged actions with random ones from the same first frames: a world whose frames do not
+    depend on the action scores exactly 0; one that draws what the logged action did scores above 0."""
+    from types import SimpleNamespace
+
+    from maskworld.eval.unified_eval import delta_psnr
+
+    rng = np.random.default_rng(0)
+    looks = rng.integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)  # what each action leads to
+    eps = []
+    for _ in range(5):
+        acts = rng.integers(0, 3, size=6)
+        eps.append(SimpleNamespace(actions=acts, frames=np.stack([looks[0]] + [looks[a] for a in acts])))
+
+    def blind(frame0):
+        return lambda a: frame0
+
+    def follows(frame0):
+        return lambda a: looks[a]
+
+    assert delta_psnr(blind, eps, 3) == 0.0
+    assert delta_psnr(follows, eps, 3) > 5.0
+
+
 @pytest.mark.slow
 def test_cli_imagine_and_describe(babyai_store, tmp_path):
     from maskworld.train.world_train import TrainArgs, run_train

@@ -31,20 +31,32 @@ from maskworld.world.unified import POLICY_TEMPERATURE
 
 HELDOUT_SEED = 2**31 + 1000
 HORIZONS = (1, 4, 8)
+DELTA_T = 4  # ΔPSNR's horizon, as in Genie
 
 
-def rollout_psnr(step_fn_factory, episodes: list[Any], horizons=HORIZONS) -> dict[int, list[float]]:
+def rollout_psnr(step_fn_factory, episodes: list[Any], horizons=HORIZONS, actions=None) -> dict[int, list[float]]:
     """{h: PSNR of the frame h steps after a real first frame, over episodes long enough}.
 
-    step_fn_factory(first_frame) -> step(action) -> frame: a world's session, opened on the real frame."""
+    step_fn_factory(first_frame) -> step(action) -> frame: a world's session, opened on the real frame.
+    actions: per episode the actions to play instead of the logged ones (random actions: what ΔPSNR compares)."""
     out: dict[int, list[float]] = {h: [] for h in horizons}
-    for ep in episodes:
+    for k, ep in enumerate(episodes):
         step = step_fn_factory(ep.frames[0])
+        acts = ep.actions if actions is None else actions[k]
         for t in range(1, max(horizons) + 1):
-            frame = step(int(ep.actions[t - 1]))
+            frame = step(int(acts[t - 1]))
             if t in out:
                 out[t].append(float(psnr_per_frame(frame[None], ep.frames[t][None])[0]))
     return out
+
+
+def delta_psnr(step_fn_factory, episodes: list[Any], num_actions: int, seed: int = 0, t: int = DELTA_T) -> float:
+    """Genie's ΔPSNR at t: PSNR after t steps of the logged actions minus after t random ones (same first frames);
+    about 0 for a world that ignores its actions."""
+    rng = np.random.default_rng(seed)
+    rand = [rng.integers(0, num_actions, size=t) for _ in episodes]
+    real = rollout_psnr(step_fn_factory, episodes, (t,))[t]
+    return float(np.mean(real) - np.mean(rollout_psnr(step_fn_factory, episodes, (t,), rand)[t]))
 
 
 def _mean(x) -> float | None:
@@ -62,6 +74,7 @@ def eval_dynamics(world, store, ids: list[int], episodes: int, dedicated=None, s
         s = world.session(frame=frame0, seed=seed)
         return lambda a: s.step(a)[0]
 
+    m[f"dynamics.unified.delta_psnr.{DELTA_T}"] = delta_psnr(unified, eps, world.num_actions, seed)
     for name, res in (("unified", rollout_psnr(unified, eps)),
                       ("copy_last", {h: [float(psnr_per_frame(ep.frames[0][None], ep.frames[h][None])[0]) for ep in eps]
                                      for h in HORIZONS}),
@@ -79,6 +92,7 @@ def eval_dynamics(world, store, ids: list[int], episodes: int, dedicated=None, s
 
             for h, v in rollout_psnr(ded, eps).items():
                 m[f"dynamics.dedicated_{render}.psnr.{h}"] = _mean(v)
+            m[f"dynamics.dedicated_{render}.delta_psnr.{DELTA_T}"] = delta_psnr(ded, eps, dedicated.num_actions, seed)
     return m
 
 
