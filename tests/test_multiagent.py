@@ -174,3 +174,5 @@ def test_avatar_control_is_zero_for_a_world_that_ignores_actions(coins_world):
     for i in range(2):
         assert m[f"avatars.{i}.own"] == pytest.approx(0.0, abs=1e-9)
         assert m[f"avatars.{i}.others"] == pytest.approx(0.0, abs=1e-9)
+    # an untrained world with the previous-frame prior copies its last frame: another draw draws the same cells
+    assert m["avatars.noise"] == pytest.approx(0.0, abs=1e-9)

@@ -9,6 +9,10 @@ actions replaced by random ones (the others keep theirs). Both are compared with
 - `others`: the same difference in the cell of every other avatar, as an absolute value: what changing avatar i's
   actions does where it is not. A world that keeps the avatars apart scores ~0 (unless avatar i, moving at
   random, really blocks another one's way: the game's own interaction).
+- `noise`: the same absolute difference in every avatar's cell between two rollouts with the *same* logged actions
+  and another sampling seed: how much a cell changes by sampling alone. A cell is a few pixels, so its PSNR
+  swings with one token, and the absolute value keeps every swing: `others` near `noise` means avatar i's actions
+  move the other avatars no more than a new draw of the same world does.
 
 Regions come from the data's `agents_pos` (cells), scaled to pixels by the frame size and the room's cells.
 """
@@ -38,7 +42,7 @@ def region(frame_size: int, room: int, cell: np.ndarray, radius: int) -> tuple[s
 
 def avatar_control(world, store, ids: list[int], room: int, context: int = 2, slices_per_episode: int = 4,
                    seed: int = 0) -> dict:
-    """{avatars.{i}.own, avatars.{i}.others, avatars.slices}: means over held-out slices (see the module doc)."""
+    """{avatars.{i}.own, avatars.{i}.others, avatars.noise, avatars.slices}: means over held-out slices (module doc)."""
     agents = int(getattr(world.meta, "agents", 1))
     if agents < 2:
         raise UserError("per-avatar control needs a world of several agents (trained on joint actions)")
@@ -67,6 +71,13 @@ def avatar_control(world, store, ids: list[int], room: int, context: int = 2, sl
     truth = np.stack([sl.frames[context + DELTA_T - 1] for sl in slices])
     S = truth.shape[1]
     out: dict = {"avatars.slices": len(slices)}
+    redraw = open_loop(world, slices, context, DELTA_T, seed + 1)[:, -1]  # the same actions, another draw
+    noise = []
+    for e in range(len(slices)):
+        for j in range(agents):
+            rs, cs = region(S, room, positions[e][j], radius=0)
+            noise.append(abs(_psnr(gen[e, rs, cs], truth[e, rs, cs]) - _psnr(redraw[e, rs, cs], truth[e, rs, cs])))
+    out["avatars.noise"] = float(np.mean(noise))
     for i in range(agents):
         per = np.array([[split_action(a, agents, n) for a in row] for row in real])  # (E, DELTA_T, agents)
         per[:, :, i] = rng.integers(0, n, size=per.shape[:2])
