@@ -176,3 +176,7 @@ def test_avatar_control_is_zero_for_a_world_that_ignores_actions(coins_world):
         assert m[f"avatars.{i}.others"] == pytest.approx(0.0, abs=1e-9)
     # an untrained world with the previous-frame prior copies its last frame: another draw draws the same cells
     assert m["avatars.noise"] == pytest.approx(0.0, abs=1e-9)
+    assert m["avatars.greedy.noise"] == 0.0  # deterministic decoding: another seed draws the same frames
+    for i in range(2):
+        assert m[f"avatars.greedy.{i}.own"] == pytest.approx(0.0, abs=1e-9)
+        assert m[f"avatars.greedy.{i}.others"] == pytest.approx(0.0, abs=1e-9)

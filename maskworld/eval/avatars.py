@@ -13,11 +13,18 @@ actions replaced by random ones (the others keep theirs). Both are compared with
   and another sampling seed: how much a cell changes by sampling alone. A cell is a few pixels, so its PSNR
   swings with one token, and the absolute value keeps every swing: `others` near `noise` means avatar i's actions
   move the other avatars no more than a new draw of the same world does.
+- `greedy.*`: all of it again with the world's sampler made deterministic (temperature 0, no confidence noise), so
+  a cell changes only where the world's predictions change: `greedy.noise` is 0 by construction, and
+  `greedy.{i}.others` is what avatar i's actions do to the others' cells in the model itself, sampling luck aside
+  (a MaskGIT draw commits tokens in the order of its confidences over the whole frame, so changed logits in one
+  place reorder the draws everywhere).
 
 Regions come from the data's `agents_pos` (cells), scaled to pixels by the frame size and the room's cells.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -42,7 +49,8 @@ def region(frame_size: int, room: int, cell: np.ndarray, radius: int) -> tuple[s
 
 def avatar_control(world, store, ids: list[int], room: int, context: int = 2, slices_per_episode: int = 4,
                    seed: int = 0) -> dict:
-    """{avatars.{i}.own, avatars.{i}.others, avatars.noise, avatars.slices}: means over held-out slices (module doc)."""
+    """{avatars.{i}.own, avatars.{i}.others, avatars.noise, avatars.greedy.*, avatars.slices}: means over held-out
+    slices (module doc)."""
     agents = int(getattr(world.meta, "agents", 1))
     if agents < 2:
         raise UserError("per-avatar control needs a world of several agents (trained on joint actions)")
@@ -67,17 +75,33 @@ def avatar_control(world, store, ids: list[int], room: int, context: int = 2, sl
     if not slices:
         raise UserError(f"no held-out episode has {context + DELTA_T} frames")
     real = np.stack([sl.actions[context - 1:context - 1 + DELTA_T] for sl in slices])  # (E, DELTA_T) joint
-    gen = open_loop(world, slices, context, DELTA_T, seed)[:, -1]
     truth = np.stack([sl.frames[context + DELTA_T - 1] for sl in slices])
-    S = truth.shape[1]
     out: dict = {"avatars.slices": len(slices)}
+    sampler = world.sampler
+    try:
+        for prefix, cfg in (("avatars.", sampler),
+                            ("avatars.greedy.", dataclasses.replace(sampler, temperature=0.0, choice_temperature=0.0))):
+            world.sampler = cfg
+            out.update(_measure(world, slices, positions, real, truth, agents, n, room, context, seed, prefix))
+    finally:
+        world.sampler = sampler
+    return out
+
+
+def _measure(world, slices, positions, real, truth, agents: int, n: int, room: int, context: int, seed: int,
+             prefix: str) -> dict:
+    """own / others per avatar and the redraw noise, under the world's current sampler."""
+    rng = np.random.default_rng(seed)
+    gen = open_loop(world, slices, context, DELTA_T, seed)[:, -1]
+    S = truth.shape[1]
+    out: dict = {}
     redraw = open_loop(world, slices, context, DELTA_T, seed + 1)[:, -1]  # the same actions, another draw
     noise = []
     for e in range(len(slices)):
         for j in range(agents):
             rs, cs = region(S, room, positions[e][j], radius=0)
             noise.append(abs(_psnr(gen[e, rs, cs], truth[e, rs, cs]) - _psnr(redraw[e, rs, cs], truth[e, rs, cs])))
-    out["avatars.noise"] = float(np.mean(noise))
+    out[f"{prefix}noise"] = float(np.mean(noise))
     for i in range(agents):
         per = np.array([[split_action(a, agents, n) for a in row] for row in real])  # (E, DELTA_T, agents)
         per[:, :, i] = rng.integers(0, n, size=per.shape[:2])
@@ -89,6 +113,6 @@ def avatar_control(world, store, ids: list[int], room: int, context: int = 2, sl
                 rs, cs = region(S, room, positions[e][j], radius=1 if j == i else 0)
                 d = _psnr(gen[e, rs, cs], truth[e, rs, cs]) - _psnr(gen_rnd[e, rs, cs], truth[e, rs, cs])
                 (own if j == i else others).append(d if j == i else abs(d))
-        out[f"avatars.{i}.own"] = float(np.mean(own))
-        out[f"avatars.{i}.others"] = float(np.mean(others))
+        out[f"{prefix}{i}.own"] = float(np.mean(own))
+        out[f"{prefix}{i}.others"] = float(np.mean(others))
     return out
