@@ -92,25 +92,6 @@ def test_context_drop_makes_the_context_mostly_noise():
     assert light.max() < 0.2 and heavy.min() > 0.35 and heavy.mean() > 0.6
 
 
-def test_edge_loss_sees_a_blurred_edge_and_tokenizer_trains_with_it(toy_data, tmp_path):
-    """The edge term is 0 for a perfect reconstruction, grows when an edge is blurred (while the MSE barely notices
-    a small object), and a tokenizer trains with it; a negative weight is refused before anything is written."""
-    import torch
-
-    from maskworld.train.tokenizer_train import edge_loss
-
-    x = torch.zeros(1, 3, 16, 16)
-    x[..., 7:9, 7:9] = 1.0  # a small bright object
-    blurred = torch.nn.functional.avg_pool2d(x, 3, 1, 1)
-    assert edge_loss(x, x) == 0 and edge_loss(blurred, x) > 3 * torch.nn.functional.mse_loss(blurred, x)
-    out = tmp_path / "t"
-    assert main(["train", "tokenizer", "--data", toy_data, "--out", str(out), "--steps", "2", "--tok-edge", "0.1"] + TINY) == 0
-    assert (out / "tokenizer.safetensors").exists()
-    assert main(["train", "tokenizer", "--data", toy_data, "--out", str(tmp_path / "n"), "--steps", "2", "--tok-edge", "-1"]
-                + TINY) == 2
-    assert not (tmp_path / "n").exists()
-
-
 def test_train_bad_input(toy_data, tmp_path, capsys):
     assert main(["train", "world", "--data", toy_data, "--out", str(tmp_path / "a")] + TINY) == 2
     assert "budget" in capsys.readouterr().err

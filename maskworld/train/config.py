@@ -98,9 +98,6 @@ class TokenizerTrainConfig:
     """Override the tokenizer's share of --minutes (default 30 %)."""
     tok_steps: int | None = None
     """Override the tokenizer's steps (default: --steps)."""
-    tok_edge: float = field(default=0.0, metadata={"metavar": "W"})
-    """Weight of an L1 loss on the image gradients beside the MSE (tokenizer_train.edge_loss): a weight-free
-    sharpening term, for small objects that the MSE would let blur into the floor (0 = MSE alone)."""
 
 
 @dataclass
@@ -220,9 +217,6 @@ class TrainConfig:
         if d.layers is not None and d.layers < 1:
             raise UserError(f"--layers {d.layers}: give at least 1")
         check_share(d.event_share)
-        if not 0.0 <= self.tokenizer.tok_edge <= 100.0:
-            raise UserError(f"--tok-edge {self.tokenizer.tok_edge}: give the edge loss's weight beside the MSE, from 0 "
-                            "(MSE alone) to 100")
         if not 0.0 <= d.context_drop <= 1.0:
             raise UserError(f"--context-drop {d.context_drop}: give the share of clips with a noisy context, from 0 to 1")
         if d.init is not None and "tokenizer" in self.run.stages:

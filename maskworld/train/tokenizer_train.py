@@ -85,18 +85,9 @@ def evaluate_tokenizer(tok: Tokenizer, frames_u8: np.ndarray, device, batch: int
     return {"psnr": sum(ps) / len(frames_u8), "usage": used.float().mean().item()}
 
 
-def edge_loss(y_BCHW: torch.Tensor, x_BCHW: torch.Tensor) -> torch.Tensor:
-    """Mean L1 distance of the horizontal and vertical pixel differences: a reconstruction that blurs an edge pays
-    for it in proportion to the edge, not to its squared share of the image (a small object barely moves the MSE)."""
-    dy = lambda t: t[..., 1:, :] - t[..., :-1, :]  # noqa: E731
-    dx = lambda t: t[..., :, 1:] - t[..., :, :-1]  # noqa: E731
-    return (dy(y_BCHW) - dy(x_BCHW)).abs().mean() + (dx(y_BCHW) - dx(x_BCHW)).abs().mean()
-
-
 def train_tokenizer(train_pool: FramePool, val_frames: np.ndarray, cfg: TokenizerConfig, batch: int, lr: float,
                     budget: Budget, work_dir, device, resume: bool, seed: int = 0, progress: bool = True, ckpt_minutes: float = 5.0,
-                    fsdp: bool = False, compile: bool = False, edge: float = 0.0):
-    """edge: weight of `edge_loss` beside the MSE (0 = MSE alone). The logged loss and PSNR are the MSE's."""
+                    fsdp: bool = False, compile: bool = False):
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     tok = Tokenizer(cfg).to(device)
@@ -113,7 +104,7 @@ def train_tokenizer(train_pool: FramePool, val_frames: np.ndarray, cfg: Tokenize
         y, codes = fwd(x)
         loss = F.mse_loss(y, x)
         opt.zero_grad(set_to_none=True)
-        (loss + edge * edge_loss(y, x) if edge > 0 else loss).backward()
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(tok.parameters(), 1.0)
         opt.step()
         if step % 100 == 0:

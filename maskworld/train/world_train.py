@@ -122,8 +122,7 @@ def stage_tokenizer(run: Run, budget: Budget):
     dist.check_batch("--tok-batch", batch)
     print0(f"[tokenizer] {len(pool)} training frames, budget {budget.describe()}, {tcfg.grid}x{tcfg.grid} tokens, device {run.device}")
     tok, m = train_tokenizer(pool, val, tcfg, batch, preset.lr * 2, budget, run.work, run.device, r.resume,
-                             r.seed, r.progress, ckpt_minutes=r.ckpt_minutes, fsdp=r.fsdp, compile=r.compile,
-                             edge=run.cfg.tokenizer.tok_edge)
+                             r.seed, r.progress, ckpt_minutes=r.ckpt_minutes, fsdp=r.fsdp, compile=r.compile)
     print0(f"[tokenizer] val PSNR {m.get('val_psnr', float('nan')):.2f} dB, code usage {m.get('val_usage', 0):.2f}")
     return tok, m
 
