@@ -50,12 +50,14 @@ def rollout_psnr(step_fn_factory, episodes: list[Any], horizons=HORIZONS, action
     return out
 
 
-def delta_psnr(step_fn_factory, episodes: list[Any], num_actions: int, seed: int = 0, t: int = DELTA_T) -> float:
+def delta_psnr(step_fn_factory, episodes: list[Any], num_actions: int, seed: int = 0, t: int = DELTA_T,
+               real: list[float] | None = None) -> float:
     """Genie's ΔPSNR at t: PSNR after t steps of the logged actions minus after t random ones (same first frames);
-    about 0 for a world that ignores its actions."""
+    about 0 for a world that ignores its actions. real: the logged actions' PSNRs at t, where already rolled out."""
     rng = np.random.default_rng(seed)
     rand = [rng.integers(0, num_actions, size=t) for _ in episodes]
-    real = rollout_psnr(step_fn_factory, episodes, (t,))[t]
+    if real is None:
+        real = rollout_psnr(step_fn_factory, episodes, (t,))[t]
     return float(np.mean(real) - np.mean(rollout_psnr(step_fn_factory, episodes, (t,), rand)[t]))
 
 
@@ -74,8 +76,9 @@ def eval_dynamics(world, store, ids: list[int], episodes: int, dedicated=None, s
         s = world.session(frame=frame0, seed=seed)
         return lambda a: s.step(a)[0]
 
-    m[f"dynamics.unified.delta_psnr.{DELTA_T}"] = delta_psnr(unified, eps, world.num_actions, seed)
-    for name, res in (("unified", rollout_psnr(unified, eps)),
+    res_unified = rollout_psnr(unified, eps)
+    m[f"dynamics.unified.delta_psnr.{DELTA_T}"] = delta_psnr(unified, eps, world.num_actions, seed, real=res_unified[DELTA_T])
+    for name, res in (("unified", res_unified),
                       ("copy_last", {h: [float(psnr_per_frame(ep.frames[0][None], ep.frames[h][None])[0]) for ep in eps]
                                      for h in HORIZONS}),
                       ("tokenizer", {h: [float(psnr_per_frame(world.render_tokens(world.encode_frames(ep.frames[h][None])),
@@ -90,9 +93,11 @@ def eval_dynamics(world, store, ids: list[int], episodes: int, dedicated=None, s
                 s = dedicated.session(prompt=frame0, seed=seed)
                 return lambda a: s.step(a)[0]
 
-            for h, v in rollout_psnr(ded, eps).items():
+            res = rollout_psnr(ded, eps)
+            for h, v in res.items():
                 m[f"dynamics.dedicated_{render}.psnr.{h}"] = _mean(v)
-            m[f"dynamics.dedicated_{render}.delta_psnr.{DELTA_T}"] = delta_psnr(ded, eps, dedicated.num_actions, seed)
+            m[f"dynamics.dedicated_{render}.delta_psnr.{DELTA_T}"] = delta_psnr(ded, eps, dedicated.num_actions, seed,
+                                                                              real=res[DELTA_T])
     return m
 
 

@@ -242,13 +242,17 @@ def fit_cache_motion(cache, num_actions: int) -> Motion:
     return fit_motion(cache.poses, np.asarray(cache.tokens), cache.actions_in, first, num_actions)
 
 
+def _same_tokenizer(tok, other) -> bool:
+    """The same weights: the same token ids mean the same image patches."""
+    mine, theirs = tok.state_dict(), other.state_dict()
+    return mine.keys() == theirs.keys() and all(torch.equal(mine[k].cpu(), theirs[k].cpu()) for k in mine)
+
+
 def _init_dynamics(init: str, tok):
     """--init WORLD: its dynamics config and weights (a fine-tune); a clear error where its tokens mean other patches."""
     src = load_world(init, device="cpu")
     cfg = dataclasses.replace(src.dynamics.cfg)
-    mine, theirs = tok.state_dict(), src.tokenizer.state_dict()
-    same = mine.keys() == theirs.keys() and all(torch.equal(mine[k].cpu(), theirs[k]) for k in mine)
-    if not same:  # the same token ids must mean the same image patches
+    if not _same_tokenizer(tok, src.tokenizer):  # the same token ids must mean the same image patches
         raise UserError(f"--init {init}: its dynamics were trained on another tokenizer than the one in --out; copy "
                         f"{init}/tokenizer.safetensors and tokenizer.json into --out first")
     print0(f"[dynamics] starting from {init}'s weights ({cfg.d_model}d x {cfg.n_layers} layers, window {cfg.window})")
@@ -259,8 +263,7 @@ def _init_unified(init: str, tok, vocab: TextVocab, cfg: UnifiedConfig):
     """--init UNIFIED_WORLD: its model config and weights, to train on; a clear error where its token ids (frames,
     words or actions) would mean something else in this data."""
     src = load_unified_world(init, device="cpu")
-    mine, theirs = tok.state_dict(), src.tokenizer.state_dict()
-    if not (mine.keys() == theirs.keys() and all(torch.equal(mine[k].cpu(), theirs[k]) for k in mine)):
+    if not _same_tokenizer(tok, src.tokenizer):
         raise UserError(f"--init {init}: it was trained on another tokenizer than the one in --out; copy "
                         f"{init}/tokenizer.safetensors and tokenizer.json into --out first")
     if src.vocab.words != vocab.words:
