@@ -128,3 +128,39 @@ def test_trained_world_is_controllable(toy):
     mb = run_eval(d / "trained_blind", data, d / "trained_blind.json", "--episodes", "10")
     assert abs(mb["control.delta_psnr"]) < 0.1
     assert mb["control.idm_accuracy"] < mb["control.chance"] + 0.15
+
+
+def test_rollout_plan_spreads_windows_over_few_long_episodes():
+    """Two 1,000-frame episodes give ~20 non-overlapping windows (not 2 lucky starts); many short episodes give one
+    each; every window knows its episode, and the episode bootstrap groups by episode, not by window."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from maskworld.eval.evaluate import episodes_of, first_per_episode, rollout_plan
+    from maskworld.eval.uncertainty import mean_ci
+
+    def ep(n, tag):
+        frames = np.full((n, 2, 2, 3), tag, np.uint8)
+        frames[:, 0, 0, 0] = np.arange(n) % 256
+        return SimpleNamespace(frames=frames, actions=np.arange(n - 1))
+
+    long = [ep(1000, 1), ep(1000, 2)]
+    slices, hs = rollout_plan(long, context=3, seed=0, windows=20)
+    assert len(slices) == 20 and set(hs) == {32} and [s.ep for s in slices] == [0] * 10 + [1] * 10
+    for e in (0, 1):
+        spans = sorted((s.start, s.start + len(s.frames)) for s in slices if s.ep == e)
+        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))  # no two windows of one episode overlap
+        assert spans[-1][1] <= 1000
+    for s in slices:  # each window is its episode's frames and actions from `start`
+        assert len(s.frames) == 3 + 32 and len(s.actions) == 3 + 32 - 1 and s.actions[0] == s.start
+        assert (s.frames[:, 0, 0, 1] == s.ep + 1).all()
+    assert first_per_episode(slices) == [0, 10]
+    assert len(rollout_plan(long, context=3, seed=0, windows=1)[0]) == 2  # one per episode, as before
+    short, _ = rollout_plan([ep(40, i) for i in range(8)], context=3, seed=0, windows=20)
+    assert len(short) == 8  # a 40-frame episode holds one window of horizon 32
+    # Windows of one episode move together under the bootstrap: one episode has no interval at all.
+    one, _ = rollout_plan(long[:1], context=3, seed=0, windows=20)
+    groups = episodes_of(one, range(len(one)))
+    assert len(set(groups)) == 1 and mean_ci(np.arange(len(one), dtype=float), groups) is None
+    assert mean_ci(np.arange(len(one), dtype=float), list(range(len(one)))) is not None  # (were windows the groups)

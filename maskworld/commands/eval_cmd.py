@@ -37,6 +37,9 @@ def register(sub) -> None:
     p.add_argument("--strict", action="store_true",
                    help="exit with status 3 (before evaluating) when fewer held-out episodes than --episodes are available")
     p.add_argument("--episodes", type=int, default=20, help="held-out episodes to evaluate (default 20)")
+    p.add_argument("--windows", type=int, default=20,
+                   help="open-loop rollouts in all (default 20): when fewer held-out episodes than this are long enough, "
+                        "each gives several non-overlapping windows; intervals still resample whole episodes")
     p.add_argument("--seed", type=int, default=0, help="seed for episode choice, sampling and random actions")
     p.add_argument("--idm-steps", type=int, default=300, help="training steps of the inverse-dynamics model (default 300)")
     p.add_argument("--sampler-steps", type=int, help="override the world's MaskGIT steps K (to choose K by measurement)")
@@ -106,7 +109,7 @@ def _summary(metrics: dict) -> None:
         print(f"  horizon {h:2d}: world {metrics[f'rollout.psnr.{h}']:.2f} dB [{ci[0]:.2f}, {ci[1]:.2f}], "
               f"copy-last {metrics[f'baseline.copy_last.psnr.{h}']:.2f} (through the tokenizer "
               f"{metrics[f'baseline.copy_last_tok.psnr.{h}']:.2f}), tokenizer {metrics[f'baseline.tokenizer.psnr.{h}']:.2f}, "
-              f"mean-colour gap {metrics.get(f'rollout.mean_colour_gap.{h}') or 0:.1f}, {metrics[f'rollout.episodes.{h}']} episodes")
+              f"mean-colour gap {metrics.get(f'rollout.mean_colour_gap.{h}') or 0:.1f}, {metrics[f'rollout.windows.{h}']} windows of {metrics[f'rollout.episodes.{h}']} episodes")
     for w in metrics.get("meta.warnings") or []:
         print(f"WARNING: {w}")
 
@@ -146,6 +149,8 @@ def run(args) -> int:
 
     if args.episodes < 1:
         raise UserError(f"--episodes {args.episodes}: give at least 1")
+    if args.windows < 1:
+        raise UserError(f"--windows {args.windows}: give at least 1")
     if args.idm_steps < 1:
         raise UserError(f"--idm-steps {args.idm_steps}: give at least 1")
     json_path, html_path = _outputs(args)
@@ -168,7 +173,8 @@ def run(args) -> int:
         if args.revisit_memory_k:
             parse_ints(args.revisit_memory_k, "--revisit-memory-k")
     metrics, artifacts = evaluate(world, store, episodes=args.episodes, seed=args.seed, idm_steps=args.idm_steps,
-                                  progress=args.progress, world_path=args.world, data_path=args.data, strict=args.strict)
+                                  progress=args.progress, world_path=args.world, data_path=args.data, strict=args.strict,
+                                  windows=args.windows)
     metrics["meta.sampler_steps"] = world.sampler.steps
     metrics["meta.sampler_temperature"] = world.sampler.temperature
     if getattr(world.meta, "agents", 1) > 1:  # each avatar answers to its own controller

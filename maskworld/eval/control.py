@@ -22,9 +22,9 @@ def _mean(x) -> float | None:
 
 
 def delta_psnr_per_episode(world, slices, hs, gen, context: int, seed: int, probs=None) -> tuple[np.ndarray, list]:
-    """Genie's delta-PSNR at t = 4, per episode long enough: PSNR of the rollout with the logged (or inferred)
+    """Genie's delta-PSNR at t = 4, per rollout window long enough: PSNR of the rollout with the logged (or inferred)
     actions minus the rollout of the same sessions with random actions, drawn uniformly or from `probs`.
-    -> (differences, their episodes)."""
+    -> (differences, their windows)."""
     es = [e for e in range(len(slices)) if hs[e] >= DELTA_T]
     if not es:
         return np.zeros(0), []
@@ -37,9 +37,12 @@ def delta_psnr_per_episode(world, slices, hs, gen, context: int, seed: int, prob
 
 
 def delta_psnr_metrics(world, slices, hs, gen, context: int, seed: int, probs=None, key: str = "control.delta_psnr") -> dict:
-    """{key, key.ci, key.episodes}: delta-PSNR with its episode-bootstrap interval."""
+    """{key, key.ci, key.episodes, key.windows}: delta-PSNR with its episode-bootstrap interval (slices of one
+    episode, `slice.ep`, are resampled together)."""
     d, es = delta_psnr_per_episode(world, slices, hs, gen, context, seed, probs)
-    return {key: _mean(d), f"{key}.ci": mean_ci(d, es, seed=seed + 2), f"{key}.episodes": len(es)}
+    groups = [slices[e].ep for e in es]
+    return {key: _mean(d), f"{key}.ci": mean_ci(d, groups, seed=seed + 2), f"{key}.episodes": len(set(groups)),
+            f"{key}.windows": len(es)}
 
 
 def delta_psnr(world, slices, hs, gen, context: int, seed: int, probs=None) -> float | None:

@@ -10,7 +10,9 @@ Design choices:
   starts and every world is compared at the same, short context.
 - Open-loop rollouts start at a seeded random offset of each episode (reset frames of many games
   look alike) and run to the longest horizon of {1, 2, 4, 8, 16, 32} the episode allows; each
-  horizon h is averaged over the episodes long enough for it. Baselines on the same frames:
+  horizon h is averaged over the windows long enough for it. A split of few, long episodes (CoinRun:
+  2 of 1,000 steps) gives several non-overlapping windows per episode, about ROLLOUT_WINDOWS in all,
+  so one lucky start no longer is the whole reading; intervals still resample whole episodes. Baselines on the same frames:
   copy-last (the last context frame repeated) and the tokenizer ceiling (the ground truth encoded and
   decoded: no dynamics model can beat its own tokenizer).
 - Teacher forcing (one pass over each whole episode, real frames committed with real actions) gives
@@ -59,6 +61,7 @@ NEXT_FRAME_MAX = 32  # teacher-forced next-frame decodes per episode (rewards/en
 TOKENIZER_MAX_FRAMES = 1024
 GRID_STEPS = 6
 GIF_EPISODES = 4
+ROLLOUT_WINDOWS = 20  # open-loop rollouts in all: a split of 2 long episodes still gives ~20 (rollout_plan)
 MEAN_COLOUR_TOL = 10.0  # levels of 255: the largest drift of a generated frame's mean colour read as faithful
 RECON_STRIP = 8  # frames in the tokenizer's reconstruction strip
 LOW_USAGE = 0.05  # share of the codebook below which the tokenizer is flagged (collapsed codes)
@@ -206,17 +209,39 @@ def teacher_forced(world, episodes, seed: int, progress: bool = True) -> dict:
     return {k: np.concatenate(v) for k, v in out.items()}  # every episode has >= 1 transition
 
 
-def rollout_plan(episodes, context: int, seed: int):
-    """Per episode: a seeded start offset and the longest horizon it allows -> (slices, horizons)."""
+def rollout_plan(episodes, context: int, seed: int, windows: int = 1):
+    """Seeded rollout windows: each episode gives the longest horizon it allows and, when fewer episodes than
+    `windows` are held out and they are long, several non-overlapping windows (one per equal part of the episode)
+    so that about `windows` rollouts are measured in all -> (slices, horizons). A slice knows its episode (`ep`,
+    the index into `episodes`) and first frame (`start`): intervals resample episodes, never windows."""
     rng = np.random.default_rng(seed + 1)
+    per = max(1, -(-int(windows) // max(len(episodes), 1)))
     slices, hs = [], []
-    for ep in episodes:
+    for e, ep in enumerate(episodes):
         n = len(ep.frames)
         h = max(x for x in HORIZONS if context + x <= n)
-        s = int(rng.integers(0, n - context - h + 1))
-        slices.append(SimpleNamespace(frames=ep.frames[s : s + context + h], actions=ep.actions[s : s + context + h - 1]))
-        hs.append(h)
+        k = max(1, min(per, n // (context + h)))
+        part = n // k
+        for j in range(k):
+            lo = j * part
+            s = lo + int(rng.integers(0, min(part, n - lo) - context - h + 1))
+            slices.append(SimpleNamespace(frames=ep.frames[s : s + context + h], actions=ep.actions[s : s + context + h - 1],
+                                          ep=e, start=s))
+            hs.append(h)
     return slices, np.array(hs)
+
+
+def first_per_episode(slices) -> list[int]:
+    """Index of each episode's first window: pictures show different episodes before a second window of one."""
+    seen: dict[int, int] = {}
+    for i, sl in enumerate(slices):
+        seen.setdefault(sl.ep, i)
+    return list(seen.values())
+
+
+def episodes_of(slices, es) -> list[int]:
+    """The episode of each slice in `es`: the groups an episode bootstrap resamples."""
+    return [slices[e].ep for e in es]
 
 
 def _logged_actions(slices, context: int, horizon: int) -> np.ndarray:
@@ -228,7 +253,7 @@ def _logged_actions(slices, context: int, horizon: int) -> np.ndarray:
 
 
 def _horizon_row(world, slices, es, g, context: int, h: int) -> tuple[dict, dict]:
-    """Metrics of one horizon h over episodes `es` (one frame each; g: their generated frames)."""
+    """Metrics of one horizon h over the windows `es` (one frame each; g: their generated frames)."""
     gt = np.stack([slices[e].frames[context + h - 1] for e in es])
     last = np.stack([slices[e].frames[context - 1] for e in es])
     recon, _ = render(world, gt)
@@ -239,11 +264,12 @@ def _horizon_row(world, slices, es, g, context: int, h: int) -> tuple[dict, dict
     keys = {"rollout": "rollout.psnr", "copy_last": "baseline.copy_last.psnr", "tokenizer": "baseline.tokenizer.psnr",
             "copy_last_tok": "baseline.copy_last_tok.psnr"}
     m = {}
+    groups = episodes_of(slices, es)
     for k, key in keys.items():
-        m[f"{key}.{h}"], m[f"{key}.{h}.ci"] = row[k], mean_ci(per[k], es, seed=h)
+        m[f"{key}.{h}"], m[f"{key}.{h}.ci"] = row[k], mean_ci(per[k], groups, seed=h)
     m[f"rollout.ssim.{h}"], m[f"baseline.copy_last.ssim.{h}"] = _mean(ssim_per_frame(g, gt)), _mean(ssim_per_frame(last, gt))
     m[f"baseline.copy_last.psnr_mse.{h}"] = _psnr_of_mse(per["copy_last"])
-    m[f"rollout.episodes.{h}"] = len(es)
+    m[f"rollout.episodes.{h}"], m[f"rollout.windows.{h}"] = len(set(groups)), len(es)
     m[f"rollout.mean_colour_gap.{h}"] = mean_colour_gap(g, gt)
     return m, row
 
@@ -330,7 +356,7 @@ def idm_scores(world, model, tf, seed: int) -> dict:
 def action_grids(world, slices, context: int, seed: int, starts: int = 2) -> list:
     """From the same start frames, one row per action held for GRID_STEPS steps -> [(start, [(action, frames)])]."""
     A = world.num_actions
-    picked = slices[:starts]
+    picked = [slices[e] for e in first_per_episode(slices)[:starts]]
     eps = [sl for sl in picked for _ in range(A)]
     acts = np.repeat(np.tile(np.arange(A), len(picked))[:, None], GRID_STEPS, 1)
     gen = open_loop(world, eps, context, GRID_STEPS, seed, actions_override=acts)
@@ -432,9 +458,10 @@ def _finite(v):
 
 
 def evaluate(world, store, episodes: int = 20, seed: int = 0, idm_steps: int = 300, progress: bool = True,
-             world_path: str = "", data_path: str = "", strict: bool = False) -> tuple[dict, dict]:
+             world_path: str = "", data_path: str = "", strict: bool = False, windows: int = ROLLOUT_WINDOWS) -> tuple[dict, dict]:
     """-> (flat metrics, artifacts for the report). strict: ShortSample (exit 3) when fewer held-out episodes
-    than `episodes` are available, raised before any model runs."""
+    than `episodes` are available, raised before any model runs. windows: about this many open-loop rollouts in
+    all (several per episode when few, long episodes are held out; rollout_plan)."""
     t0 = time.time()
     torch.manual_seed(seed)
     check_compatible(world, store)
@@ -456,13 +483,17 @@ def evaluate(world, store, episodes: int = 20, seed: int = 0, idm_steps: int = 3
     m.update(next_frame_metrics(tf, seed))
     m.update(head_metrics(tf, seed))
     print("[eval] open-loop rollouts")
-    slices, hs = rollout_plan(eps, context, seed)
+    slices, hs = rollout_plan(eps, context, seed, windows)
+    print(f"[eval] {len(slices)} rollout windows over {len(eps)} episodes")
     rm, gen, curve = rollout_metrics(world, slices, hs, context, seed)
     m.update(rm)
     cm, grids = _control(world, store, split, eps, slices, hs, gen, tf, context, seed, idm_steps, progress)
     m.update(cm)
-    gifs = [(f"episode {ids[e]}", slices[e].frames[context : context + hs[e]], gen[e, : hs[e]]) for e in range(min(GIF_EPISODES, len(eps)))]
-    m.update({"meta.episodes": len(eps), "meta.episodes_requested": episodes, "meta.episodes_available": split["available"],
+    shown = first_per_episode(slices)[:GIF_EPISODES]
+    gifs = [(f"episode {ids[slices[e].ep]} from frame {slices[e].start}", slices[e].frames[context : context + hs[e]], gen[e, : hs[e]])
+            for e in shown]
+    m.update({"meta.episodes": len(eps), "meta.episodes_requested": episodes,
+              "meta.windows": len(slices), "meta.windows_requested": windows, "meta.episodes_available": split["available"],
               "meta.val_episodes": split["val_episodes"], "meta.episode_ids": ids, "meta.seed": seed, "meta.context": context,
               "meta.horizons": [h for h in HORIZONS if f"rollout.psnr.{h}" in m], "meta.idm_steps": idm_steps,
               "meta.world": str(world_path), "meta.data": str(data_path),

@@ -98,7 +98,8 @@ def _horizon_table(m: dict) -> str:
             ("copy-last through the tokenizer", "baseline.copy_last_tok.psnr"), ("tokenizer ceiling PSNR", "baseline.tokenizer.psnr"),
             ("world minus its bar", "rollout.minus_reference")]
     body = "".join(f"<tr><th>{nm}</th>" + "".join(f"<td>{_val(m, f'{k}.{h}')}</td>" for h in hs) + "</tr>" for nm, k in rows)
-    plain = [("world SSIM", "rollout.ssim"), ("bar (copy-last used)", "baseline.reference"), ("episodes", "rollout.episodes")]
+    plain = [("world SSIM", "rollout.ssim"), ("bar (copy-last used)", "baseline.reference"), ("episodes", "rollout.episodes"),
+             ("windows", "rollout.windows")]
     body += "".join(f"<tr><th>{nm}</th>" + "".join(f"<td>{_fmt(m.get(f'{k}.{h}'))}</td>" for h in hs) + "</tr>" for nm, k in plain)
     return f"<table><tr><th>horizon</th>{head}</tr>{body}</table>"
 
