@@ -36,6 +36,7 @@ from maskworld.models.dynamics import Dynamics, DynamicsConfig, cosine_mask_rati
 from maskworld.models.memory_reader import MemoryInput
 from maskworld.train import dist
 from maskworld.train.loop import Budget, run_loop
+from maskworld.train.muon import make_optimizer
 
 
 def reward_class(r: torch.Tensor) -> torch.Tensor:
@@ -192,11 +193,12 @@ def evaluate_dynamics(model: Dynamics, cache, window: int, device, batches: int 
 def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: float, budget: Budget, work_dir, device,
                    resume: bool, seed: int = 0, progress: bool = True, ckpt_minutes: float = 5.0, corrupt_max: float = 0.1,
                    fsdp: bool = False, compile: bool = False, event_share: float = 0.0, context_drop: float = 0.0,
-                   init_state: dict | None = None, probe=None):
+                   init_state: dict | None = None, probe=None, optimizer: str = "adamw"):
     """event_share: share of each batch's clips that end on a reward/termination (maskworld.data.event_sampler).
     context_drop: share of clips with a mostly-noise context (`corrupt`). init_state: weights to start from (a
     fine-tune; a checkpoint in work_dir, on --resume, takes precedence). probe: model -> held-out rollout metrics
-    (heldout_probe.HeldoutProbe), logged with every evaluation beside the masked-token ones."""
+    (heldout_probe.HeldoutProbe), logged with every evaluation beside the masked-token ones. optimizer: adamw or
+    muon (maskworld.train.muon)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = Dynamics(cfg).to(device)
@@ -207,10 +209,7 @@ def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: 
             raise UserError(f"the --init weights do not fit this model (missing {new[:3]}, unexpected {unexpected[:3]})")
     fwd = dist.wrap(model, device, fsdp=fsdp, compile=compile, blocks=list(model.blocks))  # `model` is what we save
     part = dist.part()
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "emb" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "emb" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=lr, betas=(0.9, 0.95))
+    opt = make_optimizer(model, lr, optimizer)
     tokens_per_step = batch * cfg.window * cfg.frame_len
     clips = EventClips(train_cache, cfg.window, event_share)
 

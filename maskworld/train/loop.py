@@ -89,7 +89,7 @@ def run_loop(name, model, opt, step_fn, budget: Budget, work_dir: Path, base_lr:
     while prog < 1.0:
         lr = lr_at(base_lr, step, prog)
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_scale", 1.0)  # Muon's groups run at a fixed multiple of the schedule
         if stream is not None:
             dist.seed_step(np_rng, stream, step)
         t0 = time.time()
