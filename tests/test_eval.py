@@ -164,3 +164,22 @@ def test_rollout_plan_spreads_windows_over_few_long_episodes():
     groups = episodes_of(one, range(len(one)))
     assert len(set(groups)) == 1 and mean_ci(np.arange(len(one), dtype=float), groups) is None
     assert mean_ci(np.arange(len(one), dtype=float), list(range(len(one)))) is not None  # (were windows the groups)
+
+
+def test_next_frame_steps_cover_whole_episodes():
+    """Two long episodes still give ~640 teacher-forced pairs, from all over each episode (not its reset frames);
+    short episodes give every step; the choice is seeded."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from maskworld.eval.evaluate import NEXT_FRAME_TOTAL, next_frame_steps
+
+    long = [SimpleNamespace(frames=np.zeros((1000, 1))) for _ in range(2)]
+    steps = next_frame_steps(long, seed=0)
+    assert sum(len(s) for s in steps) == NEXT_FRAME_TOTAL
+    for s in steps:
+        assert s.min() >= 1 and s.max() <= 999 and len(set(s.tolist())) == len(s) and (s > 500).sum() > 100
+    assert all((a == b).all() for a, b in zip(steps, next_frame_steps(long, seed=0)))
+    short = next_frame_steps([SimpleNamespace(frames=np.zeros((25, 1))) for _ in range(20)], seed=0)
+    assert all(s.tolist() == list(range(1, 25)) for s in short)

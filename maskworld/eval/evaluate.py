@@ -57,7 +57,8 @@ from maskworld.world.engine import Engine
 from maskworld.world.session import Session
 
 HORIZONS = (1, 2, 4, 8, 16, 32)
-NEXT_FRAME_MAX = 32  # teacher-forced next-frame decodes per episode (rewards/ends use the whole episode)
+NEXT_FRAME_MAX = 32  # teacher-forced next-frame decodes per episode at least (rewards/ends use the whole episode)
+NEXT_FRAME_TOTAL = 640  # ... and about this many in all, so a split of few long episodes still gives enough pairs
 TOKENIZER_MAX_FRAMES = 1024
 GRID_STEPS = 6
 GIF_EPISODES = 4
@@ -172,19 +173,34 @@ def _action_in(a: int, null: int, num_actions: int) -> int:
     return int(a) if 0 <= a < num_actions else null
 
 
+def next_frame_steps(episodes, seed: int) -> list[np.ndarray]:
+    """Per episode, the seeded steps t >= 1 whose next frame is decoded: max(NEXT_FRAME_MAX, NEXT_FRAME_TOTAL /
+    episodes) of them spread over the whole episode (its first steps alone would be the reset frames, which
+    look alike), or every step of a shorter one."""
+    rng = np.random.default_rng(seed + 5)
+    k = max(NEXT_FRAME_MAX, -(-NEXT_FRAME_TOTAL // max(len(episodes), 1)))
+    out = []
+    for ep in episodes:
+        steps = np.arange(1, len(ep.frames))
+        out.append(steps if len(steps) <= k else np.sort(rng.choice(steps, k, replace=False)))
+    return out
+
+
 @torch.no_grad()
 def teacher_forced(world, episodes, seed: int, progress: bool = True) -> dict:
     """One batched pass over whole episodes with real frames and actions committed (one engine row per episode).
 
-    Returns next-frame pairs (real, generated, reconstruction of the frame before, action, episode) and the
-    reward/termination heads' predictions on every real transition (with its episode, h_ep).
+    Returns next-frame pairs at next_frame_steps (real frame, real frame before, generated frame, reconstruction
+    of the frame before, action, episode) and the reward/termination heads' predictions on every real transition
+    (with its episode, h_ep).
     """
     dyn, tok, dev = world.dynamics, world.tokenizer, world.device
     null, A = dyn.cfg.null_action, dyn.cfg.num_actions
     g = dyn.cfg.grid
     eng = Engine(world, rows=len(episodes))
     sessions = [Session(world, seed + 10_000 + e, engine=eng) for e in range(len(episodes))]
-    out = {k: [] for k in ("real", "gen", "prev", "action", "ep", "r_pred", "r_true", "d_pred", "d_true", "h_ep")}
+    picks = [set(s.tolist()) for s in next_frame_steps(episodes, seed)]
+    out = {k: [] for k in ("real", "real_prev", "gen", "prev", "action", "ep", "r_pred", "r_true", "d_pred", "d_true", "h_ep")}
     L = max(len(ep.frames) for ep in episodes)
     for t in track(range(L), desc="teacher-forced", unit="frames", enabled=progress):
         alive = [e for e in range(len(episodes)) if t < len(episodes[e].frames)]  # ended episodes leave the batch
@@ -192,13 +208,15 @@ def teacher_forced(world, episodes, seed: int, progress: bool = True) -> dict:
         frames = np.stack([episodes[e].frames[t] for e in alive])
         acts_l = [null if t == 0 else _action_in(episodes[e].actions[t - 1], null, A) for e in alive]
         acts = torch.tensor(acts_l, device=dev)
-        if 1 <= t <= NEXT_FRAME_MAX:
-            pred = eng.decode(rows, acts)
+        dec = [i for i, e in enumerate(alive) if t in picks[e]]
+        if dec:
+            pred = eng.decode([rows[i] for i in dec], acts[dec])
             out["gen"].append(tok.render_uint8(pred.view(-1, g, g)).cpu().numpy())
-            out["real"].append(frames)
-            out["prev"].append(np.stack([s.frame for s in rows]))  # the tokenizer's reading of frame t-1
-            out["action"].append(np.array([episodes[e].actions[t - 1] for e in alive], np.int64))
-            out["ep"].append(np.array(alive, np.int64))  # confidence intervals resample episodes
+            out["real"].append(frames[dec])
+            out["real_prev"].append(np.stack([episodes[alive[i]].frames[t - 1] for i in dec]))
+            out["prev"].append(np.stack([rows[i].frame for i in dec]))  # the tokenizer's reading of frame t-1
+            out["action"].append(np.array([episodes[alive[i]].actions[t - 1] for i in dec], np.int64))
+            out["ep"].append(np.array([alive[i] for i in dec], np.int64))  # confidence intervals resample episodes
         heads = eng.observe(rows, frames, acts_l, render=False)
         if t >= 1:
             out["r_pred"].append(heads.reward.argmax(-1).cpu().numpy())
@@ -336,13 +354,11 @@ def idm_scores(world, model, tf, seed: int) -> dict:
     A, dev = world.num_actions, world.device
     ok = tf["action"] >= 0
     # Real held-out pairs: the same transitions the generated pairs come from.
-    val_pairs = idm_lib.PairSet(tf["episodes"])
-    a, b, y = val_pairs.pairs(np.arange(len(val_pairs)))
-    pred_real = idm_lib.predict_actions(model, a, b, dev)
+    y, y_gen, ep_gen = tf["action"][ok], tf["action"][ok], tf["ep"][ok]
+    pred_real = idm_lib.predict_actions(model, tf["real_prev"][ok], tf["real"][ok], dev)
     pred = idm_lib.predict_actions(model, tf["prev"][ok], tf["gen"][ok], dev)
-    y_gen, ep_gen = tf["action"][ok], tf["ep"][ok]
     chance = majority_accuracy(y_gen)
-    ci_real = mean_ci(pred_real == y, val_pairs.episode, seed=seed + 3)
+    ci_real = mean_ci(pred_real == y, ep_gen, seed=seed + 3)
     valid, why = idm_lib.probe_validity(pred_real, y, chance, ci_real)
     small = A <= CONFUSION_MAX_ACTIONS  # a joint action space (625 for 4 agents) makes a matrix nobody reads
     return {"control.idm_accuracy_real": float((pred_real == y).mean()), "control.idm_accuracy_real.ci": ci_real,
@@ -479,7 +495,6 @@ def evaluate(world, store, episodes: int = 20, seed: int = 0, idm_steps: int = 3
     m, recon = tokenizer_metrics(world, eps)
     print("[eval] teacher-forced pass: next frame, reward, termination")
     tf = teacher_forced(world, eps, seed, progress)
-    tf["episodes"] = [SimpleNamespace(frames=e.frames[: NEXT_FRAME_MAX + 1], actions=e.actions[:NEXT_FRAME_MAX]) for e in eps]
     m.update(next_frame_metrics(tf, seed))
     m.update(head_metrics(tf, seed))
     print("[eval] open-loop rollouts")
