@@ -19,6 +19,10 @@ def test_probe_reports_world_copy_last_and_ceiling(tmp_path):
     assert all(np.isfinite(v) and 0 < v < 100 for v in m.values())
     assert probe(dyn) == m  # fixed clips and seeds: comparable from one evaluation to the next
     assert not HeldoutProbe(tok, store, store.episode_ids, store.meta, num_actions=4, horizon=100)  # no episode that long
+    # Few long episodes: several non-overlapping clips in each, not one lucky start per episode.
+    long = EpisodeStore(make_toy_store(tmp_path / "long", episodes=2, T=80))
+    p2 = HeldoutProbe(tok, long, long.episode_ids[:1], long.meta, num_actions=4, windows=16)
+    assert len(p2.clips) == 80 // 12  # 6 clips of context 4 + horizon 8 fit in one 80-frame episode
 
 
 def test_psnr():

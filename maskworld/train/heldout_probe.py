@@ -6,7 +6,9 @@ Design choices:
   frame against the real one, beside copy-last (the last real frame, unchanged) and the tokenizer's ceiling (its
   own reconstruction of the real frame). The masked-token accuracy of training says little about this: a world can
   predict most tokens and still drift into grey soup within a few frames.
-- A fixed, seeded set of episodes and starts, so the numbers of one run are comparable from eval to eval.
+- A fixed, seeded set of episodes and starts, so the numbers of one run are comparable from eval to eval; about
+  `windows` clips in all, several non-overlapping ones per episode when few long episodes are held out (as in
+  `maskworld eval`), so two lucky starts are not the whole reading.
 - The model is evaluated in place (eval mode, no gradients) and put back into training mode by the loop.
 """
 
@@ -32,21 +34,28 @@ class HeldoutProbe:
     """probe(model) -> {"h8_psnr", "h8_copy_last", "h8_tokenizer"} on held-out episodes (h = horizon)."""
 
     def __init__(self, tokenizer, store, val_ids, meta: dict, num_actions: int, context: int = 4, horizon: int = 8,
-                 episodes: int = 8, seed: int = 0, sampler: SamplerConfig | None = None, render: str = "tokens"):
+                 episodes: int = 8, seed: int = 0, sampler: SamplerConfig | None = None, render: str = "tokens",
+                 windows: int = 16):
         self.tokenizer, self.context, self.horizon, self.num_actions = tokenizer, context, horizon, num_actions
         self.sampler = sampler or SamplerConfig(steps=2)
         self.meta = WorldMeta(env_id=str(meta.get("env_id", "unknown")), size=int(meta.get("size", 64)), render=render)
         rng = np.random.default_rng(seed)
         need = context + horizon
-        self.clips = []  # (frames (need, H, W, 3), actions into frames 1..need-1)
+        eps = []
         for i in rng.permutation(np.asarray(val_ids)):
-            if len(self.clips) == episodes:
+            if len(eps) == episodes:
                 break
             ep = store.load(int(i))
-            if len(ep.frames) < need:
-                continue
-            s = int(rng.integers(0, len(ep.frames) - need + 1))
-            self.clips.append((ep.frames[s : s + need], np.asarray(ep.actions[s : s + need - 1])))
+            if len(ep.frames) >= need:
+                eps.append(ep)
+        per = max(1, -(-windows // max(len(eps), 1)))
+        self.clips = []  # (frames (need, H, W, 3), actions into frames 1..need-1)
+        for ep in eps:
+            n = len(ep.frames)
+            k = min(per, n // need)
+            for j in range(k):  # one clip in each of k equal parts of the episode
+                s = j * (n // k) + int(rng.integers(0, n // k - need + 1))
+                self.clips.append((ep.frames[s : s + need], np.asarray(ep.actions[s : s + need - 1])))
         self.ceiling = None
 
     def _action(self, a) -> int:
