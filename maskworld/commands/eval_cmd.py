@@ -109,7 +109,8 @@ def _summary(metrics: dict) -> None:
         print(f"  horizon {h:2d}: world {metrics[f'rollout.psnr.{h}']:.2f} dB [{ci[0]:.2f}, {ci[1]:.2f}], "
               f"copy-last {metrics[f'baseline.copy_last.psnr.{h}']:.2f} (through the tokenizer "
               f"{metrics[f'baseline.copy_last_tok.psnr.{h}']:.2f}), tokenizer {metrics[f'baseline.tokenizer.psnr.{h}']:.2f}, "
-              f"mean-colour gap {metrics.get(f'rollout.mean_colour_gap.{h}') or 0:.1f}, {metrics[f'rollout.windows.{h}']} windows of {metrics[f'rollout.episodes.{h}']} episodes")
+              f"mean-colour gap {metrics.get(f'rollout.mean_colour_gap.{h}') or 0:.1f}, "
+              f"{metrics[f'rollout.windows.{h}']} windows of {metrics[f'rollout.episodes.{h}']} episodes")
     for w in metrics.get("meta.warnings") or []:
         print(f"WARNING: {w}")
 
