@@ -242,7 +242,7 @@ def rollout_plan(episodes, context: int, seed: int, windows: int = 1):
         part = n // k
         for j in range(k):
             lo = j * part
-            s = lo + int(rng.integers(0, min(part, n - lo) - context - h + 1))
+            s = lo + int(rng.integers(0, part - context - h + 1))
             slices.append(SimpleNamespace(frames=ep.frames[s : s + context + h], actions=ep.actions[s : s + context + h - 1],
                                           ep=e, start=s))
             hs.append(h)
