@@ -44,8 +44,8 @@ def test_stages_alone(toy_data, tmp_path):
     out = tmp_path / "w"
     assert main(["train", "tokenizer", "--data", toy_data, "--out", str(out), "--steps", "3"] + TINY) == 0
     assert (out / "tokenizer.safetensors").exists() and not (out / "world.json").exists()
-    assert main(["train", "dynamics", "--data", toy_data, "--out", str(out), "--steps", "3"] + TINY) == 0
-    maskworld.load_world(out)
+    assert main(["train", "dynamics", "--data", toy_data, "--out", str(out), "--steps", "3", "--optimizer", "muon"] + TINY) == 0
+    assert maskworld.load_world(out).meta.model_card["dynamics_train"]["optimizer"] == "muon"
     assert main(["train", "dynamics", "--data", toy_data, "--out", str(tmp_path / "none"), "--steps", "3"] + TINY) == 2
 
 
