@@ -112,3 +112,12 @@ class ClipSampler:
         batch["episode_ids"] = np.array([self.episode_ids[w] for w in which], dtype=np.int64)
         batch["starts"] = starts.astype(np.int64)
         return batch
+
+
+def spread_starts(n: int, length: int, k: int, rng: np.random.Generator) -> list[int]:
+    """Seeded starts of up to k non-overlapping windows of `length` frames in an n-frame episode, one in each of
+    k equal parts (fewer when the parts would be shorter than a window): an evaluation of few long episodes
+    reads many places of each, not one lucky start."""
+    k = max(1, min(k, n // length))
+    part = n // k
+    return [j * part + int(rng.integers(0, part - length + 1)) for j in range(k)]

@@ -45,6 +45,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from maskworld.data.clips import spread_starts
 from maskworld.errors import UserError
 from maskworld.eval import idm as idm_lib
 from maskworld.eval import latent as latent_lib
@@ -238,11 +239,7 @@ def rollout_plan(episodes, context: int, seed: int, windows: int = 1):
     for e, ep in enumerate(episodes):
         n = len(ep.frames)
         h = max(x for x in HORIZONS if context + x <= n)
-        k = max(1, min(per, n // (context + h)))
-        part = n // k
-        for j in range(k):
-            lo = j * part
-            s = lo + int(rng.integers(0, part - context - h + 1))
+        for s in spread_starts(n, context + h, per, rng):
             slices.append(SimpleNamespace(frames=ep.frames[s : s + context + h], actions=ep.actions[s : s + context + h - 1],
                                           ep=e, start=s))
             hs.append(h)

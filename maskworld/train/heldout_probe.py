@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from maskworld.data.clips import spread_starts
 from maskworld.models.sampler import SamplerConfig
 from maskworld.world.engine import Engine
 from maskworld.world.meta import WorldMeta
@@ -51,10 +52,7 @@ class HeldoutProbe:
         per = max(1, -(-windows // max(len(eps), 1)))
         self.clips = []  # (frames (need, H, W, 3), actions into frames 1..need-1)
         for ep in eps:
-            n = len(ep.frames)
-            k = min(per, n // need)
-            for j in range(k):  # one clip in each of k equal parts of the episode
-                s = j * (n // k) + int(rng.integers(0, n // k - need + 1))
+            for s in spread_starts(len(ep.frames), need, per, rng):
                 self.clips.append((ep.frames[s : s + need], np.asarray(ep.actions[s : s + need - 1])))
         self.ceiling = None
 
