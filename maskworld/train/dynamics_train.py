@@ -198,7 +198,7 @@ def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: 
     context_drop: share of clips with a mostly-noise context (`corrupt`). init_state: weights to start from (a
     fine-tune; a checkpoint in work_dir, on --resume, takes precedence). probe: model -> held-out rollout metrics
     (heldout_probe.HeldoutProbe), logged with every evaluation beside the masked-token ones. optimizer: adamw or
-    muon (maskworld.train.muon)."""
+    muon (maskworld.train.muon; `maskworld train` passes its --optimizer, default muon)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = Dynamics(cfg).to(device)
