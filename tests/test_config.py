@@ -63,6 +63,14 @@ def test_overrides_win():
         resolve("tiny", dict(BASE, no_such=1))
 
 
+def test_muon_is_the_default_but_not_under_fsdp():
+    assert resolve("tiny", dict(BASE)).dynamics.optimizer == "muon"
+    assert resolve("tiny", dict(BASE, optimizer="adamw")).dynamics.optimizer == "adamw"
+    assert resolve("tiny", dict(BASE, fsdp=True, optimizer=None)).dynamics.optimizer == "adamw"  # shards whole matrices
+    with pytest.raises(UserError, match="--fsdp"):
+        resolve("tiny", dict(BASE, fsdp=True, optimizer="muon"))
+
+
 def test_init_world_fixes_its_architecture():
     ov = dict(BASE, init="W", stages=("dynamics",))
     c = resolve("tiny", ov, init_world=INIT)

@@ -133,7 +133,8 @@ class DynamicsTrainConfig:
     moves (measured at horizon 1: MiniGrid 32.8 -> 36.0 dB, Breakout 44.9 -> 45.0 dB; never below tokens)."""
     optimizer: Literal["adamw", "muon"] = "muon"
     """Dynamics optimizer: Muon for the blocks' matrices with AdamW for the rest (maskworld.train.muon), or AdamW
-    for all; Muon reached a lower validation loss at equal minutes on CoinRun and Breakout (docs/training.md#muon)."""
+    for all; Muon reached a lower validation loss at equal minutes on CoinRun and Breakout (docs/training.md#muon).
+    Under --fsdp AdamW (FSDP shards the matrices Muon orthogonalises whole)."""
     context_drop: float = field(default=0.0, metadata={"metavar": "F"})
     """Share of dynamics clips whose context is mostly noise (corruption rate ~ U(0.5, 1)), as after a long
     open-loop rollout, so a memory world learns to rebuild places from memory (dynamics_train.corrupt)."""
@@ -365,6 +366,11 @@ def resolve(preset: Preset | str, overrides: Mapping[str, Any], init_world: Mapp
         values.update(_from_init(init_world, overrides))
     if values.get("compressed") is None:
         values["compressed"] = 2 if values.get("memory") else 0
+    if values.get("fsdp"):  # FSDP2 shards each matrix across GPUs; Muon orthogonalises whole matrices
+        if overrides.get("optimizer") == "muon":
+            raise UserError("--optimizer muon cannot run with --fsdp (FSDP shards the matrices Muon orthogonalises "
+                            "whole): drop --fsdp, or give --optimizer adamw")
+        values.setdefault("optimizer", "adamw")
     sections: dict[str, dict] = {s: {} for s in _SECTION_CLASSES}
     for k, v in values.items():
         sections[FIELD_SECTION[k]][k] = v
