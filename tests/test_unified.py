@@ -132,7 +132,8 @@ def test_a_hidden_frame_starts_from_the_last_one():
 
 
 def test_task_masks_hide_what_each_task_predicts():
-    from maskworld.train.unified_train import TASKS, Clips, hide, task_weights
+    from maskworld.train.unified_tasks import TASKS, task_weights
+    from maskworld.train.unified_train import Clips, hide
 
     cfg = UnifiedConfig(vocab_size=20, num_actions=3, text_vocab=9, text_len=5, grid=2, window=4)
     B = len(TASKS)

@@ -34,6 +34,7 @@ from typing import Any, Literal
 from maskworld.data.event_sampler import check_share
 from maskworld.errors import UserError
 from maskworld.train.presets import PRESETS, Preset, get_preset
+from maskworld.train.unified_tasks import task_weights
 
 
 def _by_preset(attr: str, unit: str = "") -> dict:
@@ -260,8 +261,6 @@ class TrainConfig:
             if not meta.get("has_text"):
                 raise UserError(f"--kind unified reads each episode's words, and {r.data} has none; collect a BabyAI "
                                 "level, e.g. `maskworld collect --env BabyAI-GoToLocal-v0 --view full --policy bot:0.7,explore:0.3`")
-            from maskworld.train.unified_train import task_weights  # here: that module imports torch, `--help` must not
-
             task_weights(d.tasks)  # a clear error for an unknown task, before anything is written
             if not self.has_actions(meta) or self.has_memory:
                 raise UserError("--kind unified trains on real actions, without --memory or --ignore-actions")

@@ -26,27 +26,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from maskworld.errors import UserError
 from maskworld.models.text import TextVocab
 from maskworld.models.unified import Unified, UnifiedConfig, outcome_class
 from maskworld.train.loop import Budget, run_loop
+from maskworld.train.unified_tasks import TASK_WEIGHTS, TASKS
 
-TASKS = ("dynamics", "inverse", "policy", "outcome", "from_words", "describe", "random")
-TASK_WEIGHTS = (0.30, 0.10, 0.15, 0.05, 0.15, 0.10, 0.15)
 CORRUPT_MAX = 0.1
 """Visible earlier frames of a dynamics clip get random tokens at a rate up to this (GameNGen's noise
 augmentation, discrete): a rollout's own errors are then familiar context."""
-
-
-def task_weights(tasks: str | None) -> tuple[float, ...]:
-    """The mixture's weights; `tasks` ("inverse" or "policy,dynamics") keeps only those, renormalised."""
-    if not tasks:
-        return TASK_WEIGHTS
-    names = [t.strip() for t in tasks.split(",") if t.strip()]
-    bad = [t for t in names if t not in TASKS]
-    if bad or not names:
-        raise UserError(f"--tasks: {bad or tasks!r} not a task; choose from {', '.join(TASKS)}")
-    return tuple(w if t in names else 0.0 for t, w in zip(TASKS, TASK_WEIGHTS))
 
 
 @dataclass

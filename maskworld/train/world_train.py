@@ -55,7 +55,8 @@ from maskworld.train.lam_train import label_cache, relabel, train_lam
 from maskworld.train.loop import Budget
 from maskworld.train.presets import get_preset
 from maskworld.train.tokenizer_train import FramePool, train_tokenizer
-from maskworld.train.unified_train import episode_texts, expert_episodes, task_weights, train_unified
+from maskworld.train.unified_tasks import task_weights
+from maskworld.train.unified_train import episode_texts, expert_episodes, train_unified
 from maskworld.world.latent import code_stats, fit_action_map, map_accuracy
 from maskworld.world.unified import UnifiedWorld, load_unified_world
 from maskworld.world.world import World, WorldMeta, load_world
