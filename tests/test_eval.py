@@ -137,7 +137,7 @@ def test_rollout_plan_spreads_windows_over_few_long_episodes():
 
     import numpy as np
 
-    from maskworld.eval.evaluate import episodes_of, first_per_episode, rollout_plan
+    from maskworld.eval.plan import episodes_of, first_per_episode, rollout_plan
     from maskworld.eval.uncertainty import mean_ci
 
     def ep(n, tag):
@@ -173,7 +173,7 @@ def test_next_frame_steps_cover_whole_episodes():
 
     import numpy as np
 
-    from maskworld.eval.evaluate import NEXT_FRAME_TOTAL, next_frame_steps
+    from maskworld.eval.plan import NEXT_FRAME_TOTAL, next_frame_steps
 
     long = [SimpleNamespace(frames=np.zeros((1000, 1))) for _ in range(2)]
     steps = next_frame_steps(long, seed=0)

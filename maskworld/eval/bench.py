@@ -24,7 +24,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from maskworld.device import autocast
-from maskworld.eval.evaluate import _logged_actions, rollout_plan, select_val_episodes
+from maskworld.eval.evaluate import select_val_episodes
+from maskworld.eval.plan import logged_actions, rollout_plan
 from maskworld.eval.metrics import psnr_per_frame
 from maskworld.eval.rollout import open_loop
 from maskworld.models.dynamics import Dynamics
@@ -262,7 +263,7 @@ def bench_decoder_quality(world, store, episodes: int = 8, horizon: int = 8, see
     context = min(world.dynamics.cfg.window - 1, 4)
     eps, _, _ = select_val_episodes(world, store, episodes, seed, context + horizon)
     slices, _ = rollout_plan(eps, context, seed)
-    acts = _logged_actions(slices, context, horizon)
+    acts = logged_actions(slices, context, horizon)
     gt = np.stack([sl.frames[context + horizon - 1] for sl in slices])
     base = world.sampler
     out = {"quality.episodes": len(slices), "quality.horizon": horizon}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from maskworld.eval.metrics import psnr_per_frame
+from maskworld.eval.plan import episodes_of
 from maskworld.eval.rollout import open_loop
 from maskworld.eval.uncertainty import mean_ci
 
@@ -40,7 +41,7 @@ def delta_psnr_metrics(world, slices, hs, gen, context: int, seed: int, probs=No
     """{key, key.ci, key.episodes, key.windows}: delta-PSNR with its episode-bootstrap interval (slices of one
     episode, `slice.ep`, are resampled together)."""
     d, es = delta_psnr_per_episode(world, slices, hs, gen, context, seed, probs)
-    groups = [slices[e].ep for e in es]
+    groups = episodes_of(slices, es)
     return {key: _mean(d), f"{key}.ci": mean_ci(d, groups, seed=seed + 2), f"{key}.episodes": len(set(groups)),
             f"{key}.windows": len(es)}
 

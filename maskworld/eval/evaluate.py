@@ -8,11 +8,9 @@ back separately.
 Design choices:
 - Context: c = min(window - 1, 4) real frames, so the KV cache is full or nearly full when imagining
   starts and every world is compared at the same, short context.
-- Open-loop rollouts start at a seeded random offset of each episode (reset frames of many games
-  look alike) and run to the longest horizon of {1, 2, 4, 8, 16, 32} the episode allows; each
-  horizon h is averaged over the windows long enough for it. A split of few, long episodes (CoinRun:
-  2 of 1,000 steps) gives several non-overlapping windows per episode, about ROLLOUT_WINDOWS in all,
-  so one lucky start no longer is the whole reading; intervals still resample whole episodes. Baselines on the same frames:
+- Which frames are read (eval/plan.py): seeded rollout windows to the longest horizon of {1, 2, 4, 8, 16, 32}
+  each episode allows, several per episode where few long ones are held out, about --windows in all; each
+  horizon h is averaged over the windows long enough for it. Baselines on the same frames:
   copy-last (the last context frame repeated) and the tokenizer ceiling (the ground truth encoded and
   decoded: no dynamics model can beat its own tokenizer).
 - Teacher forcing (one pass over each whole episode, real frames committed with real actions) gives
@@ -40,16 +38,16 @@ Design choices:
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 
-from maskworld.data.clips import spread_starts
 from maskworld.errors import UserError
 from maskworld.eval import idm as idm_lib
 from maskworld.eval import latent as latent_lib
 from maskworld.eval.control import DELTA_T, delta_psnr, delta_psnr_metrics, delta_psnr_per_episode  # noqa: F401
+from maskworld.eval.plan import (HORIZONS, ROLLOUT_WINDOWS, episodes_of, first_per_episode, logged_actions, next_frame_steps,
+                                 rollout_plan)
 from maskworld.eval.metrics import balanced_accuracy, majority_accuracy, psnr_per_frame, ssim_per_frame
 from maskworld.eval.rollout import open_loop
 from maskworld.eval.uncertainty import balanced_accuracy_ci, mean_ci
@@ -57,13 +55,9 @@ from maskworld.progress import track
 from maskworld.world.engine import Engine
 from maskworld.world.session import Session
 
-HORIZONS = (1, 2, 4, 8, 16, 32)
-NEXT_FRAME_MAX = 32  # teacher-forced next-frame decodes per episode at least (rewards/ends use the whole episode)
-NEXT_FRAME_TOTAL = 640  # ... and about this many in all, so a split of few long episodes still gives enough pairs
 TOKENIZER_MAX_FRAMES = 1024
 GRID_STEPS = 6
 GIF_EPISODES = 4
-ROLLOUT_WINDOWS = 20  # open-loop rollouts in all: a split of 2 long episodes still gives ~20 (rollout_plan)
 MEAN_COLOUR_TOL = 10.0  # levels of 255: the largest drift of a generated frame's mean colour read as faithful
 RECON_STRIP = 8  # frames in the tokenizer's reconstruction strip
 LOW_USAGE = 0.05  # share of the codebook below which the tokenizer is flagged (collapsed codes)
@@ -174,19 +168,6 @@ def _action_in(a: int, null: int, num_actions: int) -> int:
     return int(a) if 0 <= a < num_actions else null
 
 
-def next_frame_steps(episodes, seed: int) -> list[np.ndarray]:
-    """Per episode, the seeded steps t >= 1 whose next frame is decoded: max(NEXT_FRAME_MAX, NEXT_FRAME_TOTAL /
-    episodes) of them spread over the whole episode (its first steps alone would be the reset frames, which
-    look alike), or every step of a shorter one."""
-    rng = np.random.default_rng(seed + 5)
-    k = max(NEXT_FRAME_MAX, -(-NEXT_FRAME_TOTAL // max(len(episodes), 1)))
-    out = []
-    for ep in episodes:
-        steps = np.arange(1, len(ep.frames))
-        out.append(steps if len(steps) <= k else np.sort(rng.choice(steps, k, replace=False)))
-    return out
-
-
 @torch.no_grad()
 def teacher_forced(world, episodes, seed: int, progress: bool = True) -> dict:
     """One batched pass over whole episodes with real frames and actions committed (one engine row per episode).
@@ -228,45 +209,6 @@ def teacher_forced(world, episodes, seed: int, progress: bool = True) -> dict:
     return {k: np.concatenate(v) for k, v in out.items()}  # every episode has >= 1 transition
 
 
-def rollout_plan(episodes, context: int, seed: int, windows: int = 1):
-    """Seeded rollout windows: each episode gives the longest horizon it allows and, when fewer episodes than
-    `windows` are held out and they are long, several non-overlapping windows (one per equal part of the episode)
-    so that about `windows` rollouts are measured in all -> (slices, horizons). A slice knows its episode (`ep`,
-    the index into `episodes`) and first frame (`start`): intervals resample episodes, never windows."""
-    rng = np.random.default_rng(seed + 1)
-    per = max(1, -(-int(windows) // max(len(episodes), 1)))
-    slices, hs = [], []
-    for e, ep in enumerate(episodes):
-        n = len(ep.frames)
-        h = max(x for x in HORIZONS if context + x <= n)
-        for s in spread_starts(n, context + h, per, rng):
-            slices.append(SimpleNamespace(frames=ep.frames[s : s + context + h], actions=ep.actions[s : s + context + h - 1],
-                                          ep=e, start=s))
-            hs.append(h)
-    return slices, np.array(hs)
-
-
-def first_per_episode(slices) -> list[int]:
-    """Index of each episode's first window: pictures show different episodes before a second window of one."""
-    seen: dict[int, int] = {}
-    for i, sl in enumerate(slices):
-        seen.setdefault(sl.ep, i)
-    return list(seen.values())
-
-
-def episodes_of(slices, es) -> list[int]:
-    """The episode of each slice in `es`: the groups an episode bootstrap resamples."""
-    return [slices[e].ep for e in es]
-
-
-def _logged_actions(slices, context: int, horizon: int) -> np.ndarray:
-    acts = np.zeros((len(slices), horizon), np.int64)
-    for e, sl in enumerate(slices):
-        a = np.asarray(sl.actions[context - 1 : context - 1 + horizon])
-        acts[e, : len(a)] = np.maximum(a, 0)
-    return acts
-
-
 def _horizon_row(world, slices, es, g, context: int, h: int) -> tuple[dict, dict]:
     """Metrics of one horizon h over the windows `es` (one frame each; g: their generated frames)."""
     gt = np.stack([slices[e].frames[context + h - 1] for e in es])
@@ -299,7 +241,7 @@ def mean_colour_gap(gen_BHW3: np.ndarray, real_BHW3: np.ndarray) -> float:
 
 def rollout_metrics(world, slices, hs, context: int, seed: int) -> tuple[dict, np.ndarray, dict]:
     H = int(hs.max())
-    gen = open_loop(world, slices, context, H, seed, actions_override=_logged_actions(slices, context, H))
+    gen = open_loop(world, slices, context, H, seed, actions_override=logged_actions(slices, context, H))
     m, curve = {}, {}
     for h in HORIZONS:
         es = [e for e in range(len(slices)) if hs[e] >= h]
@@ -351,18 +293,18 @@ def idm_scores(world, model, tf, seed: int) -> dict:
     A, dev = world.num_actions, world.device
     ok = tf["action"] >= 0
     # Real held-out pairs: the same transitions the generated pairs come from.
-    y, y_gen, ep_gen = tf["action"][ok], tf["action"][ok], tf["ep"][ok]
+    y, ep = tf["action"][ok], tf["ep"][ok]
     pred_real = idm_lib.predict_actions(model, tf["real_prev"][ok], tf["real"][ok], dev)
     pred = idm_lib.predict_actions(model, tf["prev"][ok], tf["gen"][ok], dev)
-    chance = majority_accuracy(y_gen)
-    ci_real = mean_ci(pred_real == y, ep_gen, seed=seed + 3)
+    chance = majority_accuracy(y)
+    ci_real = mean_ci(pred_real == y, ep, seed=seed + 3)
     valid, why = idm_lib.probe_validity(pred_real, y, chance, ci_real)
     small = A <= CONFUSION_MAX_ACTIONS  # a joint action space (625 for 4 agents) makes a matrix nobody reads
     return {"control.idm_accuracy_real": float((pred_real == y).mean()), "control.idm_accuracy_real.ci": ci_real,
             "control.idm_pairs_real": int(len(y)), "control.idm_confusion_real": idm_lib.confusion(pred_real, y, A) if small else None,
-            "control.idm_accuracy": float((pred == y_gen).mean()), "control.idm_accuracy.ci": mean_ci(pred == y_gen, ep_gen, seed=seed + 4),
-            "control.idm_pairs": int(ok.sum()), "control.idm_episodes": int(len(np.unique(ep_gen))),
-            "control.idm_confusion": idm_lib.confusion(pred, y_gen, A) if small else None,
+            "control.idm_accuracy": float((pred == y).mean()), "control.idm_accuracy.ci": mean_ci(pred == y, ep, seed=seed + 4),
+            "control.idm_pairs": int(ok.sum()), "control.idm_episodes": int(len(np.unique(ep))),
+            "control.idm_confusion": idm_lib.confusion(pred, y, A) if small else None,
             "control.chance": chance, "control.idm_valid": valid, "control.idm_invalid_reason": why or None}
 
 
