@@ -10,8 +10,8 @@ def _fake_probe(step_s: dict):
     params = {"tiny": 400_000, "small": 3_600_000, "base": 15_000_000}
     calls = []
 
-    def probe(name, device, image_size=64, num_actions=8, vocab=1000):
-        calls.append(name)
+    def probe(name, device, image_size=64, num_actions=8, vocab=1000, optimizer="muon"):
+        calls.append(name if optimizer == "muon" else f"{name}/{optimizer}")
         return Probe(name, params[name], step_s[name], 10_000)
     return probe, calls
 
@@ -25,6 +25,9 @@ def test_largest_preset_that_is_not_undertrained(monkeypatch):
     probe, calls = _fake_probe({"tiny": 0.1, "small": 0.2, "base": 5.0})
     monkeypatch.setattr(auto_preset, "probe", probe)
     assert choose_preset(60, torch.device("cpu"))[0] == "small" and calls == ["tiny", "small", "base"]
+    calls.clear()  # the probe times the optimizer the run will use
+    choose_preset(60, torch.device("cpu"), optimizer="adamw")
+    assert calls == ["tiny/adamw", "small/adamw", "base/adamw"]
 
 
 def test_steps_budget_and_nothing_enough(monkeypatch):
@@ -36,8 +39,9 @@ def test_steps_budget_and_nothing_enough(monkeypatch):
 
 @__import__("pytest").mark.slow
 def test_probe_times_a_real_step():
-    p = auto_preset.probe("tiny", torch.device("cpu"))
-    assert p.params > 100_000 and p.step_s > 0 and p.tokens_per_step == 8 * 4 * 65
+    for optimizer in ("muon", "adamw"):
+        p = auto_preset.probe("tiny", torch.device("cpu"), optimizer=optimizer)
+        assert p.params > 100_000 and p.step_s > 0 and p.tokens_per_step == 8 * 4 * 65
 
 
 def test_resume_keeps_the_recorded_choice(tmp_path):

@@ -81,6 +81,7 @@ def auto_preset(settings: dict, stage: str) -> tuple[str, tuple[str, ...]]:
     except Exception:  # the run itself reports a bad --data clearly
         return DEFAULT, ()
     share = 1.0 if stage == "dynamics" else 1.0 - TOK_SHARE
-    name, why = choose_preset(settings.get("minutes"), pick_device(settings.get("device")), size, share)
+    optimizer = settings.get("optimizer") or ("adamw" if settings.get("fsdp") else "muon")  # as config.resolve
+    name, why = choose_preset(settings.get("minutes"), pick_device(settings.get("device")), size, share, optimizer)
     print("\n".join(why), flush=True)
     return name, tuple(why)

@@ -22,6 +22,7 @@ import torch
 
 from maskworld.models.dynamics import Dynamics
 from maskworld.train.dynamics_train import dynamics_losses
+from maskworld.train.muon import make_optimizer
 from maskworld.train.presets import PRESETS, get_preset
 
 TOKENS_PER_PARAM = 20.0
@@ -41,14 +42,16 @@ class Probe:
         return minutes * 60 / self.step_s * self.tokens_per_step / self.params
 
 
-def probe(name: str, device, image_size: int = 64, num_actions: int = 8, vocab: int = 1000) -> Probe:
-    """Time one dynamics training step of preset `name` (random tokens; the cost does not depend on them)."""
+def probe(name: str, device, image_size: int = 64, num_actions: int = 8, vocab: int = 1000,
+          optimizer: str = "muon") -> Probe:
+    """Time one dynamics training step of preset `name` with the run's optimizer (random tokens; the cost does not
+    depend on them)."""
     p = get_preset(name, image_size)
     cfg = p.dynamics
     cfg.num_actions, cfg.vocab_size, cfg.prev_frame_prior = num_actions, vocab, True
     torch.manual_seed(0)
     model = Dynamics(cfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    opt = make_optimizer(model, 1e-4, optimizer)
     B, T, N = p.dyn_batch, cfg.window, cfg.tokens_per_frame
     tok = torch.randint(0, vocab, (B, T, N), device=device)
     act = torch.randint(0, num_actions, (B, T), device=device)
@@ -68,14 +71,15 @@ def probe(name: str, device, image_size: int = 64, num_actions: int = 8, vocab: 
     return Probe(name, model.num_params(), time.perf_counter() - t, B * T * cfg.frame_len)
 
 
-def choose_preset(minutes: float | None, device, image_size: int = 64, dyn_share: float = 0.7) -> tuple[str, list[str]]:
+def choose_preset(minutes: float | None, device, image_size: int = 64, dyn_share: float = 0.7,
+                  optimizer: str = "muon") -> tuple[str, list[str]]:
     """-> (preset name, lines saying why)."""
     if minutes is None:
         return DEFAULT, [f"[auto] a --steps budget has no minutes to size against: preset {DEFAULT}"]
     dyn_minutes = dyn_share * minutes
     chosen, why = None, []
     for name in PRESETS:  # tiny, small, base: ascending size
-        pr = probe(name, device, image_size)
+        pr = probe(name, device, image_size, optimizer=optimizer)
         ratio = pr.tokens_per_param(dyn_minutes)
         ok = ratio >= TOKENS_PER_PARAM
         why.append(f"[auto] {name}: {pr.params / 1e6:.2f}M parameters, {pr.step_s:.2f} s/step on {device.type} -> "
