@@ -165,6 +165,7 @@ def test_train_unified_world_then_every_task(babyai_store, tmp_path, one_thread)
     with pytest.raises(UserError, match="unified world"):
         load_world(out)
     w = load_unified_world(out)
+    assert w.meta.model_card["unified_train"]["optimizer"] == "muon"  # the dynamics' default
     s = w.session(text="go to the red ball", seed=3)
     again = w.session(text="go to the red ball", seed=3)
     assert np.array_equal(s.frame, again.frame) and s.frame.shape == (64, 64, 3)
@@ -199,9 +200,10 @@ def test_train_unified_world_then_every_task(babyai_store, tmp_path, one_thread)
         shutil.copy(out / f, cont / f)
     args = ["train", "dynamics", "--data", babyai_store, "--out", str(cont), "--steps", "1", "--init", str(out),
             "--no-progress"]
-    assert main(args + ["--kind", "unified"]) == 0
+    assert main(args + ["--kind", "unified", "--optimizer", "adamw"]) == 0
     w2 = load_unified_world(cont)
     assert w2.model.cfg == w.model.cfg and w2.meta.model_card["unified_train"]["init"] == str(out)
+    assert w2.meta.model_card["unified_train"]["optimizer"] == "adamw"
     diff = max((w.model.state_dict()[k] - v).abs().max().item() for k, v in w2.model.state_dict().items())
     assert 0 < diff < 0.05  # a fresh initialisation would be far away
     assert main(args) == 2  # --init a unified world, but this run trains the dynamics kind

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from maskworld.models.text import TextVocab
 from maskworld.models.unified import Unified, UnifiedConfig, outcome_class
 from maskworld.train.loop import Budget, run_loop
+from maskworld.train.muon import make_optimizer
 from maskworld.train.unified_tasks import TASK_WEIGHTS, TASKS
 
 CORRUPT_MAX = 0.1
@@ -188,15 +189,16 @@ def train_unified(cache, val_cache, texts: np.ndarray, val_texts: np.ndarray, ex
                   val_expert: np.ndarray, cfg: UnifiedConfig, batch: int,
                   lr: float, budget: Budget, work, device, resume: bool, seed: int, progress: bool,
                   ckpt_minutes: float = 5.0, weights: tuple[float, ...] = TASK_WEIGHTS,
-                  init_state: dict | None = None) -> tuple[Unified, dict]:
+                  init_state: dict | None = None, optimizer: str = "adamw") -> tuple[Unified, dict]:
     """The training loop (train/loop.py) with the task mixture; validation: per-stream accuracy on fixed clips.
-    init_state: weights to start from (--init), else a fresh initialisation."""
+    init_state: weights to start from (--init), else a fresh initialisation. optimizer: adamw or muon, as for the
+    dynamics (maskworld.train.muon)."""
     torch.manual_seed(seed)
     model = Unified(cfg)
     if init_state is not None:
         model.load_state_dict(init_state)
     model = model.to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.05)
+    opt = make_optimizer(model, lr, optimizer)
     rng = np.random.default_rng(seed)
 
     def step_fn(step: int) -> dict:

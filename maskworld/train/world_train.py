@@ -442,8 +442,10 @@ def stage_unified(run: Run, tok, budget: Budget, card: dict, out: Path) -> None:
                              episode_texts(val_cache, run.store, vocab), expert_episodes(train_cache, run.store),
                              expert_episodes(val_cache, run.store), cfg, c.dynamics.batch, run.preset().lr, budget,
                              run.work, run.device, r.resume, r.seed, r.progress, ckpt_minutes=r.ckpt_minutes,
-                             weights=task_weights(c.dynamics.tasks), init_state=init_state)
+                             weights=task_weights(c.dynamics.tasks), init_state=init_state,
+                             optimizer=c.dynamics.optimizer)
     card["unified_train"] = {k: m[k] for k in m if k.startswith("val_") or k in ("steps", "train_s")}
+    card["unified_train"]["optimizer"] = c.dynamics.optimizer
     if c.dynamics.init is not None:  # the lineage: a continued world says what it started from
         card["unified_train"]["init"] = str(c.dynamics.init)
     card["split"] = {"seed": r.seed, "val_fraction": r.val_fraction, "val_episodes": len(run.val_ids)}
