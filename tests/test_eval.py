@@ -183,3 +183,38 @@ def test_next_frame_steps_cover_whole_episodes():
     assert all((a == b).all() for a, b in zip(steps, next_frame_steps(long, seed=0)))
     short = next_frame_steps([SimpleNamespace(frames=np.zeros((25, 1))) for _ in range(20)], seed=0)
     assert all(s.tolist() == list(range(1, 25)) for s in short)
+
+
+def test_budget_table_script(tmp_path, capsys):
+    """scripts/budget_table.py: the table marks where the world beats copy-last, the plot and the strip are written,
+    the strip stacks the real row over every budget's row."""
+    import importlib.util
+    from pathlib import Path
+
+    from PIL import Image
+
+    spec = importlib.util.spec_from_file_location("budget_table", Path(__file__).parent.parent / "scripts" / "budget_table.py")
+    bt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bt)
+    runs = []
+    for minutes, world in ((10, 20.0), (60, 30.0)):
+        d = tmp_path / f"e{minutes}"
+        d.mkdir()
+        m = {"tokenizer.psnr": 33.0, "control.delta_psnr": 1.5, "control.delta_psnr.ci": [0.5, 2.5],
+             "control.idm_accuracy": 0.4, "control.idm_accuracy_real": 0.5, "control.idm_valid": True,
+             "meta.horizons": [1, 2, 3]}
+        for h in (1, 4, 8, 16):
+            m |= {f"rollout.psnr.{h}": world, f"baseline.copy_last.psnr.{h}": 25.0, f"rollout.mean_colour_gap.{h}": h / 2}
+        (d / "eval.json").write_text(json.dumps(m))
+        Image.new("RGB", (3 * 8 + 2 * 2, 2 * 8 + 2), (minutes, 0, 0)).save(d / "rollout_0_episode_1.png")
+        runs += ["--run", f"g:{minutes}:{d}"]
+    assert bt.main(runs + ["--svg", str(tmp_path / "b.svg"), "--strip", str(tmp_path / "b.png")]) == 0
+    out = capsys.readouterr().out
+    assert "| g, 10 min | 33.0 | 20.0 / 25.0 |" in out and "| g, 60 min | 33.0 | **30.0** / 25.0 |" in out
+    assert "(80 %)" in out and "8.0 (h = 16)" in out
+    assert (tmp_path / "b.svg").read_text().startswith("<svg")
+    strip = Image.open(tmp_path / "b.png").convert("RGB")
+    assert strip.height == 3 * (8 + 2) + 8 and strip.width == 90 + 3 * 8 + 2 * 2  # real, 10 min, 60 min; 3 frames
+    assert strip.getpixel((95, 12))[0] == 10 and strip.getpixel((95, 22))[0] == 60  # rows in order of minutes
+    with pytest.raises(SystemExit, match="GAME:MINUTES:EVAL_DIR"):
+        bt.main(["--run", "nonsense"])

@@ -171,12 +171,29 @@ def test_avatar_control_is_zero_for_a_world_that_ignores_actions(coins_world):
     st = EpisodeStore(coins_world / "d")
     m = avatar_control(world, st, st.episode_ids[:1], room=8, slices_per_episode=3)
     assert m["avatars.slices"] == 3
-    for i in range(2):
-        assert m[f"avatars.{i}.own"] == pytest.approx(0.0, abs=1e-9)
-        assert m[f"avatars.{i}.others"] == pytest.approx(0.0, abs=1e-9)
+    for g in ("", "greedy."):
+        for i in range(2):
+            for k in ("own", "others", "others_abs", "others_changed"):
+                assert m[f"avatars.{g}{i}.{k}"] == pytest.approx(0.0, abs=1e-9), (g, i, k)
     # an untrained world with the previous-frame prior copies its last frame: another draw draws the same cells
-    assert m["avatars.noise"] == pytest.approx(0.0, abs=1e-9)
-    assert m["avatars.greedy.noise"] == 0.0  # deterministic decoding: another seed draws the same frames
-    for i in range(2):
-        assert m[f"avatars.greedy.{i}.own"] == pytest.approx(0.0, abs=1e-9)
-        assert m[f"avatars.greedy.{i}.others"] == pytest.approx(0.0, abs=1e-9)
+    assert m["avatars.noise_abs"] == pytest.approx(0.0, abs=1e-9) and m["avatars.noise_changed"] == 0.0
+    assert m["avatars.greedy.noise_abs"] == 0.0 and m["avatars.greedy.noise_changed"] == 0.0  # deterministic
+
+
+def test_avatar_control_sees_an_avatar_whose_actions_move_everything(coins_world):
+    """The others' metrics can fail: a world where avatar 0's action reaches every cell changes the others' cells."""
+    from maskworld import load_world
+    from maskworld.data.store import EpisodeStore
+    from maskworld.eval.avatars import avatar_control
+
+    world = load_world(coins_world / "w")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        world.dynamics.agent_act_emb[1].weight.zero_()
+        world.dynamics.agent_act_emb[0].weight.normal_(0, 20.0)  # avatar 0's action swamps every position ...
+        world.dynamics.prev_gate.bias.zero_()  # ... where the previous-frame prior no longer holds the last frame
+        world.dynamics.tok_head.weight.normal_(0, 1.0)  # and every cell's token follows its hidden state closely
+    st = EpisodeStore(coins_world / "d")
+    m = avatar_control(world, st, st.episode_ids[:1], room=8, slices_per_episode=3)
+    assert m["avatars.greedy.0.others_changed"] > 0 and m["avatars.greedy.0.others_abs"] > 0
+    assert m["avatars.greedy.1.others_changed"] == 0.0  # avatar 1's actions still reach nothing

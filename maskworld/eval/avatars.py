@@ -5,17 +5,23 @@ slice: an open-loop rollout of `DELTA_T` steps with the logged joint actions, an
 actions replaced by random ones (the others keep theirs). Both are compared with the real frame at t = DELTA_T:
 
 - `own`: PSNR in avatar i's region (the cells within one step of where it really is at t = DELTA_T) with its real
-  actions minus with random ones. An avatar the world moves by its own actions scores > 0; an action-blind world 0.
-- `others`: the same difference in the cell of every other avatar, as an absolute value: what changing avatar i's
-  actions does where it is not. A world that keeps the avatars apart scores ~0 (unless avatar i, moving at
-  random, really blocks another one's way: the game's own interaction).
-- `noise`: the same absolute difference in every avatar's cell between two rollouts with the *same* logged actions
-  and another sampling seed: how much a cell changes by sampling alone. A cell is a few pixels, so its PSNR
-  swings with one token, and the absolute value keeps every swing: `others` near `noise` means avatar i's actions
-  move the other avatars no more than a new draw of the same world does.
+  actions minus with random ones, averaged over slices (Genie's delta-PSNR in that region). An avatar the world
+  moves by its own actions scores > 0; an action-blind world 0.
+- `others`: the same signed difference in the other avatars' cells (one PSNR over all of them per slice): what
+  changing avatar i's actions does to how well the others are drawn. A world that keeps the avatars apart scores
+  ~0 (unless avatar i, moving at random, really blocks another one's way: the game's own interaction).
+- `others_changed`: the share of the other avatars' cells where the two rollouts drew another token (a cell's
+  tokens: those its pixels fall on). A signed mean can hide cells that change both ways; this cannot. Tokens, not
+  pixels: the convolutional decoder spreads every changed token a few levels into its neighbours' pixels, so a
+  pixel test would count the decoder's reach, not the world's drawing. `noise_changed` is the same share between
+  two rollouts with the *same* logged actions and another sampling seed: how often a cell changes by sampling
+  alone.
+- `others_abs`, `noise_abs`: the strictest reading, |PSNR difference| of each single cell averaged over cells
+  (a cell is a few pixels, often within the tokenizer's error of the truth, so one token's swing moves its PSNR
+  by tens of dB: these read like a changed-cell share scaled by that swing).
 - `greedy.*`: all of it again with the world's sampler made deterministic (temperature 0, no confidence noise), so
-  a cell changes only where the world's predictions change: `greedy.noise` is 0 by construction, and
-  `greedy.{i}.others` is what avatar i's actions do to the others' cells in the model itself, sampling luck aside
+  a cell changes only where the world's predictions change: `greedy.noise_*` are 0 by construction, and
+  `greedy.{i}.others*` is what avatar i's actions do to the others' cells in the model itself, sampling luck aside
   (a MaskGIT draw commits tokens in the order of its confidences over the whole frame, so changed logits in one
   place reorder the draws everywhere).
 
@@ -39,6 +45,17 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 10 * np.log10(1.0 / max(mse, 1e-10))
 
 
+def token_box(rows: slice, cols: slice, frame_size: int, grid: int) -> tuple[slice, slice]:
+    """The token rows, columns a pixel region falls on (a `grid` x `grid` token map of the frame)."""
+    t = frame_size / grid
+    return (slice(int(rows.start // t), int(np.ceil(rows.stop / t))), slice(int(cols.start // t), int(np.ceil(cols.stop / t))))
+
+
+def _cells(frame_HWC: np.ndarray, boxes: list[tuple[slice, slice]]) -> np.ndarray:
+    """The pixels of several regions of one frame, flattened together (one PSNR over all of them)."""
+    return np.concatenate([frame_HWC[rs, cs].reshape(-1) for rs, cs in boxes])
+
+
 def region(frame_size: int, room: int, cell: np.ndarray, radius: int) -> tuple[slice, slice]:
     """Pixel rows, columns of the cells within `radius` of `cell` (x, y) in a room of `room` x `room` cells."""
     t = frame_size // room
@@ -49,8 +66,8 @@ def region(frame_size: int, room: int, cell: np.ndarray, radius: int) -> tuple[s
 
 def avatar_control(world, store, ids: list[int], room: int, context: int = 2, slices_per_episode: int = 4,
                    seed: int = 0) -> dict:
-    """{avatars.{i}.own, avatars.{i}.others, avatars.noise, avatars.greedy.*, avatars.slices}: means over held-out
-    slices (module doc)."""
+    """{avatars.{i}.{own,others,others_abs,others_changed}, avatars.noise_{abs,changed}, avatars.greedy.*,
+    avatars.slices}: means over held-out slices (module doc)."""
     agents = int(getattr(world.meta, "agents", 1))
     if agents < 2:
         raise UserError("per-avatar control needs a world of several agents (trained on joint actions)")
@@ -90,29 +107,40 @@ def avatar_control(world, store, ids: list[int], room: int, context: int = 2, sl
 
 def _measure(world, slices, positions, real, truth, agents: int, n: int, room: int, context: int, seed: int,
              prefix: str) -> dict:
-    """own / others per avatar and the redraw noise, under the world's current sampler."""
+    """own / others per avatar and the redraw noise, under the world's current sampler (module doc)."""
     rng = np.random.default_rng(seed)
-    gen = open_loop(world, slices, context, DELTA_T, seed)[:, -1]
-    S = truth.shape[1]
-    out: dict = {}
-    redraw = open_loop(world, slices, context, DELTA_T, seed + 1)[:, -1]  # the same actions, another draw
-    noise = []
+    gen, tok = open_loop(world, slices, context, DELTA_T, seed, return_tokens=True)  # (E, T, S, S, 3), (E, h, w)
+    gen = gen[:, -1]
+    S, grid = truth.shape[1], tok.shape[-1]
+    cells = [[region(S, room, positions[e][j], radius=0) for j in range(agents)] for e in range(len(slices))]
+    tcells = [[token_box(rs, cs, S, grid) for rs, cs in row] for row in cells]
+    redraw, tok_redraw = open_loop(world, slices, context, DELTA_T, seed + 1, return_tokens=True)  # another draw
+    redraw = redraw[:, -1]
+    noise_abs, noise_changed = [], []
     for e in range(len(slices)):
-        for j in range(agents):
-            rs, cs = region(S, room, positions[e][j], radius=0)
-            noise.append(abs(_psnr(gen[e, rs, cs], truth[e, rs, cs]) - _psnr(redraw[e, rs, cs], truth[e, rs, cs])))
-    out[f"{prefix}noise"] = float(np.mean(noise))
+        for (rs, cs), (tr, tc) in zip(cells[e], tcells[e]):
+            noise_abs.append(abs(_psnr(gen[e, rs, cs], truth[e, rs, cs]) - _psnr(redraw[e, rs, cs], truth[e, rs, cs])))
+            noise_changed.append(not np.array_equal(tok[e, tr, tc], tok_redraw[e, tr, tc]))
+    out: dict = {f"{prefix}noise_abs": float(np.mean(noise_abs)), f"{prefix}noise_changed": float(np.mean(noise_changed))}
+    per = np.array([[split_action(a, agents, n) for a in row] for row in real])  # (E, DELTA_T, agents)
     for i in range(agents):
-        per = np.array([[split_action(a, agents, n) for a in row] for row in real])  # (E, DELTA_T, agents)
-        per[:, :, i] = rng.integers(0, n, size=per.shape[:2])
-        rnd = np.array([[joint_action(p, n) for p in row] for row in per])
-        gen_rnd = open_loop(world, slices, context, DELTA_T, seed, actions_override=rnd)[:, -1]
-        own, others = [], []
+        p = per.copy()
+        p[:, :, i] = rng.integers(0, n, size=p.shape[:2])
+        rnd = np.array([[joint_action(a, n) for a in row] for row in p])
+        gen_rnd, tok_rnd = open_loop(world, slices, context, DELTA_T, seed, actions_override=rnd, return_tokens=True)
+        gen_rnd = gen_rnd[:, -1]
+        own, others, others_abs, changed = [], [], [], []
         for e in range(len(slices)):
-            for j in range(agents):
-                rs, cs = region(S, room, positions[e][j], radius=1 if j == i else 0)
-                d = _psnr(gen[e, rs, cs], truth[e, rs, cs]) - _psnr(gen_rnd[e, rs, cs], truth[e, rs, cs])
-                (own if j == i else others).append(d if j == i else abs(d))
+            rs, cs = region(S, room, positions[e][i], radius=1)
+            own.append(_psnr(gen[e, rs, cs], truth[e, rs, cs]) - _psnr(gen_rnd[e, rs, cs], truth[e, rs, cs]))
+            boxes = [b for j, b in enumerate(cells[e]) if j != i]
+            t = _cells(truth[e], boxes)
+            others.append(_psnr(_cells(gen[e], boxes), t) - _psnr(_cells(gen_rnd[e], boxes), t))
+            for (rs, cs), (tr, tc) in zip(boxes, [b for j, b in enumerate(tcells[e]) if j != i]):
+                others_abs.append(abs(_psnr(gen[e, rs, cs], truth[e, rs, cs]) - _psnr(gen_rnd[e, rs, cs], truth[e, rs, cs])))
+                changed.append(not np.array_equal(tok[e, tr, tc], tok_rnd[e, tr, tc]))
         out[f"{prefix}{i}.own"] = float(np.mean(own))
         out[f"{prefix}{i}.others"] = float(np.mean(others))
+        out[f"{prefix}{i}.others_abs"] = float(np.mean(others_abs))
+        out[f"{prefix}{i}.others_changed"] = float(np.mean(changed))
     return out

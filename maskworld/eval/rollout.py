@@ -13,12 +13,14 @@ from maskworld.world.engine import Engine
 from maskworld.world.session import Session
 
 
-def open_loop(world, episodes, context: int, horizon: int, seed: int = 0, actions_override=None) -> np.ndarray:
+def open_loop(world, episodes, context: int, horizon: int, seed: int = 0, actions_override=None,
+              return_tokens: bool = False):
     """episodes: list of Episode with >= context + horizon frames.
 
     Returns generated frames (E, horizon, H, W, 3) uint8; frame i follows action
     episode.actions[context - 1 + i]. `actions_override` (E, horizon) replaces the logged actions
-    (used for random-action controllability).
+    (used for random-action controllability). return_tokens: also the last imagined frame's tokens (E, h, w),
+    what the world drew before the decoder spread it into pixels.
     """
     eng = Engine(world, rows=len(episodes))
     sessions = []
@@ -35,4 +37,6 @@ def open_loop(world, episodes, context: int, horizon: int, seed: int = 0, action
         else:
             acts = [max(int(ep.actions[context - 1 + i]), 0) for ep in episodes]
         out[:, i] = eng.step(sessions, acts).frames
+    if return_tokens:
+        return out, np.stack([s.tokens for s in sessions]).astype(np.int64)
     return out
