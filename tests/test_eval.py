@@ -7,6 +7,7 @@ move it one cell (walls block); +1 reward on entering the top-left cell. With 16
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -73,6 +74,7 @@ def test_eval_keys_report_determinism_and_card(toy):
             assert isinstance(m1[f"{k}.{h}"], float), f"{k}.{h}"
     assert "rollout.psnr.32" not in m1
     assert 0 <= m1["tokenizer.usage"] <= 1 and -1 <= m1["tokenizer.ssim"] <= 1
+    assert 0.05 <= m1["next_frame.error_top5_share"] <= 1
     assert m1["control.chance"] >= 0.25 - 1e-9  # majority class of 4 uniform actions
     html = (d / "report.html").read_text()
     assert "<svg" in html and "<polyline" in html and "data:image/gif;base64," in html and "data:image/png;base64," in html
@@ -218,3 +220,24 @@ def test_budget_table_script(tmp_path, capsys):
     assert strip.getpixel((95, 12))[0] == 10 and strip.getpixel((95, 22))[0] == 60  # rows in order of minutes
     with pytest.raises(SystemExit, match="GAME:MINUTES:EVAL_DIR"):
         bt.main(["--run", "nonsense"])
+
+
+def test_error_maps_say_where_the_next_frame_is_wrong():
+    """The maps locate the error; the top-5 % share is ~0.05 for an even error and ~1 for one wrong object."""
+    from maskworld.eval.error_map import error_maps, error_picture, top_share
+
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 256, (6, 20, 20, 3), dtype=np.uint8)
+    prev = real.copy()
+    prev[:, :2] = 0  # only the top two rows change between frames
+    gen = real.copy()
+    gen[:, 10:12, 10:12] = 255 - gen[:, 10:12, 10:12]  # the world is wrong on one 2 x 2 object only
+    maps = error_maps(real, gen, prev, prev)
+    assert maps["changes"][:2].min() > 0.9 and maps["changes"][2:].max() == 0
+    assert maps["world"][10:12, 10:12].min() > 0 and maps["world"].sum() == pytest.approx(maps["world"][10:12, 10:12].sum())
+    assert maps["tokenizer"].max() == 0 and top_share(maps["world"]) == pytest.approx(1.0)
+    noisy = np.clip(real.astype(int) + rng.integers(-20, 21, real.shape), 0, 255).astype(np.uint8)
+    assert top_share(error_maps(real, noisy, prev, prev)["world"]) < 0.1  # spread evenly
+    pic = error_picture(maps)
+    assert pic.shape == (20, 3 * 20 + 4, 3) and pic.dtype == np.uint8
+    assert pic[10, 20 + 2 + 10].sum() > 0 and pic[0, 20 + 2].sum() == 0  # bright where wrong, black elsewhere

@@ -250,7 +250,8 @@ def test_termination_prior_shift_is_a_log_odds_difference(tmp_path):
 @pytest.mark.slow
 def test_out_writes_gifs_and_png_strips(runs):
     files = {p.name for p in (runs["d"] / "out").iterdir()}
-    assert {"eval.json", "report.html", "tokenizer_recon.png"} <= files
+    assert {"eval.json", "report.html", "tokenizer_recon.png", "next_frame_error.png"} <= files
+    assert "Where the next frame is wrong" in (runs["d"] / "out" / "report.html").read_text()
     gifs, pngs = [f for f in files if f.startswith("rollout_") and f.endswith(".gif")], [f for f in files if f.endswith(".png")]
     assert len(gifs) == 4 and len(pngs) >= 5 and any(f.startswith("actions_start_") for f in files)
     from PIL import Image

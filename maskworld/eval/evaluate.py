@@ -46,6 +46,7 @@ from maskworld.errors import UserError
 from maskworld.eval import idm as idm_lib
 from maskworld.eval import latent as latent_lib
 from maskworld.eval.control import DELTA_T, delta_psnr, delta_psnr_metrics, delta_psnr_per_episode  # noqa: F401
+from maskworld.eval.error_map import error_maps, top_share
 from maskworld.eval.plan import (HORIZONS, ROLLOUT_WINDOWS, episodes_of, first_per_episode, logged_actions, next_frame_steps,
                                  rollout_plan)
 from maskworld.eval.metrics import balanced_accuracy, majority_accuracy, psnr_per_frame, ssim_per_frame
@@ -435,6 +436,8 @@ def evaluate(world, store, episodes: int = 20, seed: int = 0, idm_steps: int = 3
     print("[eval] teacher-forced pass: next frame, reward, termination")
     tf = teacher_forced(world, eps, seed, progress)
     m.update(next_frame_metrics(tf, seed))
+    maps = error_maps(tf["real"], tf["gen"], tf["real_prev"], tf["prev"])
+    m["next_frame.error_top5_share"] = top_share(maps["world"])
     m.update(head_metrics(tf, seed))
     print("[eval] open-loop rollouts")
     slices, hs = rollout_plan(eps, context, seed, windows)
@@ -455,4 +458,4 @@ def evaluate(world, store, episodes: int = 20, seed: int = 0, idm_steps: int = 3
               "meta.sampler_steps": world.sampler.steps, "meta.render": world.render, "meta.seconds": round(time.time() - t0, 2)})
     m.update(trust_checks(m, short))
     m = {k: _finite(v) for k, v in m.items()}
-    return m, {"curve": curve, "grids": grids, "gifs": gifs, "recon": recon}
+    return m, {"curve": curve, "grids": grids, "gifs": gifs, "recon": recon, "error_maps": maps}

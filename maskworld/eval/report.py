@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from maskworld.eval.error_map import error_picture
 from maskworld.eval.plots import psnr_plot_svg, revisit_curves_svg
 from maskworld.eval.video import side_by_side, strip, upscale, write_png, write_video
 from maskworld.io import atomic_write_text
@@ -145,6 +146,15 @@ def _probes(m: dict, artifacts: dict, names: list, scale: int) -> str:
         out += (f'<h3>Tokenizer</h3><img src="{_png(strip(upscale(real, scale), upscale(recon, scale)))}">'
                 f"<p class=note>top: real held-out frames; bottom: their reconstruction. {m.get('tokenizer.codes_used')} of "
                 f"{m.get('tokenizer.vocab_size')} codes used.</p>")
+    if artifacts.get("error_maps") is not None:
+        share = m.get("next_frame.error_top5_share")
+        pic = upscale(error_picture(artifacts["error_maps"])[None], 2 * scale)[0]
+        out += (f'<h3>Where the next frame is wrong</h3><img src="{_png(pic)}">'
+                "<p class=note>over the teacher-forced pairs: how often each pixel changes between real frames | the "
+                "world's next-frame error | the tokenizer's error (both errors on one square-root scale: brighter in the "
+                "middle than on the right is the dynamics' part). "
+                + (f"{100 * share:.0f} % of the world's error lies on the 5 % of pixels where it is largest.</p>"
+                   if share is not None else "</p>"))
     if m.get("control.idm_confusion_real"):
         valid = {True: "valid (above chance on real frames)", False: "INVALID", None: "–"}[m.get("control.idm_valid")]
         out += f"<h3>Inverse-dynamics probe: {valid}</h3>"
@@ -213,6 +223,8 @@ def write_files(out_dir, artifacts: dict, scale: int = 2) -> list[Path]:
     if artifacts.get("recon") is not None:
         real, recon = artifacts["recon"]
         written.append(write_png(out / "tokenizer_recon.png", strip(upscale(real, scale), upscale(recon, scale))))
+    if artifacts.get("error_maps") is not None:
+        written.append(write_png(out / "next_frame_error.png", upscale(error_picture(artifacts["error_maps"])[None], 2 * scale)[0]))
     for start, rows in artifacts.get("grids", []):
         written.append(write_png(out / f"actions_start_{start + 1}.png", strip(*[upscale(fr, scale) for _, fr in rows])))
     return written
