@@ -46,7 +46,8 @@ def error_picture(maps: dict[str, np.ndarray], gap: int = 2) -> np.ndarray:
     """The three maps side by side (H, 3W + 2 gap, 3), on square-root scales: changes on their own (their brightest
     pixel white), both errors on one."""
     top = max(float(maps["world"].max()), float(maps["tokenizer"].max()), 1e-12)
-    tiles = [_hot(np.sqrt(maps["changes"] / max(float(maps["changes"].max()), 1e-12))), _hot(np.sqrt(maps["world"] / top)), _hot(np.sqrt(maps["tokenizer"] / top))]
+    changes = np.sqrt(maps["changes"] / max(float(maps["changes"].max()), 1e-12))
+    tiles = [_hot(changes), _hot(np.sqrt(maps["world"] / top)), _hot(np.sqrt(maps["tokenizer"] / top))]
     H = tiles[0].shape[0]
     sep = np.full((H, gap, 3), 255, np.uint8)
     return np.concatenate([tiles[0], sep, tiles[1], sep, tiles[2]], 1)

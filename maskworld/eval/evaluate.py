@@ -173,9 +173,9 @@ def _action_in(a: int, null: int, num_actions: int) -> int:
 def teacher_forced(world, episodes, seed: int, progress: bool = True) -> dict:
     """One batched pass over whole episodes with real frames and actions committed (one engine row per episode).
 
-    Returns next-frame pairs at next_frame_steps (real frame, real frame before, generated frame, reconstruction
-    of the frame before, action, episode) and the reward/termination heads' predictions on every real transition
-    (with its episode, h_ep).
+    Returns next-frame pairs at next_frame_steps (real frame, real frame before, generated frame, the frame before
+    as the world shows it and as the tokenizer reads it, action, episode) and the reward/termination heads'
+    predictions on every real transition (with its episode, h_ep).
     """
     dyn, tok, dev = world.dynamics, world.tokenizer, world.device
     null, A = dyn.cfg.null_action, dyn.cfg.num_actions
@@ -183,7 +183,8 @@ def teacher_forced(world, episodes, seed: int, progress: bool = True) -> dict:
     eng = Engine(world, rows=len(episodes))
     sessions = [Session(world, seed + 10_000 + e, engine=eng) for e in range(len(episodes))]
     picks = [set(s.tolist()) for s in next_frame_steps(episodes, seed)]
-    out = {k: [] for k in ("real", "real_prev", "gen", "prev", "action", "ep", "r_pred", "r_true", "d_pred", "d_true", "h_ep")}
+    out = {k: [] for k in ("real", "real_prev", "gen", "prev", "recon_prev", "action", "ep", "r_pred", "r_true", "d_pred",
+                           "d_true", "h_ep")}
     L = max(len(ep.frames) for ep in episodes)
     for t in track(range(L), desc="teacher-forced", unit="frames", enabled=progress):
         alive = [e for e in range(len(episodes)) if t < len(episodes[e].frames)]  # ended episodes leave the batch
@@ -197,7 +198,9 @@ def teacher_forced(world, episodes, seed: int, progress: bool = True) -> dict:
             out["gen"].append(tok.render_uint8(pred.view(-1, g, g)).cpu().numpy())
             out["real"].append(frames[dec])
             out["real_prev"].append(np.stack([episodes[alive[i]].frames[t - 1] for i in dec]))
-            out["prev"].append(np.stack([rows[i].frame for i in dec]))  # the tokenizer's reading of frame t-1
+            out["prev"].append(np.stack([rows[i].frame for i in dec]))  # frame t-1 as the world shows it
+            before = torch.from_numpy(np.stack([rows[i].tokens for i in dec]).astype(np.int64)).to(dev)
+            out["recon_prev"].append(tok.render_uint8(before).cpu().numpy())  # the tokenizer's reading of frame t-1
             out["action"].append(np.array([episodes[alive[i]].actions[t - 1] for i in dec], np.int64))
             out["ep"].append(np.array([alive[i] for i in dec], np.int64))  # confidence intervals resample episodes
         heads = eng.observe(rows, frames, acts_l, render=False)
@@ -436,7 +439,7 @@ def evaluate(world, store, episodes: int = 20, seed: int = 0, idm_steps: int = 3
     print("[eval] teacher-forced pass: next frame, reward, termination")
     tf = teacher_forced(world, eps, seed, progress)
     m.update(next_frame_metrics(tf, seed))
-    maps = error_maps(tf["real"], tf["gen"], tf["real_prev"], tf["prev"])
+    maps = error_maps(tf["real"], tf["gen"], tf["real_prev"], tf["recon_prev"])
     m["next_frame.error_top5_share"] = top_share(maps["world"])
     m.update(head_metrics(tf, seed))
     print("[eval] open-loop rollouts")
