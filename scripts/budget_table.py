@@ -68,8 +68,9 @@ def budget_svg(runs: list[tuple[str, int, dict]]) -> str:
                          list(range(int(lo), int(hi) + 1, 5)), lo, hi, width=620)
 
 
-def strip(runs: list[tuple[str, int, Path]], frames: int = 8):
-    """Ground truth over each budget's rollout, first `frames` frames of rollout window 0, one block per game."""
+def strip(runs: list[tuple[str, int, Path]], frames: int = 8, tile_px: int = 64):
+    """Ground truth over each budget's rollout, first `frames` frames of rollout window 0, one block per game;
+    frames `tile_px` high (the eval's PNGs are upscaled)."""
     from PIL import Image, ImageDraw
 
     blocks = []
@@ -84,7 +85,11 @@ def strip(runs: list[tuple[str, int, Path]], frames: int = 8):
             n = json.loads((folder / "eval.json").read_text())["meta.horizons"][-1]
             step = (im.width + (im.width - n * tile) // max(n - 1, 1)) // n  # a frame and the gap after it
             k = min(frames, n)
-            crop = lambda top: im.crop((0, top, step * k - (step - tile), top + tile))  # noqa: E731
+            f = tile_px / tile
+
+            def crop(top, im=im, step=step, k=k, tile=tile, f=f):
+                c = im.crop((0, top, step * k - (step - tile), top + tile))
+                return c.resize((max(1, round(c.width * f)), tile_px), Image.NEAREST)
             if not rows:
                 rows.append(crop(0))
                 labels.append(f"{g}: real")
@@ -112,6 +117,7 @@ def main(argv=None) -> int:
     p.add_argument("--run", action="append", required=True, help="GAME:MINUTES:EVAL_DIR (repeat)")
     p.add_argument("--svg", help="write PSNR at h = 8 against minutes here")
     p.add_argument("--strip", help="write ground truth over every budget's rollout here (PNG)")
+    p.add_argument("--tile", type=int, default=64, help="frame height in the strip, pixels (default 64)")
     args = p.parse_args(argv)
     runs = [parse_run(r) for r in args.run]
     for _, _, folder in runs:
@@ -127,7 +133,10 @@ def main(argv=None) -> int:
         Path(args.svg).write_text(budget_svg(loaded))
         print(f"wrote {args.svg}")
     if args.strip:
-        strip(runs).save(args.strip)
+        from PIL import Image
+
+        # a 256-colour palette: half the bytes of the full-colour strip, no visible change at this size
+        strip(runs, tile_px=args.tile).quantize(256, method=Image.Quantize.MEDIANCUT).save(args.strip, optimize=True)
         print(f"wrote {args.strip}")
     return 0
 

@@ -210,7 +210,7 @@ def test_budget_table_script(tmp_path, capsys):
         (d / "eval.json").write_text(json.dumps(m))
         Image.new("RGB", (3 * 8 + 2 * 2, 2 * 8 + 2), (minutes, 0, 0)).save(d / "rollout_0_episode_1.png")
         runs += ["--run", f"g:{minutes}:{d}"]
-    assert bt.main(runs + ["--svg", str(tmp_path / "b.svg"), "--strip", str(tmp_path / "b.png")]) == 0
+    assert bt.main(runs + ["--svg", str(tmp_path / "b.svg"), "--strip", str(tmp_path / "b.png"), "--tile", "8"]) == 0
     out = capsys.readouterr().out
     assert "| g, 10 min | 33.0 | 20.0 / 25.0 |" in out and "| g, 60 min | 33.0 | **30.0** / 25.0 |" in out
     assert "(80 %)" in out and "8.0 (h = 16)" in out
