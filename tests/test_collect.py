@@ -185,3 +185,26 @@ def test_explore_moves_are_whole_move_words():
     assert mg.weights[2] > mg.weights[0] > mg.weights[3]
     ale = Policy("explore", ["NOOP", "FIRE", "UP", "UPRIGHT", "UPFIRE"], np.random.default_rng(0))
     assert list(ale.held) == [False, False, True, True, True]
+
+
+def test_sticky_actions_reach_the_emulator_and_the_store(tmp_path):
+    """--sticky-actions 0: ALE v5 without its repeat-the-last-action noise; stored so eval builds the same env;
+    refused for other envs and outside [0, 1]."""
+    from maskworld.cli import main
+    from maskworld.envs import make_env
+
+    out = tmp_path / "d"
+    assert main(["collect", "--env", "ALE/Breakout-v5", "--steps", "20", "--num-envs", "1", "--size", "32",
+                 "--sticky-actions", "0", "--out", str(out), "--no-progress"]) == 0
+    kw = EpisodeStore(out).meta["env_kwargs"]
+    assert kw == {"repeat_action_probability": 0.0}
+    env = make_env("ALE/Breakout-v5", size=32, seed=0, **kw)
+    try:
+        assert env.env.unwrapped.ale.getFloat("repeat_action_probability") == 0.0
+    finally:
+        env.close()
+    assert main(["collect", "--env", "MiniGrid-Empty-5x5-v0", "--steps", "5", "--sticky-actions", "0",
+                 "--out", str(tmp_path / "m")]) == 2
+    assert main(["collect", "--env", "ALE/Breakout-v5", "--steps", "5", "--sticky-actions", "1.5",
+                 "--out", str(tmp_path / "b")]) == 2
+    assert not (tmp_path / "m").exists() and not (tmp_path / "b").exists()

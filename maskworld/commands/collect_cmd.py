@@ -47,6 +47,9 @@ def register(sub) -> None:
     p.add_argument("--distribution-mode", default=None, help="procgen: easy|hard|... (default easy)")
     p.add_argument("--start-level", type=int, default=None, help="procgen: first level seed")
     p.add_argument("--num-levels", type=int, default=None, help="procgen: number of levels (0 = unlimited)")
+    p.add_argument("--sticky-actions", type=float, default=None, metavar="P",
+                   help="ALE/<Game>-v5: probability that the emulator repeats the previous action instead of the given "
+                        "one (the v5 default 0.25; 0 makes every frame follow its action)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar: plain progress lines every MASKWORLD_PROGRESS_INTERVAL seconds (default 30)")
     p.set_defaults(func=run)
@@ -63,6 +66,12 @@ def run(args: argparse.Namespace) -> int:
             if not args.env.startswith("procgen:"):
                 raise UserError(f"--{name.replace('_', '-')} applies to procgen:<game> envs only")
             env_kwargs[name] = v
+    if args.sticky_actions is not None:
+        if not args.env.startswith("ALE/"):
+            raise UserError("--sticky-actions applies to ALE/<Game>-v5 envs only")
+        if not 0.0 <= args.sticky_actions <= 1.0:
+            raise UserError(f"--sticky-actions {args.sticky_actions}: give a probability in [0, 1]")
+        env_kwargs["repeat_action_probability"] = args.sticky_actions
     if args.agents is not None:
         if not args.env.startswith("MultiAgent-"):
             raise UserError("--agents applies to multi-agent envs (MultiAgent-Coins-v0) only")
