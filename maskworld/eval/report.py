@@ -138,6 +138,11 @@ def _confusion(title: str, mat, names: list) -> str:
     return f"<h3>{html.escape(title)}</h3><table><tr><th>true \\ predicted</th>{head}</tr>{body}</table>"
 
 
+def _error_png(maps: dict, scale: int) -> np.ndarray:
+    """The error maps (eval/error_map.py) at twice the frames' scale: a map is one frame wide."""
+    return upscale(error_picture(maps)[None], 2 * scale)[0]
+
+
 def _probes(m: dict, artifacts: dict, names: list, scale: int) -> str:
     """Tokenizer reconstruction strip and the IDM's confusion matrices."""
     out = ""
@@ -148,8 +153,7 @@ def _probes(m: dict, artifacts: dict, names: list, scale: int) -> str:
                 f"{m.get('tokenizer.vocab_size')} codes used.</p>")
     if artifacts.get("error_maps") is not None:
         share = m.get("next_frame.error_top5_share")
-        pic = upscale(error_picture(artifacts["error_maps"])[None], 2 * scale)[0]
-        out += (f'<h3>Where the next frame is wrong</h3><img src="{_png(pic)}">'
+        out += (f'<h3>Where the next frame is wrong</h3><img src="{_png(_error_png(artifacts["error_maps"], scale))}">'
                 "<p class=note>over the teacher-forced pairs: how often each pixel changes between real frames | the "
                 "world's next-frame error | the tokenizer's error (both errors on one square-root scale: brighter in the "
                 "middle than on the right is the dynamics' part). "
@@ -224,7 +228,7 @@ def write_files(out_dir, artifacts: dict, scale: int = 2) -> list[Path]:
         real, recon = artifacts["recon"]
         written.append(write_png(out / "tokenizer_recon.png", strip(upscale(real, scale), upscale(recon, scale))))
     if artifacts.get("error_maps") is not None:
-        written.append(write_png(out / "next_frame_error.png", upscale(error_picture(artifacts["error_maps"])[None], 2 * scale)[0]))
+        written.append(write_png(out / "next_frame_error.png", _error_png(artifacts["error_maps"], scale)))
     for start, rows in artifacts.get("grids", []):
         written.append(write_png(out / f"actions_start_{start + 1}.png", strip(*[upscale(fr, scale) for _, fr in rows])))
     return written
