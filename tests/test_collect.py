@@ -207,4 +207,6 @@ def test_sticky_actions_reach_the_emulator_and_the_store(tmp_path):
                  "--out", str(tmp_path / "m")]) == 2
     assert main(["collect", "--env", "ALE/Breakout-v5", "--steps", "5", "--sticky-actions", "1.5",
                  "--out", str(tmp_path / "b")]) == 2
-    assert not (tmp_path / "m").exists() and not (tmp_path / "b").exists()
+    assert main(["collect", "--env", "MultiAgent-Coins-v0", "--steps", "5", "--agents", "5", "--out", str(tmp_path / "c")]) == 2
+    assert main(["collect", "--env", "ALE/Breakout-v5", "--steps", "5", "--num-levels", "3", "--out", str(tmp_path / "p")]) == 2
+    assert not any((tmp_path / n).exists() for n in "mbcp")

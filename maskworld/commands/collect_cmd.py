@@ -55,29 +55,38 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+# option -> (env ids it applies to, their name in a message, its check or None, the env's keyword)
+ENV_OPTIONS = {
+    "distribution_mode": ("procgen:", "procgen:<game>", None, "distribution_mode"),
+    "start_level": ("procgen:", "procgen:<game>", None, "start_level"),
+    "num_levels": ("procgen:", "procgen:<game>", None, "num_levels"),
+    "sticky_actions": ("ALE/", "ALE/<Game>-v5", (lambda v: 0.0 <= v <= 1.0, "give a probability in [0, 1]"),
+                       "repeat_action_probability"),
+    "agents": ("MultiAgent-", "multi-agent (MultiAgent-Coins-v0)", (lambda v: 2 <= v <= 4, "give 2, 3 or 4"), "agents"),
+}
+
+
+def env_options(args: argparse.Namespace) -> dict:
+    """The env-specific options given, checked against the env id, as the env's keyword arguments."""
+    out = {}
+    for name, (prefix, envs, check, key) in ENV_OPTIONS.items():
+        v = getattr(args, name)
+        if v is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if not args.env.startswith(prefix):
+            raise UserError(f"{flag} applies to {envs} envs only")
+        if check is not None and not check[0](v):
+            raise UserError(f"{flag} {v}: {check[1]}")
+        out[key] = v
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from maskworld.data.collect import CollectConfig, collect, format_stats
     from maskworld.progress import summary
 
-    env_kwargs = {}
-    for name in ("distribution_mode", "start_level", "num_levels"):
-        v = getattr(args, name)
-        if v is not None:
-            if not args.env.startswith("procgen:"):
-                raise UserError(f"--{name.replace('_', '-')} applies to procgen:<game> envs only")
-            env_kwargs[name] = v
-    if args.sticky_actions is not None:
-        if not args.env.startswith("ALE/"):
-            raise UserError("--sticky-actions applies to ALE/<Game>-v5 envs only")
-        if not 0.0 <= args.sticky_actions <= 1.0:
-            raise UserError(f"--sticky-actions {args.sticky_actions}: give a probability in [0, 1]")
-        env_kwargs["repeat_action_probability"] = args.sticky_actions
-    if args.agents is not None:
-        if not args.env.startswith("MultiAgent-"):
-            raise UserError("--agents applies to multi-agent envs (MultiAgent-Coins-v0) only")
-        if not 2 <= args.agents <= 4:
-            raise UserError(f"--agents {args.agents}: give 2, 3 or 4")
-        env_kwargs["agents"] = args.agents
+    env_kwargs = env_options(args)
     if args.frames_per_shard < 1:
         raise UserError("--frames-per-shard must be >= 1")
     cfg = CollectConfig(
