@@ -42,10 +42,11 @@ def row(game: str, minutes: int, m: dict) -> str:
             return "–"
         return f"{'**' if w >= c else ''}{w:.1f}{'**' if w >= c else ''} / {c:.1f}"
 
-    d, ci = m.get("control.delta_psnr"), m.get("control.delta_psnr.ci") or [float("nan")] * 2
-    idm = (f"{m['control.idm_accuracy']:.3f} / {m['control.idm_accuracy_real']:.3f} "
-           f"({100 * m['control.idm_accuracy'] / max(m['control.idm_accuracy_real'], 1e-9):.0f} %)"
-           + ("" if m.get("control.idm_valid", True) else ", probe invalid"))
+    d, ci = m.get("control.delta_psnr", float("nan")), m.get("control.delta_psnr.ci") or [float("nan")] * 2
+    gen_acc, real_acc = m.get("control.idm_accuracy"), m.get("control.idm_accuracy_real")
+    idm = "–" if gen_acc is None or real_acc is None else (
+        f"{gen_acc:.3f} / {real_acc:.3f} ({100 * gen_acc / max(real_acc, 1e-9):.0f} %)"
+        + ("" if m.get("control.idm_valid", True) else ", probe invalid"))
     gaps = {h: m[f"rollout.mean_colour_gap.{h}"] for h in HORIZONS if f"rollout.mean_colour_gap.{h}" in m}
     worst = max(gaps, key=gaps.get) if gaps else None
     gap = f"{gaps[worst]:.1f} (h = {worst})" if worst else "–"
