@@ -7,7 +7,7 @@ A mean PSNR says how wrong the next frame is, not where. Three maps of the same 
 - `tokenizer`: the tokenizer's mean squared error on the real frames (the ceiling's own error).
 
 The two error maps share one colour scale, so a pixel brighter in `world` than in `tokenizer` is where the
-dynamics, not the tokens, loses the frame (e.g. a paddle whose move the logged action does not decide). One number
+dynamics, not the tokens, loses the frame (e.g. a small object the world has not learned to move). One number
 goes into the metrics: the share of the world's squared error on the 5 % of pixels where it is largest
 (`next_frame.error_top5_share`; ~0.05 when the error is spread evenly, towards 1 when a small object carries it).
 """
