@@ -4,7 +4,7 @@ Each run is GAME:MINUTES:EVAL_DIR (the folder `maskworld eval W --out EVAL_DIR` 
 (open-loop PSNR world / copy-last at h = 1, 4, 8, 16, Genie's ΔPSNR, inverse-dynamics accuracy on generated over real
 frames, the worst mean-colour gap), and optionally writes
 
-- `--svg PATH`: PSNR at h = 8 against minutes (log2 axis), world and copy-last per game, the ΔPSNR beside it;
+- `--svg PATH`: PSNR at h = 8 against minutes (log2 axis), world and copy-last per game;
 - `--strip PATH`: per game, the first frames of the first rollout window, ground truth over each budget's world
   (every eval of one data set with one seed rolls out the same windows, so the rows show the same moments).
 
@@ -69,6 +69,14 @@ def budget_svg(runs: list[tuple[str, int, dict]]) -> str:
                          list(range(int(lo), int(hi) + 1, 5)), lo, hi, width=620)
 
 
+def _first_frames(im, top: int, width: int, tile: int, tile_px: int):
+    """One row of an eval strip (truth or generated), its first `width` pixels, scaled to `tile_px` high."""
+    from PIL import Image
+
+    row = im.crop((0, top, width, top + tile))
+    return row.resize((max(1, round(row.width * tile_px / tile)), tile_px), Image.NEAREST)
+
+
 def strip(runs: list[tuple[str, int, Path]], frames: int = 8, tile_px: int = 64):
     """Ground truth over each budget's rollout, first `frames` frames of rollout window 0, one block per game;
     frames `tile_px` high (the eval's PNGs are upscaled)."""
@@ -85,16 +93,11 @@ def strip(runs: list[tuple[str, int, Path]], frames: int = 8, tile_px: int = 64)
             tile = (im.height - 2) // 2  # truth row, 2 px, generated row
             n = json.loads((folder / "eval.json").read_text())["meta.horizons"][-1]
             step = (im.width + (im.width - n * tile) // max(n - 1, 1)) // n  # a frame and the gap after it
-            k = min(frames, n)
-            f = tile_px / tile
-
-            def crop(top, im=im, step=step, k=k, tile=tile, f=f):
-                c = im.crop((0, top, step * k - (step - tile), top + tile))
-                return c.resize((max(1, round(c.width * f)), tile_px), Image.NEAREST)
+            width = step * min(frames, n) - (step - tile)
             if not rows:
-                rows.append(crop(0))
+                rows.append(_first_frames(im, 0, width, tile, tile_px))
                 labels.append(f"{g}: real")
-            rows.append(crop(tile + 2))
+            rows.append(_first_frames(im, tile + 2, width, tile, tile_px))
             labels.append(f"{mi} min")
         if rows:
             blocks.append((rows, labels))

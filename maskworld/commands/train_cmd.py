@@ -65,7 +65,7 @@ def auto_preset(settings: dict, stage: str) -> tuple[str, tuple[str, ...]]:
     from maskworld.data.store import EpisodeStore
     from maskworld.device import pick_device
     from maskworld.train.auto_preset import DEFAULT, PRESET_RECORD, choose_preset
-    from maskworld.train.config import TOK_SHARE
+    from maskworld.train.config import TOK_SHARE, run_optimizer
 
     record = Path(str(settings.get("out", ""))) / "_work" / PRESET_RECORD
     if settings.get("resume") and record.exists():
@@ -81,7 +81,7 @@ def auto_preset(settings: dict, stage: str) -> tuple[str, tuple[str, ...]]:
     except Exception:  # the run itself reports a bad --data clearly
         return DEFAULT, ()
     share = 1.0 if stage == "dynamics" else 1.0 - TOK_SHARE
-    optimizer = settings.get("optimizer") or ("adamw" if settings.get("fsdp") else "muon")  # as config.resolve
-    name, why = choose_preset(settings.get("minutes"), pick_device(settings.get("device")), size, share, optimizer)
+    name, why = choose_preset(settings.get("minutes"), pick_device(settings.get("device")), size, share,
+                              run_optimizer(settings))
     print("\n".join(why), flush=True)
     return name, tuple(why)

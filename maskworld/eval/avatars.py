@@ -51,6 +51,11 @@ def token_box(rows: slice, cols: slice, frame_size: int, grid: int) -> tuple[sli
     return (slice(int(rows.start // t), int(np.ceil(rows.stop / t))), slice(int(cols.start // t), int(np.ceil(cols.stop / t))))
 
 
+def _delta(a: np.ndarray, b: np.ndarray, truth: np.ndarray) -> float:
+    """PSNR of `a` minus PSNR of `b`, both against `truth` (one region)."""
+    return _psnr(a, truth) - _psnr(b, truth)
+
+
 def _cells(frame_HWC: np.ndarray, boxes: list[tuple[slice, slice]]) -> np.ndarray:
     """The pixels of several regions of one frame, flattened together (one PSNR over all of them)."""
     return np.concatenate([frame_HWC[rs, cs].reshape(-1) for rs, cs in boxes])
@@ -119,7 +124,7 @@ def _measure(world, slices, positions, real, truth, agents: int, n: int, room: i
     noise_abs, noise_changed = [], []
     for e in range(len(slices)):
         for (rs, cs), (tr, tc) in zip(cells[e], tcells[e]):
-            noise_abs.append(abs(_psnr(gen[e, rs, cs], truth[e, rs, cs]) - _psnr(redraw[e, rs, cs], truth[e, rs, cs])))
+            noise_abs.append(abs(_delta(gen[e, rs, cs], redraw[e, rs, cs], truth[e, rs, cs])))
             noise_changed.append(not np.array_equal(tok[e, tr, tc], tok_redraw[e, tr, tc]))
     out: dict = {f"{prefix}noise_abs": float(np.mean(noise_abs)), f"{prefix}noise_changed": float(np.mean(noise_changed))}
     per = np.array([[split_action(a, agents, n) for a in row] for row in real])  # (E, DELTA_T, agents)
@@ -132,12 +137,13 @@ def _measure(world, slices, positions, real, truth, agents: int, n: int, room: i
         own, others, others_abs, changed = [], [], [], []
         for e in range(len(slices)):
             rs, cs = region(S, room, positions[e][i], radius=1)
-            own.append(_psnr(gen[e, rs, cs], truth[e, rs, cs]) - _psnr(gen_rnd[e, rs, cs], truth[e, rs, cs]))
-            boxes = [b for j, b in enumerate(cells[e]) if j != i]
-            t = _cells(truth[e], boxes)
-            others.append(_psnr(_cells(gen[e], boxes), t) - _psnr(_cells(gen_rnd[e], boxes), t))
-            for (rs, cs), (tr, tc) in zip(boxes, [b for j, b in enumerate(tcells[e]) if j != i]):
-                others_abs.append(abs(_psnr(gen[e, rs, cs], truth[e, rs, cs]) - _psnr(gen_rnd[e, rs, cs], truth[e, rs, cs])))
+            own.append(_delta(gen[e, rs, cs], gen_rnd[e, rs, cs], truth[e, rs, cs]))
+            others_j = [j for j in range(agents) if j != i]
+            boxes = [cells[e][j] for j in others_j]
+            others.append(_delta(_cells(gen[e], boxes), _cells(gen_rnd[e], boxes), _cells(truth[e], boxes)))
+            for j in others_j:
+                (rs, cs), (tr, tc) = cells[e][j], tcells[e][j]
+                others_abs.append(abs(_delta(gen[e, rs, cs], gen_rnd[e, rs, cs], truth[e, rs, cs])))
                 changed.append(not np.array_equal(tok[e, tr, tc], tok_rnd[e, tr, tc]))
         out[f"{prefix}{i}.own"] = float(np.mean(own))
         out[f"{prefix}{i}.others"] = float(np.mean(others))

@@ -346,6 +346,12 @@ def tokenizer_downsample(grid: int | None, image_size: int, patch: int = 4) -> i
     return ratio.bit_length() - 1
 
 
+def run_optimizer(settings: Mapping[str, Any]) -> str:
+    """The dynamics optimizer a run uses: the one given, else AdamW under --fsdp (FSDP shards the matrices Muon
+    orthogonalises whole), else the default."""
+    return settings.get("optimizer") or ("adamw" if settings.get("fsdp") else DynamicsTrainConfig.optimizer)
+
+
 def resolve(preset: Preset | str, overrides: Mapping[str, Any], init_world: Mapping[str, Any] | None = None) -> TrainConfig:
     """The config of a run: the preset's values, then the --init world's architecture (when given), then
     `overrides` (flat: leaf field name -> value). Pure: neither argument is changed.
@@ -369,7 +375,7 @@ def resolve(preset: Preset | str, overrides: Mapping[str, Any], init_world: Mapp
         if overrides.get("optimizer") == "muon":
             raise UserError("--optimizer muon cannot run with --fsdp (FSDP shards the matrices Muon orthogonalises "
                             "whole): drop --fsdp, or give --optimizer adamw")
-        values.setdefault("optimizer", "adamw")
+        values["optimizer"] = run_optimizer(values)
     sections: dict[str, dict] = {s: {} for s in _SECTION_CLASSES}
     for k, v in values.items():
         sections[FIELD_SECTION[k]][k] = v
