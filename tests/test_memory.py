@@ -260,9 +260,10 @@ def test_revisit_command_writes_json_and_svg(tiny_memory_world, tmp_path, capsys
 
     out = tmp_path / "r.json"
     assert main(["revisit", str(tiny_memory_world.path), "--gaps", "8", "--trials", "1", "--history", "20",
-                 "--json", str(out), "--svg", str(tmp_path / "r.svg"), "--no-progress"]) == 0
+                 "--json", str(out), "--svg", str(tmp_path / "r.svg"), "--no-progress", "--temperature", "1.0"]) == 0
     m = json.loads(out.read_text())
     assert m["revisit.gaps"] == [8] and "revisit.gain.psnr.8" in m and m["memory.history_steps"] == 20
+    assert m["meta.sampler_temperature"] == 1.0 and m["meta.sampler_steps"] == tiny_memory_world.sampler.steps
     assert (tmp_path / "r.svg").read_text().startswith("<svg") and "memory gain" in capsys.readouterr().out
 
 
@@ -273,6 +274,7 @@ def test_bad_memory_input_fails_clearly_before_writing(tiny_memory_world, tiny_w
     w = str(tiny_memory_world.path)
     for bad, msg in ((["--gaps", "0,8"], "--gaps"), (["--gaps", "eight"], "--gaps"), (["--memory-k", "3"], "--memory-k 3"),
                      (["--trials", "0"], "--trials"), (["--env", "ALE/Pong-v5"], "are not the world's"),
+                     (["--temperature", "-1"], "--temperature"), (["--sampler-steps", "0"], "--sampler-steps"),
                      (["--json", str(tmp_path / "x.txt")], ".json")):
         assert main(["revisit", w, *bad]) == 2, bad
         assert msg in capsys.readouterr().err, bad

@@ -37,3 +37,22 @@ def check_out(path: str | None, suffix: str, flag: str) -> None:
         raise UserError(f"{flag} {path}: expected a {suffix} file name")
     if not p.parent.exists():
         raise UserError(f"{flag} {path}: folder {p.parent} does not exist; create it first")
+
+
+def add_sampler_args(p) -> None:
+    """--sampler-steps / --temperature: decode with other MaskGIT settings than the world's (chosen by measuring)."""
+    p.add_argument("--sampler-steps", type=int,
+                   help="override the world's MaskGIT steps K (to choose K by measurement)")
+    p.add_argument("--temperature", type=float, help="override the world's sampling temperature (0 = greedy)")
+
+
+def apply_sampler_args(world, args) -> None:
+    """Set the world's sampler from --sampler-steps / --temperature where given; bad values are refused."""
+    if args.sampler_steps is not None:
+        if args.sampler_steps < 1:
+            raise UserError(f"--sampler-steps {args.sampler_steps}: give at least 1")
+        world.sampler.steps = args.sampler_steps
+    if args.temperature is not None:
+        if not args.temperature >= 0:
+            raise UserError(f"--temperature {args.temperature}: give 0 (greedy) or more")
+        world.sampler.temperature = args.temperature

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from maskworld import load_world
-from maskworld.commands._args import add_revisit_args, check_out, parse_ints
+from maskworld.commands._args import add_revisit_args, add_sampler_args, apply_sampler_args, check_out, parse_ints
 from maskworld.commands.revisit_cmd import run_revisit
 from maskworld.errors import UserError
 from maskworld.io import atomic_write_json
@@ -42,8 +42,7 @@ def register(sub) -> None:
                         "each gives several non-overlapping windows; intervals still resample whole episodes")
     p.add_argument("--seed", type=int, default=0, help="seed for episode choice, sampling and random actions")
     p.add_argument("--idm-steps", type=int, default=300, help="training steps of the inverse-dynamics model (default 300)")
-    p.add_argument("--sampler-steps", type=int, help="override the world's MaskGIT steps K (to choose K by measurement)")
-    p.add_argument("--temperature", type=float, help="override the world's sampling temperature")
+    add_sampler_args(p)
     p.add_argument("--render", choices=RENDER_MODES, help="override how imagined frames are shown: tokens (the "
                    "tokenizer's rendering) or composite (only cells whose token changed are redrawn); default: the world's")
     p.add_argument("--update-card", action="store_true", help="write the metrics into the world's model card (world.json)")
@@ -160,12 +159,7 @@ def run(args) -> int:
     if is_unified_dir(args.world):
         return run_unified(args, json_path)
     world = load_world(args.world, device=args.device)
-    if args.sampler_steps is not None:
-        if args.sampler_steps < 1:
-            raise UserError(f"--sampler-steps {args.sampler_steps}: give at least 1")
-        world.sampler.steps = args.sampler_steps
-    if args.temperature is not None:
-        world.sampler.temperature = args.temperature
+    apply_sampler_args(world, args)
     if args.render is not None:
         world.render = args.render
     store = EpisodeStore(args.data)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from maskworld import load_world
-from maskworld.commands._args import add_revisit_args, check_out, parse_ints
+from maskworld.commands._args import add_revisit_args, add_sampler_args, apply_sampler_args, check_out, parse_ints
 from maskworld.errors import UserError
 from maskworld.eval.plots import revisit_curves_svg
 from maskworld.io import atomic_write_json, atomic_write_text
@@ -13,6 +13,7 @@ from maskworld.io import atomic_write_json, atomic_write_text
 EXAMPLES = """examples:
   maskworld revisit worlds/landmarks --json revisit.json --svg revisit.svg
   maskworld revisit worlds/landmarks --gaps 8,32,128 --trials 4 --memory-k 1,2 --ablations
+  maskworld revisit worlds/landmarks --gaps 128 --temperature 1.0      # imagine the gap at another temperature
   maskworld revisit worlds/coinrun-memory --env procgen:coinrun --gaps 16,32,64   # walk-back trials: no poses
 How to read it: docs/memory.md
 """
@@ -27,6 +28,7 @@ def register(sub) -> None:
                                    "byte cost.", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("world", help="world directory")
     add_revisit_args(p)
+    add_sampler_args(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write the metrics here (.json)")
     p.add_argument("--svg", help="write the PSNR-over-gap plot here (.svg)")
@@ -80,7 +82,9 @@ def run(args) -> int:
     check_out(args.json, ".json", "--json")
     check_out(args.svg, ".svg", "--svg")
     world = load_world(args.world, device=args.device)
+    apply_sampler_args(world, args)
     m = run_revisit(world, args, progress=args.progress, seed=args.seed)
+    m["meta.sampler_steps"], m["meta.sampler_temperature"] = world.sampler.steps, world.sampler.temperature
     if args.json:
         atomic_write_json(args.json, m, indent=1, sort_keys=True)
         print(f"wrote {args.json}")

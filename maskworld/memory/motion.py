@@ -26,7 +26,7 @@ from maskworld.memory.pose import delta_class, integrate
 
 STILL = int(delta_class(np.zeros(3, np.int64), np.zeros(3, np.int64)))  # the class of "no pose change"
 MOVES_SHARE = 0.05  # an action that changes the pose on fewer of its steps than this moves nothing (pick-up: 0;
-# a forward of an explore policy on Landmarks moves on only 16 % of its steps: it is mostly pressed against walls)
+# an explorer that keeps pressing into walls moved on only 16 % of its Landmarks forwards)
 ALWAYS_SHARE = 0.98  # ... on at least this share it is never blocked (a turn)
 
 
