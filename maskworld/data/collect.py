@@ -34,8 +34,8 @@ Policies (`--policy`):
   action is held for a geometric number of steps (mean 6). Turning actions (LEFT/RIGHT in envs
   that also have FORWARD, e.g. MiniGrid) and non-movement actions last one step, so the agent
   turns, then walks. A movement that left the frame unchanged (pressed into a wall) is let go and
-  not drawn again at once: without this, 84 % of an explorer's MiniGrid forwards were blocked, and a
-  world trained on them learns that walking forward mostly does nothing (its imagined walks stall).
+  not drawn again at once: without this, 84 % of an explorer's forwards on MiniGrid-Landmarks-v0
+  were blocked, and a world trained on them learns that walking forward mostly does nothing.
 - `bot`: the environment's expert (BabyAI levels: minigrid's BabyAI bot), which solves the
   episode's mission; refused for envs without one.
 - Mixes: `bot:0.7,explore:0.3` draws each episode's policy with these weights (from the
@@ -213,7 +213,7 @@ class Policy:
         movement that changed nothing (pressed into a wall) and does not draw it next."""
         if self.name == "explore" and not changed and self.prev is not None and self.moving[self.prev]:
             self.hold = 0
-            self.avoid = self.prev
+            self.avoid = self.prev if self.n > 1 else None
 
 
 # ---------------------------------------------------------------- seeds and episodes
