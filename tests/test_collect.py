@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from maskworld.cli import main
-from maskworld.data.collect import CollectConfig, Policy, collect
+from maskworld.data.collect import CollectConfig, collect
+from maskworld.data.policies import Policy
 from maskworld.data.store import EpisodeStore
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -178,7 +179,7 @@ def test_collect_other_envs(tmp_path, env_id):
 
 def test_explore_moves_are_whole_move_words():
     """PICKUP is not a move UP: in MiniGrid the explore policy walks and turns, it does not hold pick-up."""
-    from maskworld.data.collect import Policy
+    from maskworld.data.policies import Policy
 
     mg = Policy("explore", ["LEFT", "RIGHT", "FORWARD", "PICKUP", "DROP", "TOGGLE", "DONE"], np.random.default_rng(0))
     assert list(mg.held) == [False, False, True, False, False, False, False]
@@ -190,7 +191,7 @@ def test_explore_moves_are_whole_move_words():
 def test_explore_lets_go_of_a_blocked_move():
     """A held forward that changed nothing (a wall) is released and not drawn next; one that moved is held on.
     On MiniGrid-Landmarks-v0 this takes the explorer's forwards that move from 16 % to 66 %."""
-    from maskworld.data.collect import Policy
+    from maskworld.data.policies import Policy
 
     names = ["LEFT", "RIGHT", "FORWARD", "PICKUP", "DROP", "TOGGLE", "DONE"]
     blocked, walked = [], []
