@@ -94,3 +94,22 @@ def test_attention_flops_are_counted_on_cpu():
         F.scaled_dot_product_attention(q, k, v, attn_mask=torch.ones(40, 30, dtype=torch.bool)).sum().backward()
 
     assert step_flops(step) == 4 * 2 * 3 * 40 * 30 * 8 * 7 // 2
+
+
+def test_compiled_training_step_is_timed_beside_eager(monkeypatch):
+    """--compile times the same step through torch.compile. The "eager" backend keeps the test quick (inductor's
+    CPU compile takes minutes); what is tested is that the compiled module trains and its numbers are reported."""
+    import functools
+
+    import torch
+
+    from maskworld.eval.bench import bench_training, random_world
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    m = bench_training(random_world("tiny"), batch=2, warmup=0, iters=1, compile=True)
+    assert m["train.compiled.tokens_per_s"] > 0 and m["train.compiled.compile_s"] > 0
+    assert m["train.compile_speedup"] == m["train.compiled.tokens_per_s"] / m["train.tokens_per_s"]
+
+
+def test_bench_rejects_an_empty_training_batch():
+    assert main(["bench", "--quick", "--train-batch", "0"]) == 2

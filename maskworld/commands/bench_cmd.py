@@ -13,6 +13,7 @@ EXAMPLES = """examples:
   maskworld bench                        # a randomly initialised `small` world: speed before training
   maskworld bench worlds/minigrid --json bench.json
   maskworld bench --quick                # a few iterations (smoke test)
+  maskworld bench --device cuda --train-batch 128 --compile   # does torch.compile pay on this GPU?
 Keys of the JSON: docs/eval.md
 """
 
@@ -31,6 +32,9 @@ def register(sub) -> None:
     p.add_argument("--quality-episodes", type=int, default=8, help="held-out episodes for the --data comparison")
     p.add_argument("--quick", action="store_true", help="few iterations: a smoke test, not a measurement")
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
+    p.add_argument("--train-batch", type=int, help="clips per timed training step (default 16; 2 with --quick)")
+    p.add_argument("--compile", action="store_true", help="also time the training step through torch.compile "
+                                                           "(train.compiled.*, train.compile_speedup)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -50,7 +54,9 @@ def run(args) -> int:
         what = f"random {args.preset} world (untrained)"
     print(f"[bench] {what}: {world.dynamics.num_params() / 1e6:.2f}M dynamics params, "
           f"{world.dynamics.cfg.tokens_per_frame} tokens/frame, window {world.dynamics.cfg.window}, device {world.device}")
-    m = run_bench(world, quick=args.quick, progress=args.progress)
+    if args.train_batch is not None and args.train_batch < 1:
+        raise UserError(f"--train-batch {args.train_batch}: give at least 1 clip")
+    m = run_bench(world, quick=args.quick, progress=args.progress, train_batch=args.train_batch, compile=args.compile)
     m["meta.world"] = args.world or f"random:{args.preset}"
     if args.data:
         from maskworld.data.store import EpisodeStore
@@ -72,6 +78,9 @@ def run(args) -> int:
               f"{m['quality.psnr_h8.autoregressive']:.2f} dB ({m['quality.episodes']} held-out episodes)")
     print(f"  training: {m['train.tokens_per_s']:.0f} tokens/s, {m['train.flops_per_s'] / 1e9:.1f} GFLOP/s "
           f"= {100 * m['train.matmul_share']:.0f}% of matmul ({m['matmul.flops_per_s'] / 1e9:.1f} GFLOP/s)")
+    if "train.compile_speedup" in m:
+        print(f"  torch.compile: {m['train.compiled.tokens_per_s']:.0f} tokens/s, {m['train.compile_speedup']:.2f}x eager, "
+              f"after {m['train.compiled.compile_s']:.0f} s of compiling")
     if args.json:
         atomic_write_json(args.json, m, indent=1, sort_keys=True)
         print(f"wrote {args.json}")

@@ -11,6 +11,9 @@ Design choices (speed):
 - Training throughput is tokens/s of real dynamics training steps (`dynamics_losses` + AdamW) on
   random tokens; its achieved FLOP/s (the FLOPs torch's counter sees in one step, attention included,
   over the step time) is set against a plain `torch.matmul` benchmark measured in the same run.
+- `--compile` times the same step again through `torch.compile` (after its compilation, whose seconds are
+  reported apart): whether compiling pays depends on the machine (a small model on a GPU is bound by kernel
+  launches, which fusion removes; on a CPU the kernels are already few and long), so it is measured, not assumed.
 """
 
 from __future__ import annotations
@@ -172,13 +175,29 @@ def bench_matmul(device, n: int, warmup: int, iters: int) -> float:
     return 2 * n**3 / t
 
 
-def bench_training(world, batch: int, warmup: int, iters: int) -> dict:
-    """Tokens/s of dynamics training steps on a copy of the world's dynamics (the world is left untouched)."""
+def bench_training(world, batch: int, warmup: int, iters: int, compile: bool = False) -> dict:
+    """Tokens/s of dynamics training steps on a copy of the world's dynamics (the world is left untouched);
+    with `compile`, the same steps through `torch.compile` too (`train.compiled.*`)."""
     import copy
-
 
     dev = world.device
     model = copy.deepcopy(world.dynamics).train()
+    m = _train_steps(model, batch, warmup, iters, dev)
+    if compile:
+        eager = copy.deepcopy(world.dynamics).train()
+        fwd = torch.compile(eager)
+        t0 = time.perf_counter()
+        c = _train_steps(fwd, batch, 0, 1, dev, count_flops=False)  # the first step compiles
+        compile_s = time.perf_counter() - t0
+        c = _train_steps(fwd, batch, warmup, iters, dev, count_flops=False)
+        m.update({"train.compiled.step_ms": c["train.step_ms"], "train.compiled.tokens_per_s": c["train.tokens_per_s"],
+                  "train.compiled.compile_s": compile_s,
+                  "train.compile_speedup": c["train.tokens_per_s"] / m["train.tokens_per_s"]})
+    return m
+
+
+def _train_steps(model, batch: int, warmup: int, iters: int, dev, count_flops: bool = True) -> dict:
+    """Median time of `iters` training steps of `model` (a Dynamics, or one wrapped by torch.compile)."""
     cfg = model.cfg
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     g = torch.Generator().manual_seed(0)
@@ -196,11 +215,12 @@ def bench_training(world, batch: int, warmup: int, iters: int) -> dict:
 
     t = float(np.median(timed(step, warmup, iters, dev)))
     tokens = batch * cfg.window * cfg.frame_len  # as the trainer counts them (clean stream)
-    params = model.num_params()
-    flops = step_flops(step)
-    return {"train.batch": batch, "train.tokens_per_step": tokens, "train.step_ms": 1000 * t, "train.tokens_per_s": tokens / t,
-            "train.params": params, "train.flops_per_step": flops, "train.flops_per_s": flops / t,
-            "train.flops_per_s_6nd": 6 * params * tokens / t}
+    m = {"train.batch": batch, "train.tokens_per_step": tokens, "train.step_ms": 1000 * t, "train.tokens_per_s": tokens / t}
+    if count_flops:
+        params, flops = model.num_params(), step_flops(step)
+        m.update({"train.params": params, "train.flops_per_step": flops, "train.flops_per_s": flops / t,
+                  "train.flops_per_s_6nd": 6 * params * tokens / t})
+    return m
 
 
 def _cpu_flash(query, key, value, *args, **kwargs) -> int:
@@ -227,7 +247,8 @@ def step_flops(step) -> int:
     return int(counter.get_total_flops())
 
 
-def run_bench(world, quick: bool = False, progress: bool = True, train_batch: int | None = None) -> dict:
+def run_bench(world, quick: bool = False, progress: bool = True, train_batch: int | None = None,
+              compile: bool = False) -> dict:
     t0 = time.time()
     dev = world.device
     warmup, iters = (1, 5) if quick else (3, 20)
@@ -242,8 +263,8 @@ def run_bench(world, quick: bool = False, progress: bool = True, train_batch: in
     m.update(bench_sessions(world, warmup, iters, progress))
     print("[bench] training throughput and matmul")
     batch = train_batch or (2 if quick else 16)
-    m.update(bench_training(world, batch, 1, 2 if quick else 5))
-    m["matmul.n"] = 512 if quick else 1024
+    m.update(bench_training(world, batch, 1, 2 if quick else 5, compile=compile))
+    m["matmul.n"] = 4096 if dev.type == "cuda" else 512 if quick else 1024  # a GPU needs a large product to reach its rate
     m["matmul.flops_per_s"] = bench_matmul(dev, m["matmul.n"], 2, 5 if quick else 20)
     m["train.matmul_share"] = m["train.flops_per_s"] / m["matmul.flops_per_s"]
     m["meta.quick"] = quick

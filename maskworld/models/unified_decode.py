@@ -36,12 +36,13 @@ def decode(model: Unified, ids: dict[str, torch.Tensor], stream: str, todo: torc
         logp = torch.log_softmax(logits.float().reshape(B, x_flat.shape[1], -1), dim=-1)
         if temperature > 0:
             probs = torch.softmax(logp / temperature, dim=-1)
-            pick = torch.multinomial(probs.view(-1, probs.shape[-1]), 1, generator=generator).view(B, -1)
+            # drawn on the CPU, where the seeded generator lives, so a seed gives the same frames on every device
+            pick = torch.multinomial(probs.view(-1, probs.shape[-1]).cpu(), 1, generator=generator).view(B, -1).to(x.device)
         else:
             pick = logp.argmax(-1)
         conf = logp.gather(-1, pick[..., None])[..., 0]
         if temperature > 0:
-            u = torch.rand(conf.shape, generator=generator).clamp_(1e-9, 1 - 1e-9)
+            u = torch.rand(conf.shape, generator=generator).clamp_(1e-9, 1 - 1e-9).to(conf.device)
             conf = conf + temperature * (1 - (k + 1) / steps) * -torch.log(-torch.log(u))
         keep_hidden = torch.floor(total.float() * math.cos(math.pi / 2 * (k + 1) / steps)).long()
         if k == steps - 1:
