@@ -62,10 +62,11 @@ def test_init_fine_tunes_from_a_world(toy_data, tmp_path):
     for f in ("tokenizer.safetensors", "tokenizer.json"):
         shutil.copy(src / f, out / f)
     assert main(["train", "dynamics", "--data", toy_data, "--out", str(out), "--steps", "1", "--init", str(src),
-                 "--context-drop", "0.5"] + TINY) == 0
+                 "--context-drop", "0.5", "--self-context", "0.5"] + TINY) == 0
     a, b = maskworld.load_world(src), maskworld.load_world(out)
     assert b.dynamics.cfg.window == 3  # the init world's config, not the preset's
     assert b.meta.model_card["dynamics_train"]["context_drop"] == 0.5
+    assert b.meta.model_card["dynamics_train"]["self_context"] == 0.5
     diff = max((a.dynamics.state_dict()[k] - v).abs().max().item() for k, v in b.dynamics.state_dict().items())
     assert 0 < diff < 0.05  # one small step away from the init weights (a fresh init would be far)
     assert main(["train", "dynamics", "--data", toy_data, "--out", str(tmp_path / "x"), "--steps", "1", "--init",
@@ -90,6 +91,26 @@ def test_context_drop_makes_the_context_mostly_noise():
     light = (corrupt(tok, 1000, 0.1, g) != 0).float().mean(dim=(1, 2))
     heavy = (corrupt(tok, 1000, 0.1, g, drop=1.0) != 0).float().mean(dim=(1, 2))
     assert light.max() < 0.2 and heavy.min() > 0.35 and heavy.mean() > 0.6
+
+
+def test_own_context_is_the_models_own_prediction_after_the_first_frame():
+    """Scheduled sampling: picked clips continue from the model's one-pass argmax frames, the first frame stays real;
+    the others keep their real context."""
+    from maskworld.models.dynamics import Dynamics, DynamicsConfig
+    from maskworld.train.dynamics_train import own_context
+
+    cfg = DynamicsConfig(d_model=32, n_layers=1, n_heads=2, window=3, vocab_size=50, num_actions=3, grid=2)
+    torch.manual_seed(0)
+    model = Dynamics(cfg).eval()
+    clean = torch.randint(0, 50, (8, 3, 4))
+    act = torch.randint(0, 3, (8, 3))
+    assert torch.equal(own_context(model, clean, act, None, cfg.mask_id, 0.0), clean)
+    own = own_context(model, clean, act, None, cfg.mask_id, 1.0)
+    pred = model(clean, torch.full_like(clean, cfg.mask_id), act)[0].argmax(-1)
+    assert torch.equal(own[:, 0], clean[:, 0]) and torch.equal(own[:, 1:], pred[:, 1:])
+    half = own_context(model, clean, act, None, cfg.mask_id, 0.5, torch.Generator().manual_seed(1))
+    kept = (half == clean).flatten(1).all(1)
+    assert 0 < int(kept.sum()) < 8  # some clips keep their real context, the others do not
 
 
 def test_train_bad_input(toy_data, tmp_path, capsys):

@@ -139,6 +139,10 @@ class DynamicsTrainConfig:
     context_drop: float = field(default=0.0, metadata={"metavar": "F"})
     """Share of dynamics clips whose context is mostly noise (corruption rate ~ U(0.5, 1)), as after a long
     open-loop rollout, so a memory world learns to rebuild places from memory (dynamics_train.corrupt)."""
+    self_context: float = field(default=0.0, metadata={"metavar": "F"})
+    """Share of dynamics clips whose context frames are the model's own one-pass predictions instead of the real
+    ones (scheduled sampling; dynamics_train.own_context), so open-loop rollouts do not drift into states the world
+    never learned to leave. Costs one extra forward pass a step."""
     init: str | None = field(default=None, metadata={"metavar": "WORLD"})
     """Start the dynamics from WORLD's weights and config (a fine-tune, e.g. with --context-drop)."""
     init_config: dict | None = field(default=None, repr=False, metadata={"cli": False})
@@ -224,6 +228,9 @@ class TrainConfig:
         check_share(d.event_share)
         if not 0.0 <= d.context_drop <= 1.0:
             raise UserError(f"--context-drop {d.context_drop}: give the share of clips with a noisy context, from 0 to 1")
+        if not 0.0 <= d.self_context <= 1.0:
+            raise UserError(f"--self-context {d.self_context}: give the share of clips with the model's own context, "
+                            "from 0 to 1")
         if d.init is not None and "tokenizer" in self.run.stages:
             raise UserError("--init fine-tunes the dynamics on the init world's tokenizer: use `maskworld train dynamics` "
                             "(copy the init world's tokenizer.safetensors and tokenizer.json into --out first)")

@@ -123,8 +123,24 @@ def corrupt(tok_BTN: torch.Tensor, vocab: int, max_rate: float, gen=None, drop: 
     return torch.where(flip, rnd, tok_BTN)
 
 
+@torch.no_grad()
+def own_context(forward, clean_BTN, act_BT, memory, mask_id: int, share: float, gen=None) -> torch.Tensor:
+    """Scheduled sampling (Bengio et al. 2015) for a masked world: in a `share` of the clips, every frame after
+    the first is replaced by the model's own one-pass prediction of it (argmax, all of the frame masked) from the
+    frames before it, so the world also learns to continue from frames it drew itself, as in an open-loop
+    rollout, and not only from real ones. The targets stay the real frames. One extra forward pass, no gradient."""
+    B, T, _ = clean_BTN.shape
+    pick = (torch.rand(B, generator=gen) < share).to(clean_BTN.device)
+    if T < 2 or not bool(pick.any()):
+        return clean_BTN
+    own = forward(clean_BTN, torch.full_like(clean_BTN, mask_id), act_BT, memory)[0].argmax(-1)  # (B,T,N)
+    later = torch.arange(T, device=clean_BTN.device) > 0
+    return torch.where(pick[:, None, None] & later[None, :, None], own, clean_BTN)
+
+
 def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0.1, gen=None,
-                    part: dist.Part | None = None, forward=None, extra: dict | None = None, context_drop: float = 0.0):
+                    part: dist.Part | None = None, forward=None, extra: dict | None = None, context_drop: float = 0.0,
+                    self_context: float = 0.0):
     """Token, reward and termination losses and masked-token accuracy.
 
     `extra` (from make_batch): memory read by the predicted frames, and pose-change targets whose loss
@@ -133,6 +149,7 @@ def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0
     With `part` (several ranks) tok/act/rew/term are the global batch: masks are drawn for all of it,
     the model runs on this rank's share, and each loss is this rank's sum over the global count
     times the number of ranks (DDP averages gradients), so the mean over ranks is the global mean.
+    `self_context`: share of clips whose context is the model's own predictions (`own_context`).
     """
     cfg = model.cfg
     forward = model if forward is None else forward
@@ -145,6 +162,8 @@ def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0
         tok, act, rew, term, masked, m, clean, real = (t[sl] for t in (tok, act, rew, term, masked, m, clean, real))
         extra = {k: v[sl] for k, v in (extra or {}).items()}
     extra = extra or {}
+    if self_context > 0:
+        clean = own_context(forward, clean, act, memory_input(extra), cfg.mask_id, self_context, gen)
     logits, r_logits, d_logits, p_logits = forward(clean, masked, act, memory_input(extra), return_pose=True)
     if p_logits is not None and "pose_target" in extra:
         # the pose head rides on the termination slot: the sum is what training minimises and logs
@@ -193,9 +212,10 @@ def evaluate_dynamics(model: Dynamics, cache, window: int, device, batches: int 
 def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: float, budget: Budget, work_dir, device,
                    resume: bool, seed: int = 0, progress: bool = True, ckpt_minutes: float = 5.0, corrupt_max: float = 0.1,
                    fsdp: bool = False, compile: bool = False, event_share: float = 0.0, context_drop: float = 0.0,
-                   init_state: dict | None = None, probe=None, optimizer: str = "adamw"):
+                   init_state: dict | None = None, probe=None, optimizer: str = "adamw", self_context: float = 0.0):
     """event_share: share of each batch's clips that end on a reward/termination (maskworld.data.event_sampler).
-    context_drop: share of clips with a mostly-noise context (`corrupt`). init_state: weights to start from (a
+    context_drop: share of clips with a mostly-noise context (`corrupt`). self_context: share of clips whose
+    context is the model's own predictions (`own_context`). init_state: weights to start from (a
     fine-tune; a checkpoint in work_dir, on --resume, takes precedence). probe: model -> held-out rollout metrics
     (heldout_probe.HeldoutProbe), logged with every evaluation beside the masked-token ones. optimizer: adamw or
     muon (maskworld.train.muon; `maskworld train` passes its --optimizer, default muon)."""
@@ -222,7 +242,7 @@ def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: 
                                                clips)
         with autocast(device):
             tl, rl, dl, acc = dynamics_losses(model, tok, act, rew, term, corrupt_max, part=part, forward=fwd, extra=extra,
-                                              context_drop=context_drop)
+                                              context_drop=context_drop, self_context=self_context)
         loss = tl + 0.5 * rl + 0.5 * dl
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -193,6 +193,7 @@ def stage_dynamics(run: Run, tok, budget: Budget):
     model, m = train_dynamics(train_cache, val_cache, cfg, c.dynamics.batch, run.preset().lr, budget, run.work, run.device,
                               r.resume, r.seed, r.progress, ckpt_minutes=r.ckpt_minutes, fsdp=r.fsdp, compile=r.compile,
                               event_share=share, context_drop=c.dynamics.context_drop, init_state=init_state,
+                              self_context=c.dynamics.self_context,
                               probe=probe or None, optimizer=c.dynamics.optimizer)
     m["event_share"] = share
     set_head_prior(model.cfg, train_cache, share, r.seed)  # the heads' logits corrected for the oversampled event prior
@@ -409,7 +410,8 @@ def _run_train(cfg: TrainConfig, out: Path, device) -> Path:
     keep = ("val_loss", "val_acc", "val_h8_psnr", "val_h8_copy_last", "val_h8_tokenizer", "steps", "train_s", "tok_s",
             "event_share")
     card["dynamics_train"] = {k: dm[k] for k in keep if k in dm}
-    card["dynamics_train"].update({"context_drop": cfg.dynamics.context_drop, "optimizer": cfg.dynamics.optimizer,
+    card["dynamics_train"].update({"context_drop": cfg.dynamics.context_drop, "self_context": cfg.dynamics.self_context,
+                                   "optimizer": cfg.dynamics.optimizer,
                                    **({"init": str(cfg.dynamics.init)} if cfg.dynamics.init else {})})
     card["train_time_s"] = times
     card["split"] = {"seed": r.seed, "val_fraction": r.val_fraction, "val_episodes": len(val_ids)}
