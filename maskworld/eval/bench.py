@@ -12,8 +12,9 @@ Design choices (speed):
   random tokens; its achieved FLOP/s (the FLOPs torch's counter sees in one step, attention included,
   over the step time) is set against a plain `torch.matmul` benchmark measured in the same run.
 - `--compile` times the same step again through `torch.compile` (after its compilation, whose seconds are
-  reported apart): whether compiling pays depends on the machine (a small model on a GPU is bound by kernel
-  launches, which fusion removes; on a CPU the kernels are already few and long), so it is measured, not assumed.
+  reported apart): whether fusing kernels pays depends on the machine and the model size, so it is measured, not
+  assumed. It times the forward, backward and AdamW step alone; a training run adds batch sampling and its own
+  optimizer, which compiling does not cover (docs/scale.md measures both).
 """
 
 from __future__ import annotations

@@ -141,8 +141,9 @@ class DynamicsTrainConfig:
     open-loop rollout, so a memory world learns to rebuild places from memory (dynamics_train.corrupt)."""
     self_context: float = field(default=0.0, metadata={"metavar": "F"})
     """Share of dynamics clips whose context frames are the model's own one-pass predictions instead of the real
-    ones (scheduled sampling; dynamics_train.own_context), so open-loop rollouts do not drift into states the world
-    never learned to leave. Costs one extra forward pass a step."""
+    ones (scheduled sampling; dynamics_train.own_context), so the world also learns to continue from frames it drew.
+    Costs one extra forward pass a step; on Landmarks it gained nothing over the same minutes without it
+    (docs/memory.md)."""
     init: str | None = field(default=None, metadata={"metavar": "WORLD"})
     """Start the dynamics from WORLD's weights and config (a fine-tune, e.g. with --context-drop)."""
     init_config: dict | None = field(default=None, repr=False, metadata={"cli": False})

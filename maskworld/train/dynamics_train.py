@@ -124,18 +124,17 @@ def corrupt(tok_BTN: torch.Tensor, vocab: int, max_rate: float, gen=None, drop: 
 
 
 @torch.no_grad()
-def own_context(forward, clean_BTN, act_BT, memory, mask_id: int, share: float, gen=None) -> torch.Tensor:
-    """Scheduled sampling (Bengio et al. 2015) for a masked world: in a `share` of the clips, every frame after
-    the first is replaced by the model's own one-pass prediction of it (argmax, all of the frame masked) from the
-    frames before it, so the world also learns to continue from frames it drew itself, as in an open-loop
-    rollout, and not only from real ones. The targets stay the real frames. One extra forward pass, no gradient."""
-    B, T, _ = clean_BTN.shape
-    pick = (torch.rand(B, generator=gen) < share).to(clean_BTN.device)
-    if T < 2 or not bool(pick.any()):
+def own_context(forward, clean_BTN, act_BT, memory, mask_id: int, pick_B: torch.Tensor) -> torch.Tensor:
+    """Scheduled sampling (Bengio et al. 2015) for a masked world: in the picked clips, every frame after the first
+    is replaced by the model's own one-pass prediction of it (argmax, all of the frame masked) from the frames
+    before it, so the world also learns to continue from frames it drew itself, as in an open-loop rollout, and not
+    only from real ones. The targets stay the real frames. One extra forward pass, no gradient."""
+    T = clean_BTN.shape[1]
+    if T < 2 or not bool(pick_B.any()):
         return clean_BTN
     own = forward(clean_BTN, torch.full_like(clean_BTN, mask_id), act_BT, memory)[0].argmax(-1)  # (B,T,N)
     later = torch.arange(T, device=clean_BTN.device) > 0
-    return torch.where(pick[:, None, None] & later[None, :, None], own, clean_BTN)
+    return torch.where(pick_B[:, None, None] & later[None, :, None], own, clean_BTN)
 
 
 def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0.1, gen=None,
@@ -156,14 +155,17 @@ def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0
     masked, m = mask_tokens(tok, cfg.mask_id, gen)
     clean = corrupt(tok, cfg.vocab_size, corrupt_max, gen, context_drop)
     real = act != cfg.null_action  # frames produced by a transition
+    # drawn for the global batch, like the masks, so N ranks pick the clips one process would
+    own = (torch.rand(len(tok), generator=gen) < self_context).to(tok.device) if self_context > 0 else None
     if part is not None:
         n_mask, n_real = m.sum().clamp_min(1), real.sum().clamp_min(1)
         sl = part.slice(len(tok))
         tok, act, rew, term, masked, m, clean, real = (t[sl] for t in (tok, act, rew, term, masked, m, clean, real))
+        own = own[sl] if own is not None else None
         extra = {k: v[sl] for k, v in (extra or {}).items()}
     extra = extra or {}
-    if self_context > 0:
-        clean = own_context(forward, clean, act, memory_input(extra), cfg.mask_id, self_context, gen)
+    if own is not None:
+        clean = own_context(forward, clean, act, memory_input(extra), cfg.mask_id, own)
     logits, r_logits, d_logits, p_logits = forward(clean, masked, act, memory_input(extra), return_pose=True)
     if p_logits is not None and "pose_target" in extra:
         # the pose head rides on the termination slot: the sum is what training minimises and logs
