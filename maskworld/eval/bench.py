@@ -185,8 +185,7 @@ def bench_training(world, batch: int, warmup: int, iters: int, compile: bool = F
     model = copy.deepcopy(world.dynamics).train()
     m = _train_steps(model, batch, warmup, iters, dev)
     if compile:
-        eager = copy.deepcopy(world.dynamics).train()
-        fwd = torch.compile(eager)
+        fwd = torch.compile(copy.deepcopy(world.dynamics).train())
         t0 = time.perf_counter()
         c = _train_steps(fwd, batch, 0, 1, dev, count_flops=False)  # the first step compiles
         compile_s = time.perf_counter() - t0

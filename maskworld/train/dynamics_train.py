@@ -164,9 +164,10 @@ def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0
         own = own[sl] if own is not None else None
         extra = {k: v[sl] for k, v in (extra or {}).items()}
     extra = extra or {}
+    memory = memory_input(extra)
     if own is not None:
-        clean = own_context(forward, clean, act, memory_input(extra), cfg.mask_id, own)
-    logits, r_logits, d_logits, p_logits = forward(clean, masked, act, memory_input(extra), return_pose=True)
+        clean = own_context(forward, clean, act, memory, cfg.mask_id, own)
+    logits, r_logits, d_logits, p_logits = forward(clean, masked, act, memory, return_pose=True)
     if p_logits is not None and "pose_target" in extra:
         # the pose head rides on the termination slot: the sum is what training minimises and logs
         pl = F.cross_entropy(p_logits.flatten(0, 1), extra["pose_target"].flatten(), ignore_index=-1)
