@@ -1,6 +1,7 @@
 """The unified masked world (words, frames, actions, outcomes in one model): data with words, the model and its
 decoder, the training pipeline, the tasks as API and CLI, and the metrics that judge them (each shown to fail)."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -106,6 +107,28 @@ def test_padded_steps_are_never_attended_to():
     torch.testing.assert_close(a["text"][0], b["text"][0])
 
 
+def test_a_causal_clip_cannot_see_later_steps_and_a_bidirectional_one_can():
+    """Diffusion forcing's condition: in a causal clip a step (and the text) reads nothing of the steps after it,
+    so every later frame can be a target in one pass; padding still hides what it hid."""
+    m = _tiny_model(causal_dynamics=True)
+    ids = _ids(m)
+    causal = torch.tensor([True, False])
+    a = m(ids["text"], ids["act"], ids["frame"], ids["out"], None, causal)
+    ids2 = {k: v.clone() for k, v in ids.items()}
+    ids2["frame"][:, 2] = (ids2["frame"][:, 2] + 1) % m.cfg.vocab_size
+    ids2["act"][:, 2] = (ids2["act"][:, 2] + 1) % m.cfg.num_actions
+    b = m(ids2["text"], ids2["act"], ids2["frame"], ids2["out"], None, causal)
+    torch.testing.assert_close(a["frame"][0, :2], b["frame"][0, :2])
+    torch.testing.assert_close(a["text"][0], b["text"][0])
+    assert not torch.allclose(a["frame"][0, 2], b["frame"][0, 2])  # the step itself does see its own tokens
+    assert not torch.allclose(a["frame"][1, :2], b["frame"][1, :2])  # bidirectional: earlier steps read it
+    assert not torch.allclose(a["text"][1], b["text"][1])
+    ok = torch.tensor([[True, False, False], [True, True, True]])
+    c = m(ids["text"], ids["act"], ids["frame"], ids["out"], ok, causal)
+    d = m(ids2["text"], ids2["act"], ids2["frame"], ids2["out"], ok, causal)
+    torch.testing.assert_close(c["frame"][0, :2], d["frame"][0, :2])
+
+
 def test_decode_fills_only_what_is_hidden_and_repeats_with_the_same_seed():
     m = _tiny_model()
     ids = _ids(m)
@@ -142,11 +165,24 @@ def test_task_masks_hide_what_each_task_predicts():
     m = hide(clips, cfg, np.random.default_rng(0))
     i = {t: TASKS.index(t) for t in TASKS}
     assert m["frame"][i["dynamics"], 3].any() and not m["frame"][i["dynamics"], :3].any()
+    assert not m["causal"].any()  # a world trained bidirectionally keeps its one target and its attention
     assert m["act"][i["inverse"], 1:].any() and not m["frame"][i["inverse"]].any()
     t = int(np.nonzero(m["act"][i["policy"]])[0][0])
     assert m["frame"][i["policy"], t].all() and not m["ok"][i["policy"], t + 1:].any()
     assert m["frame"][i["from_words"], 0].any() and not m["ok"][i["from_words"], 1:].any()
     assert m["text"][i["describe"]].any() and not m["frame"][i["describe"]].any()
+    causal = dataclasses.replace(cfg, causal_dynamics=True)
+    firsts = []
+    for seed in range(20):  # a causal dynamics clip: every frame from its first target on, none before
+        clips.task[:] = i["dynamics"]
+        m = hide(clips, causal, np.random.default_rng(seed))
+        assert m["causal"].all()
+        for b in range(B):
+            hidden = m["frame"][b].any(-1)
+            k = int(np.argmax(hidden))
+            assert 1 <= k and hidden[k:].all() and not hidden[:k].any() and m["out"][b, k:].all()
+            firsts.append(k)
+    assert set(firsts) == {1, 2, 3}
     assert task_weights("inverse") == tuple(1.0 * (t == "inverse") * w for t, w in zip(TASKS, task_weights(None)))
     with pytest.raises(UserError, match="not a task"):
         task_weights("teleport")

@@ -10,13 +10,17 @@ A clip of an episode is one sequence (MMaDA / UniDisc style: every modality is a
 - outcome: reward sign (3) x terminated (2) of the transition into the frame, one token of 6 classes.
 
 Every stream has its own embedding table with one extra id, MASK, and its own output head; attention is
-bidirectional over the whole clip (no causal order: which tokens are hidden decides what is predicted), padded
+bidirectional over the whole clip (which tokens are hidden decides what is predicted; see causal clips below), padded
 steps of clips shorter than T are keys nobody attends to. Position is learned: the word index for text, the step
 index plus the cell inside the step (action, frame cells, outcome) for everything else.
 
 A hidden frame token whose cell is visible in the step before carries that token's embedding, and its logits a
 learned bonus for it: decoding starts from "nothing changes" (the dynamics' prev_frame_prior), so a briefly
 trained world copies the last frame instead of drawing noise.
+
+Attention is bidirectional, except in clips flagged causal (the dynamics task of a `causal_dynamics` model): there
+a step attends to the text and the steps up to itself, and the text to itself only, so a frame hidden at step t
+cannot read the frames after t and every later frame of the clip can be predicted at once.
 
 Hiding the last frame is dynamics; hiding an action between two visible frames is inverse dynamics; hiding the
 next action and everything after it is the policy; hiding the text is describing; hiding the first frame given
@@ -51,6 +55,10 @@ class UnifiedConfig:
     mlp_ratio: int = 4
     outcome_classes: int = 6
     """Reward sign (negative, zero, positive) x terminated (no, yes)."""
+    causal_dynamics: bool = False
+    """Dynamics clips attend block-causally (a step sees the text and the steps up to itself), so every later frame
+    of a clip is a target in one pass (diffusion forcing, Chen et al. 2024); the world then decodes its next frame
+    the same way. False: a world trained with the last frame as the only target, bidirectionally."""
 
     @property
     def tokens_per_frame(self) -> int:
@@ -89,6 +97,29 @@ class UnifiedConfig:
 def outcome_class(reward: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
     """Reward (any float) and terminated (bool/0-1) -> class in 0..5: sign class * 2 + terminated."""
     return ((torch.sign(reward) + 1).long() * 2 + terminated.long()).clamp(0, 5)
+
+
+def attention_mask(L: int, T: int, step_len: int, steps_ok_BT: torch.Tensor | None, causal_B: torch.Tensor | None,
+                   device) -> torch.Tensor | None:
+    """-> (B,1,1,S) or (B,1,S,S) bool, True where a query may attend a key (None: everything everywhere).
+
+    Keys of padded steps are off for every query; in causal clips a step's queries see the text and the steps up to
+    their own, the text's the text only."""
+    pad = steps_ok_BT is not None and not bool(steps_ok_BT.all())
+    causal = causal_B is not None and bool(causal_B.any())
+    if not pad and not causal:
+        return None
+    block = torch.cat([torch.full((L,), -1, device=device),
+                       torch.arange(T, device=device).repeat_interleave(step_len)])  # (S,) text -1, step t
+    mask = torch.ones(1, 1, 1, block.numel(), dtype=torch.bool, device=device)
+    if pad:
+        B = steps_ok_BT.shape[0]
+        mask = torch.cat([torch.ones(B, L, dtype=torch.bool, device=device),
+                          steps_ok_BT.bool()[:, :, None].expand(B, T, step_len).flatten(1)], dim=1)[:, None, None, :]
+    if causal:
+        order = block[None, :] <= block[:, None]  # (S,S) query row, key column
+        mask = mask & (order[None] | ~causal_B.bool()[:, None, None])[:, None]
+    return mask
 
 
 class Block(nn.Module):
@@ -130,10 +161,11 @@ class Unified(nn.Module):
         self.head_out = nn.Linear(d, cfg.outcome_classes)
 
     def forward(self, text_BL: torch.Tensor, act_BT: torch.Tensor, frame_BTG: torch.Tensor, out_BT: torch.Tensor,
-                steps_ok_BT: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                steps_ok_BT: torch.Tensor | None = None, causal_B: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Ids (MASK where hidden) -> logits {"text" (B,L,Vt), "act" (B,T,A+1), "frame" (B,T,G,V), "out" (B,T,6)}.
 
-        steps_ok_BT: False for padded steps (a clip shorter than T); their tokens are never attended to."""
+        steps_ok_BT: False for padded steps (a clip shorter than T); their tokens are never attended to.
+        causal_B: True for clips that attend block-causally (None: none do)."""
         cfg = self.cfg
         B, T, G = frame_BTG.shape
         L = text_BL.shape[1]
@@ -149,11 +181,7 @@ class Unified(nn.Module):
                          dim=2)  # (B,T,G+2,D)
         step = step + self.pos_step[:T, None] + self.pos_cell
         x = torch.cat([text, step.flatten(1, 2)], dim=1)  # (B, L + T*(G+2), D)
-        key_ok = None
-        if steps_ok_BT is not None and not bool(steps_ok_BT.all()):
-            ok = torch.cat([torch.ones(B, L, dtype=torch.bool, device=x.device),
-                            steps_ok_BT.bool()[:, :, None].expand(B, T, cfg.step_len).flatten(1)], dim=1)
-            key_ok = ok[:, None, None, :]
+        key_ok = attention_mask(L, T, cfg.step_len, steps_ok_BT, causal_B, x.device)
         for blk in self.blocks:
             x = blk(x, key_ok)
         x = self.norm(x)

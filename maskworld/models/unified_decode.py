@@ -17,9 +17,10 @@ from maskworld.models.unified import Unified
 @torch.no_grad()
 def decode(model: Unified, ids: dict[str, torch.Tensor], stream: str, todo: torch.Tensor, steps: int = 8,
            temperature: float = 1.0, generator: torch.Generator | None = None,
-           steps_ok: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+           steps_ok: torch.Tensor | None = None, causal: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Fill `ids[stream]` where `todo` (bool, same shape) is True. -> a new ids dict.
 
+    causal: (B,) True for rows decoded with block-causal attention (`Unified.forward`'s causal_B).
     temperature 0 takes the most likely id everywhere (deterministic); >0 samples (needs `generator` for
     reproducible draws)."""
     ids = {k: v.clone() for k, v in ids.items()}
@@ -32,7 +33,7 @@ def decode(model: Unified, ids: dict[str, torch.Tensor], stream: str, todo: torc
     total = hidden.sum(1)  # (B,)
     for k in range(steps):
         ids[stream] = x_flat.view_as(x)
-        logits = model(ids["text"], ids["act"], ids["frame"], ids["out"], steps_ok)[stream]
+        logits = model(ids["text"], ids["act"], ids["frame"], ids["out"], steps_ok, causal)[stream]
         logp = torch.log_softmax(logits.float().reshape(B, x_flat.shape[1], -1), dim=-1)
         if temperature > 0:
             probs = torch.softmax(logp / temperature, dim=-1)

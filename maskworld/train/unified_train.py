@@ -4,13 +4,16 @@ Each clip of a batch draws one task, and the task is nothing but which tokens ar
 
 | task | hidden | what it teaches |
 |---|---|---|
-| dynamics | the last step's frame (MaskGIT ratio) and outcome; earlier frames lightly corrupted | the next frame |
+| dynamics | every frame (own MaskGIT ratio each) and outcome from a step k on; earlier frames lightly corrupted | the next frame |
 | inverse | one action between two visible frames, or all of them | inverse dynamics |
 | policy | the action into step t, its frame and outcome; steps after t do not exist | the next action from text + past |
 | outcome | every outcome | reward and termination |
 | from_words | the first frame of an episode (MaskGIT ratio); only step 0 exists | a world from words |
 | describe | the text (MaskGIT ratio, or all of it) | words from the world |
 | random | every position of every stream with one probability | plain masked modelling (BERT, MAE) |
+
+A `causal_dynamics` model's dynamics clips attend block-causally, so each later frame is predicted from what comes
+before it only (diffusion forcing); a world trained without it hid the last frame only, bidirectionally.
 
 The loss is cross-entropy on hidden positions, averaged within each stream and summed over streams (an action
 is one token, a frame 64: a plain token average would drown the actions). Clips never cross an episode's end;
@@ -101,12 +104,13 @@ def draw_clips(cache, texts: np.ndarray, expert: np.ndarray, batch: int, T: int,
 
 
 def hide(clips: Clips, cfg: UnifiedConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Per clip, the task's pattern: bool masks {"text","act","frame","out"} (True = hidden, predicted) and the
-    steps that exist ("ok", False = padding); visible earlier frames of dynamics clips are corrupted in place."""
+    """Per clip, the task's pattern: bool masks {"text","act","frame","out"} (True = hidden, predicted), the
+    steps that exist ("ok", False = padding) and the clips that attend block-causally ("causal", (B,)); visible
+    earlier frames of dynamics clips are corrupted in place."""
     B, T, G = clips.frame.shape
     L = clips.text.shape[1]
     m = {"text": np.zeros((B, L), bool), "act": np.zeros((B, T), bool), "frame": np.zeros((B, T, G), bool),
-         "out": np.zeros((B, T), bool)}
+         "out": np.zeros((B, T), bool), "causal": np.zeros(B, bool)}
     ok = clips.ok.copy()
 
     def maskgit(n: int) -> np.ndarray:  # MaskGIT: hide a share cos(pi/2 u) of n positions, at least one
@@ -121,9 +125,13 @@ def hide(clips: Clips, cfg: UnifiedConfig, rng: np.random.Generator) -> dict[str
         if task in ("inverse", "policy") and n < 2:
             task = "dynamics"
         if task == "dynamics":
-            t = n - 1
-            m["frame"][b, t] = maskgit(G)
-            m["out"][b, t] = t > 0
+            # causal: frames k..n-1 are targets (diffusion forcing: a later target's context is partly hidden, the
+            # first one's is whole, as in play); otherwise the last frame only
+            t = int(rng.integers(1, n)) if cfg.causal_dynamics and n > 1 else n - 1
+            for u in range(t, n):
+                m["frame"][b, u] = maskgit(G)
+            m["out"][b, t:n] = t > 0
+            m["causal"][b] = cfg.causal_dynamics
             if t > 0:
                 rate = rng.random() * CORRUPT_MAX
                 noisy = rng.random((t, G)) < rate
@@ -149,7 +157,7 @@ def hide(clips: Clips, cfg: UnifiedConfig, rng: np.random.Generator) -> dict[str
             m["text"][b] = True if rng.random() < 0.5 else maskgit(L)
         else:  # random spans over every stream
             r = rng.uniform(0.1, 0.9)
-            for k in m:
+            for k in ("text", "act", "frame", "out"):
                 m[k][b] = rng.random(m[k][b].shape) < r
             m["text"][b, 0] |= not m["text"][b].any() and not m["frame"][b, :n].any()  # at least one hidden
         for k in ("act", "frame", "out"):
@@ -158,20 +166,21 @@ def hide(clips: Clips, cfg: UnifiedConfig, rng: np.random.Generator) -> dict[str
     return m
 
 
-def masked_inputs(clips: Clips, m: dict[str, np.ndarray], cfg: UnifiedConfig, device) -> tuple[dict, dict, torch.Tensor]:
-    """-> (model inputs with MASK where hidden, targets, steps_ok), as tensors on `device`."""
+def masked_inputs(clips: Clips, m: dict[str, np.ndarray], cfg: UnifiedConfig,
+                  device) -> tuple[dict, dict, torch.Tensor, torch.Tensor]:
+    """-> (model inputs with MASK where hidden, targets, steps_ok, causal), as tensors on `device`."""
     def t(a):
         return torch.from_numpy(np.ascontiguousarray(a)).to(device)
 
     target = {"text": t(clips.text), "act": t(clips.act), "frame": t(clips.frame), "out": t(clips.out)}
     inputs = {k: torch.where(t(m[k]), torch.full_like(v, cfg.mask_ids[k]), v) for k, v in target.items()}
-    return inputs, target, t(m["ok"])
+    return inputs, target, t(m["ok"]), t(m["causal"])
 
 
 def unified_loss(model: Unified, clips: Clips, m: dict[str, np.ndarray], device) -> tuple[torch.Tensor, dict]:
     """Sum over streams of the mean cross-entropy on hidden positions; per-stream accuracy for the log."""
-    inputs, target, ok = masked_inputs(clips, m, model.cfg, device)
-    logits = model(inputs["text"], inputs["act"], inputs["frame"], inputs["out"], ok)
+    inputs, target, ok, causal = masked_inputs(clips, m, model.cfg, device)
+    logits = model(inputs["text"], inputs["act"], inputs["frame"], inputs["out"], ok, causal)
     total, stats = 0.0, {}
     for k in ("text", "act", "frame", "out"):
         sel = torch.from_numpy(m[k]).to(device)
