@@ -188,6 +188,36 @@ def test_task_masks_hide_what_each_task_predicts():
         task_weights("teleport")
 
 
+def test_clips_for_words_come_from_where_the_words_are_true():
+    """from_words clips open their episode; policy and describe clips come from the expert's episodes, and half the
+    describe clips end at the episode's end (where the instruction has been carried out)."""
+    from types import SimpleNamespace
+
+    from maskworld.train.unified_tasks import TASKS
+    from maskworld.train.unified_train import draw_clips
+
+    lengths = np.array([9, 12, 7, 10])
+    rows = int(lengths.sum())
+    step = np.concatenate([np.arange(n) for n in lengths])  # each row's step in its episode, stored as its token
+    cache = SimpleNamespace(lengths=lengths, offsets=np.concatenate([[0], np.cumsum(lengths)[:-1]]), grid=(1, 1),
+                            tokens=step[:, None], actions_in=np.zeros(rows, np.int64), rewards_in=np.zeros(rows),
+                            terminated_in=np.zeros(rows, bool), num_actions=3)
+    texts = np.arange(4)[:, None].repeat(2, 1)  # episode e's text is [e, e]
+    expert = np.array([False, True, False, True])
+    for task in ("from_words", "policy", "describe"):
+        w = tuple(float(t == task) for t in TASKS)
+        c = draw_clips(cache, texts, expert, 400, 4, np.random.default_rng(0), w)
+        ep = c.text[:, 0]
+        first = c.frame[:, 0, 0]
+        if task == "from_words":
+            assert (first == 0).all() and set(ep) == {0, 1, 2, 3}
+            continue
+        assert set(ep) == {1, 3}
+        if task == "describe":
+            at_end = first == lengths[ep] - 4
+            assert 0.4 < at_end.mean() < 0.65  # half by design, plus the random starts that happen to end there
+
+
 def test_train_unified_world_then_every_task(babyai_store, tmp_path, one_thread):
     from maskworld.train.world_train import TrainArgs, run_train
     from maskworld.world.unified import load_unified_world

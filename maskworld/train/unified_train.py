@@ -72,16 +72,17 @@ def episode_texts(cache, store, vocab: TextVocab) -> np.ndarray:
 
 def draw_clips(cache, texts: np.ndarray, expert: np.ndarray, batch: int, T: int, rng: np.random.Generator,
                weights: tuple[float, ...] = TASK_WEIGHTS) -> Clips:
-    """`batch` clips of up to T steps with a task each; from_words clips start at their episode's first frame,
-    policy clips come from expert episodes."""
+    """`batch` clips of up to T steps with a task each; from_words clips start at their episode's first frame;
+    policy and describe clips come from expert episodes (an instruction says what the expert does, not what an
+    explorer does), and half the describe clips end where the episode ends, where the instruction is carried out."""
     lengths = cache.lengths.astype(np.int64)
     task = rng.choice(len(TASKS), size=batch, p=np.asarray(weights) / np.sum(weights))
     p_all = np.maximum(lengths - T + 1, 1).astype(np.float64)
     p_exp = p_all * expert
-    policy = task == TASKS.index("policy")
+    by_expert = np.isin(task, [TASKS.index("policy"), TASKS.index("describe")])
     which = np.empty(batch, np.int64)
-    which[~policy] = rng.choice(len(lengths), size=int((~policy).sum()), p=p_all / p_all.sum())
-    which[policy] = rng.choice(len(lengths), size=int(policy.sum()), p=p_exp / p_exp.sum())
+    which[~by_expert] = rng.choice(len(lengths), size=int((~by_expert).sum()), p=p_all / p_all.sum())
+    which[by_expert] = rng.choice(len(lengths), size=int(by_expert.sum()), p=p_exp / p_exp.sum())
     G = cache.grid[0] * cache.grid[1]
     frame = np.zeros((batch, T, G), np.int64)
     act = np.zeros((batch, T), np.int64)
@@ -90,7 +91,11 @@ def draw_clips(cache, texts: np.ndarray, expert: np.ndarray, batch: int, T: int,
     ok = np.zeros((batch, T), bool)
     for b, e in enumerate(which):
         n_ep = int(lengths[e])
-        start = 0 if TASKS[task[b]] == "from_words" else int(rng.integers(0, max(n_ep - T, 0) + 1))
+        start = int(rng.integers(0, max(n_ep - T, 0) + 1))
+        if TASKS[task[b]] == "from_words":
+            start = 0
+        elif TASKS[task[b]] == "describe" and rng.random() < 0.5:
+            start = max(n_ep - T, 0)
         n = min(T, n_ep - start)
         rows = int(cache.offsets[e]) + start + np.arange(n)
         frame[b, :n] = np.asarray(cache.tokens[rows]).reshape(n, G)
