@@ -143,6 +143,24 @@ def test_decode_fills_only_what_is_hidden_and_repeats_with_the_same_seed():
         assert torch.equal(out1[k], ids[k])
 
 
+def test_guidance_pushes_from_the_words_and_is_nothing_without_them():
+    """Classifier-free guidance: c + w (c - u) is c where the text is hidden anyway (c == u), and decodes otherwise
+    where the words matter; the text stream itself cannot be guided by the text."""
+    m = _tiny_model()
+    ids = _ids(m, B=8)
+    todo = torch.zeros_like(ids["frame"], dtype=torch.bool)
+    todo[:, 0] = True
+
+    def run(ids, w):
+        return decode(m, ids, "frame", todo, steps=3, temperature=0.0, guidance=w)["frame"]
+
+    assert not torch.equal(run(ids, 0.0), run(ids, 8.0))
+    no_text = {**ids, "text": torch.full_like(ids["text"], m.cfg.text_mask)}
+    assert torch.equal(run(no_text, 0.0), run(no_text, 8.0))
+    with pytest.raises(ValueError, match="cannot decode the text"):
+        decode(m, ids, "text", torch.ones_like(ids["text"], dtype=torch.bool), guidance=1.0)
+
+
 def test_a_hidden_frame_starts_from_the_last_one():
     """The copy prior: an untrained model's most likely hidden token is the one the cell had a step before."""
     m = _tiny_model()
@@ -170,6 +188,9 @@ def test_task_masks_hide_what_each_task_predicts():
     t = int(np.nonzero(m["act"][i["policy"]])[0][0])
     assert m["frame"][i["policy"], t].all() and not m["ok"][i["policy"], t + 1:].any()
     assert m["frame"][i["from_words"], 0].any() and not m["ok"][i["from_words"], 1:].any()
+    clips.task[:] = i["from_words"]
+    drop = np.mean([hide(clips, cfg, np.random.default_rng(s))["text"].all(1).mean() for s in range(40)])
+    assert 0.03 < drop < 0.2  # TEXT_DROP: the unconditional side of guidance is trained too
     assert m["text"][i["describe"]].any() and not m["frame"][i["describe"]].any()
     causal = dataclasses.replace(cfg, causal_dynamics=True)
     firsts = []

@@ -201,7 +201,8 @@ def eval_policy(world, env_id: str, view: str, size: int, episodes: int, dedicat
 
 def eval_words(world, env_id: str, view: str, size: int, n: int, seed: int = 0) -> dict:
     """World from words: does the first frame generated from a held-out instruction show the named object, against
-    frames generated from a shuffled instruction (judged against the original instruction's object)."""
+    frames generated from a shuffled instruction (judged against the original instruction's object); with the
+    world's classifier-free guidance, and without it beside."""
     env = make_env(env_id, size, view=view)
     try:
         missions = []
@@ -212,7 +213,7 @@ def eval_words(world, env_id: str, view: str, size: int, n: int, seed: int = 0) 
         env.close()
     room = _room_cells(env_id)
     perm = np.random.default_rng(seed).permutation(n)
-    hit, hit_shuf, named = 0, 0, 0
+    hit, hit_plain, hit_shuf, named = 0, 0, 0, 0
     for i, text in enumerate(missions):
         obj = named_object(text)
         if obj is None:
@@ -220,9 +221,12 @@ def eval_words(world, env_id: str, view: str, size: int, n: int, seed: int = 0) 
         named += 1
         frame = world.render_tokens(world.from_words(text, seed=seed + i)[None])[0]
         hit += shows(frame, *obj, room=room)
+        plain = world.render_tokens(world.from_words(text, seed=seed + i, guidance=0.0)[None])[0]
+        hit_plain += shows(plain, *obj, room=room)
         other = world.render_tokens(world.from_words(missions[perm[i]], seed=seed + i)[None])[0]
         hit_shuf += shows(other, *obj, room=room)
-    return {"from_words.instructions": named, "from_words.shows_object": hit / max(named, 1),
+    return {"from_words.instructions": named, "from_words.guidance": world.guidance,
+            "from_words.shows_object": hit / max(named, 1), "from_words.unguided_shows_object": hit_plain / max(named, 1),
             "from_words.shuffled_shows_object": hit_shuf / max(named, 1)}
 
 

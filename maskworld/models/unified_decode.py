@@ -4,6 +4,10 @@ Each step runs the model once, samples every still-hidden position of the stream
 most confident ones (confidence = log-probability of the sampled id, plus Gumbel noise that anneals to zero,
 as in MaskGIT), so that after step k a share cos(pi/2 * k/K) of the positions is still hidden; the last step
 fills the rest. Positions of other streams keep what the caller gave them (visible ids or MASK).
+
+Classifier-free guidance (Ho & Salimans 2022; for masked token models, Muse, Chang et al. 2023): with guidance
+w > 0 every step also runs the model with the text hidden, and samples from c + w (c - u), the conditional logits
+pushed away from the unconditional ones, so what the words say weighs more than the model's prior.
 """
 
 from __future__ import annotations
@@ -17,12 +21,16 @@ from maskworld.models.unified import Unified
 @torch.no_grad()
 def decode(model: Unified, ids: dict[str, torch.Tensor], stream: str, todo: torch.Tensor, steps: int = 8,
            temperature: float = 1.0, generator: torch.Generator | None = None,
-           steps_ok: torch.Tensor | None = None, causal: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+           steps_ok: torch.Tensor | None = None, causal: torch.Tensor | None = None,
+           guidance: float = 0.0) -> dict[str, torch.Tensor]:
     """Fill `ids[stream]` where `todo` (bool, same shape) is True. -> a new ids dict.
 
     causal: (B,) True for rows decoded with block-causal attention (`Unified.forward`'s causal_B).
+    guidance: classifier-free guidance by the text (0: none; a stream other than the text only).
     temperature 0 takes the most likely id everywhere (deterministic); >0 samples (needs `generator` for
     reproducible draws)."""
+    if guidance > 0 and stream == "text":
+        raise ValueError("guidance by the text cannot decode the text itself")
     ids = {k: v.clone() for k, v in ids.items()}
     mask_id = model.cfg.mask_ids[stream]
     x = ids[stream]
@@ -34,6 +42,10 @@ def decode(model: Unified, ids: dict[str, torch.Tensor], stream: str, todo: torc
     for k in range(steps):
         ids[stream] = x_flat.view_as(x)
         logits = model(ids["text"], ids["act"], ids["frame"], ids["out"], steps_ok, causal)[stream]
+        if guidance > 0:
+            no_text = torch.full_like(ids["text"], model.cfg.text_mask)
+            plain = model(no_text, ids["act"], ids["frame"], ids["out"], steps_ok, causal)[stream]
+            logits = logits + guidance * (logits - plain)
         logp = torch.log_softmax(logits.float().reshape(B, x_flat.shape[1], -1), dim=-1)
         if temperature > 0:
             probs = torch.softmax(logp / temperature, dim=-1)

@@ -40,6 +40,11 @@ CORRUPT_MAX = 0.1
 augmentation, discrete): a rollout's own errors are then familiar context."""
 
 
+TEXT_DROP = 0.1
+"""Share of from_words clips whose text is hidden, so the model also knows a first frame without words, which
+classifier-free guidance (models/unified_decode.py) pushes away from (Ho & Salimans 2022: 10-20 %)."""
+
+
 @dataclass
 class Clips:
     """A batch as arrays: text (B,L), act (B,T), frame (B,T,G), out (B,T), ok (B,T) bool, task (B,) index."""
@@ -157,6 +162,7 @@ def hide(clips: Clips, cfg: UnifiedConfig, rng: np.random.Generator) -> dict[str
             m["out"][b, 1:n] = True
         elif task == "from_words":
             m["frame"][b, 0] = maskgit(G)
+            m["text"][b] = rng.random() < TEXT_DROP  # the same frame without words: guidance's unconditional side
             ok[b, 1:] = False
         elif task == "describe":
             m["text"][b] = True if rng.random() < 0.5 else maskgit(L)

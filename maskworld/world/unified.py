@@ -33,6 +33,8 @@ from maskworld.version import WORLD_FORMAT_VERSION
 KIND = "unified"
 WEIGHTS = {"tokenizer": "tokenizer.safetensors", "unified": "unified.safetensors"}
 FIRST_OUTCOME = 2
+FROM_WORDS_GUIDANCE = 2.0
+"""Classifier-free guidance of a world from words (`from_words`): chosen by measurement, docs/results.md."""
 """The outcome class of an episode's first frame: zero reward, not terminated (models/unified.outcome_class)."""
 
 
@@ -64,6 +66,7 @@ class UnifiedWorld:
         self.meta = meta if isinstance(meta, UnifiedMeta) else UnifiedMeta(**meta)
         self.path = Path(path) if path else None
         self.decode_steps = 8
+        self.guidance = FROM_WORDS_GUIDANCE
         self.render = "tokens"
 
     @property
@@ -122,13 +125,17 @@ class UnifiedWorld:
 
     # ------------------------------------------------------------------ the tasks
 
-    def from_words(self, text: str | None, seed: int = 0, temperature: float = 1.0) -> torch.Tensor:
-        """The first frame of an episode with this instruction, as tokens (G,)."""
+    def from_words(self, text: str | None, seed: int = 0, temperature: float = 1.0,
+                   guidance: float | None = None) -> torch.Tensor:
+        """The first frame of an episode with this instruction, as tokens (G,). guidance: classifier-free guidance
+        by the words (models/unified_decode.py; None: the world's `guidance`, 0: none)."""
         g = torch.Generator().manual_seed(seed)
         ids = self._ids(self.text_ids(text), [self.cfg.null_action], [self._blank()], [FIRST_OUTCOME])
         todo = torch.zeros_like(ids["frame"], dtype=torch.bool)
         todo[0, 0] = True
-        return decode(self.model, ids, "frame", todo, self.decode_steps, temperature, g)["frame"][0, 0]
+        w = self.guidance if guidance is None else guidance
+        return decode(self.model, ids, "frame", todo, self.decode_steps, temperature, g,
+                      guidance=w if text is not None else 0.0)["frame"][0, 0]
 
     def session(self, text: str | None = None, seed: int = 0, frame: np.ndarray | None = None,
                 temperature: float = 1.0, prompt=None) -> UnifiedSession:
