@@ -446,6 +446,10 @@ def stage_unified(run: Run, tok, budget: Budget, card: dict, out: Path) -> None:
                              run.work, run.device, r.resume, r.seed, r.progress, ckpt_minutes=r.ckpt_minutes,
                              weights=task_weights(c.dynamics.tasks), init_state=init_state,
                              optimizer=c.dynamics.optimizer)
+    shown = ", ".join(f"{name} {m[f'val_acc_{k}']:.3f}" for k, name in
+                      (("frame", "frame tokens"), ("act", "actions"), ("out", "outcomes"), ("text", "words"))
+                      if f"val_acc_{k}" in m)
+    print(f"[unified] {m['steps']} steps; held-out accuracy on hidden positions: {shown or 'none measured'}")
     card["unified_train"] = {k: m[k] for k in m if k.startswith("val_") or k in ("steps", "train_s")}
     card["unified_train"]["optimizer"] = c.dynamics.optimizer
     if c.dynamics.init is not None:  # the lineage: a continued world says what it started from

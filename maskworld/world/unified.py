@@ -33,7 +33,7 @@ from maskworld.version import WORLD_FORMAT_VERSION
 KIND = "unified"
 WEIGHTS = {"tokenizer": "tokenizer.safetensors", "unified": "unified.safetensors"}
 FIRST_OUTCOME = 2
-FROM_WORDS_GUIDANCE = 2.0
+FROM_WORDS_GUIDANCE = 6.0
 """Classifier-free guidance of a world from words (`from_words`): chosen by measurement, docs/results.md."""
 """The outcome class of an episode's first frame: zero reward, not terminated (models/unified.outcome_class)."""
 
