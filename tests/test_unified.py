@@ -369,6 +369,15 @@ def test_cli_imagine_and_describe(babyai_store, tmp_path):
                              str(tmp_path / "e.json"), "--no-progress"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "inverse.unified.accuracy" in json.loads((tmp_path / "e.json").read_text())
+    r = subprocess.run(mw + ["eval", str(out), "--data", babyai_store, "--tasks", "from_words", "--words", "2",
+                             "--guidance", "3", "--json", str(tmp_path / "g.json"), "--no-progress"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    got = json.loads((tmp_path / "g.json").read_text())
+    assert got["from_words.guidance"] == 3.0 and "from_words.unguided_shows_object" in got
+    r = subprocess.run(mw + ["eval", str(out), "--data", babyai_store, "--tasks", "from_words", "--guidance", "-1"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "--guidance" in r.stderr
     r = subprocess.run(mw + ["unified", "imagine", str(out), "--text", "go to the pink ball", "--out",
                              str(tmp_path / "b.png")], capture_output=True, text=True)
     assert r.returncode == 2 and "pink" in r.stderr and not (tmp_path / "b.png").exists()
