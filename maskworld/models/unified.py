@@ -22,7 +22,7 @@ Attention is bidirectional, except in clips flagged causal (the dynamics task of
 a step attends to the text and the steps up to itself, and the text to itself only, so a frame hidden at step t
 cannot read the frames after t and every later frame of the clip can be predicted at once.
 
-Hiding the last frame is dynamics; hiding an action between two visible frames is inverse dynamics; hiding the
+Hiding the frames after visible ones is dynamics; hiding an action between two visible frames is inverse dynamics; hiding the
 next action and everything after it is the policy; hiding the text is describing; hiding the first frame given
 the text is a world from words (train/unified_train.py samples these as a mixture; models/unified_decode.py
 decodes whatever is hidden). Models return logits.

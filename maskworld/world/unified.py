@@ -33,9 +33,9 @@ from maskworld.version import WORLD_FORMAT_VERSION
 KIND = "unified"
 WEIGHTS = {"tokenizer": "tokenizer.safetensors", "unified": "unified.safetensors"}
 FIRST_OUTCOME = 2
+"""The outcome class of an episode's first frame: zero reward, not terminated (models/unified.outcome_class)."""
 FROM_WORDS_GUIDANCE = 6.0
 """Classifier-free guidance of a world from words (`from_words`): chosen by measurement, docs/results.md."""
-"""The outcome class of an episode's first frame: zero reward, not terminated (models/unified.outcome_class)."""
 
 
 @dataclass
