@@ -70,8 +70,8 @@ def test_lam_learns_the_actions_and_its_codes_are_aligned(scroll, one_thread):
     """Whether this LAM leaves its early one-code phase within 1,500 steps depends on the order of floating-point
     sums (same seed: 4 codes and accuracy 1.0 on one thread, one code on two; with batch_entropy_weight 0.3 the
     other way round; and on one thread, same code and seed, it passed alone and failed in a fresh-clone suite and a
-    module run on the same machine: the BLAS's sums may follow memory alignment). So up to three seeds train, and the first that uses every code is checked; a LAM that
-    never leaves the one-code phase fails all three."""
+    module run on the same machine: the BLAS's sums may follow memory alignment). So up to three seeds train, and
+    the first that uses every code is checked; a LAM that never leaves the one-code phase fails all three."""
     tr, va, _ = scroll
     for seed in range(3):
         lam, m = _train(scroll, f"lam{seed}", seed=seed)
