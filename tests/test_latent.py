@@ -57,11 +57,10 @@ def scroll(tmp_path_factory):
     return tr, va, d
 
 
-def _train(scroll, name, steps=1500, seed=0, **cfg):
+def _train(scroll, name, steps=1500, **cfg):
     tr, va, d = scroll
     cfg = LamConfig(**{"num_codes": 4, "grid": 8, "levels": LEVELS, "channels": 32, "context_frame": True, **cfg})
-    lam, m = train_lam(tr, va, cfg, 128, 2e-3, Budget(steps=steps), d / name, torch.device("cpu"), False, progress=False,
-                       seed=seed)
+    lam, m = train_lam(tr, va, cfg, 128, 2e-3, Budget(steps=steps), d / name, torch.device("cpu"), False, progress=False)
     return lam, m
 
 

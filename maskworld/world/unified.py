@@ -278,7 +278,8 @@ class UnifiedSession:
         ids = w._ids(self._text_ids, acts + [int(action)], frames + [w._blank()], outs + [cfg.out_mask])
         todo = torch.zeros_like(ids["frame"], dtype=torch.bool)
         todo[0, -1] = True
-        causal = torch.tensor([cfg.causal_dynamics], device=w.device)  # as the dynamics task was trained
+        # attending as the dynamics task was trained (None: bidirectional, a world trained before causal clips)
+        causal = torch.ones(1, dtype=torch.bool, device=w.device) if cfg.causal_dynamics else None
         ids = decode(w.model, ids, "frame", todo, w.decode_steps, self.temperature, self.gen, causal=causal)
         out = int(w.model(ids["text"], ids["act"], ids["frame"], ids["out"])["out"][0, -1].argmax())
         tokens = ids["frame"][0, -1]
