@@ -172,6 +172,29 @@ def test_a_hidden_frame_starts_from_the_last_one():
     assert torch.equal(logits[:, -1].argmax(-1), ids["frame"][:, -2])
 
 
+def test_with_frame_delta_a_visible_cell_carries_the_token_before_and_whether_it_changed():
+    """frame_delta: what an action did is a property of single cells. Without it a visible cell's input is its own
+    token only (worlds trained before keep that)."""
+    torch.manual_seed(0)
+    frame = torch.tensor([[[3, 4, 5, 6], [3, 9, 5, 6]]])  # (1,T=2,G=4): cell 1 changed, the rest did not
+    base = dict(vocab_size=16, num_actions=3, text_vocab=8, text_len=3, grid=2, window=2, d_model=16, n_layers=1,
+                n_heads=2)
+    old = Unified(UnifiedConfig(**base))
+    emb, prev = old.frame_inputs(frame)
+    assert torch.allclose(emb[0, 1, 0], old.emb_frame.weight[3] + old.emb_prev.weight[16])  # nothing of step 0
+    assert (prev == 16).all()  # no hidden cell: no copy prior anywhere
+    new = Unified(UnifiedConfig(**base, frame_delta=True))
+    emb, prev = new.frame_inputs(frame)
+    e, p, c = new.emb_frame.weight, new.emb_prev.weight, new.emb_changed
+    assert torch.allclose(emb[0, 1, 0], e[3] + p[3])  # unchanged: the token before, no "changed"
+    assert torch.allclose(emb[0, 1, 1], e[9] + p[4] + c)  # changed from 4 to 9
+    assert torch.allclose(emb[0, 0, 1], e[4] + p[16])  # the clip's first step: nothing before it
+    hidden = frame.clone()
+    hidden[0, 1, 1] = 16
+    emb, prev = new.frame_inputs(hidden)
+    assert torch.allclose(emb[0, 1, 1], e[16] + p[4]) and prev[0, 1].tolist() == [16, 4, 16, 16]
+
+
 def test_task_masks_hide_what_each_task_predicts():
     from maskworld.train.unified_tasks import TASKS, task_weights
     from maskworld.train.unified_train import Clips, hide
@@ -324,6 +347,12 @@ def test_inverse_metric_fails_for_a_model_that_ignores_the_frames(babyai_store):
     m = eval_inverse(Blind(), st, ids)
     acts = np.concatenate([st.load(i).actions for i in ids])
     assert m["inverse.unified.accuracy"] == pytest.approx(float(np.mean(acts == 2)))
+    # The pixel IDM beside it reads the frames: above the blind answer on episodes it was not trained on.
+    from maskworld.eval.unified_eval import PixelIdm
+
+    pixel = PixelIdm(st, st.episode_ids[8:], 7, steps=300, seed=0, device="cpu", progress=False)
+    m = eval_inverse(Blind(), st, ids, pixel=pixel)
+    assert m["inverse.pixel_idm.accuracy"] > m["inverse.unified.accuracy"] + 0.1, m
 
 
 def test_delta_psnr_is_zero_for_an_action_blind_world_and_positive_for_one_that_follows():
@@ -366,9 +395,10 @@ def test_cli_imagine_and_describe(babyai_store, tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0 and "truth" in r.stdout, r.stderr
     r = subprocess.run(mw + ["eval", str(out), "--data", babyai_store, "--tasks", "inverse,describe", "--json",
-                             str(tmp_path / "e.json"), "--no-progress"], capture_output=True, text=True)
+                             str(tmp_path / "e.json"), "--no-progress", "--idm-steps", "20"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert "inverse.unified.accuracy" in json.loads((tmp_path / "e.json").read_text())
+    e = json.loads((tmp_path / "e.json").read_text())
+    assert "inverse.unified.accuracy" in e and e["inverse.pixel_idm.steps"] == 20 and "inverse.pixel_idm.accuracy" in e
     r = subprocess.run(mw + ["eval", str(out), "--data", babyai_store, "--tasks", "from_words", "--words", "2",
                              "--guidance", "3", "--json", str(tmp_path / "g.json"), "--no-progress"],
                        capture_output=True, text=True)

@@ -41,7 +41,8 @@ def register(sub) -> None:
                    help="open-loop rollouts in all (default 20): when fewer held-out episodes than this are long enough, "
                         "each gives several non-overlapping windows; intervals still resample whole episodes")
     p.add_argument("--seed", type=int, default=0, help="seed for episode choice, sampling and random actions")
-    p.add_argument("--idm-steps", type=int, default=300, help="training steps of the inverse-dynamics model (default 300)")
+    p.add_argument("--idm-steps", type=int, default=300, help="training steps of the inverse-dynamics model "
+                   "(default 300; for a unified world: the pixel IDM beside its inverse dynamics)")
     add_sampler_args(p)
     p.add_argument("--render", choices=RENDER_MODES, help="override how imagined frames are shown: tokens (the "
                    "tokenizer's rendering) or composite (only cells whose token changed are redrawn); default: the world's")
@@ -88,7 +89,7 @@ def run_unified(args, json_path: str | None) -> int:
     metrics = evaluate_unified(world, EpisodeStore(args.data), episodes=args.episodes, policy_episodes=args.policy_episodes,
                                words=args.words, seed=args.seed, dedicated_dynamics=ded["dynamics"] or None,
                                dedicated_idm=ded["idm"] or None, dedicated_policy=ded["policy"] or None, tasks=tasks,
-                               progress=args.progress)
+                               progress=args.progress, idm_steps=args.idm_steps)
     for k, v in metrics.items():
         print(f"  {k:42s} {v:.3f}" if isinstance(v, float) else f"  {k:42s} {v}")
     if json_path:

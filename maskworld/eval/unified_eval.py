@@ -3,7 +3,9 @@
 - dynamics: open-loop PSNR at horizons 1, 4, 8 from a real first frame with the real actions; beside it copy-last,
   the tokenizer ceiling and a dedicated dynamics world (today's `train world`) on the same episodes;
 - inverse dynamics: action accuracy on held-out real transitions (all, and those where the frame changed); beside
-  it a dedicated IDM (`--kind unified --tasks inverse`) and chance;
+  it a dedicated IDM of the same architecture (`--kind unified --tasks inverse`, optional), a small pixel IDM trained
+  here on the training split's real pairs (eval/idm.py: both frames and their difference, three convolutions) and
+  chance;
 - policy: success rate in the real environment over held-out seeds; beside it a dedicated behaviour-cloning policy
   (`--tasks policy`), random actions and the expert bot;
 - world from words: the first frame generated from an instruction shows the object it names
@@ -101,11 +103,33 @@ def eval_dynamics(world, store, ids: list[int], episodes: int, dedicated=None, s
     return m
 
 
-def eval_inverse(world, store, ids: list[int], dedicated=None) -> dict:
+class PixelIdm:
+    """The pixel IDM of eval/idm.py behind the unified world's `infer_actions`, trained on real training pairs."""
+
+    def __init__(self, store, train_ids: list[int], num_actions: int, steps: int, seed: int, device,
+                 max_frames: int = 20_000, progress: bool = True):
+        from maskworld.eval.idm import PairSet, train_idm
+
+        eps, n = [], 0
+        for i in train_ids:
+            if n >= max_frames:
+                break
+            eps.append(store.load(i))
+            n += len(eps[-1].frames)
+        self.device = device
+        self.model = train_idm(PairSet(eps, max_frames), num_actions, steps, seed, device, progress=progress)
+
+    def infer_actions(self, frames_NHWC: np.ndarray) -> np.ndarray:
+        from maskworld.eval.idm import predict_actions
+
+        return predict_actions(self.model, frames_NHWC[:-1], frames_NHWC[1:], self.device)
+
+
+def eval_inverse(world, store, ids: list[int], dedicated=None, pixel=None) -> dict:
     """Action accuracy of infer_actions on every held-out real transition; `changed`: transitions whose frame changed
     (an action without visible effect, e.g. walking into a wall, cannot be told from another)."""
     m: dict[str, Any] = {}
-    for name, w in (("unified", world), ("dedicated", dedicated)):
+    for name, w in (("unified", world), ("dedicated", dedicated), ("pixel_idm", pixel)):
         if w is None:
             continue
         hit, n, hit_c, n_c = 0, 0, 0, 0
@@ -262,8 +286,9 @@ def eval_describe(world, store, ids: list[int], train_ids: list[int]) -> dict:
 
 def evaluate_unified(world, store, episodes: int = 20, policy_episodes: int = 100, words: int = 100, seed: int = 0,
                      dedicated_dynamics=None, dedicated_idm=None, dedicated_policy=None, tasks=None,
-                     progress: bool = True) -> dict:
-    """Every task (or those in `tasks`) on the store's held-out split and on held-out environment seeds."""
+                     progress: bool = True, idm_steps: int = 300) -> dict:
+    """Every task (or those in `tasks`) on the store's held-out split and on held-out environment seeds.
+    idm_steps: training steps of the pixel IDM beside the inverse dynamics (0: none)."""
     tasks = set(tasks or ("dynamics", "inverse", "policy", "from_words", "describe"))
     train_ids, val_ids = store.split(seed=seed)
     env_id, view, size = store.meta.get("env_id"), store.meta.get("view") or "full", int(store.meta.get("size", 64))
@@ -271,7 +296,10 @@ def evaluate_unified(world, store, episodes: int = 20, policy_episodes: int = 10
     if "dynamics" in tasks:
         m.update(eval_dynamics(world, store, val_ids, episodes, dedicated_dynamics, seed))
     if "inverse" in tasks:
-        m.update(eval_inverse(world, store, val_ids, dedicated_idm))
+        pixel = PixelIdm(store, train_ids, world.cfg.num_actions, idm_steps, seed, world.device,
+                         progress=progress) if idm_steps > 0 else None
+        m.update(eval_inverse(world, store, val_ids, dedicated_idm, pixel))
+        m["inverse.pixel_idm.steps"] = idm_steps
     if "policy" in tasks:
         m.update(eval_policy(world, env_id, view, size, policy_episodes, dedicated_policy, seed, progress))
     if "from_words" in tasks:
