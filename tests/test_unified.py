@@ -172,29 +172,6 @@ def test_a_hidden_frame_starts_from_the_last_one():
     assert torch.equal(logits[:, -1].argmax(-1), ids["frame"][:, -2])
 
 
-def test_with_frame_delta_a_visible_cell_carries_the_token_before_and_whether_it_changed():
-    """frame_delta: what an action did is a property of single cells. Without it a visible cell's input is its own
-    token only (worlds trained before keep that)."""
-    torch.manual_seed(0)
-    frame = torch.tensor([[[3, 4, 5, 6], [3, 9, 5, 6]]])  # (1,T=2,G=4): cell 1 changed, the rest did not
-    base = dict(vocab_size=16, num_actions=3, text_vocab=8, text_len=3, grid=2, window=2, d_model=16, n_layers=1,
-                n_heads=2)
-    old = Unified(UnifiedConfig(**base))
-    emb, prev = old.frame_inputs(frame)
-    assert torch.allclose(emb[0, 1, 0], old.emb_frame.weight[3] + old.emb_prev.weight[16])  # nothing of step 0
-    assert (prev == 16).all()  # no hidden cell: no copy prior anywhere
-    new = Unified(UnifiedConfig(**base, frame_delta=True))
-    emb, prev = new.frame_inputs(frame)
-    e, p, c = new.emb_frame.weight, new.emb_prev.weight, new.emb_changed
-    assert torch.allclose(emb[0, 1, 0], e[3] + p[3])  # unchanged: the token before, no "changed"
-    assert torch.allclose(emb[0, 1, 1], e[9] + p[4] + c)  # changed from 4 to 9
-    assert torch.allclose(emb[0, 0, 1], e[4] + p[16])  # the clip's first step: nothing before it
-    hidden = frame.clone()
-    hidden[0, 1, 1] = 16
-    emb, prev = new.frame_inputs(hidden)
-    assert torch.allclose(emb[0, 1, 1], e[16] + p[4]) and prev[0, 1].tolist() == [16, 4, 16, 16]
-
-
 def test_task_masks_hide_what_each_task_predicts():
     from maskworld.train.unified_tasks import TASKS, task_weights
     from maskworld.train.unified_train import Clips, hide

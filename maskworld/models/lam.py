@@ -49,8 +49,16 @@ class LamConfig:
     """Training: share of samples whose frame t-1 is replaced by frame t, as at an episode's first step."""
     batch_entropy_weight: float = 0.1
     sample_entropy_weight: float = 0.1
+    norm_features: bool = False
+    """Standardise the pooled encoder features over the batch (BatchNorm) and each transition's code logits across
+    the codes (mean 0, root-mean-square LOGIT_SCALE; the argmax is kept). Without the first, the features of
+    different transitions differ by ~0.1 % of their size at initialisation, every transition gets the same logits
+    and training sits in a one-code phase; without the second, logits that did separate grow to +-40 and their
+    gradient vanishes with codes left dead (both measured on the scroll toy of tests/test_latent.py; a tanh bound
+    only moved the vanishing into the tanh). False: LAMs trained before."""
 
 
+LOGIT_SCALE = 2.0
 OFFSETS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
 
 
@@ -91,6 +99,7 @@ class LatentActionModel(nn.Module):
             nn.Conv2d(C, C, 3, stride=2, padding=1), nn.GELU(),
             nn.Conv2d(C, C, 3, stride=2, padding=1), nn.GELU(),
         )
+        self.feat_norm = nn.BatchNorm1d(2 * C) if cfg.norm_features else nn.Identity()
         self.head = nn.Sequential(nn.Linear(2 * C, C), nn.GELU(), nn.Linear(C, cfg.num_codes))
         self.code_emb = nn.Embedding(cfg.num_codes, C)
         self.dec_in = nn.Conv2d(2 * D if cfg.context_frame else D, C, 3, padding=1)
@@ -112,7 +121,11 @@ class LatentActionModel(nn.Module):
             x += [z_prev, z_t - z_prev, cost_volume(z_prev, z_t)]
         h = self.enc(torch.cat(x, 1))
         # Global pooling: the code may say *what kind* of change happened, not *where* (an action, not a place).
-        return self.head(torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1))
+        logits = self.head(self.feat_norm(torch.cat([h.mean((2, 3)), h.amax((2, 3))], 1)))
+        if not self.cfg.norm_features:
+            return logits
+        centred = logits - logits.mean(-1, keepdim=True)  # a fixed spread across codes; the argmax is kept
+        return LOGIT_SCALE * centred / centred.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()
 
     def decode(self, z_t: torch.Tensor, onehot_BK: torch.Tensor, z_prev: torch.Tensor | None = None) -> torch.Tensor:
         """frame t latents (and t-1's) + (soft or hard) one-hot latent action -> predicted frame t+1 latents."""

@@ -16,8 +16,7 @@ index plus the cell inside the step (action, frame cells, outcome) for everythin
 
 A hidden frame token whose cell is visible in the step before carries that token's embedding, and its logits a
 learned bonus for it: decoding starts from "nothing changes" (the dynamics' prev_frame_prior), so a briefly
-trained world copies the last frame instead of drawing noise. With `frame_delta` visible cells carry the token
-before them too, and a "changed" vector where it differs (the frame difference a pixel IDM reads).
+trained world copies the last frame instead of drawing noise.
 
 Attention is bidirectional, except in clips flagged causal (the dynamics task of a `causal_dynamics` model): there
 a step attends to the text and the steps up to itself, and the text to itself only, so a frame hidden at step t
@@ -60,11 +59,6 @@ class UnifiedConfig:
     """Dynamics clips attend block-causally (a step sees the text and the steps up to itself), so every later frame
     of a clip is a target in one pass (diffusion forcing, Chen et al. 2024); the world then decodes its next frame
     the same way. False: a world trained with the last frame as the only target, bidirectionally."""
-    frame_delta: bool = False
-    """Visible frame cells also carry the token their cell had one step before and a learned "changed" vector where
-    it differs: what an action did is then a property of single cells (inverse dynamics reads the cells that changed,
-    as a pixel IDM reads the frame difference) instead of a comparison attention must first learn to make. False:
-    only hidden cells carry the token before (the prior of "nothing changes")."""
 
     @property
     def tokens_per_frame(self) -> int:
@@ -156,8 +150,6 @@ class Unified(nn.Module):
         self.emb_out = nn.Embedding(cfg.outcome_classes + 1, d)
         self.emb_prev = nn.Embedding(cfg.vocab_size + 1, d)  # the token the cell had one step before (MASK: unknown)
         self.copy_bonus = nn.Parameter(torch.tensor(2.0))
-        if cfg.frame_delta:
-            self.emb_changed = nn.Parameter(torch.randn(d) * 0.02)
         self.pos_text = nn.Parameter(torch.randn(cfg.text_len, d) * 0.02)
         self.pos_step = nn.Parameter(torch.randn(cfg.window, d) * 0.02)
         self.pos_cell = nn.Parameter(torch.randn(cfg.step_len, d) * 0.02)
@@ -167,19 +159,6 @@ class Unified(nn.Module):
         self.head_act = nn.Linear(d, cfg.num_actions + 1)  # NULL included: the first frame says it has no action
         self.head_frame = nn.Linear(d, cfg.vocab_size)
         self.head_out = nn.Linear(d, cfg.outcome_classes)
-
-    def frame_inputs(self, frame_BTG: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frame ids -> (their input embeddings (B,T,G,D), the token each hidden cell had one step before (B,T,G),
-        MASK where unknown or visible: the copy prior of the logits)."""
-        cfg = self.cfg
-        hidden = frame_BTG == cfg.frame_mask
-        before = torch.cat([torch.full_like(frame_BTG[:, :1], cfg.frame_mask), frame_BTG[:, :-1]], dim=1)
-        prev = torch.where(hidden, before, torch.full_like(before, cfg.frame_mask))  # a prior only where hidden
-        frames = self.emb_frame(frame_BTG) + self.emb_prev(before if cfg.frame_delta else prev)
-        if cfg.frame_delta:
-            changed = ~hidden & (before != cfg.frame_mask) & (before != frame_BTG)
-            frames = frames + changed[..., None].to(frames.dtype) * self.emb_changed
-        return frames, prev
 
     def forward(self, text_BL: torch.Tensor, act_BT: torch.Tensor, frame_BTG: torch.Tensor, out_BT: torch.Tensor,
                 steps_ok_BT: torch.Tensor | None = None, causal_B: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -194,7 +173,10 @@ class Unified(nn.Module):
             raise ValueError(f"clip of {T} steps x {G} tokens, text {L}; the model takes <= {cfg.window} x "
                              f"{cfg.tokens_per_frame}, text {cfg.text_len}")
         text = self.emb_text(text_BL) + self.pos_text  # (B,L,D)
-        frames, prev = self.frame_inputs(frame_BTG)
+        hidden = frame_BTG == cfg.frame_mask
+        prev = torch.cat([torch.full_like(frame_BTG[:, :1], cfg.frame_mask), frame_BTG[:, :-1]], dim=1)
+        prev = torch.where(hidden, prev, torch.full_like(prev, cfg.frame_mask))  # a prior only where hidden
+        frames = self.emb_frame(frame_BTG) + self.emb_prev(prev)
         step = torch.cat([self.emb_act(act_BT)[:, :, None], frames, self.emb_out(out_BT)[:, :, None]],
                          dim=2)  # (B,T,G+2,D)
         step = step + self.pos_step[:T, None] + self.pos_cell

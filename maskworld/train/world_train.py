@@ -303,7 +303,8 @@ def stage_lam(run: Run, tok, train_cache, val_cache, budget: Budget):
         rest = Budget(minutes=budget.minutes - lam_budget.minutes)
     else:
         lam_budget, rest = Budget(steps=lc.lam_steps or budget.steps), budget
-    cfg = LamConfig(num_codes=lc.latent_actions, grid=tok.cfg.grid, levels=list(tok.cfg.levels), context_frame=True)
+    cfg = LamConfig(num_codes=lc.latent_actions, grid=tok.cfg.grid, levels=list(tok.cfg.levels), context_frame=True,
+                    norm_features=True)
     print0(f"[lam] latent-action model: {cfg.num_codes} codes, budget {lam_budget.describe()} (action-free data)")
     lam, m = train_lam(train_cache, val_cache, cfg, 256, 1e-3, lam_budget, run.work, run.device, r.resume, r.seed, r.progress,
                        ckpt_minutes=r.ckpt_minutes)
@@ -434,8 +435,7 @@ def stage_unified(run: Run, tok, budget: Budget, card: dict, out: Path) -> None:
     preset = run.preset().dynamics
     cfg = UnifiedConfig(vocab_size=tok.cfg.vocab_size, num_actions=c.num_actions(run.meta), text_vocab=vocab.size,
                         text_len=vocab.length, grid=tok.cfg.grid, window=c.dynamics.window, d_model=c.dynamics.d_model,
-                        n_layers=c.dynamics.layers, n_heads=preset.n_heads, causal_dynamics=True,
-                        frame_delta=True)
+                        n_layers=c.dynamics.layers, n_heads=preset.n_heads, causal_dynamics=True)
     init_state = None
     if c.dynamics.init is not None:
         cfg, init_state = _init_unified(c.dynamics.init, tok, vocab, cfg)
