@@ -27,6 +27,7 @@ import numpy as np
 from maskworld.envs import make_env
 from maskworld.errors import UserError
 from maskworld.eval.babyai_detect import named_object, shows
+from maskworld.eval.idm import PairSet, predict_actions, train_idm
 from maskworld.eval.metrics import psnr_per_frame
 from maskworld.progress import Progress
 from maskworld.world.unified import POLICY_TEMPERATURE
@@ -108,20 +109,11 @@ class PixelIdm:
 
     def __init__(self, store, train_ids: list[int], num_actions: int, steps: int, seed: int, device,
                  max_frames: int = 20_000, progress: bool = True):
-        from maskworld.eval.idm import PairSet, train_idm
-
-        eps, n = [], 0
-        for i in train_ids:
-            if n >= max_frames:
-                break
-            eps.append(store.load(i))
-            n += len(eps[-1].frames)
         self.device = device
-        self.model = train_idm(PairSet(eps, max_frames), num_actions, steps, seed, device, progress=progress)
+        pairs = PairSet((store.load(i) for i in train_ids), max_frames)  # a generator: loads only what it keeps
+        self.model = train_idm(pairs, num_actions, steps, seed, device, progress=progress)
 
     def infer_actions(self, frames_NHWC: np.ndarray) -> np.ndarray:
-        from maskworld.eval.idm import predict_actions
-
         return predict_actions(self.model, frames_NHWC[:-1], frames_NHWC[1:], self.device)
 
 
