@@ -377,11 +377,13 @@ def test_cli_imagine_and_describe(babyai_store, tmp_path):
     e = json.loads((tmp_path / "e.json").read_text())
     assert "inverse.unified.accuracy" in e and e["inverse.pixel_idm.steps"] == 20 and "inverse.pixel_idm.accuracy" in e
     r = subprocess.run(mw + ["eval", str(out), "--data", babyai_store, "--tasks", "from_words", "--words", "2",
-                             "--guidance", "3", "--json", str(tmp_path / "g.json"), "--no-progress"],
+                             "--guidance", "3", "--sampler-steps", "2", "--json", str(tmp_path / "g.json"),
+                             "--no-progress"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     got = json.loads((tmp_path / "g.json").read_text())
     assert got["from_words.guidance"] == 3.0 and "from_words.unguided_shows_object" in got
+    assert got["meta.sampler_steps"] == 2  # the MaskGIT passes a unified world decodes with, as for every world
     r = subprocess.run(mw + ["eval", str(out), "--data", babyai_store, "--tasks", "from_words", "--guidance", "-1"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "--guidance" in r.stderr

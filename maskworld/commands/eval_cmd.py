@@ -78,6 +78,7 @@ def run_unified(args, json_path: str | None) -> int:
     if args.guidance is not None and args.guidance < 0:
         raise UserError(f"--guidance {args.guidance}: give 0 (none) or more")
     world = load_unified_world(args.world, device=args.device)
+    apply_sampler_args(world, args)
     if args.guidance is not None:
         world.guidance = args.guidance
     ded = {k: getattr(args, f"dedicated_{k}") for k in ("dynamics", "idm", "policy")}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from maskworld.commands._args import add_sampler_args, apply_sampler_args
 from maskworld.world.compose import RENDER_MODES
 
 MIN_TOKEN_CHARS = 8
@@ -24,6 +25,7 @@ def register(sub) -> None:
     p.add_argument("--fps", type=float, default=20.0, help="real-time mode tick rate")
     p.add_argument("--render", choices=RENDER_MODES, default=None,
                    help="how imagined frames are shown (default: the world's): tokens or composite (world/compose.py)")
+    add_sampler_args(p)
     p.add_argument("--max-batch", type=int, default=64, help="most sessions stepped in one forward pass")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads for the model (default: cores - 1, leaving one for the web server; "
@@ -139,6 +141,7 @@ def run(args) -> int:
     if unified and args.persistent is not None:
         raise UserError(f"{world_dir.name} is a unified world: it plays private sessions only; drop --persistent")
     world = load_unified_world(world_dir) if unified else maskworld.load_world(world_dir)
+    apply_sampler_args(world, args)
     if args.render is not None:
         world.render = args.render
     agent = find_agent(world_dir, args.agent, args.no_agent)

@@ -284,7 +284,8 @@ def evaluate_unified(world, store, episodes: int = 20, policy_episodes: int = 10
     tasks = set(tasks or ("dynamics", "inverse", "policy", "from_words", "describe"))
     train_ids, val_ids = store.split(seed=seed)
     env_id, view, size = store.meta.get("env_id"), store.meta.get("view") or "full", int(store.meta.get("size", 64))
-    m: dict[str, Any] = {"meta.env_id": env_id, "meta.val_episodes": len(val_ids)}
+    m: dict[str, Any] = {"meta.env_id": env_id, "meta.val_episodes": len(val_ids),
+                         "meta.sampler_steps": world.sampler.steps, "meta.sampler_temperature": world.sampler.temperature}
     if "dynamics" in tasks:
         m.update(eval_dynamics(world, store, val_ids, episodes, dedicated_dynamics, seed))
     if "inverse" in tasks:

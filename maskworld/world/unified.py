@@ -24,6 +24,7 @@ import torch
 from maskworld.device import pick_device
 from maskworld.errors import UserError
 from maskworld.io import atomic_save_safetensors, atomic_write_text
+from maskworld.models.sampler import SamplerConfig
 from maskworld.models.text import TextVocab
 from maskworld.models.tokenizer import Tokenizer, TokenizerConfig
 from maskworld.models.unified import Unified, UnifiedConfig
@@ -65,7 +66,9 @@ class UnifiedWorld:
         self.tokenizer, self.model, self.vocab = tokenizer.eval(), model.eval(), vocab
         self.meta = meta if isinstance(meta, UnifiedMeta) else UnifiedMeta(**meta)
         self.path = Path(path) if path else None
-        self.decode_steps = 8
+        self.sampler = SamplerConfig(steps=8, temperature=1.0)
+        """MaskGIT passes per generated frame and the sessions' default temperature (`--sampler-steps`,
+        `--temperature`); only `steps` and `temperature` are read here."""
         self.guidance = FROM_WORDS_GUIDANCE
         self.render = "tokens"
 
@@ -125,7 +128,7 @@ class UnifiedWorld:
 
     # ------------------------------------------------------------------ the tasks
 
-    def from_words(self, text: str | None, seed: int = 0, temperature: float = 1.0,
+    def from_words(self, text: str | None, seed: int = 0, temperature: float | None = None,
                    guidance: float | None = None) -> torch.Tensor:
         """The first frame of an episode with this instruction, as tokens (G,). guidance: classifier-free guidance
         by the words (models/unified_decode.py; None: the world's `guidance`, 0: none)."""
@@ -134,20 +137,22 @@ class UnifiedWorld:
         todo = torch.zeros_like(ids["frame"], dtype=torch.bool)
         todo[0, 0] = True
         w = self.guidance if guidance is None else guidance
-        return decode(self.model, ids, "frame", todo, self.decode_steps, temperature, g,
+        t = self.sampler.temperature if temperature is None else temperature
+        return decode(self.model, ids, "frame", todo, self.sampler.steps, t, g,
                       guidance=w if text is not None else 0.0)["frame"][0, 0]
 
     def session(self, text: str | None = None, seed: int = 0, frame: np.ndarray | None = None,
-                temperature: float = 1.0, prompt=None) -> UnifiedSession:
+                temperature: float | None = None, prompt=None) -> UnifiedSession:
         """A new episode: its first frame generated from `text` (or the real `frame` given). prompt (play's): the
         words (str) or a first frame (H,W,3 uint8)."""
         if isinstance(prompt, str):
             text = prompt
         elif prompt is not None:
             frame = np.asarray(prompt)
+        t = self.sampler.temperature if temperature is None else temperature
         tokens = (self.encode_frames(frame[None])[0] if frame is not None
-                  else self.from_words(text, seed, temperature))
-        return UnifiedSession(self, text, tokens, seed, temperature)
+                  else self.from_words(text, seed, t))
+        return UnifiedSession(self, text, tokens, seed, t)
 
     def act(self, session: UnifiedSession) -> int:
         """The world's own policy in `session`: the next action toward its instruction (policy by mask)."""
@@ -280,7 +285,7 @@ class UnifiedSession:
         todo[0, -1] = True
         # attending as the dynamics task was trained (None: bidirectional, a world trained before causal clips)
         causal = torch.ones(1, dtype=torch.bool, device=w.device) if cfg.causal_dynamics else None
-        ids = decode(w.model, ids, "frame", todo, w.decode_steps, self.temperature, self.gen, causal=causal)
+        ids = decode(w.model, ids, "frame", todo, w.sampler.steps, self.temperature, self.gen, causal=causal)
         out = int(w.model(ids["text"], ids["act"], ids["frame"], ids["out"])["out"][0, -1].argmax())
         tokens = ids["frame"][0, -1]
         self.acts.append(int(action))
