@@ -107,10 +107,37 @@ def test_padded_steps_are_never_attended_to():
     torch.testing.assert_close(a["text"][0], b["text"][0])
 
 
-def test_a_causal_clip_cannot_see_later_steps_and_a_bidirectional_one_can():
+def test_the_action_token_reads_what_changed_into_its_step():
+    """action_delta: a step's change code is the mean code of the cells that differ from the step before, both
+    visible; nothing changed, a hidden frame or the first step give zero, and a different change a different code."""
+    m = _tiny_model(action_delta=True)
+    torch.nn.init.normal_(m.delta[2].weight)
+    c = m.cfg
+    frame = torch.full((1, 3, c.tokens_per_frame), 4)
+    frame[0, 1, 0] = 7  # step 1: cell 0 changes 4 -> 7; step 2: frame hidden
+    frame[0, 2] = c.frame_mask
+    code = m.change_code(frame, m.emb_frame(frame))
+    assert torch.count_nonzero(code[0, 0]) == 0 and torch.count_nonzero(code[0, 2]) == 0
+    assert torch.count_nonzero(code[0, 1]) > 0
+    same = frame.clone()
+    same[0, 1, 0] = 4
+    assert torch.count_nonzero(m.change_code(same, m.emb_frame(same))) == 0
+    other = frame.clone()
+    other[0, 1, 0] = 9
+    assert not torch.allclose(m.change_code(other, m.emb_frame(other))[0, 1], code[0, 1])
+    ids = _ids(m)  # and the action logits hear it: change one cell of the last step
+    a = m(ids["text"], ids["act"], ids["frame"], ids["out"])["act"]
+    ids["frame"][:, 2, 0] = (ids["frame"][:, 2, 0] + 1) % c.vocab_size
+    assert not torch.allclose(a[:, 2], m(ids["text"], ids["act"], ids["frame"], ids["out"])["act"][:, 2])
+
+
+@pytest.mark.parametrize("delta", [False, True])
+def test_a_causal_clip_cannot_see_later_steps_and_a_bidirectional_one_can(delta):
     """Diffusion forcing's condition: in a causal clip a step (and the text) reads nothing of the steps after it,
     so every later frame can be a target in one pass; padding still hides what it hid."""
-    m = _tiny_model(causal_dynamics=True)
+    m = _tiny_model(causal_dynamics=True, action_delta=delta)
+    if delta:
+        torch.nn.init.normal_(m.delta[2].weight)
     ids = _ids(m)
     causal = torch.tensor([True, False])
     a = m(ids["text"], ids["act"], ids["frame"], ids["out"], None, causal)
@@ -193,7 +220,7 @@ def test_task_masks_hide_what_each_task_predicts():
     assert 0.03 < drop < 0.2  # TEXT_DROP: the unconditional side of guidance is trained too
     assert m["text"][i["describe"]].any() and not m["frame"][i["describe"]].any()
     causal = dataclasses.replace(cfg, causal_dynamics=True)
-    firsts = []
+    firsts, context_acts = [], []
     for seed in range(20):  # a causal dynamics clip: every frame from its first target on, none before
         clips.task[:] = i["dynamics"]
         m = hide(clips, causal, np.random.default_rng(seed))
@@ -202,8 +229,11 @@ def test_task_masks_hide_what_each_task_predicts():
             hidden = m["frame"][b].any(-1)
             k = int(np.argmax(hidden))
             assert 1 <= k and hidden[k:].all() and not hidden[:k].any() and m["out"][b, k:].all()
+            assert not m["act"][b, k:].any() and not m["act"][b, 0]  # the targets' own actions stay visible
             firsts.append(k)
+            context_acts += m["act"][b, 1:k].tolist()
     assert set(firsts) == {1, 2, 3}
+    assert 0.3 < np.mean(context_acts) < 0.7  # CONTEXT_ACT_HIDE: earlier actions are inverse examples too
     assert task_weights("inverse") == tuple(1.0 * (t == "inverse") * w for t, w in zip(TASKS, task_weights(None)))
     with pytest.raises(UserError, match="not a task"):
         task_weights("teleport")

@@ -18,6 +18,11 @@ A hidden frame token whose cell is visible in the step before carries that token
 learned bonus for it: decoding starts from "nothing changes" (the dynamics' prev_frame_prior), so a briefly
 trained world copies the last frame instead of drawing noise.
 
+With `action_delta` each action token also carries what changed into its step: the mean, over the cells visible in
+both frames whose token differs, of a learned code of (token before, token after). Inverse dynamics then reads the
+move from one input, as a pixel IDM reads the frame difference, instead of from a cell-by-cell comparison attention
+must first learn to make; cells still hidden count as unchanged, so a hidden frame tells nothing.
+
 Attention is bidirectional, except in clips flagged causal (the dynamics task of a `causal_dynamics` model): there
 a step attends to the text and the steps up to itself, and the text to itself only, so a frame hidden at step t
 cannot read the frames after t and every later frame of the clip can be predicted at once.
@@ -59,6 +64,9 @@ class UnifiedConfig:
     """Dynamics clips attend block-causally (a step sees the text and the steps up to itself), so every later frame
     of a clip is a target in one pass (diffusion forcing, Chen et al. 2024); the world then decodes its next frame
     the same way. False: a world trained with the last frame as the only target, bidirectionally."""
+    action_delta: bool = False
+    """Each action token adds the mean code of the cells that changed into its step (see the module docstring).
+    False: worlds trained before it, whose action tokens carry the action only."""
 
     @property
     def tokens_per_frame(self) -> int:
@@ -150,6 +158,10 @@ class Unified(nn.Module):
         self.emb_out = nn.Embedding(cfg.outcome_classes + 1, d)
         self.emb_prev = nn.Embedding(cfg.vocab_size + 1, d)  # the token the cell had one step before (MASK: unknown)
         self.copy_bonus = nn.Parameter(torch.tensor(2.0))
+        if cfg.action_delta:  # (token before, token after) of a changed cell -> its code; zero at start
+            self.delta = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, d))
+            nn.init.zeros_(self.delta[2].weight)
+            nn.init.zeros_(self.delta[2].bias)
         self.pos_text = nn.Parameter(torch.randn(cfg.text_len, d) * 0.02)
         self.pos_step = nn.Parameter(torch.randn(cfg.window, d) * 0.02)
         self.pos_cell = nn.Parameter(torch.randn(cfg.step_len, d) * 0.02)
@@ -159,6 +171,20 @@ class Unified(nn.Module):
         self.head_act = nn.Linear(d, cfg.num_actions + 1)  # NULL included: the first frame says it has no action
         self.head_frame = nn.Linear(d, cfg.vocab_size)
         self.head_out = nn.Linear(d, cfg.outcome_classes)
+
+    def change_code(self, frame_BTG: torch.Tensor, seen_BTGD: torch.Tensor) -> torch.Tensor:
+        """-> (B,T,D): per step, the mean code over cells visible in it and the step before whose token differs
+        (zero where none did: the first step, a hidden frame, a move that changed nothing). Only the changed cells
+        (a few per step in a game) go through the code's MLP."""
+        mask = self.cfg.frame_mask
+        B, T, G, D = seen_BTGD.shape
+        changed = (frame_BTG[:, 1:] != mask) & (frame_BTG[:, :-1] != mask) & (frame_BTG[:, 1:] != frame_BTG[:, :-1])
+        b, t, g = changed.nonzero(as_tuple=True)  # (N,) each: step t + 1 changed in cell g
+        code = self.delta(torch.cat([seen_BTGD[b, t, g], seen_BTGD[b, t + 1, g]], dim=-1))  # (N,D)
+        row = b * T + t + 1
+        total = seen_BTGD.new_zeros(B * T, D).index_add(0, row, code)
+        count = seen_BTGD.new_zeros(B * T).index_add(0, row, torch.ones_like(row, dtype=seen_BTGD.dtype))
+        return (total / count.clamp(min=1.0)[:, None]).view(B, T, D)
 
     def forward(self, text_BL: torch.Tensor, act_BT: torch.Tensor, frame_BTG: torch.Tensor, out_BT: torch.Tensor,
                 steps_ok_BT: torch.Tensor | None = None, causal_B: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -176,9 +202,12 @@ class Unified(nn.Module):
         hidden = frame_BTG == cfg.frame_mask
         prev = torch.cat([torch.full_like(frame_BTG[:, :1], cfg.frame_mask), frame_BTG[:, :-1]], dim=1)
         prev = torch.where(hidden, prev, torch.full_like(prev, cfg.frame_mask))  # a prior only where hidden
-        frames = self.emb_frame(frame_BTG) + self.emb_prev(prev)
-        step = torch.cat([self.emb_act(act_BT)[:, :, None], frames, self.emb_out(out_BT)[:, :, None]],
-                         dim=2)  # (B,T,G+2,D)
+        seen = self.emb_frame(frame_BTG)  # (B,T,G,D)
+        frames = seen + self.emb_prev(prev)
+        acts = self.emb_act(act_BT)
+        if cfg.action_delta:
+            acts = acts + self.change_code(frame_BTG, seen)
+        step = torch.cat([acts[:, :, None], frames, self.emb_out(out_BT)[:, :, None]], dim=2)  # (B,T,G+2,D)
         step = step + self.pos_step[:T, None] + self.pos_cell
         x = torch.cat([text, step.flatten(1, 2)], dim=1)  # (B, L + T*(G+2), D)
         key_ok = attention_mask(L, T, cfg.step_len, steps_ok_BT, causal_B, x.device)

@@ -435,7 +435,8 @@ def stage_unified(run: Run, tok, budget: Budget, card: dict, out: Path) -> None:
     preset = run.preset().dynamics
     cfg = UnifiedConfig(vocab_size=tok.cfg.vocab_size, num_actions=c.num_actions(run.meta), text_vocab=vocab.size,
                         text_len=vocab.length, grid=tok.cfg.grid, window=c.dynamics.window, d_model=c.dynamics.d_model,
-                        n_layers=c.dynamics.layers, n_heads=preset.n_heads, causal_dynamics=True)
+                        n_layers=c.dynamics.layers, n_heads=preset.n_heads, causal_dynamics=True,
+                        action_delta=True)
     init_state = None
     if c.dynamics.init is not None:
         cfg, init_state = _init_unified(c.dynamics.init, tok, vocab, cfg)
