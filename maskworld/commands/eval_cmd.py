@@ -92,7 +92,9 @@ def run_unified(args, json_path: str | None) -> int:
                                dedicated_idm=ded["idm"] or None, dedicated_policy=ded["policy"] or None, tasks=tasks,
                                progress=args.progress, idm_steps=args.idm_steps)
     for k, v in metrics.items():
-        print(f"  {k:42s} {v:.3f}" if isinstance(v, float) else f"  {k:42s} {v}")
+        shown = (f"{v:.3f}" if isinstance(v, float) else
+                 f"[{v[0]:.3f}, {v[1]:.3f}]" if isinstance(v, list) and len(v) == 2 else v)
+        print(f"  {k:42s} {shown}")
     if json_path:
         atomic_write_json(json_path, metrics, indent=1, sort_keys=True)
         print(f"wrote {json_path}")

@@ -29,6 +29,7 @@ from maskworld.errors import UserError
 from maskworld.eval.babyai_detect import named_object, shows
 from maskworld.eval.idm import PairSet, predict_actions, train_idm
 from maskworld.eval.metrics import psnr_per_frame
+from maskworld.eval.uncertainty import mean_ci
 from maskworld.progress import Progress
 from maskworld.world.unified import POLICY_TEMPERATURE
 
@@ -53,15 +54,28 @@ def rollout_psnr(step_fn_factory, episodes: list[Any], horizons=HORIZONS, action
     return out
 
 
-def delta_psnr(step_fn_factory, episodes: list[Any], num_actions: int, seed: int = 0, t: int = DELTA_T,
-               real: list[float] | None = None) -> float:
-    """Genie's ΔPSNR at t: PSNR after t steps of the logged actions minus after t random ones (same first frames);
-    about 0 for a world that ignores its actions. real: the logged actions' PSNRs at t, where already rolled out."""
+def delta_psnr_per_episode(step_fn_factory, episodes: list[Any], num_actions: int, seed: int = 0, t: int = DELTA_T,
+                           real: list[float] | None = None) -> np.ndarray:
+    """(E,) per episode: PSNR after t steps of the logged actions minus after t random ones (same first frame)."""
     rng = np.random.default_rng(seed)
     rand = [rng.integers(0, num_actions, size=t) for _ in episodes]
     if real is None:
         real = rollout_psnr(step_fn_factory, episodes, (t,))[t]
-    return float(np.mean(real) - np.mean(rollout_psnr(step_fn_factory, episodes, (t,), rand)[t]))
+    return np.asarray(real) - np.asarray(rollout_psnr(step_fn_factory, episodes, (t,), rand)[t])
+
+
+def delta_psnr(step_fn_factory, episodes: list[Any], num_actions: int, seed: int = 0, t: int = DELTA_T,
+               real: list[float] | None = None) -> float:
+    """Genie's ΔPSNR at t: PSNR after t steps of the logged actions minus after t random ones (same first frames);
+    about 0 for a world that ignores its actions. real: the logged actions' PSNRs at t, where already rolled out."""
+    return float(np.mean(delta_psnr_per_episode(step_fn_factory, episodes, num_actions, seed, t, real)))
+
+
+def _delta_metrics(name: str, step_fn_factory, episodes, num_actions: int, seed: int, real) -> dict:
+    """ΔPSNR and its 95 % episode-bootstrap interval (one rollout per episode: runs of one command spread widely)."""
+    d = delta_psnr_per_episode(step_fn_factory, episodes, num_actions, seed, real=real)
+    return {f"dynamics.{name}.delta_psnr.{DELTA_T}": float(np.mean(d)),
+            f"dynamics.{name}.delta_psnr.{DELTA_T}.ci95": mean_ci(d, np.arange(len(d)), seed)}
 
 
 def _mean(x) -> float | None:
@@ -80,7 +94,7 @@ def eval_dynamics(world, store, ids: list[int], episodes: int, dedicated=None, s
         return lambda a: s.step(a)[0]
 
     res_unified = rollout_psnr(unified, eps)
-    m[f"dynamics.unified.delta_psnr.{DELTA_T}"] = delta_psnr(unified, eps, world.num_actions, seed, real=res_unified[DELTA_T])
+    m.update(_delta_metrics("unified", unified, eps, world.num_actions, seed, res_unified[DELTA_T]))
     for name, res in (("unified", res_unified),
                       ("copy_last", {h: [float(psnr_per_frame(ep.frames[0][None], ep.frames[h][None])[0]) for ep in eps]
                                      for h in HORIZONS}),
@@ -99,8 +113,7 @@ def eval_dynamics(world, store, ids: list[int], episodes: int, dedicated=None, s
             res = rollout_psnr(ded, eps)
             for h, v in res.items():
                 m[f"dynamics.dedicated_{render}.psnr.{h}"] = _mean(v)
-            m[f"dynamics.dedicated_{render}.delta_psnr.{DELTA_T}"] = delta_psnr(ded, eps, dedicated.num_actions, seed,
-                                                                              real=res[DELTA_T])
+            m.update(_delta_metrics(f"dedicated_{render}", ded, eps, dedicated.num_actions, seed, res[DELTA_T]))
     return m
 
 
