@@ -125,6 +125,10 @@ def test_the_action_token_reads_what_changed_into_its_step():
     other = frame.clone()
     other[0, 1, 0] = 9
     assert not torch.allclose(m.change_code(other, m.emb_frame(other))[0, 1], code[0, 1])
+    paired = _tiny_model(action_delta=True, delta_pairs=64)  # the pair table alone (the MLP is zero at the start)
+    torch.nn.init.normal_(paired.emb_delta_pair.weight)
+    codes = [paired.change_code(f, paired.emb_frame(f))[0, 1] for f in (frame, other)]
+    assert not torch.allclose(codes[0], codes[1]) and torch.count_nonzero(codes[0]) > 0
     ids = _ids(m)  # and the action logits hear it: change one cell of the last step
     a = m(ids["text"], ids["act"], ids["frame"], ids["out"])["act"]
     ids["frame"][:, 2, 0] = (ids["frame"][:, 2, 0] + 1) % c.vocab_size
