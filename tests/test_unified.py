@@ -125,10 +125,6 @@ def test_the_action_token_reads_what_changed_into_its_step():
     other = frame.clone()
     other[0, 1, 0] = 9
     assert not torch.allclose(m.change_code(other, m.emb_frame(other))[0, 1], code[0, 1])
-    paired = _tiny_model(action_delta=True, delta_pairs=64)  # the pair table alone (the MLP is zero at the start)
-    torch.nn.init.normal_(paired.emb_delta_pair.weight)
-    codes = [paired.change_code(f, paired.emb_frame(f))[0, 1] for f in (frame, other)]
-    assert not torch.allclose(codes[0], codes[1]) and torch.count_nonzero(codes[0]) > 0
     ids = _ids(m)  # and the action logits hear it: change one cell of the last step
     a = m(ids["text"], ids["act"], ids["frame"], ids["out"])["act"]
     ids["frame"][:, 2, 0] = (ids["frame"][:, 2, 0] + 1) % c.vocab_size
@@ -224,7 +220,7 @@ def test_task_masks_hide_what_each_task_predicts():
     assert 0.03 < drop < 0.2  # TEXT_DROP: the unconditional side of guidance is trained too
     assert m["text"][i["describe"]].any() and not m["frame"][i["describe"]].any()
     causal = dataclasses.replace(cfg, causal_dynamics=True)
-    firsts, context_acts = [], []
+    firsts = []
     for seed in range(20):  # a causal dynamics clip: every frame from its first target on, none before
         clips.task[:] = i["dynamics"]
         m = hide(clips, causal, np.random.default_rng(seed))
@@ -233,11 +229,8 @@ def test_task_masks_hide_what_each_task_predicts():
             hidden = m["frame"][b].any(-1)
             k = int(np.argmax(hidden))
             assert 1 <= k and hidden[k:].all() and not hidden[:k].any() and m["out"][b, k:].all()
-            assert not m["act"][b, k:].any() and not m["act"][b, 0]  # the targets' own actions stay visible
             firsts.append(k)
-            context_acts += m["act"][b, 1:k].tolist()
     assert set(firsts) == {1, 2, 3}
-    assert 0.3 < np.mean(context_acts) < 0.7  # CONTEXT_ACT_HIDE: earlier actions are inverse examples too
     assert task_weights("inverse") == tuple(1.0 * (t == "inverse") * w for t, w in zip(TASKS, task_weights(None)))
     with pytest.raises(UserError, match="not a task"):
         task_weights("teleport")

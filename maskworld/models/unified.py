@@ -21,12 +21,7 @@ trained world copies the last frame instead of drawing noise.
 With `action_delta` each action token also carries what changed into its step: the mean, over the cells visible in
 both frames whose token differs, of a learned code of (token before, token after). Inverse dynamics then reads the
 move from one input, as a pixel IDM reads the frame difference, instead of from a cell-by-cell comparison attention
-must first learn to make; cells still hidden count as unchanged, so a hidden frame tells nothing. The code is an
-MLP of both tokens' embeddings plus, with `delta_pairs`, a learned vector per (before, after) pair, hashed into that
-many rows (the hashing trick of Weinberger et al. 2009): a turn left and a turn right change the same cell between
-the same four glyphs, and which is which lies in the pair, not in either token (over the four headings a linear
-readout of any sum of per-token terms scores both directions alike), so the MLP must first learn an interaction;
-the pair table has one row per pair from the first examples on.
+must first learn to make; cells still hidden count as unchanged, so a hidden frame tells nothing.
 
 Attention is bidirectional, except in clips flagged causal (the dynamics task of a `causal_dynamics` model): there
 a step attends to the text and the steps up to itself, and the text to itself only, so a frame hidden at step t
@@ -72,8 +67,6 @@ class UnifiedConfig:
     action_delta: bool = False
     """Each action token adds the mean code of the cells that changed into its step (see the module docstring).
     False: worlds trained before it, whose action tokens carry the action only."""
-    delta_pairs: int = 0
-    """Rows of the hashed (token before, token after) table added to each changed cell's code (0: none)."""
 
     @property
     def tokens_per_frame(self) -> int:
@@ -169,9 +162,6 @@ class Unified(nn.Module):
             self.delta = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, d))
             nn.init.zeros_(self.delta[2].weight)
             nn.init.zeros_(self.delta[2].bias)
-        if cfg.action_delta and cfg.delta_pairs:
-            self.emb_delta_pair = nn.Embedding(cfg.delta_pairs, d)
-            nn.init.zeros_(self.emb_delta_pair.weight)
         self.pos_text = nn.Parameter(torch.randn(cfg.text_len, d) * 0.02)
         self.pos_step = nn.Parameter(torch.randn(cfg.window, d) * 0.02)
         self.pos_cell = nn.Parameter(torch.randn(cfg.step_len, d) * 0.02)
@@ -191,9 +181,6 @@ class Unified(nn.Module):
         changed = (frame_BTG[:, 1:] != mask) & (frame_BTG[:, :-1] != mask) & (frame_BTG[:, 1:] != frame_BTG[:, :-1])
         b, t, g = changed.nonzero(as_tuple=True)  # (N,) each: step t + 1 changed in cell g
         code = self.delta(torch.cat([seen_BTGD[b, t, g], seen_BTGD[b, t + 1, g]], dim=-1))  # (N,D)
-        if self.cfg.delta_pairs:
-            pair = frame_BTG[b, t, g] * (mask + 1) + frame_BTG[b, t + 1, g]  # < (V+1)^2: no int64 overflow below
-            code = code + self.emb_delta_pair((pair * 2654435761) % 2**32 % self.cfg.delta_pairs)
         row = b * T + t + 1
         total = seen_BTGD.new_zeros(B * T, D).index_add(0, row, code)
         count = seen_BTGD.new_zeros(B * T).index_add(0, row, torch.ones_like(row, dtype=seen_BTGD.dtype))

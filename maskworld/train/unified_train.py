@@ -4,7 +4,7 @@ Each clip of a batch draws one task, and the task is nothing but which tokens ar
 
 | task | hidden | what it teaches |
 |---|---|---|
-| dynamics | frames (own MaskGIT ratio each), outcomes from a step k on; earlier frames noised, actions half hidden | next frame |
+| dynamics | every frame (own MaskGIT ratio each) and outcome from a step k on; earlier frames lightly corrupted | the next frame |
 | inverse | one action between two visible frames, or all of them | inverse dynamics |
 | policy | the action into step t, its frame and outcome; steps after t do not exist | the next action from text + past |
 | outcome | every outcome | reward and termination |
@@ -38,12 +38,6 @@ from maskworld.train.unified_tasks import TASK_WEIGHTS, TASKS
 CORRUPT_MAX = 0.1
 """Visible earlier frames of a dynamics clip get random tokens at a rate up to this (GameNGen's noise
 augmentation, discrete): a rollout's own errors are then familiar context."""
-
-
-CONTEXT_ACT_HIDE = 0.5
-"""Share of the actions between two visible frames of a dynamics clip that are hidden, so the clips most of the
-mixture draws are inverse-dynamics examples too: the target frame's own action stays visible, and the earlier ones
-are what the frames around them already show (with `action_delta`, what changed into their step)."""
 
 
 TEXT_DROP = 0.1
@@ -148,7 +142,6 @@ def hide(clips: Clips, cfg: UnifiedConfig, rng: np.random.Generator) -> dict[str
                 m["frame"][b, u] = maskgit(G)
             m["out"][b, t:n] = t > 0
             m["causal"][b] = cfg.causal_dynamics
-            m["act"][b, 1:t] = rng.random(max(t - 1, 0)) < CONTEXT_ACT_HIDE
             if t > 0:
                 rate = rng.random() * CORRUPT_MAX
                 noisy = rng.random((t, G)) < rate

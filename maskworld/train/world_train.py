@@ -261,10 +261,6 @@ def _init_dynamics(init: str, tok):
     return cfg, src.dynamics.state_dict()
 
 
-DELTA_PAIRS = 4096
-"""Rows of a new unified world's (token before, token after) table: far more than the pairs a game's moves make."""
-
-
 def _init_unified(init: str, tok, vocab: TextVocab, cfg: UnifiedConfig):
     """--init UNIFIED_WORLD: its model config and weights, to train on; a clear error where its token ids (frames,
     words or actions) would mean something else in this data."""
@@ -440,7 +436,7 @@ def stage_unified(run: Run, tok, budget: Budget, card: dict, out: Path) -> None:
     cfg = UnifiedConfig(vocab_size=tok.cfg.vocab_size, num_actions=c.num_actions(run.meta), text_vocab=vocab.size,
                         text_len=vocab.length, grid=tok.cfg.grid, window=c.dynamics.window, d_model=c.dynamics.d_model,
                         n_layers=c.dynamics.layers, n_heads=preset.n_heads, causal_dynamics=True,
-                        action_delta=True, delta_pairs=DELTA_PAIRS)
+                        action_delta=True)
     init_state = None
     if c.dynamics.init is not None:
         cfg, init_state = _init_unified(c.dynamics.init, tok, vocab, cfg)
