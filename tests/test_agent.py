@@ -131,3 +131,41 @@ def test_split_batches_match(tiny_world):
         assert np.array_equal(whole.obs[:, b], alone.obs[:, 0]) and torch.equal(whole.rewards[:, b], alone.rewards[:, 0])
         assert torch.equal(whole.continues[:, b], alone.continues[:, 0])
 
+
+
+def test_factorised_policy_of_joint_actions():
+    """A joint action of several avatars: one softmax per avatar, the joint policy their product; sampled joint
+    indices decode per avatar with split_action, and log-probabilities and entropy match the product's."""
+    import math
+
+    import pytest
+
+    from maskworld.agents.actor_critic import ActorCritic, ActorCriticConfig
+    from maskworld.envs.base import split_action
+
+    torch.manual_seed(0)
+    agent = ActorCritic(ActorCriticConfig(num_actions=3 * 5, image_size=64, channels=8, hidden=16, action_factors=[3, 5]))
+    assert agent.actor.out_features == 8
+    frames = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    logits, _ = agent(torch.from_numpy(frames))
+    _, ent = agent.log_prob_entropy(logits, torch.zeros(2, dtype=torch.long))
+    assert torch.allclose(ent, torch.full((2,), math.log(15.0)))  # zero-init actor: uniform over the 15 joint actions
+
+    with torch.no_grad():  # avatar 0 always picks move 2, avatar 1 always move 4
+        agent.actor.bias.copy_(torch.tensor([0.0, 0.0, 30.0, 0.0, 0.0, 0.0, 0.0, 30.0]))
+    joint = agent.act(frames, torch.Generator().manual_seed(0))
+    assert list(joint) == [2 + 3 * 4] * 2 and list(agent.act(frames, greedy=True)) == list(joint)
+    same = ActorCritic(ActorCriticConfig(num_actions=25, image_size=64, channels=8, hidden=16, action_factors=[5, 5]))
+    with torch.no_grad():  # the env's order: avatar i's move is (joint // 5 ** i) % 5
+        same.actor.bias.copy_(torch.tensor([0.0, 30.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 30.0, 0.0]))
+    assert [split_action(j, 2, 5) for j in same.act(frames, greedy=True)] == [[1, 3], [1, 3]]
+
+    logits = torch.randn(4, 8)
+    acts = torch.arange(4) * 4 % 15
+    lp, ent = agent.log_prob_entropy(logits, acts)
+    joint_logp = (torch.log_softmax(logits[:, :3], -1)[:, :, None] + torch.log_softmax(logits[:, 3:], -1)[:, None, :])
+    joint_logp = joint_logp.transpose(1, 2).reshape(4, 15)  # index a0 + 3 * a1
+    assert torch.allclose(lp, joint_logp.gather(1, acts[:, None]).squeeze(1), atol=1e-6)
+    assert torch.allclose(ent, -(joint_logp.exp() * joint_logp).sum(-1), atol=1e-5)
+    with pytest.raises(ValueError, match="multiply"):
+        ActorCritic(ActorCriticConfig(num_actions=16, action_factors=[3, 5]))

@@ -29,6 +29,11 @@ Design choices (Dreamer / DreamerV3 actor-critic, simplified to a pixel world wi
   carry zero weight.
 - The network is a small strided CNN on the (S,S,3) frame; config and weights go to agent.json +
   agent.safetensors, like a world.
+- Joint actions of several avatars (a world with `action_factors`, e.g. 4 avatars x 5 moves = 625 joint
+  actions) get one softmax per avatar, the joint policy their product: each avatar's log-probability of its
+  own move gets the gradient instead of one of 625 joint classes, most never sampled (factorised action
+  spaces, as in multi-agent actor-critics with a shared critic, e.g. COMA / MAPPO's centralised value).
+  The joint index is sum_i a_i * prod(factors[:i]), the order `envs.base.split_action` reads.
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ class ActorCriticConfig:
     channels: int = 32
     """Conv width (three stride-2 convolutions, then one hidden layer)."""
     hidden: int = 256
+    action_factors: list[int] | None = None
+    """Moves per avatar of a joint action (their product = num_actions): one softmax each; None = one softmax."""
 
 
 class ActorCritic(nn.Module):
@@ -66,25 +73,47 @@ class ActorCritic(nn.Module):
             nn.Conv2d(3, c, 4, 2, 1), nn.SiLU(), nn.Conv2d(c, c, 4, 2, 1), nn.SiLU(), nn.Conv2d(c, c, 4, 2, 1), nn.SiLU(),
             nn.Flatten(), nn.Linear(c * (cfg.image_size // 8) ** 2, cfg.hidden), nn.SiLU(),
         )
-        self.actor = nn.Linear(cfg.hidden, cfg.num_actions)
+        self.factors = list(cfg.action_factors or [cfg.num_actions])
+        if int(np.prod(self.factors)) != cfg.num_actions:
+            raise ValueError(f"action_factors {self.factors} multiply to {int(np.prod(self.factors))}, not {cfg.num_actions}")
+        self.actor = nn.Linear(cfg.hidden, sum(self.factors))
         self.critic = nn.Linear(cfg.hidden, 1)
         nn.init.zeros_(self.actor.weight)  # uniform policy at the start
         nn.init.zeros_(self.actor.bias)
 
     def forward(self, frames_BHWC: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 frames (B,S,S,3) -> action logits (B,A), values (B,)."""
+        """uint8 frames (B,S,S,3) -> action logits (B, sum(factors)), values (B,)."""
         x = frames_BHWC.permute(0, 3, 1, 2).float() / 255.0  # (B,3,S,S)
         h = self.encoder(x)
         return self.actor(h), self.critic(h).squeeze(-1)
 
+    def _strides(self) -> list[int]:
+        return [int(np.prod(self.factors[:i])) for i in range(len(self.factors))]
+
+    def log_prob_entropy(self, logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """logits (..., sum(factors)), joint actions (...) -> log pi(action) (...), entropy of pi (...).
+
+        Both sum over the factors: the joint policy is the product of one softmax per avatar."""
+        logp_a, entropy = 0, 0
+        for part, f, stride in zip(logits.split(self.factors, -1), self.factors, self._strides()):
+            logp = torch.log_softmax(part, -1)
+            logp_a = logp_a + logp.gather(-1, ((actions // stride) % f)[..., None]).squeeze(-1)
+            entropy = entropy - (logp.exp() * logp).sum(-1)
+        return logp_a, entropy
+
     @torch.no_grad()
     def act(self, frames_BHWC: np.ndarray, gen: torch.Generator | None = None, greedy: bool = False) -> np.ndarray:
+        """uint8 frames (B,S,S,3) -> joint actions (B,), each avatar's move drawn from its own softmax."""
         dev = next(self.parameters()).device
         logits, _ = self(torch.tensor(np.asarray(frames_BHWC), device=dev))  # a copy: env frames may be read-only
-        if greedy:
-            return logits.argmax(-1).cpu().numpy()
-        probs = torch.softmax(logits.float().cpu(), -1)
-        return torch.multinomial(probs, 1, generator=gen).squeeze(-1).numpy()
+        joint = 0
+        for part, stride in zip(logits.float().cpu().split(self.factors, -1), self._strides()):
+            if greedy:
+                a = part.argmax(-1)
+            else:
+                a = torch.multinomial(torch.softmax(part, -1), 1, generator=gen).squeeze(-1)
+            joint = joint + a * stride
+        return joint.numpy()
 
 
 def lambda_returns(rewards_HB, values_H1B, continues_HB, gamma: float, lam: float) -> torch.Tensor:
@@ -129,9 +158,7 @@ def _update(agent, opt, world, starts, start_actions, cfg: AgentTrainConfig, sca
         ret = lambda_returns(rew, values.detach(), cont, cfg.gamma, cfg.lam)  # (H,B)
         s = scale(ret, alive)
         adv = (ret - values[:H].detach()) / s
-    logp = torch.log_softmax(logits, -1)
-    logp_a = logp.gather(-1, ro.actions.to(dev)[..., None]).squeeze(-1)
-    entropy = -(logp.exp() * logp).sum(-1)
+    logp_a, entropy = agent.log_prob_entropy(logits, ro.actions.to(dev))
     w = alive / alive.sum().clamp(min=1)
     actor_loss = -(w * (logp_a * adv + cfg.entropy * entropy)).sum()
     critic_loss = 0.5 * (w * (values[:H] - ret) ** 2).sum()

@@ -162,7 +162,8 @@ def _build(world, cfg: AgentTrainConfig, seed: int, env_id, view, data) -> _Part
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
-    agent = ActorCritic(ActorCriticConfig(world.num_actions, world.meta.size, cfg.channels)).to(world.device)
+    agent = ActorCritic(ActorCriticConfig(world.num_actions, world.meta.size, cfg.channels,
+                                          action_factors=world.dynamics.cfg.action_factors)).to(world.device)
     updater = WorldUpdater(world, cfg.world_batch, cfg.world_real_share) if cfg.world_updates > 0 else None
     modules = nn.ModuleDict({"agent": agent, **({"dynamics": world.dynamics} if updater is not None else {})})
     opt = _optimizer(agent, updater, cfg)
