@@ -31,7 +31,7 @@ Design choices (Dreamer / DreamerV3 actor-critic, simplified to a pixel world wi
   agent.safetensors, like a world.
 - Joint actions of several avatars (a world with `action_factors`, e.g. 4 avatars x 5 moves = 625 joint
   actions) get one softmax per avatar, the joint policy their product: each avatar's log-probability of its
-  own move gets the gradient instead of one of 625 joint classes, most never sampled (factorised action
+  own move gets the gradient instead of one of 625 joint classes, each drawn in a 625th of the steps (factorised action
   spaces, as in multi-agent actor-critics with a shared critic, e.g. COMA / MAPPO's centralised value).
   The joint index is sum_i a_i * prod(factors[:i]), the order `envs.base.split_action` reads.
 """
