@@ -234,6 +234,13 @@ def test_task_masks_hide_what_each_task_predicts():
     assert task_weights("inverse") == tuple(1.0 * (t == "inverse") * w for t, w in zip(TASKS, task_weights(None)))
     with pytest.raises(UserError, match="not a task"):
         task_weights("teleport")
+    w = task_weights("inverse:0.5,describe,dynamics:0")  # a weight each, the default where none is given
+    assert w == tuple({"inverse": 0.5, "describe": task_weights(None)[TASKS.index("describe")]}.get(t, 0.0)
+                      for t in TASKS)
+    for bad, says in (("inverse:lots", "not a number"), ("inverse:-1", ">= 0"), ("inverse:nan", "finite"),
+                      ("inverse:0", "sum to 0"), ("inverse,inverse:2", "twice"), (",", "at least one")):
+        with pytest.raises(UserError, match=says):
+            task_weights(bad)
 
 
 def test_clips_for_words_come_from_where_the_words_are_true():

@@ -109,10 +109,10 @@ class DynamicsTrainConfig:
     """dynamics: today's world (frames and actions, KV-cached play). unified: one masked transformer over the
     episode's words, frames, actions and outcomes that does dynamics, inverse dynamics, policy, world-from-words and
     describing by what it hides (models/unified.py; needs data with mission text, e.g. a BabyAI level)."""
-    tasks: str | None = field(default=None, metadata={"metavar": "T,T", "default_text": "all"})
+    tasks: str | None = field(default=None, metadata={"metavar": "T[:W],T[:W]", "default_text": "all"})
     """--kind unified: the tasks of the training mixture (dynamics, inverse, policy, outcome, from_words, describe,
-    random); one task alone trains a dedicated model of the same size, the baseline the unified one is measured
-    against."""
+    random), each optionally with its sampling weight (inverse:0.25); one task alone trains a dedicated model of the
+    same size, the baseline the unified one is measured against."""
     window: int | None = field(default=None, metadata=_by_preset("window"))
     """Context window in frames; the KV cache holds window-1 frames."""
     d_model: int | None = field(default=None, metadata=_by_preset("d_model"))
