@@ -64,15 +64,10 @@ def delta_psnr_per_episode(step_fn_factory, episodes: list[Any], num_actions: in
     return np.asarray(real) - np.asarray(rollout_psnr(step_fn_factory, episodes, (t,), rand)[t])
 
 
-def delta_psnr(step_fn_factory, episodes: list[Any], num_actions: int, seed: int = 0, t: int = DELTA_T,
-               real: list[float] | None = None) -> float:
-    """Genie's ΔPSNR at t: PSNR after t steps of the logged actions minus after t random ones (same first frames);
-    about 0 for a world that ignores its actions. real: the logged actions' PSNRs at t, where already rolled out."""
-    return float(np.mean(delta_psnr_per_episode(step_fn_factory, episodes, num_actions, seed, t, real)))
-
-
 def _delta_metrics(name: str, step_fn_factory, episodes, num_actions: int, seed: int, real) -> dict:
-    """ΔPSNR and its 95 % episode-bootstrap interval (one rollout per episode: runs of one command spread widely)."""
+    """Genie's ΔPSNR at t = DELTA_T (about 0 for a world that ignores its actions) and its 95 % episode-bootstrap
+    interval (one rollout per episode: runs of one command spread widely). real: the logged actions' PSNRs at t,
+    where already rolled out."""
     d = delta_psnr_per_episode(step_fn_factory, episodes, num_actions, seed, real=real)
     return {f"dynamics.{name}.delta_psnr.{DELTA_T}": float(np.mean(d)),
             f"dynamics.{name}.delta_psnr.{DELTA_T}.ci95": mean_ci(d, np.arange(len(d)), seed)}
