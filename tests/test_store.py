@@ -145,9 +145,11 @@ def test_split_is_deterministic_and_stable():
 
 def test_merge(tmp_path):
     write_store(tmp_path / "a", [3, 4], episodes_per_shard=1)
-    write_store(tmp_path / "b", [5], episodes_per_shard=1)
+    with StoreWriter(tmp_path / "b", {**META, "policy": "bot"}, episodes_per_shard=1) as w:  # one policy for all
+        w.add(make_episode(5))
     stats = merge_stores(str(tmp_path / "m"), [str(tmp_path / "a"), str(tmp_path / "b")])
     m = EpisodeStore(tmp_path / "m")
+    assert [m.entry(i).get("policy") for i in m.episode_ids] == [None, None, "bot"]  # kept past the first meta
     assert stats["episodes"] == 3 and m.episode_ids == [0, 1, 2]
     assert [m.length(i) for i in m.episode_ids] == [3, 4, 5]
     assert np.array_equal(m.load(2).frames, make_episode(5, tag=0).frames)

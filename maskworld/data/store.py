@@ -396,8 +396,8 @@ def merge_stores(out: str, inputs: list[str], command: str = "") -> dict:
     """Join stores whose meta agree on `COMPAT_KEYS` into a new store `out`.
 
     Shard files are copied byte for byte (their sha256 is checked on the way); episode ids are
-    renumbered 0..N-1 in input order, each record keeping `from` (input path) and `orig_id`.
-    On any error the half-built `out` is removed.
+    renumbered 0..N-1 in input order, each record keeping `from` (input path), `orig_id` and the policy that
+    played it (its own, else its store's). On any error the half-built `out` is removed.
     """
     out = local_path(out, "the episode store")
     if os.path.exists(os.path.join(out, MANIFEST)) or (os.path.isdir(out) and os.listdir(out)):
@@ -423,7 +423,9 @@ def merge_stores(out: str, inputs: list[str], command: str = "") -> dict:
                 if len(data) != shard["bytes"] or hashlib.sha256(data).hexdigest() != shard["sha256"]:
                     raise UserError(f"{s.path}/{shard['file']}: checksum mismatch, not merging; "
                                     f"run `maskworld data verify {s.path}`")
-                records = [{**e, "from": s.path, "orig_id": e["id"]} for e in shard["episodes"]]
+                # an episode without its own policy took its store's; the merged store has one meta for all
+                policy = {"policy": s.meta["policy"]} if s.meta.get("policy") else {}
+                records = [{**policy, **e, "from": s.path, "orig_id": e["id"]} for e in shard["episodes"]]
                 writer.add_shard_file(data, records)
         writer.close()
     except BaseException:
