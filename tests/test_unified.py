@@ -66,7 +66,7 @@ def test_bot_policy_is_refused_where_the_env_has_no_expert(tmp_path):
 
 def test_detector_finds_the_named_object_and_rejects_wrong_colours(babyai_store):
     from maskworld.data.store import EpisodeStore
-    from maskworld.eval.babyai_detect import COLORS, cells, named_object, shows
+    from maskworld.eval.babyai_detect import COLORS, cells, count_objects, named_object, shows
 
     s = EpisodeStore(babyai_store)
     for e in s.episode_ids[:10]:
@@ -76,7 +76,18 @@ def test_detector_finds_the_named_object_and_rejects_wrong_colours(babyai_store)
         absent = [c for c in COLORS if (kind, c) not in cells(frame, 8)]
         assert absent and not any(shows(frame, kind, c) for c in absent)
         assert not shows(np.full_like(frame, 128), kind, colour)  # a grey smear shows nothing
+        assert count_objects(np.full_like(frame, 128)) == 0
     assert named_object("go to the purple box") == ("box", "purple") and named_object("open the door") is None
+    from maskworld.envs import make_env
+
+    env = make_env("BabyAI-GoToLocal-v0", 64, view="full")  # the objects the game placed, counted in its pixels
+    try:
+        for seed in range(5):
+            frame, _ = env.reset(seed=seed)
+            grid = env.env.unwrapped.grid.grid
+            assert count_objects(frame) == sum(o is not None and o.type in ("ball", "box", "key") for o in grid) >= 1
+    finally:
+        env.close()
 
 
 def _tiny_model(**kw):
@@ -419,6 +430,7 @@ def test_cli_imagine_and_describe(babyai_store, tmp_path):
     assert r.returncode == 0, r.stderr
     got = json.loads((tmp_path / "g.json").read_text())
     assert got["from_words.guidance"] == 3.0 and "from_words.unguided_shows_object" in got
+    assert got["from_words.objects_real"] >= 1 and got["from_words.shows_object_sparse"] <= got["from_words.shows_object"]
     assert got["meta.sampler_steps"] == 2  # the MaskGIT passes a unified world decodes with, as for every world
     r = subprocess.run(mw + ["eval", str(out), "--data", babyai_store, "--tasks", "from_words", "--guidance", "-1"],
                        capture_output=True, text=True)

@@ -65,6 +65,12 @@ def shows(frame: np.ndarray, obj_type: str, color: str, room: int = 8) -> bool:
     return (obj_type, color) in cells(frame, room)
 
 
+def count_objects(frame: np.ndarray, room: int = 8) -> int:
+    """How many cells of the frame hold a ball, box or key (of any colour): a world that floods its room with
+    objects shows the named one by chance, so this is read beside `shows`."""
+    return sum(t in TYPES for t, _ in cells(frame, room))
+
+
 def named_object(mission: str) -> tuple[str, str] | None:
     """The (type, colour) an instruction names ("go to the red ball" -> ("ball", "red")); None if it names none."""
     m = re.search(r"\b(" + "|".join(COLORS) + r")\s+(" + "|".join(TYPES) + r")\b", mission.lower())

@@ -9,7 +9,8 @@
 - policy: success rate in the real environment over held-out seeds; beside it a dedicated behaviour-cloning policy
   (`--tasks policy`), random actions and the expert bot;
 - world from words: the first frame generated from an instruction shows the object it names
-  (eval/babyai_detect.py); beside it the same for frames generated from a shuffled instruction;
+  (eval/babyai_detect.py); beside it the same for frames generated from a shuffled instruction, and the objects
+  drawn per frame against the real rooms' (a room full of objects shows any object);
 - words from the world: the instruction decoded from an expert episode's frames is exactly right (and names the
   right object); beside it chance and the most frequent instruction.
 
@@ -26,7 +27,7 @@ import numpy as np
 
 from maskworld.envs import make_env
 from maskworld.errors import UserError
-from maskworld.eval.babyai_detect import named_object, shows
+from maskworld.eval.babyai_detect import count_objects, named_object, shows
 from maskworld.eval.idm import PairSet, predict_actions, train_idm
 from maskworld.eval.metrics import psnr_per_frame
 from maskworld.eval.uncertainty import mean_ci
@@ -226,32 +227,42 @@ def eval_policy(world, env_id: str, view: str, size: int, episodes: int, dedicat
 def eval_words(world, env_id: str, view: str, size: int, n: int, seed: int = 0) -> dict:
     """World from words: does the first frame generated from a held-out instruction show the named object, against
     frames generated from a shuffled instruction (judged against the original instruction's object); with the
-    world's classifier-free guidance, and without it beside."""
+    world's classifier-free guidance, and without it beside. A room drawn full of objects shows any object by
+    chance, so the objects each frame holds are counted beside the real first frames', and `shows_object_sparse`
+    counts a hit only where the frame holds no more objects than the real room of that instruction."""
     env = make_env(env_id, size, view=view)
     try:
-        missions = []
+        missions, real = [], []
         for i in range(n):
-            env.reset(seed=HELDOUT_SEED + 10_000 + i)
+            frame, _ = env.reset(seed=HELDOUT_SEED + 10_000 + i)
             missions.append(env.mission)
+            real.append(frame)
     finally:
         env.close()
     room = _room_cells(env_id)
     perm = np.random.default_rng(seed).permutation(n)
-    hit, hit_plain, hit_shuf, named = 0, 0, 0, 0
+    hit, hit_sparse, hit_plain, hit_shuf, named = 0, 0, 0, 0, 0
+    drawn, in_real = [], []
     for i, text in enumerate(missions):
         obj = named_object(text)
         if obj is None:
             continue
         named += 1
         frame = world.render_tokens(world.from_words(text, seed=seed + i)[None])[0]
-        hit += shows(frame, *obj, room=room)
+        shown = shows(frame, *obj, room=room)
+        drawn.append(count_objects(frame, room))
+        in_real.append(count_objects(real[i], room))
+        hit += shown
+        hit_sparse += shown and drawn[-1] <= in_real[-1]
         plain = world.render_tokens(world.from_words(text, seed=seed + i, guidance=0.0)[None])[0]
         hit_plain += shows(plain, *obj, room=room)
         other = world.render_tokens(world.from_words(missions[perm[i]], seed=seed + i)[None])[0]
         hit_shuf += shows(other, *obj, room=room)
     return {"from_words.instructions": named, "from_words.guidance": world.guidance,
             "from_words.shows_object": hit / max(named, 1), "from_words.unguided_shows_object": hit_plain / max(named, 1),
-            "from_words.shuffled_shows_object": hit_shuf / max(named, 1)}
+            "from_words.shuffled_shows_object": hit_shuf / max(named, 1),
+            "from_words.shows_object_sparse": hit_sparse / max(named, 1),
+            "from_words.objects_drawn": _mean(drawn), "from_words.objects_real": _mean(in_real)}
 
 
 def _room_cells(env_id: str) -> int:
