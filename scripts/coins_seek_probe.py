@@ -20,6 +20,7 @@ import torch
 from maskworld import load_world
 from maskworld.agents.imagination import imagine
 from maskworld.agents.starts import load_data_starts
+from maskworld.envs.base import joint_action
 from maskworld.envs.coins import AGENT_COLORS, COIN, N, CoinsEnv
 from maskworld.io import atomic_write_json
 
@@ -31,17 +32,22 @@ def cell_colours(frames_BSS3: np.ndarray, tile: int = 8) -> np.ndarray:
     return frames_BSS3[:, tile // 2::tile, tile // 2::tile].astype(int)
 
 
+def is_coin(colours: np.ndarray) -> np.ndarray:
+    """(..., 3) cell colours -> (...) bool: coin-coloured."""
+    return np.abs(colours - np.array(COIN)).sum(-1) < 60
+
+
 def coins_drawn(frames_BSS3: np.ndarray) -> np.ndarray:
     """(B,S,S,3) -> (B,) cells whose centre is coin-coloured."""
-    return (np.abs(cell_colours(frames_BSS3) - np.array(COIN)).sum(-1) < 60).sum((-1, -2))
+    return is_coin(cell_colours(frames_BSS3)).sum((-1, -2))
 
 
 def seek(frames_BSS3: np.ndarray, agents: int, rng: np.random.Generator) -> np.ndarray:
     """Each avatar steps toward its nearest coin (a random move where no avatar or coin is seen) -> (B,) joint actions."""
     out = []
     for c in cell_colours(frames_BSS3):
-        coins = np.argwhere(np.abs(c - np.array(COIN)).sum(-1) < 60)  # (k, 2) as (y, x)
-        joint = 0
+        coins = np.argwhere(is_coin(c))  # (k, 2) as (y, x)
+        moves = []
         for i in range(agents):
             d = np.abs(c - np.array(AGENT_COLORS[i])).sum(-1)
             y, x = np.unravel_index(d.argmin(), d.shape)
@@ -50,8 +56,8 @@ def seek(frames_BSS3: np.ndarray, agents: int, rng: np.random.Generator) -> np.n
                 ty, tx = coins[np.abs(coins - [y, x]).sum(1).argmin()]
                 opts = [act for dy, dx, act in MOVE_TOWARD if (dy and np.sign(ty - y) == dy) or (dx and np.sign(tx - x) == dx)]
                 a = opts[int(rng.integers(len(opts)))] if opts else 0
-            joint += a * N ** i
-        out.append(joint)
+            moves.append(a)
+        out.append(joint_action(moves, N))
     return np.array(out)
 
 
