@@ -44,10 +44,14 @@ def add_sampler_args(p) -> None:
     p.add_argument("--sampler-steps", type=int,
                    help="override the world's MaskGIT steps K (to choose K by measurement)")
     p.add_argument("--temperature", type=float, help="override the world's sampling temperature (0 = greedy)")
+    p.add_argument("--rollout", choices=("joint", "factorised"),
+                   help="worlds of several agents: decode every avatar's neighbourhood from its own action "
+                        "(factorised; needs the world's locator) or all from the joint action; default: the world's")
 
 
 def apply_sampler_args(world, args) -> None:
-    """Set the world's sampler from --sampler-steps / --temperature where given; bad values are refused."""
+    """Set the world's sampler from --sampler-steps / --temperature (and its --rollout) where given; bad values are
+    refused."""
     if args.sampler_steps is not None:
         if args.sampler_steps < 1:
             raise UserError(f"--sampler-steps {args.sampler_steps}: give at least 1")
@@ -56,3 +60,8 @@ def apply_sampler_args(world, args) -> None:
         if not args.temperature >= 0:
             raise UserError(f"--temperature {args.temperature}: give 0 (greedy) or more")
         world.sampler.temperature = args.temperature
+    if getattr(args, "rollout", None) is not None:
+        if args.rollout == "factorised" and getattr(world, "locator", None) is None:
+            raise UserError("--rollout factorised needs a world of several agents with a locator; add one with "
+                            "`maskworld train locator --world WORLD --data DATA`")
+        world.rollout = args.rollout

@@ -46,6 +46,9 @@ def register(sub) -> None:
     add_sampler_args(p)
     p.add_argument("--render", choices=RENDER_MODES, help="override how imagined frames are shown: tokens (the "
                    "tokenizer's rendering) or composite (only cells whose token changed are redrawn); default: the world's")
+    p.add_argument("--avatar-slices", type=int, default=4, metavar="N",
+                   help="worlds of several agents: slices per held-out episode of the per-avatar control test (default "
+                        "4; more for tighter numbers, each costs a rollout per avatar)")
     p.add_argument("--update-card", action="store_true", help="write the metrics into the world's model card (world.json)")
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
@@ -138,19 +141,15 @@ def _outputs(args) -> tuple[str | None, str | None]:
     return args.json or str(out / "eval.json"), args.html or str(out / "report.html")
 
 
-def _avatar_metrics(world, store, seed: int) -> dict:
+def _avatar_metrics(world, store, seed: int, slices_per_episode: int = 4) -> dict:
     """Per-avatar delta-PSNR (eval/avatars.py) on the held-out split, in the env's own cells."""
-    from maskworld.envs import make_env
+    from maskworld.envs import room_cells
     from maskworld.eval.avatars import avatar_control
 
     split = world.meta.model_card.get("split", {})
     _, val = store.split(seed=split.get("seed", 0), val_fraction=split.get("val_fraction", 0.1))
-    env = make_env(store.meta["env_id"], int(store.meta.get("size", 64)), **(store.meta.get("env_kwargs") or {}))
-    try:
-        room = int(env.env.unwrapped.size)
-    finally:
-        env.close()
-    return avatar_control(world, store, val, room=room, seed=seed)
+    return avatar_control(world, store, val, room=room_cells(store.meta), seed=seed,
+                          slices_per_episode=slices_per_episode)
 
 
 def run(args) -> int:
@@ -161,6 +160,8 @@ def run(args) -> int:
         raise UserError(f"--episodes {args.episodes}: give at least 1")
     if args.windows < 1:
         raise UserError(f"--windows {args.windows}: give at least 1")
+    if args.avatar_slices < 1:
+        raise UserError(f"--avatar-slices {args.avatar_slices}: give at least 1")
     if args.idm_steps < 1:
         raise UserError(f"--idm-steps {args.idm_steps}: give at least 1")
     json_path, html_path = _outputs(args)
@@ -182,8 +183,9 @@ def run(args) -> int:
                                   windows=args.windows)
     metrics["meta.sampler_steps"] = world.sampler.steps
     metrics["meta.sampler_temperature"] = world.sampler.temperature
+    metrics["meta.rollout"] = getattr(world, "rollout", "joint")
     if getattr(world.meta, "agents", 1) > 1:  # each avatar answers to its own controller
-        metrics.update(_avatar_metrics(world, store, args.seed))
+        metrics.update(_avatar_metrics(world, store, args.seed, args.avatar_slices))
         for k in sorted(k for k in metrics if k.startswith("avatars.")):
             print(f"  {k:30s} {metrics[k]:.3f}" if isinstance(metrics[k], float) else f"  {k:30s} {metrics[k]}")
     _summary(metrics)

@@ -24,7 +24,7 @@ STAGES = {"world": ("tokenizer", "dynamics"), "tokenizer": ("tokenizer",), "dyna
 
 
 def register(sub) -> None:
-    from maskworld.commands import agent_cmd
+    from maskworld.commands import agent_cmd, locator_cmd
     from maskworld.commands._config_cli import add_config_arguments
     from maskworld.train.config import TrainConfig
 
@@ -39,6 +39,7 @@ def register(sub) -> None:
         add_config_arguments(sp, TrainConfig)  # every option is a field of maskworld.train.config
         sp.set_defaults(func=run)
     agent_cmd.register_train_agent(tsub)
+    locator_cmd.register_train_locator(tsub)
 
 
 def run(args) -> int:

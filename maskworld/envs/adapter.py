@@ -254,3 +254,17 @@ def make_env(env_id: str, size: int = 64, seed: int | None = None, view: str = "
     if env_id.startswith("procgen:"):
         return ProcgenPixelEnv(env_id, size=size, seed=seed, **kw)
     return _make_gymnasium(env_id, size, seed, view, **kw)
+
+
+def room_cells(store_meta: dict) -> int:
+    """Cells per side of the room of a multi-agent env's store (its `agents_pos` are in these cells): the env's
+    own `size`, read by making the env the store was collected from."""
+    env = make_env(store_meta["env_id"], int(store_meta.get("size", 64)), **(store_meta.get("env_kwargs") or {}))
+    try:
+        room = getattr(env.env.unwrapped, "size", None)
+    finally:
+        env.close()
+    if not isinstance(room, int):
+        raise UserError(f"{store_meta['env_id']} does not say its room's size in cells (env.unwrapped.size); "
+                        "per-avatar positions need it")
+    return room

@@ -70,6 +70,10 @@ class DynamicsConfig:
     """Several agents acting at once (a joint action per step): each agent's number of actions. The joint action a
     holds agent i's action (a // prod(f[:i])) % f[i], and its token is the sum of one embedding per agent (each with
     its own NULL), so what each avatar does is learned apart from what the others do. None = one actor."""
+    partial_actions: bool = False
+    """With action_factors: trained with some agents' actions hidden (each such agent given its NULL) in the frame
+    being predicted, so a query may name only some agents' actions (`partial_action`) and the world predicts with
+    the others unknown; factorised decoding (world/factorised.py) asks it that way."""
     reward_logit_shift: list[float] | None = None
     """Added to the reward logits at inference: log(data prior / training prior) per sign class, undoing what event
     oversampling taught the head about how often rewards happen (label-shift correction). None = no shift."""
@@ -95,6 +99,18 @@ class DynamicsConfig:
     @property
     def null_action(self) -> int:
         return self.num_actions
+
+    def partial_action(self, digits_BA: torch.Tensor) -> torch.Tensor:
+        """Each agent's action (B, agents), f[i] (agent i's NULL) where unknown -> action ids (B,) the embedding
+        reads: the joint id where every agent is known, else null_action + 1 + the digits in base f[i] + 1 (ids
+        past NULL, never stored: only the frame being decoded carries them)."""
+        known = (digits_BA < torch.tensor(self.action_factors, device=digits_BA.device)).all(1)
+        joint, ext, stride, pstride = torch.zeros_like(digits_BA[:, 0]), torch.zeros_like(digits_BA[:, 0]), 1, 1
+        for i, f in enumerate(self.action_factors):
+            joint += digits_BA[:, i].clamp(max=f - 1) * stride
+            ext += digits_BA[:, i] * pstride
+            stride, pstride = stride * f, pstride * (f + 1)
+        return torch.where(known, joint, self.null_action + 1 + ext)
 
 
 def rope_angles(pos: torch.Tensor, dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -257,12 +273,15 @@ class Dynamics(nn.Module):
         """(B,T) action ids (NULL = num_actions) -> (B,T,D); joint actions as a sum over agents."""
         if not self.cfg.action_factors:
             return self.act_emb(actions_BT)
-        null = actions_BT >= self.cfg.num_actions
-        out, stride = 0, 1
+        null = actions_BT == self.cfg.num_actions
+        partial = actions_BT > self.cfg.num_actions  # some agents unknown (DynamicsConfig.partial_action)
+        ext = (actions_BT - self.cfg.num_actions - 1).clamp_min(0)
+        out, stride, pstride = 0, 1, 1
         for f, emb in zip(self.cfg.action_factors, self.agent_act_emb):
-            part = torch.where(null, torch.full_like(actions_BT, f), (actions_BT // stride) % f)
+            part = torch.where(partial, (ext // pstride) % (f + 1), (actions_BT // stride) % f)
+            part = torch.where(null, torch.full_like(actions_BT, f), part)
             out = out + emb(part)
-            stride *= f
+            stride, pstride = stride * f, pstride * (f + 1)
         return out
 
     def embed_frames(self, tokens_BTN: torch.Tensor, actions_BT: torch.Tensor, stream: int,
@@ -293,7 +312,8 @@ class Dynamics(nn.Module):
         or the caller has no memory."""
         if memory is None or not self.cfg.has_memory:
             return None
-        mkv = self.memory.kv(memory, self.tok_emb, self.pos_emb[1:], actions_Q)
+        # memory's action table knows joint actions and NULL: a partly known action reads as NULL there
+        mkv = self.memory.kv(memory, self.tok_emb, self.pos_emb[1:], actions_Q.clamp(max=self.cfg.null_action))
         if self.cfg.copy_head and memory.retrieved is not None:  # what the copy head may point at
             Q, M, N = memory.retrieved.shape
             emb = self.tok_emb(memory.retrieved) + self.pos_emb[1:] + self.memory.rel_emb(memory.rel)[:, :, None]
@@ -316,12 +336,14 @@ class Dynamics(nn.Module):
             return logits_QNV
         return self.copy_head(h_QND, logits_QNV, *mkv.copy)
 
-    def forward(self, clean_BTN, masked_BTN, actions_BT, memory=None, return_pose: bool = False):
+    def forward(self, clean_BTN, masked_BTN, actions_BT, memory=None, return_pose: bool = False, query_actions_BT=None):
         """Two-stream training pass.
 
         clean_BTN: context tokens (possibly corrupted); masked_BTN: same frames with MASK ids where
         the model must predict; actions_BT: action into each frame (NULL for episode starts);
         memory: a MemoryInput with B*T query rows (frame t of clip b = row b*T + t), read by the masked stream.
+        query_actions_BT: the actions the masked stream sees instead of actions_BT (some agents hidden: what
+        decoding asks of a `partial_actions` world; the clean stream, like the cache in play, keeps the real ones).
         Returns token logits (B,T,N,V) for the masked stream, reward logits (B,T,3) and termination
         logits (B,T) from the clean stream (+ pose-change logits (B,T,36) with return_pose).
         """
@@ -330,7 +352,8 @@ class Dynamics(nn.Module):
         prev = None
         if self.cfg.prev_frame_prior:  # frame t's masked positions start from frame t-1 of the (corrupted) context
             prev = torch.cat([torch.full_like(clean_BTN[:, :1], self.cfg.mask_id), clean_BTN[:, :-1]], 1)
-        x = torch.cat([self.embed_frames(clean_BTN, actions_BT, 0), self.embed_frames(masked_BTN, actions_BT, 1, prev)], 1)
+        q_act = actions_BT if query_actions_BT is None else query_actions_BT
+        x = torch.cat([self.embed_frames(clean_BTN, actions_BT, 0), self.embed_frames(masked_BTN, q_act, 1, prev)], 1)
         pos = torch.arange(T, device=x.device).repeat_interleave(S).repeat(2)[None].expand(B, -1)
         cos, sin = rope_angles(pos, self.cfg.d_model // self.cfg.n_heads, self.cfg.rope_base)
         mask = self._train_mask(T, x.device)

@@ -139,6 +139,10 @@ class DynamicsTrainConfig:
     context_drop: float = field(default=0.0, metadata={"metavar": "F"})
     """Share of dynamics clips whose context is mostly noise (corruption rate ~ U(0.5, 1)), as after a long
     open-loop rollout, so a memory world learns to rebuild places from memory (dynamics_train.corrupt)."""
+    agent_dropout: float = field(default=0.0, metadata={"metavar": "P"})
+    """Worlds of several agents: the chance that one agent's action is hidden from the frame being predicted
+    (dynamics_train.hide_agents), so the world learns what each avatar's action does with the others' unknown and
+    can be decoded avatar by avatar (world/factorised.py, after `maskworld train locator`)."""
     self_context: float = field(default=0.0, metadata={"metavar": "F"})
     """Share of dynamics clips whose context frames are the model's own one-pass predictions instead of the real
     ones (scheduled sampling; dynamics_train.own_context), so the world also learns to continue from frames it drew.
@@ -229,6 +233,9 @@ class TrainConfig:
         check_share(d.event_share)
         if not 0.0 <= d.context_drop <= 1.0:
             raise UserError(f"--context-drop {d.context_drop}: give the share of clips with a noisy context, from 0 to 1")
+        if not 0.0 <= d.agent_dropout < 1.0:
+            raise UserError(f"--agent-dropout {d.agent_dropout}: give the chance an agent's action is hidden, from 0 "
+                            "up to (not including) 1")
         if not 0.0 <= d.self_context <= 1.0:
             raise UserError(f"--self-context {d.self_context}: give the share of clips with the model's own context, "
                             "from 0 to 1")

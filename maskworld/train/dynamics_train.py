@@ -137,9 +137,26 @@ def own_context(forward, clean_BTN, act_BT, memory, mask_id: int, pick_B: torch.
     return torch.where(pick_B[:, None, None] & later[None, :, None], own, clean_BTN)
 
 
+def hide_agents(cfg: DynamicsConfig, act_BT: torch.Tensor, p: float, gen=None) -> torch.Tensor:
+    """Joint actions (B,T) with each agent's action hidden (its NULL) with probability p, independently, in real
+    transitions: what the masked stream of a `partial_actions` world sees (classifier-free guidance's condition
+    dropout, per agent), so it learns to predict a frame from some agents' actions alone."""
+    if not cfg.action_factors:
+        raise UserError("--agent-dropout hides single agents' actions: it needs data of several agents acting at once")
+    real = act_BT != cfg.null_action
+    digits, stride = [], 1
+    for f in cfg.action_factors:
+        d = (act_BT // stride) % f
+        hide = torch.rand(act_BT.shape, generator=gen).to(act_BT.device) < p
+        digits.append(torch.where(hide & real, torch.full_like(d, f), d))
+        stride *= f
+    q = cfg.partial_action(torch.stack(digits, -1).flatten(0, 1)).view_as(act_BT)
+    return torch.where(real, q, act_BT)
+
+
 def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0.1, gen=None,
                     part: dist.Part | None = None, forward=None, extra: dict | None = None, context_drop: float = 0.0,
-                    self_context: float = 0.0):
+                    self_context: float = 0.0, agent_dropout: float = 0.0):
     """Token, reward and termination losses and masked-token accuracy.
 
     `extra` (from make_batch): memory read by the predicted frames, and pose-change targets whose loss
@@ -149,6 +166,8 @@ def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0
     the model runs on this rank's share, and each loss is this rank's sum over the global count
     times the number of ranks (DDP averages gradients), so the mean over ranks is the global mean.
     `self_context`: share of clips whose context is the model's own predictions (`own_context`).
+    `agent_dropout`: a world of several agents: the chance that an agent's action is hidden from the frame being
+    predicted (`hide_agents`).
     """
     cfg = model.cfg
     forward = model if forward is None else forward
@@ -157,17 +176,20 @@ def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0
     real = act != cfg.null_action  # frames produced by a transition
     # drawn for the global batch, like the masks, so N ranks pick the clips one process would
     own = (torch.rand(len(tok), generator=gen) < self_context).to(tok.device) if self_context > 0 else None
+    q_act = hide_agents(cfg, act, agent_dropout, gen) if agent_dropout > 0 else act
     if part is not None:
         n_mask, n_real = m.sum().clamp_min(1), real.sum().clamp_min(1)
         sl = part.slice(len(tok))
-        tok, act, rew, term, masked, m, clean, real = (t[sl] for t in (tok, act, rew, term, masked, m, clean, real))
+        tok, act, q_act, rew, term, masked, m, clean, real = (t[sl] for t in (tok, act, q_act, rew, term, masked, m, clean,
+                                                                               real))
         own = own[sl] if own is not None else None
         extra = {k: v[sl] for k, v in (extra or {}).items()}
     extra = extra or {}
     memory = memory_input(extra)
     if own is not None:
         clean = own_context(forward, clean, act, memory, cfg.mask_id, own)
-    logits, r_logits, d_logits, p_logits = forward(clean, masked, act, memory, return_pose=True)
+    logits, r_logits, d_logits, p_logits = forward(clean, masked, act, memory, return_pose=True,
+                                                   **({"query_actions_BT": q_act} if agent_dropout > 0 else {}))
     if p_logits is not None and "pose_target" in extra:
         # the pose head rides on the termination slot: the sum is what training minimises and logs
         pl = F.cross_entropy(p_logits.flatten(0, 1), extra["pose_target"].flatten(), ignore_index=-1)
@@ -215,10 +237,12 @@ def evaluate_dynamics(model: Dynamics, cache, window: int, device, batches: int 
 def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: float, budget: Budget, work_dir, device,
                    resume: bool, seed: int = 0, progress: bool = True, ckpt_minutes: float = 5.0, corrupt_max: float = 0.1,
                    fsdp: bool = False, compile: bool = False, event_share: float = 0.0, context_drop: float = 0.0,
-                   init_state: dict | None = None, probe=None, optimizer: str = "adamw", self_context: float = 0.0):
+                   init_state: dict | None = None, probe=None, optimizer: str = "adamw", self_context: float = 0.0,
+                   agent_dropout: float = 0.0):
     """event_share: share of each batch's clips that end on a reward/termination (maskworld.data.event_sampler).
     context_drop: share of clips with a mostly-noise context (`corrupt`). self_context: share of clips whose
-    context is the model's own predictions (`own_context`). init_state: weights to start from (a
+    context is the model's own predictions (`own_context`). agent_dropout: chance an agent's action is hidden from
+    the predicted frame (`hide_agents`; cfg.partial_actions must be set). init_state: weights to start from (a
     fine-tune; a checkpoint in work_dir, on --resume, takes precedence). probe: model -> held-out rollout metrics
     (heldout_probe.HeldoutProbe), logged with every evaluation beside the masked-token ones. optimizer: adamw or
     muon (maskworld.train.muon; `maskworld train` passes its --optimizer, default muon)."""
@@ -245,7 +269,8 @@ def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: 
                                                clips)
         with autocast(device):
             tl, rl, dl, acc = dynamics_losses(model, tok, act, rew, term, corrupt_max, part=part, forward=fwd, extra=extra,
-                                              context_drop=context_drop, self_context=self_context)
+                                              context_drop=context_drop, self_context=self_context,
+                                              agent_dropout=agent_dropout)
         loss = tl + 0.5 * rl + 0.5 * dl
         opt.zero_grad(set_to_none=True)
         loss.backward()

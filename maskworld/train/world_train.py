@@ -193,7 +193,7 @@ def stage_dynamics(run: Run, tok, budget: Budget):
     model, m = train_dynamics(train_cache, val_cache, cfg, c.dynamics.batch, run.preset().lr, budget, run.work, run.device,
                               r.resume, r.seed, r.progress, ckpt_minutes=r.ckpt_minutes, fsdp=r.fsdp, compile=r.compile,
                               event_share=share, context_drop=c.dynamics.context_drop, init_state=init_state,
-                              self_context=c.dynamics.self_context,
+                              self_context=c.dynamics.self_context, agent_dropout=c.dynamics.agent_dropout,
                               probe=probe or None, optimizer=c.dynamics.optimizer)
     m["event_share"] = share
     set_head_prior(model.cfg, train_cache, share, r.seed)  # the heads' logits corrected for the oversampled event prior
@@ -234,6 +234,11 @@ def _dynamics_config(run: Run, tok):
     agents = int(run.meta.get("agents", 1))
     if agents > 1 and c.has_actions(run.meta) and c.dynamics.init is None:  # joint actions: one embedding per agent
         cfg.action_factors = [len(run.meta["agent_action_meanings"])] * agents
+    if c.dynamics.agent_dropout > 0:
+        if not cfg.action_factors:
+            raise UserError("--agent-dropout hides single agents' actions: it needs data of several agents acting at "
+                            "once (collect a multi-agent env such as MultiAgent-Coins-v0)")
+        cfg.partial_actions = True  # kept by later fine-tunes: the world reads partly known actions from now on
     return cfg, init_state
 
 
@@ -412,6 +417,7 @@ def _run_train(cfg: TrainConfig, out: Path, device) -> Path:
             "event_share")
     card["dynamics_train"] = {k: dm[k] for k in keep if k in dm}
     card["dynamics_train"].update({"context_drop": cfg.dynamics.context_drop, "self_context": cfg.dynamics.self_context,
+                                   **({"agent_dropout": cfg.dynamics.agent_dropout} if cfg.dynamics.agent_dropout else {}),
                                    "optimizer": cfg.dynamics.optimizer,
                                    **({"init": str(cfg.dynamics.init)} if cfg.dynamics.init else {})})
     card["train_time_s"] = times
@@ -476,6 +482,22 @@ def _save_world(run: Run, out: Path, tok, dyn, lam, lam_info: dict, card: dict, 
                      motion=motion or {}, agents=int(run.meta.get("agents", 1)) if has_actions else 1,
                      agent_action_meanings=list(run.meta.get("agent_action_meanings", [])) if has_actions else [])
     if dist.is_main():
-        World(tok.cpu(), dyn.cpu(), SamplerConfig(), meta, lam=lam.cpu() if lam is not None else None).save(out)
+        world = World(tok.cpu(), dyn.cpu(), SamplerConfig(), meta, lam=lam.cpu() if lam is not None else None)
+        world.save(out)
+        if meta.agents > 1 and "agents_pos" in run.meta.get("info_keys", []):
+            _add_locator(world, run)
     dist.barrier()  # nobody reports success before the world is on disk
     print0(f"[world] saved {out}/world.json (+ tokenizer.safetensors, dynamics.safetensors)")
+
+
+def _add_locator(world: World, run: Run) -> None:
+    """A world of several agents gets its avatar locator (train/locator_train.py; seconds) and, when its dynamics
+    learned to predict with some agents' actions unknown (--agent-dropout), decodes avatar by avatar from now on
+    (world/factorised.py); a world that always saw every action keeps joint decoding (measured: docs/results.md)."""
+    from maskworld.train.locator_train import fit_locator
+
+    locator, m = fit_locator(world, run.store, seed=run.cfg.run.seed, log=None)
+    rollout = "factorised" if world.dynamics.cfg.partial_actions else "joint"
+    world.attach_locator(locator, rollout, locator_train=m)
+    print0(f"[locator] every avatar on its cell in {m['accuracy']:.3f} of {m['val_frames']} held-out frames; "
+           f"rollout {rollout}")

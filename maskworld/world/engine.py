@@ -28,6 +28,7 @@ from maskworld.models.kv_cache import KVCache
 from maskworld.models.memory_reader import MemoryInput
 from maskworld.models.sampler import SamplerConfig, decode_frame
 from maskworld.world.compose import composite
+from maskworld.world.factorised import factorised_decode
 
 HEADS = ("argmax", "expected")
 
@@ -121,10 +122,19 @@ class Engine:
     def decode(self, sessions, actions_B: torch.Tensor, sampler: SamplerConfig | None = None) -> torch.Tensor:
         """The next frame's tokens (B, N) of each session (MaskGIT over the cached window); nothing is committed."""
         rows = self._check(sessions)
+        if self.factorised(sessions, actions_B):
+            return factorised_decode(self, sessions, actions_B, sampler or self.world.sampler)
         view = self.cache.view(rows)
         pos = torch.tensor([s.pos for s in sessions], device=self.cache.device)
         return decode_frame(self.world.dynamics, view, actions_B, pos, sampler or self.world.sampler,
                             [s.gen for s in sessions], self.memory_input(sessions), self.last_tokens(sessions))
+
+    def factorised(self, sessions, actions_B: torch.Tensor) -> bool:
+        """Decode avatar by avatar (world/factorised.py): a world of several agents with a locator, rolled out
+        "factorised", every session with a frame to locate its avatars in and a real (not NULL) action."""
+        w = self.world
+        return (w.rollout == "factorised" and w.locator is not None and all(s.tokens is not None for s in sessions)
+                and bool((actions_B < w.dynamics.cfg.null_action).all()))
 
     def last_tokens(self, sessions) -> torch.Tensor | None:
         """(B, N) the sessions' last frames (MASK for a session without one), for worlds that decode from them."""

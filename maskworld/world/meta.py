@@ -24,6 +24,9 @@ class WorldMeta:
     """Agents acting at once; above 1 each action is a joint index (agent i's action is (a // n ** i) % n with
     n = len(agent_action_meanings)), and play and `maskworld host` give each avatar its own controller."""
     agent_action_meanings: list[str] = field(default_factory=list)
+    rollout: str = "joint"
+    """Worlds of several agents: "joint" (one pass reads every avatar's action everywhere) or "factorised" (each
+    avatar's neighbourhood decoded from its own action, world/factorised.py; needs the world's locator)."""
     latent_actions: dict = field(default_factory=dict)
     """Worlds trained on action-free video: num_codes, held-out code usage, and `action_map` (real action ->
     latent code, fitted on a few labelled transitions) when labelled data was available."""

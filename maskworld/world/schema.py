@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from maskworld.errors import UserError
 from maskworld.models.dynamics import DynamicsConfig
 from maskworld.models.lam import LamConfig
+from maskworld.models.locator import LocatorConfig
 from maskworld.models.sampler import SamplerConfig
 from maskworld.models.tokenizer import TokenizerConfig
 from maskworld.version import WORLD_FORMAT_VERSION
 from maskworld.world.compose import RENDER_MODES
+from maskworld.world.factorised import ROLLOUT_MODES
 from maskworld.world.meta import WorldMeta
 
 MAX_PARAMS = 2e9
@@ -65,7 +67,7 @@ SECTIONS: dict[str, dict[str, Spec]] = {
                  "memory_keys": Spec("str", choices=("pose", "appearance")), "pose_head": BOOL, "copy_head": BOOL, "prev_frame_prior": BOOL,
                  "reward_logit_shift": Spec("float list", -100, 100, max_len=16, nullable=True),
                  "term_logit_shift": Float(-100, 100),
-                 "action_factors": Spec("int list", 1, 4096, max_len=16, nullable=True)},
+                 "action_factors": Spec("int list", 1, 4096, max_len=16, nullable=True), "partial_actions": BOOL},
     "sampler": {"steps": Int(1, 4096), "temperature": Float(0, 100), "choice_temperature": Float(0, 100),
                 "order": Spec("str", choices=("maskgit", "autoregressive"))},
     "lam": {"num_codes": Int(1, 4096), "grid": Int(1, 64), "levels": LEVELS, "channels": Int(8, 4096),
@@ -74,7 +76,9 @@ SECTIONS: dict[str, dict[str, Spec]] = {
     "meta": {"env_id": Spec("str", max_len=256), "size": Int(8, 1024), "has_actions": BOOL, "model_card": OBJECT,
              "action_meanings": Spec("str list", max_len=4096), "latent_actions": OBJECT,
              "render": Spec("str", choices=RENDER_MODES), "motion": OBJECT, "agents": Int(1, 16),
-             "agent_action_meanings": Spec("str list", max_len=4096)},
+             "agent_action_meanings": Spec("str list", max_len=4096), "rollout": Spec("str", choices=ROLLOUT_MODES)},
+    "locator": {"vocab_size": Int(2, MAX_VOCAB), "grid": Int(1, 64), "agents": Int(1, 16), "channels": Int(4, 1024),
+                "radius": Int(0, 64), "min_confidence": Float(0, 1)},
 }
 REQUIRED = ("tokenizer", "dynamics", "sampler", "meta")
 TOP_LEVEL = {"format_version", "weights", *SECTIONS}
@@ -83,7 +87,7 @@ TOP_LEVEL = {"format_version", "weights", *SECTIONS}
 def _dataclasses() -> dict[str, type]:
 
     return {"tokenizer": TokenizerConfig, "dynamics": DynamicsConfig, "sampler": SamplerConfig, "lam": LamConfig,
-            "meta": WorldMeta}
+            "meta": WorldMeta, "locator": LocatorConfig}
 
 
 def _type_ok(kind: str, v) -> bool:

@@ -20,10 +20,12 @@ from maskworld.io import atomic_save_safetensors, atomic_write_text
 from maskworld.version import WORLD_FORMAT_VERSION
 from maskworld.models.dynamics import Dynamics, DynamicsConfig
 from maskworld.models.lam import LamConfig, LatentActionModel
+from maskworld.models.locator import AvatarLocator, LocatorConfig
 from maskworld.models.sampler import SamplerConfig
 from maskworld.models.tokenizer import Tokenizer, TokenizerConfig
 from maskworld.world.compose import check_render_mode
 from maskworld.world.engine import Engine, StepOutput
+from maskworld.world.factorised import check_rollout_mode
 from maskworld.world.files import WorldDir, WorldFile
 from maskworld.world.meta import WorldMeta
 from maskworld.world.frames import as_uint8_frame  # noqa: F401  (re-exported: the image -> frame helper)
@@ -32,6 +34,7 @@ from maskworld.world.session import Session
 
 WEIGHT_FILES = {"tokenizer": "tokenizer.safetensors", "dynamics": "dynamics.safetensors"}
 LAM_FILE = "lam.safetensors"  # only in worlds trained on action-free video
+LOCATOR_FILE = "locator.safetensors"  # only in worlds of several agents (models/locator.py)
 
 
 def _dc_from_dict(cls, d: dict):
@@ -46,10 +49,15 @@ class World:
     """Tokenizer + dynamics + sampler settings + metadata; makes sessions."""
 
     def __init__(self, tokenizer: Tokenizer, dynamics: Dynamics, sampler: SamplerConfig, meta: WorldMeta, path=None,
-                 lam: LatentActionModel | None = None):
+                 lam: LatentActionModel | None = None, locator: AvatarLocator | None = None):
         self.tokenizer, self.dynamics, self.sampler, self.meta = tokenizer.eval(), dynamics.eval(), sampler, meta
         self.lam = lam.eval() if lam is not None else None
         """Latent-action model (F for video): infers the latent action between two real frames."""
+        self.locator = locator.eval() if locator is not None else None
+        """Worlds of several agents: where each avatar is in a frame's tokens (models/locator.py)."""
+        self.rollout = check_rollout_mode(meta.rollout)
+        """"joint" or "factorised" (world/factorised.py; needs the locator); the world.json's choice, changeable
+        per run (eval and play take --rollout)."""
         self.path = Path(path) if path else None
         self.render = check_render_mode(meta.render)
         """How imagined frames are shown: "tokens" or "composite" (world/compose.py); the world.json's choice,
@@ -101,8 +109,9 @@ class World:
             "dynamics": dataclasses.asdict(self.dynamics.cfg),
             "sampler": dataclasses.asdict(self.sampler),
             "meta": dataclasses.asdict(self.meta),
-            "weights": WEIGHT_FILES,
+            "weights": {**WEIGHT_FILES, **({"locator": LOCATOR_FILE} if self.locator is not None else {})},
             **({"lam": dataclasses.asdict(self.lam.cfg)} if self.lam is not None else {}),
+            **({"locator": dataclasses.asdict(self.locator.cfg)} if self.locator is not None else {}),
         }
 
     def save(self, path) -> Path:
@@ -112,9 +121,20 @@ class World:
         atomic_save_safetensors(self.dynamics.state_dict(), path / WEIGHT_FILES["dynamics"])
         if self.lam is not None:
             atomic_save_safetensors(self.lam.state_dict(), path / LAM_FILE)
+        if self.locator is not None:
+            atomic_save_safetensors(self.locator.state_dict(), path / LOCATOR_FILE)
         atomic_write_text(path / "world.json", json.dumps(self.config_dict(), indent=2))
         self.path = path
         return path
+
+    def attach_locator(self, locator: AvatarLocator, rollout: str, **card) -> None:
+        """Give the world its avatar locator (writing only its weights and world.json when the world is on disk)
+        and the rollout it plays with; card entries go into the model card."""
+        self.locator, self.rollout = locator.eval(), check_rollout_mode(rollout)
+        self.meta.rollout = rollout
+        if self.path is not None:
+            atomic_save_safetensors(locator.state_dict(), self.path / LOCATOR_FILE)
+        self.update_model_card(**card)
 
     def update_model_card(self, **entries) -> None:
         """Merge entries into meta.model_card and rewrite world.json (weights untouched)."""
@@ -185,5 +205,17 @@ def load_world(path, device=None) -> World:
                             f"{dyn_cfg.num_actions} actions")
         _load_weights(lam, path / LAM_FILE, "latent-action model")
         lam = lam.to(dev)
+    locator = None
+    if "locator" in cfg:
+        locator = AvatarLocator(_dc_from_dict(LocatorConfig, cfg["locator"]))
+        if (locator.cfg.vocab_size, locator.cfg.grid) != (dyn_cfg.vocab_size, dyn_cfg.grid):
+            raise UserError(f"{cfg_file}: the locator reads {locator.cfg.grid}x{locator.cfg.grid} tokens of "
+                            f"{locator.cfg.vocab_size} codes, the world draws {dyn_cfg.grid}x{dyn_cfg.grid} of {dyn_cfg.vocab_size}")
+        _load_weights(locator, path / LOCATOR_FILE, "avatar locator")
+        locator = locator.to(dev)
     meta = _dc_from_dict(WorldMeta, cfg["meta"])
-    return World(tok.to(dev), dyn.to(dev), _dc_from_dict(SamplerConfig, cfg["sampler"]), meta, path=path.local, lam=lam)
+    if meta.rollout == "factorised" and locator is None:
+        raise UserError(f"{cfg_file}: meta.rollout is 'factorised' but the world has no locator; train one with "
+                        "`maskworld train locator --world WORLD --data DATA` or set rollout to 'joint'")
+    return World(tok.to(dev), dyn.to(dev), _dc_from_dict(SamplerConfig, cfg["sampler"]), meta, path=path.local, lam=lam,
+                 locator=locator)

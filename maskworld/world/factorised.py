@@ -1,0 +1,111 @@
+"""Decoding a world of several agents one avatar's neighbourhood at a time (a factorised rollout).
+
+A world trained on joint actions reads every avatar's action everywhere: its prediction at one avatar's cells
+moves a little when another avatar's action changes, and a MaskGIT draw turns those small moves into other tokens
+(on the shipped Coins world one step from real frames, ~10 % of the other avatars' cells are drawn otherwise when
+one avatar's action changes). Shared play needs the opposite: each person's avatar answers to them alone.
+
+So the next frame is decoded as several variants in one batch, each the same session with another action, and
+composed cell by cell (object-factored dynamics in the spirit of C-SWM, Kipf et al. 2020, here at decoding
+time, without retraining):
+- the locator (models/locator.py) finds each avatar in the frame shown last and marks its neighbourhood;
+- a cell that no avatar's neighbourhood covers is taken from the variant in which no avatar's action is known
+  (what the world does on its own: coins appear, the room stays);
+- a cell covered by the neighbourhoods of a set of avatars is taken from the variant in which exactly those
+  avatars' actions are given; so avatar k's action reaches only cells near avatar k, and where two avatars meet
+  both actions act together (the game's own interaction).
+"Unknown" is each agent's NULL in a world trained with `--agent-dropout` (DynamicsConfig.partial_actions: it
+learned to predict with some agents' actions hidden). A world that always saw every action is asked with NOOP
+instead, which it reads as "stands still" and which drags the prediction for the acting avatar too (measured in
+docs/results.md).
+Every variant of a session samples with a copy of that session's generator, so all variants draw the same
+noise and the composed frame is as seeded, resumable and batch-independent as a joint one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from maskworld.models.sampler import SamplerConfig, decode_frame
+
+ROLLOUT_MODES = ("joint", "factorised")
+
+
+def check_rollout_mode(mode: str) -> str:
+    if mode not in ROLLOUT_MODES:
+        raise ValueError(f"rollout must be one of {ROLLOUT_MODES}, not {mode!r}")
+    return mode
+
+
+def agent_noop(meanings: list[str]) -> int:
+    """The per-agent action that does nothing: NOOP where the env names one, else action 0."""
+    return meanings.index("NOOP") if "NOOP" in meanings else 0
+
+
+def _digits(actions_B: torch.Tensor, factors: list[int]) -> torch.Tensor:
+    """Joint actions (B,) -> each agent's action (B, agents); agent i's is (a // prod(factors[:i])) % factors[i]."""
+    out, base = [], 1
+    for f in factors:
+        out.append((actions_B // base) % f)
+        base *= f
+    return torch.stack(out, 1)
+
+
+def _joint(digits_BA: torch.Tensor, factors: list[int]) -> torch.Tensor:
+    out, base = torch.zeros_like(digits_BA[:, 0]), 1
+    for i, f in enumerate(factors):
+        out += digits_BA[:, i] * base
+        base *= f
+    return out
+
+
+def variants(owners_BN: torch.Tensor, actions_B: torch.Tensor, cfg, noop: int):
+    """-> (session index (V,), owner mask (V,), action (V,)): one variant per distinct owner set of each session's
+    cells, in which the owners act and every other avatar's action is unknown (a world trained with
+    `partial_actions`) or, in a world that always saw every action, NOOP."""
+    factors = list(cfg.action_factors)
+    per = _digits(actions_B, factors)  # (B, A)
+    idx, masks = [], []
+    for b in range(owners_BN.shape[0]):
+        for m in torch.unique(owners_BN[b]).tolist():
+            idx.append(b)
+            masks.append(m)
+    idx_V, masks_V = torch.tensor(idx, device=actions_B.device), torch.tensor(masks, device=actions_B.device)
+    bits = (masks_V[:, None] >> torch.arange(len(factors), device=actions_B.device)) & 1  # (V, A)
+    if cfg.partial_actions:
+        absent = torch.tensor(factors, device=actions_B.device).expand_as(per[idx_V])  # each agent's NULL
+        return idx_V, masks_V, cfg.partial_action(torch.where(bits.bool(), per[idx_V], absent))
+    acts = torch.where(bits.bool(), per[idx_V], torch.full_like(per[idx_V], noop))
+    return idx_V, masks_V, _joint(acts, factors)
+
+
+@torch.no_grad()
+def factorised_decode(engine, sessions, actions_B: torch.Tensor, sampler: SamplerConfig) -> torch.Tensor:
+    """The next frame's tokens (B, N) of each session, composed from per-avatar variants (module doc)."""
+    world = engine.world
+    dyn = world.dynamics
+    g = dyn.cfg.grid
+    last = torch.from_numpy(np.stack([s.tokens.reshape(g, g) for s in sessions]).astype(np.int64)).to(actions_B.device)
+    owners = world.locator.owners(last)  # (B, N)
+    idx, masks, acts = variants(owners, actions_B, dyn.cfg, agent_noop(world.meta.agent_action_meanings))
+    rows = [sessions[i] for i in idx.tolist()]
+    gens = []
+    for s in rows:  # a copy of the session's generator per variant: the same noise in every variant
+        c = torch.Generator(device=s.gen.device)
+        c.set_state(s.gen.get_state())
+        gens.append(c)
+    pos = torch.tensor([s.pos for s in rows], device=actions_B.device)
+    toks = decode_frame(dyn, engine.cache.view([s.row for s in rows]), acts, pos, sampler, gens,
+                        engine.memory_input(rows), engine.last_tokens(rows))  # (V, N)
+    # each cell's variant: the one of its session whose owner set is the cell's
+    pick = (idx[None, None, :] == torch.arange(len(sessions), device=idx.device)[:, None, None]) & \
+        (masks[None, None, :] == owners[:, :, None])  # (B, N, V), one True per cell
+    var = pick.float().argmax(-1)  # (B, N)
+    out = toks.gather(0, var)  # toks[var[b, n], n]
+    first = {}
+    for v, b in enumerate(idx.tolist()):
+        first.setdefault(b, v)
+    for b, v in first.items():  # every copy drew alike; the session continues from one of them
+        sessions[b].gen.set_state(gens[v].get_state())
+    return out
