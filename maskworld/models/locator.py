@@ -9,7 +9,7 @@ Design choices:
 - Tokens, not pixels: the locator reads exactly what the dynamics model draws, so it locates avatars in
   imagined frames as in real ones, and costs one tiny pass per step (no decoder).
 - Convolutions, not attention: an avatar is a local pattern; two 3x3 layers see a 5x5 neighbourhood of cells,
-  enough to tell a sprite from the floor, and the network stays a few thousand parameters.
+  enough to tell a sprite from the floor; ~50k parameters (mostly the token embedding), a 0.2 MB file.
 """
 
 from __future__ import annotations
