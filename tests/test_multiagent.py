@@ -173,11 +173,33 @@ def test_avatar_control_is_zero_for_a_world_that_ignores_actions(coins_world):
     assert m["avatars.slices"] == 3
     for g in ("", "greedy."):
         for i in range(2):
-            for k in ("own", "others", "others_abs", "others_changed"):
+            for k in ("own", "others", "others_abs", "others_changed", "others_free", "others_free_changed"):
                 assert m[f"avatars.{g}{i}.{k}"] == pytest.approx(0.0, abs=1e-9), (g, i, k)
     # an untrained world with the previous-frame prior copies its last frame: another draw draws the same cells
     assert m["avatars.noise_abs"] == pytest.approx(0.0, abs=1e-9) and m["avatars.noise_changed"] == 0.0
     assert m["avatars.greedy.noise_abs"] == 0.0 and m["avatars.greedy.noise_changed"] == 0.0  # deterministic
+    assert m["avatars.game.replayed"] == 3 and all(0 <= m[f"avatars.game.{i}.others_changed"] <= 1 for i in range(2))
+
+
+def test_the_game_floor_replays_the_game(coins_world):
+    """Replayed with the logged actions the game draws every other avatar's cell as recorded (floor 0); with an
+    avatar teleported by random actions for long enough it does not."""
+    from maskworld.data.store import EpisodeStore
+    from maskworld.eval.avatars import game_floor
+
+    st = EpisodeStore(coins_world / "d")
+    i = st.episode_ids[0]
+    ep = st.load(i)
+    refs = [(i, s) for s in (0, 10, 40)]
+    pos = [np.asarray(ep.info["agents_pos"][s + 2 + 3]) for _, s in refs]
+    truth = np.stack([ep.frames[s + 2 + 3] for _, s in refs])
+    logged = np.stack([ep.actions[s + 1:s + 5] for _, s in refs])
+    m, free = game_floor(st, refs, pos, truth, [logged, logged], context=2, room=8)
+    assert free.shape == (2, 3, 2) and free[0, :, 1].all() and free[1, :, 0].all()
+    assert m == {"avatars.game.replayed": 3, "avatars.game.0.others_changed": 0.0, "avatars.game.1.others_changed": 0.0}
+    shifted = [(i, s + 7) for _, s in refs]  # replayed from another step: the avatars stand elsewhere
+    m, _ = game_floor(st, shifted, pos, truth, [logged, logged], context=2, room=8)
+    assert m["avatars.game.replayed"] == 3 and m["avatars.game.0.others_changed"] > 0
 
 
 def test_avatar_control_sees_an_avatar_whose_actions_move_everything(coins_world):

@@ -25,6 +25,13 @@ actions replaced by random ones (the others keep theirs). Both are compared with
   (a MaskGIT draw commits tokens in the order of its confidences over the whole frame, so changed logits in one
   place reorder the draws everywhere).
 
+- `game.{i}.others_changed`: the same share in the game itself (each slice's episode replayed from its seed, then
+  stepped with the same random actions of avatar i): how often avatar i really changes the others' cells (blocking
+  their way, taking their coin), the floor `others_changed` is read against.
+- `others_free`, `others_free_changed`: `others` and `others_changed` over only the other avatars' cells that the
+  game itself leaves as recorded under avatar i's random actions: where avatar i has no real effect, so a world
+  that keeps the avatars apart scores ~0 there whatever the game's interactions.
+
 Regions come from the data's `agents_pos` (cells), scaled to pixels by the frame size and the room's cells.
 """
 
@@ -72,7 +79,7 @@ def region(frame_size: int, room: int, cell: np.ndarray, radius: int) -> tuple[s
 def avatar_control(world, store, ids: list[int], room: int, context: int = 2, slices_per_episode: int = 4,
                    seed: int = 0) -> dict:
     """{avatars.{i}.{own,others,others_abs,others_changed}, avatars.noise_{abs,changed}, avatars.greedy.*,
-    avatars.slices}: means over held-out slices (module doc)."""
+    avatars.game.*, avatars.slices}: means over held-out slices (module doc)."""
     agents = int(getattr(world.meta, "agents", 1))
     if agents < 2:
         raise UserError("per-avatar control needs a world of several agents (trained on joint actions)")
@@ -80,7 +87,7 @@ def avatar_control(world, store, ids: list[int], room: int, context: int = 2, sl
         raise UserError(f"{store.path} records no agents_pos: collect a multi-agent env (MultiAgent-Coins-v0)")
     n = len(world.meta.agent_action_meanings)
     rng = np.random.default_rng(seed)
-    slices, positions = [], []
+    slices, positions, refs = [], [], []
     for i in ids:
         ep = store.load(i)
         T = len(ep.actions)
@@ -88,6 +95,7 @@ def avatar_control(world, store, ids: list[int], room: int, context: int = 2, sl
             if T < context + DELTA_T:
                 break
             s = int(rng.integers(0, T - context - DELTA_T + 1))
+            refs.append((i, s))
             sl = ep.__class__(frames=ep.frames[s:s + context + DELTA_T], actions=ep.actions[s:s + context + DELTA_T - 1],
                               rewards=ep.rewards[s:s + context + DELTA_T - 1],
                               terminated=ep.terminated[s:s + context + DELTA_T - 1],
@@ -99,21 +107,86 @@ def avatar_control(world, store, ids: list[int], room: int, context: int = 2, sl
     real = np.stack([sl.actions[context - 1:context - 1 + DELTA_T] for sl in slices])  # (E, DELTA_T) joint
     truth = np.stack([sl.frames[context + DELTA_T - 1] for sl in slices])
     out: dict = {"avatars.slices": len(slices)}
+    per = np.array([[split_action(a, agents, n) for a in row] for row in real])
+    floor, free = game_floor(store, refs, positions, truth, _random_actions(per, agents, n, seed), context, room)
+    out.update(floor)
     sampler = world.sampler
     try:
         for prefix, cfg in (("avatars.", sampler),
                             ("avatars.greedy.", dataclasses.replace(sampler, temperature=0.0, choice_temperature=0.0))):
             world.sampler = cfg
-            out.update(_measure(world, slices, positions, real, truth, agents, n, room, context, seed, prefix))
+            out.update(_measure(world, slices, positions, real, truth, agents, n, room, context, seed, prefix, free))
     finally:
         world.sampler = sampler
     return out
 
 
-def _measure(world, slices, positions, real, truth, agents: int, n: int, room: int, context: int, seed: int,
-             prefix: str) -> dict:
-    """own / others per avatar and the redraw noise, under the world's current sampler (module doc)."""
+def _random_actions(per_EtA: np.ndarray, agents: int, n: int, seed: int) -> list[np.ndarray]:
+    """Per avatar i: the slices' joint actions (E, DELTA_T) with avatar i's replaced by random ones (one seeded
+    draw, the same in every pass and in the game's own replay)."""
     rng = np.random.default_rng(seed)
+    out = []
+    for i in range(agents):
+        p = per_EtA.copy()
+        p[:, :, i] = rng.integers(0, n, size=p.shape[:2])
+        out.append(np.array([[joint_action(a, n) for a in row] for row in p]))
+    return out
+
+
+def game_floor(store, refs, positions, truth, random_actions: list[np.ndarray], context: int,
+               room: int) -> tuple[dict, np.ndarray | None]:
+    """`avatars.game.{i}.others_changed`: the share of the other avatars' cells that the *game itself* draws
+    otherwise when avatar i takes the same random actions (the episode replayed from its seed, then stepped with
+    them): how much the avatars really interact, the floor a world's `others_changed` is read against.
+    `avatars.game.replayed`: slices whose replay reproduced the recorded frame (0: no seeds, or a game that does
+    not replay; then nothing else is reported). -> (those metrics, free (agents, E, agents) bool or None: free[i, e,
+    j] where avatar j's cell of slice e came out as recorded in the game with avatar i's random actions)."""
+    from maskworld.envs import make_env
+
+    meta = store.meta
+    if any(store.entry(i).get("seed") is None for i, _ in refs):
+        return {"avatars.game.replayed": 0}, None
+    env = make_env(meta["env_id"], int(meta.get("size", 64)), **(meta.get("env_kwargs") or {}))
+    S = truth.shape[1]
+    agents = len(random_actions)
+    changed = [[] for _ in range(agents)]
+    free = np.zeros((agents, len(refs), agents), bool)
+    replayed = 0
+    try:
+        for e, (ep_id, s) in enumerate(refs):
+            ep = store.load(ep_id)
+            seed = int(store.entry(ep_id)["seed"])
+
+            def replay():
+                frame, _ = env.reset(seed=seed)
+                for a in ep.actions[:s + context - 1]:
+                    frame = env.step(int(a))[0]
+                return frame
+
+            if not np.array_equal(replay(), ep.frames[s + context - 1]):
+                continue
+            replayed += 1
+            for i in range(agents):
+                replay()
+                for a in random_actions[i][e]:
+                    frame = env.step(int(a))[0]
+                for j in range(agents):
+                    if j != i:
+                        rs, cs = region(S, room, positions[e][j], radius=0)
+                        free[i, e, j] = np.array_equal(frame[rs, cs], truth[e][rs, cs])
+                        changed[i].append(not free[i, e, j])
+    finally:
+        env.close()
+    out: dict = {"avatars.game.replayed": replayed}
+    if not replayed:
+        return out, None
+    out.update({f"avatars.game.{i}.others_changed": float(np.mean(changed[i])) for i in range(agents)})
+    return out, free
+
+
+def _measure(world, slices, positions, real, truth, agents: int, n: int, room: int, context: int, seed: int,
+             prefix: str, free: np.ndarray | None = None) -> dict:
+    """own / others per avatar and the redraw noise, under the world's current sampler (module doc)."""
     gen, tok = open_loop(world, slices, context, DELTA_T, seed, return_tokens=True)  # (E, T, S, S, 3), (E, h, w)
     gen = gen[:, -1]
     S, grid = truth.shape[1], tok.shape[-1]
@@ -128,13 +201,10 @@ def _measure(world, slices, positions, real, truth, agents: int, n: int, room: i
             noise_changed.append(not np.array_equal(tok[e, tr, tc], tok_redraw[e, tr, tc]))
     out: dict = {f"{prefix}noise_abs": float(np.mean(noise_abs)), f"{prefix}noise_changed": float(np.mean(noise_changed))}
     per = np.array([[split_action(a, agents, n) for a in row] for row in real])  # (E, DELTA_T, agents)
-    for i in range(agents):
-        p = per.copy()
-        p[:, :, i] = rng.integers(0, n, size=p.shape[:2])
-        rnd = np.array([[joint_action(a, n) for a in row] for row in p])
+    for i, rnd in enumerate(_random_actions(per, agents, n, seed)):
         gen_rnd, tok_rnd = open_loop(world, slices, context, DELTA_T, seed, actions_override=rnd, return_tokens=True)
         gen_rnd = gen_rnd[:, -1]
-        own, others, others_abs, changed = [], [], [], []
+        own, others, others_abs, changed, others_free, free_changed = [], [], [], [], [], []
         for e in range(len(slices)):
             rs, cs = region(S, room, positions[e][i], radius=1)
             own.append(_delta(gen[e, rs, cs], gen_rnd[e, rs, cs], truth[e, rs, cs]))
@@ -145,8 +215,16 @@ def _measure(world, slices, positions, real, truth, agents: int, n: int, room: i
                 (rs, cs), (tr, tc) = cells[e][j], tcells[e][j]
                 others_abs.append(abs(_delta(gen[e, rs, cs], gen_rnd[e, rs, cs], truth[e, rs, cs])))
                 changed.append(not np.array_equal(tok[e, tr, tc], tok_rnd[e, tr, tc]))
+                if free is not None and free[i, e, j]:
+                    free_changed.append(changed[-1])
+            fb = [cells[e][j] for j in others_j if free is not None and free[i, e, j]]
+            if fb:
+                others_free.append(_delta(_cells(gen[e], fb), _cells(gen_rnd[e], fb), _cells(truth[e], fb)))
         out[f"{prefix}{i}.own"] = float(np.mean(own))
         out[f"{prefix}{i}.others"] = float(np.mean(others))
         out[f"{prefix}{i}.others_abs"] = float(np.mean(others_abs))
         out[f"{prefix}{i}.others_changed"] = float(np.mean(changed))
+        if others_free:  # only the cells the game itself leaves as they were: what avatar i must not touch
+            out[f"{prefix}{i}.others_free"] = float(np.mean(others_free))
+            out[f"{prefix}{i}.others_free_changed"] = float(np.mean(free_changed))
     return out
