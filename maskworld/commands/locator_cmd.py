@@ -1,4 +1,4 @@
-"""`maskworld train locator`: give a world of several agents its avatar locator and factorised rollout."""
+"""`maskworld train locator`: give a world of several agents its avatar locator (and choose how it decodes)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 
 EXAMPLES = """examples:
   maskworld train locator --world worlds/coins --data data/coins
-  maskworld train locator --world worlds/coins --data data/coins --rollout joint   # locator only, joint decoding
+  maskworld train locator --world worlds/coins --data data/coins --rollout factorised  # even without --agent-dropout
   maskworld eval worlds/coins --data data/coins --episodes 10 --rollout joint      # compare the two decodings
 """
 
@@ -20,9 +20,10 @@ def register_train_locator(tsub) -> None:
     p.add_argument("--world", required=True, help="the world directory (trained on a multi-agent env's data)")
     p.add_argument("--data", required=True, help="the episode store it was trained on (records agents_pos)")
     p.add_argument("--steps", type=int, default=600, help="optimizer steps (default 600: under a minute on a CPU)")
-    p.add_argument("--rollout", choices=("factorised", "joint"), default="factorised",
-                   help="how the world decodes from now on (default factorised)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rollout", choices=("auto", "factorised", "joint"), default="auto",
+                   help="how the world decodes from now on (default auto: factorised for a world trained with "
+                        "--agent-dropout, which can be asked with the others' actions unknown, else joint)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the locator's initialisation and batches")
     p.set_defaults(func=run)
 
 
@@ -30,6 +31,7 @@ def run(args) -> int:
     from maskworld.data.store import EpisodeStore
     from maskworld.errors import UserError
     from maskworld.train.locator_train import fit_locator
+    from maskworld.world.factorised import default_rollout
     from maskworld.world.world import load_world
 
     if args.steps < 1:
@@ -39,10 +41,13 @@ def run(args) -> int:
         raise UserError(f"{args.world}: a locator is written into a local world directory")
     store = EpisodeStore(args.data)
     locator, m = fit_locator(world, store, steps=args.steps, seed=args.seed)
+    rollout = args.rollout
+    if rollout == "auto":
+        rollout = default_rollout(world.dynamics.cfg)
     print(f"[locator] held-out: every avatar on its cell in {m['accuracy']:.3f} of {m['val_frames']} frames "
           f"({m['cell_accuracy']:.3f} of avatars; the commonest cell {m['majority']:.3f}); {m['train_s']} s")
-    world.attach_locator(locator, args.rollout, locator_train=m,
+    world.attach_locator(locator, rollout, locator_train=m,
                          locator_command=getattr(args, "command_line", None) or
                          f"maskworld train locator --world {args.world} --data {args.data}")
-    print(f"[locator] wrote {world.path}/locator.safetensors; rollout {args.rollout}")
+    print(f"[locator] wrote {world.path}/locator.safetensors; rollout {rollout}")
     return 0

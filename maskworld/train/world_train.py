@@ -495,9 +495,10 @@ def _add_locator(world: World, run: Run) -> None:
     learned to predict with some agents' actions unknown (--agent-dropout), decodes avatar by avatar from now on
     (world/factorised.py); a world that always saw every action keeps joint decoding (measured: docs/results.md)."""
     from maskworld.train.locator_train import fit_locator
+    from maskworld.world.factorised import default_rollout
 
     locator, m = fit_locator(world, run.store, seed=run.cfg.run.seed, log=None)
-    rollout = "factorised" if world.dynamics.cfg.partial_actions else "joint"
+    rollout = default_rollout(world.dynamics.cfg)
     world.attach_locator(locator, rollout, locator_train=m)
     print0(f"[locator] every avatar on its cell in {m['accuracy']:.3f} of {m['val_frames']} held-out frames; "
            f"rollout {rollout}")

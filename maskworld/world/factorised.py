@@ -38,6 +38,12 @@ def check_rollout_mode(mode: str) -> str:
     return mode
 
 
+def default_rollout(dyn_cfg) -> str:
+    """Factorised for a world trained with some agents' actions hidden (it can be asked with the others unknown),
+    joint otherwise (asked with NOOP for the others, measured no better: docs/results.md)."""
+    return "factorised" if dyn_cfg.partial_actions else "joint"
+
+
 def agent_noop(meanings: list[str]) -> int:
     """The per-agent action that does nothing: NOOP where the env names one, else action 0."""
     return meanings.index("NOOP") if "NOOP" in meanings else 0
