@@ -30,8 +30,7 @@ def register_train_locator(tsub) -> None:
 def run(args) -> int:
     from maskworld.data.store import EpisodeStore
     from maskworld.errors import UserError
-    from maskworld.train.locator_train import fit_locator
-    from maskworld.world.factorised import default_rollout
+    from maskworld.train.locator_train import add_locator
     from maskworld.world.world import load_world
 
     if args.steps < 1:
@@ -40,14 +39,9 @@ def run(args) -> int:
     if world.path is None:
         raise UserError(f"{args.world}: a locator is written into a local world directory")
     store = EpisodeStore(args.data)
-    locator, m = fit_locator(world, store, steps=args.steps, seed=args.seed)
-    rollout = args.rollout
-    if rollout == "auto":
-        rollout = default_rollout(world.dynamics.cfg)
+    command = getattr(args, "command_line", None) or f"maskworld train locator --world {args.world} --data {args.data}"
+    rollout, m = add_locator(world, store, args.rollout, steps=args.steps, seed=args.seed, locator_command=command)
     print(f"[locator] held-out: every avatar on its cell in {m['accuracy']:.3f} of {m['val_frames']} frames "
           f"({m['cell_accuracy']:.3f} of avatars; the commonest cell {m['majority']:.3f}); {m['train_s']} s")
-    world.attach_locator(locator, rollout, locator_train=m,
-                         locator_command=getattr(args, "command_line", None) or
-                         f"maskworld train locator --world {args.world} --data {args.data}")
     print(f"[locator] wrote {world.path}/locator.safetensors; rollout {rollout}")
     return 0

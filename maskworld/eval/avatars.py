@@ -41,6 +41,7 @@ import dataclasses
 
 import numpy as np
 
+from maskworld.envs import make_env
 from maskworld.envs.base import joint_action, split_action
 from maskworld.errors import UserError
 from maskworld.eval.control import DELTA_T
@@ -141,8 +142,6 @@ def game_floor(store, refs, positions, truth, random_actions: list[np.ndarray], 
     `avatars.game.replayed`: slices whose replay reproduced the recorded frame (0: no seeds, or a game that does
     not replay; then nothing else is reported). -> (those metrics, free (agents, E, agents) bool or None: free[i, e,
     j] where avatar j's cell of slice e came out as recorded in the game with avatar i's random actions)."""
-    from maskworld.envs import make_env
-
     meta = store.meta
     if any(store.entry(i).get("seed") is None for i, _ in refs):
         return {"avatars.game.replayed": 0}, None

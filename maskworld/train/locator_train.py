@@ -17,6 +17,7 @@ import torch
 from maskworld.envs import room_cells
 from maskworld.errors import UserError
 from maskworld.models.locator import AvatarLocator, LocatorConfig
+from maskworld.world.factorised import default_rollout
 
 
 def token_cells(pos_TA2: np.ndarray, room: int, grid: int) -> np.ndarray:
@@ -82,3 +83,15 @@ def fit_locator(world, store, room: int | None = None, steps: int = 600, batch: 
                "majority": float((vy == common).float().mean()), "frames": len(x), "val_frames": len(vx),
                "steps": steps, "train_s": round(time.time() - t0, 1)}
     return model, metrics
+
+
+def add_locator(world, store, rollout: str = "auto", steps: int = 600, seed: int = 0, log=print,
+                **card) -> tuple[str, dict]:
+    """Fit the world's locator and give it to the world (written into its directory) with the rollout it decodes
+    with from now on ("auto": factorised for a world trained with hidden actions, else joint); card entries go into
+    the model card beside the locator's held-out metrics. -> (the rollout, the metrics)."""
+    locator, m = fit_locator(world, store, steps=steps, seed=seed, log=log)
+    if rollout == "auto":
+        rollout = default_rollout(world.dynamics.cfg)
+    world.attach_locator(locator, rollout, locator_train=m, **card)
+    return rollout, m

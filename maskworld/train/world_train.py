@@ -52,6 +52,7 @@ from maskworld.train.dynamics_train import train_dynamics
 from maskworld.train.head_prior import set_head_prior
 from maskworld.train.heldout_probe import HeldoutProbe
 from maskworld.train.lam_train import label_cache, relabel, train_lam
+from maskworld.train.locator_train import add_locator
 from maskworld.train.loop import Budget
 from maskworld.train.presets import get_preset
 from maskworld.train.tokenizer_train import FramePool, train_tokenizer
@@ -485,20 +486,10 @@ def _save_world(run: Run, out: Path, tok, dyn, lam, lam_info: dict, card: dict, 
         world = World(tok.cpu(), dyn.cpu(), SamplerConfig(), meta, lam=lam.cpu() if lam is not None else None)
         world.save(out)
         if meta.agents > 1 and "agents_pos" in run.meta.get("info_keys", []):
-            _add_locator(world, run)
+            # a world of several agents gets its avatar locator (seconds); it decodes avatar by avatar only when
+            # trained with hidden actions (--agent-dropout): world/factorised.py, docs/results.md
+            rollout, m = add_locator(world, run.store, seed=run.cfg.run.seed, log=None)
+            print(f"[locator] every avatar on its cell in {m['accuracy']:.3f} of {m['val_frames']} held-out frames; "
+                  f"rollout {rollout}")
     dist.barrier()  # nobody reports success before the world is on disk
     print0(f"[world] saved {out}/world.json (+ tokenizer.safetensors, dynamics.safetensors)")
-
-
-def _add_locator(world: World, run: Run) -> None:
-    """A world of several agents gets its avatar locator (train/locator_train.py; seconds) and, when its dynamics
-    learned to predict with some agents' actions unknown (--agent-dropout), decodes avatar by avatar from now on
-    (world/factorised.py); a world that always saw every action keeps joint decoding (measured: docs/results.md)."""
-    from maskworld.train.locator_train import fit_locator
-    from maskworld.world.factorised import default_rollout
-
-    locator, m = fit_locator(world, run.store, seed=run.cfg.run.seed, log=None)
-    rollout = default_rollout(world.dynamics.cfg)
-    world.attach_locator(locator, rollout, locator_train=m)
-    print0(f"[locator] every avatar on its cell in {m['accuracy']:.3f} of {m['val_frames']} held-out frames; "
-           f"rollout {rollout}")
