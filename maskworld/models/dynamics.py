@@ -100,6 +100,14 @@ class DynamicsConfig:
     def null_action(self) -> int:
         return self.num_actions
 
+    def agent_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Joint action ids (...) -> each agent's action (..., agents): agent i's is (a // prod(f[:i])) % f[i]."""
+        out, stride = [], 1
+        for f in self.action_factors:
+            out.append((actions // stride) % f)
+            stride *= f
+        return torch.stack(out, -1)
+
     def partial_action(self, digits_BA: torch.Tensor) -> torch.Tensor:
         """Each agent's action (B, agents), f[i] (agent i's NULL) where unknown -> action ids (B,) the embedding
         reads: the joint id where every agent is known, else null_action + 1 + the digits in base f[i] + 1 (ids

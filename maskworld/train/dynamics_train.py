@@ -144,13 +144,11 @@ def hide_agents(cfg: DynamicsConfig, act_BT: torch.Tensor, p: float, gen=None) -
     if not cfg.action_factors:
         raise UserError("--agent-dropout hides single agents' actions: it needs data of several agents acting at once")
     real = act_BT != cfg.null_action
-    digits, stride = [], 1
-    for f in cfg.action_factors:
-        d = (act_BT // stride) % f
-        hide = torch.rand(act_BT.shape, generator=gen).to(act_BT.device) < p
-        digits.append(torch.where(hide & real, torch.full_like(d, f), d))
-        stride *= f
-    q = cfg.partial_action(torch.stack(digits, -1).flatten(0, 1)).view_as(act_BT)
+    digits = cfg.agent_actions(act_BT)  # (B, T, agents)
+    hide = torch.stack([torch.rand(act_BT.shape, generator=gen) for _ in cfg.action_factors], -1).to(act_BT.device) < p
+    null = torch.tensor(cfg.action_factors, device=act_BT.device).expand_as(digits)  # each agent's NULL
+    digits = torch.where(hide & real[..., None], null, digits)
+    q = cfg.partial_action(digits.flatten(0, 1)).view_as(act_BT)
     return torch.where(real, q, act_BT)
 
 

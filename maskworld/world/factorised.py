@@ -49,41 +49,22 @@ def agent_noop(meanings: list[str]) -> int:
     return meanings.index("NOOP") if "NOOP" in meanings else 0
 
 
-def _digits(actions_B: torch.Tensor, factors: list[int]) -> torch.Tensor:
-    """Joint actions (B,) -> each agent's action (B, agents); agent i's is (a // prod(factors[:i])) % factors[i]."""
-    out, base = [], 1
-    for f in factors:
-        out.append((actions_B // base) % f)
-        base *= f
-    return torch.stack(out, 1)
-
-
-def _joint(digits_BA: torch.Tensor, factors: list[int]) -> torch.Tensor:
-    out, base = torch.zeros_like(digits_BA[:, 0]), 1
-    for i, f in enumerate(factors):
-        out += digits_BA[:, i] * base
-        base *= f
-    return out
-
-
 def variants(owners_BN: torch.Tensor, actions_B: torch.Tensor, cfg, noop: int):
     """-> (session index (V,), owner mask (V,), action (V,)): one variant per distinct owner set of each session's
     cells, in which the owners act and every other avatar's action is unknown (a world trained with
     `partial_actions`) or, in a world that always saw every action, NOOP."""
-    factors = list(cfg.action_factors)
-    per = _digits(actions_B, factors)  # (B, A)
+    per = cfg.agent_actions(actions_B)  # (B, A)
     idx, masks = [], []
     for b in range(owners_BN.shape[0]):
         for m in torch.unique(owners_BN[b]).tolist():
             idx.append(b)
             masks.append(m)
     idx_V, masks_V = torch.tensor(idx, device=actions_B.device), torch.tensor(masks, device=actions_B.device)
-    bits = (masks_V[:, None] >> torch.arange(len(factors), device=actions_B.device)) & 1  # (V, A)
-    if cfg.partial_actions:
-        absent = torch.tensor(factors, device=actions_B.device).expand_as(per[idx_V])  # each agent's NULL
-        return idx_V, masks_V, cfg.partial_action(torch.where(bits.bool(), per[idx_V], absent))
-    acts = torch.where(bits.bool(), per[idx_V], torch.full_like(per[idx_V], noop))
-    return idx_V, masks_V, _joint(acts, factors)
+    bits = (masks_V[:, None] >> torch.arange(per.shape[1], device=actions_B.device)) & 1  # (V, A)
+    # each agent's NULL (unknown) in a world trained for it, else its NOOP (a known action: the id stays joint)
+    absent = torch.tensor(cfg.action_factors if cfg.partial_actions else [noop] * per.shape[1],
+                          device=actions_B.device).expand_as(per[idx_V])
+    return idx_V, masks_V, cfg.partial_action(torch.where(bits.bool(), per[idx_V], absent))
 
 
 @torch.no_grad()
