@@ -230,6 +230,10 @@ def test_sticky_actions_reach_the_emulator_and_the_store(tmp_path):
         assert env.env.unwrapped.ale.getFloat("repeat_action_probability") == 0.0
     finally:
         env.close()
+    before = EpisodeStore(out).num_transitions
+    assert main(["collect", "--env", "ALE/Breakout-v5", "--steps", "40", "--num-envs", "1", "--size", "32",
+                 "--sticky-actions", "0.5", "--out", str(out), "--no-progress"]) == 2  # resume with other env options
+    assert EpisodeStore(out).num_transitions == before
     assert main(["collect", "--env", "MiniGrid-Empty-5x5-v0", "--steps", "5", "--sticky-actions", "0",
                  "--out", str(tmp_path / "m")]) == 2
     assert main(["collect", "--env", "ALE/Breakout-v5", "--steps", "5", "--sticky-actions", "1.5",

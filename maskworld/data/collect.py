@@ -231,8 +231,10 @@ def _meta(cfg: CollectConfig, env: Any) -> dict:
 
 def _check_resume(out: str, meta: dict) -> None:
     old = EpisodeStore(out).meta
-    for k in ("env_id", "size", "view", "policy", "seed", "shard", "max_episode_steps", "action_meanings"):
+    for k in ("env_id", "size", "view", "policy", "seed", "shard", "max_episode_steps", "action_meanings", "env_kwargs"):
         if k == "view" and meta.get(k) is None:  # views apply to MiniGrid only
+            continue
+        if k == "env_kwargs" and not old.get(k) and not meta.get(k):  # stores of before env options held none
             continue
         if old.get(k) != meta.get(k):
             raise UserError(f"{out} already holds data collected with {k}={old.get(k)!r}, this run has {meta.get(k)!r}; "
