@@ -2,8 +2,9 @@
 
     python scripts/ship_world.py WORLD DATA OUT [--prompts 64]
 
-prompts.npz holds uint8 frames (N, H, W, 3) from the world's held-out episodes, so "new world" in
-`maskworld play` can start from a real-looking frame without shipping the data set.
+prompts.npz holds --prompts uint8 frames (N, H, W, 3) drawn from the world's held-out episodes, several from each
+when few are held out, so "new world" in `maskworld play` can start from a real-looking frame without shipping the
+data set.
 """
 
 import argparse
@@ -34,9 +35,11 @@ def main():
     _, val = store.split(seed=split.get("seed", 0), val_fraction=split.get("val_fraction", 0.1))
     rng = np.random.default_rng(0)
     frames = []
-    for i in val[: a.prompts]:
-        ep = store.load(i)
+    for k in range(a.prompts if val else 0):  # a few long held-out episodes (CoinRun's) give several frames each
+        ep = store.load(val[k % len(val)])
         frames.append(ep.frames[rng.integers(0, len(ep.frames))])
+    if not frames:
+        raise SystemExit(f"{a.data} holds no held-out episode of this world's split: nothing to take prompts from")
     np.savez_compressed(out / "prompts.npz", frames=np.stack(frames))
     if a.data_command:
         cfg["meta"]["model_card"].setdefault("data", {})["collect_command"] = a.data_command

@@ -1,4 +1,4 @@
-"""--preset auto: the largest preset that sees ~20 tokens per parameter in the budget, from measured step times."""
+"""--preset auto: the preset whose tokens per parameter in the budget come nearest ~20, from measured step times."""
 
 import torch
 
@@ -7,7 +7,7 @@ from maskworld.train.auto_preset import Probe, choose_preset
 
 
 def _fake_probe(step_s: dict):
-    params = {"tiny": 400_000, "small": 3_600_000, "base": 15_000_000}
+    params = {"tiny": 400_000, "compact": 650_000, "small": 3_600_000, "base": 15_000_000}
     calls = []
 
     def probe(name, device, image_size=64, num_actions=8, vocab=1000, optimizer="muon"):
@@ -16,25 +16,33 @@ def _fake_probe(step_s: dict):
     return probe, calls
 
 
-def test_largest_preset_that_is_not_undertrained(monkeypatch):
-    probe, calls = _fake_probe({"tiny": 0.1, "small": 0.5, "base": 5.0})
+def test_the_preset_nearest_twenty_tokens_per_parameter(monkeypatch):
+    # 60 min x 0.7 = 2520 s. tiny 2520/0.1*1e4/4e5 = 630, compact 2520/0.6*1e4/6.5e5 = 65, small 2520/5*1e4/3.6e6 = 1.4
+    probe, calls = _fake_probe({"tiny": 0.1, "compact": 0.6, "small": 5.0, "base": 50.0})
     monkeypatch.setattr(auto_preset, "probe", probe)
-    # 60 min x 0.7 = 2520 s: small sees 2520/0.5*1e4/3.6e6 = 14 tokens/param (< 20), tiny 630: tiny
     name, why = choose_preset(60, torch.device("cpu"))
-    assert name == "tiny" and calls == ["tiny", "small"] and "undertrained" in why[1]
-    probe, calls = _fake_probe({"tiny": 0.1, "small": 0.2, "base": 5.0})
+    assert name == "compact" and calls == ["tiny", "compact", "small"] and "undertrained" in why[2]
+    # CoinRun on one core: tiny saw ~50 tokens per parameter, compact ~16 -> compact, although it is below 20
+    probe, calls = _fake_probe({"tiny": 2520 * 1e4 / 4e5 / 50, "compact": 2520 * 1e4 / 6.5e5 / 16, "small": 50.0, "base": 500.0})
     monkeypatch.setattr(auto_preset, "probe", probe)
-    assert choose_preset(60, torch.device("cpu"))[0] == "small" and calls == ["tiny", "small", "base"]
+    assert choose_preset(60, torch.device("cpu"))[0] == "compact" and calls == ["tiny", "compact"]
+    # a shorter budget: tiny 30, compact 11 -> tiny
+    probe, calls = _fake_probe({"tiny": 2520 * 1e4 / 4e5 / 30, "compact": 2520 * 1e4 / 6.5e5 / 11, "small": 50.0, "base": 500.0})
+    monkeypatch.setattr(auto_preset, "probe", probe)
+    assert choose_preset(60, torch.device("cpu"))[0] == "tiny"
+    probe, calls = _fake_probe({"tiny": 0.1, "compact": 0.15, "small": 0.2, "base": 5.0})
+    monkeypatch.setattr(auto_preset, "probe", probe)
+    assert choose_preset(60, torch.device("cpu"))[0] == "small" and calls == ["tiny", "compact", "small", "base"]
     calls.clear()  # the probe times the optimizer the run will use
     choose_preset(60, torch.device("cpu"), optimizer="adamw")
-    assert calls == ["tiny/adamw", "small/adamw", "base/adamw"]
+    assert calls == ["tiny/adamw", "compact/adamw", "small/adamw", "base/adamw"]
 
 
 def test_steps_budget_and_nothing_enough(monkeypatch):
     assert choose_preset(None, torch.device("cpu"))[0] == "small"
-    probe, _ = _fake_probe({"tiny": 100.0, "small": 500.0, "base": 5000.0})
+    probe, calls = _fake_probe({"tiny": 100.0, "compact": 200.0, "small": 500.0, "base": 5000.0})
     monkeypatch.setattr(auto_preset, "probe", probe)
-    assert choose_preset(5, torch.device("cpu"))[0] == "tiny"  # the smallest when none is enough
+    assert choose_preset(5, torch.device("cpu"))[0] == "tiny" and calls == ["tiny"]  # the smallest when none is enough
 
 
 @__import__("pytest").mark.slow

@@ -177,9 +177,9 @@ def _doc_of(cls, name):
 def test_help_shows_real_defaults_and_field_docs(monkeypatch):
     monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps at the terminal's width: one line per option
     text = " ".join(_train_parser("world").format_help().split())
-    assert "(default: the preset's: tiny 96, small 256, base 384)" in text  # --d-model
+    assert "(default: the preset's: tiny 96, compact 96, small 256, base 384)" in text  # --d-model
     assert "--lam-share LAM_SHARE Share of the dynamics' --minutes spent on the LAM. (default: 0.25)" in text
-    assert "--preset {auto,tiny,small,base}" in text and "(default: auto)" in text
+    assert "--preset {auto,tiny,compact,small,base}" in text and "(default: auto)" in text
     assert "--progress, --no-progress" in text and "--memory M" in text and "--init WORLD" in text
     assert " ".join(field_docs(DynamicsTrainConfig)["context_drop"].split()) in text
     assert "examples:" in text and "maskworld train world --data data/minigrid" in text  # the epilog is kept

@@ -30,7 +30,7 @@ def register(sub) -> None:
     p.add_argument("--env", default="MiniGrid-FourRooms-v0", help="environment for --train")
     p.add_argument("--steps", type=int, default=20000, help="environment steps to collect for --train")
     p.add_argument("--minutes", type=float, default=6.0, help="training budget for --train")
-    p.add_argument("--preset", default="tiny", choices=["tiny", "small", "base"])
+    p.add_argument("--preset", default="tiny", choices=["tiny", "compact", "small", "base"])
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--host", default="127.0.0.1")
     p.set_defaults(func=run)

@@ -50,9 +50,9 @@ class RunConfig:
     """Episode store (path or fsspec URL) from `maskworld collect` / `import-video`."""
     out: str
     """World directory to write (world.json + *.safetensors; checkpoints in OUT/_work)."""
-    preset: Literal["auto", "tiny", "small", "base"] = "auto"
-    """Model size dial: both models' sizes, batches and learning rate (maskworld.train.presets); auto = the largest
-    that sees ~20 tokens per parameter in --minutes, measured on this machine (maskworld.train.auto_preset)."""
+    preset: Literal["auto", "tiny", "compact", "small", "base"] = "auto"
+    """Model size dial: both models' sizes, batches and learning rate (maskworld.train.presets); auto = the one
+    whose tokens per parameter in --minutes come nearest ~20, measured on this machine (maskworld.train.auto_preset)."""
     minutes: float | None = None
     """Wall-clock training budget (split 30/70 tokenizer/dynamics for `world`)."""
     steps: int | None = None

@@ -1,8 +1,10 @@
-"""Presets: one complexity dial (tiny | small | base) for tokenizer, dynamics and batch sizes.
+"""Presets: one complexity dial (tiny | compact | small | base) for tokenizer, dynamics and batch sizes.
 
-tiny  — seconds per run; tests and the `make demo` pipeline on a laptop CPU.
-small — the CPU world of the issue bars (~60 CPU-minutes); real-time play on 2 cores.
-base  — for a GPU.
+tiny    — seconds per run; tests and the `make demo` pipeline on a laptop CPU.
+compact — tiny's widths at twice its depth: about 20 training tokens per parameter in an hour of one CPU core,
+          where tiny sees 50 (`--preset auto` picks it there; on CoinRun it beat tiny at equal minutes).
+small   — several CPU hours, or a GPU's minutes; real-time play on 2 cores.
+base    — for a GPU.
 
 A preset is a frozen table of numbers, importable without torch (the CLI shows its values in `--help`);
 `tokenizer` and `dynamics` build fresh model configs from it, so a caller may change those freely.
@@ -48,6 +50,8 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "tiny": Preset("tiny", tok_channels=32, tok_res=1, d_model=96, n_layers=2, n_heads=4, window=4,
                    tok_batch=16, dyn_batch=8, lr=1e-3),
+    "compact": Preset("compact", tok_channels=32, tok_res=1, d_model=96, n_layers=4, n_heads=4, window=4,
+                      tok_batch=16, dyn_batch=8, lr=1e-3),
     "small": Preset("small", tok_channels=96, tok_res=2, d_model=256, n_layers=4, n_heads=8, window=8,
                     tok_batch=32, dyn_batch=16, lr=5e-4),
     "base": Preset("base", tok_channels=128, tok_res=2, d_model=384, n_layers=8, n_heads=8, window=16,
