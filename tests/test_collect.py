@@ -215,8 +215,8 @@ def test_explore_lets_go_of_a_blocked_move():
 
 
 def test_sticky_actions_reach_the_emulator_and_the_store(tmp_path):
-    """--sticky-actions 0: ALE v5 without its repeat-the-last-action noise; stored so eval builds the same env;
-    refused for other envs and outside [0, 1]."""
+    """--sticky-actions 0 (the default for ALE): v5 without its repeat-the-last-action noise; stored so eval builds
+    the same env and a resume must match it; refused for other envs and outside [0, 1]."""
     from maskworld.cli import main
     from maskworld.envs import make_env
 
@@ -230,6 +230,9 @@ def test_sticky_actions_reach_the_emulator_and_the_store(tmp_path):
         assert env.env.unwrapped.ale.getFloat("repeat_action_probability") == 0.0
     finally:
         env.close()
+    assert main(["collect", "--env", "ALE/Breakout-v5", "--steps", "5", "--num-envs", "1", "--size", "32",
+                 "--out", str(tmp_path / "default"), "--no-progress"]) == 0  # a world's actions do what they say
+    assert EpisodeStore(tmp_path / "default").meta["env_kwargs"] == {"repeat_action_probability": 0.0}
     before = EpisodeStore(out).num_transitions
     assert main(["collect", "--env", "ALE/Breakout-v5", "--steps", "40", "--num-envs", "1", "--size", "32",
                  "--sticky-actions", "0.5", "--out", str(out), "--no-progress"]) == 2  # resume with other env options

@@ -49,7 +49,8 @@ def register(sub) -> None:
     p.add_argument("--num-levels", type=int, default=None, help="procgen: number of levels (0 = unlimited)")
     p.add_argument("--sticky-actions", type=float, default=None, metavar="P",
                    help="ALE/<Game>-v5: probability that the emulator repeats the previous action instead of the given "
-                        "one (the v5 default 0.25; 0 makes every frame follow its action)")
+                        "one (default 0: every frame follows its action, as a playable world should; 0.25 is v5's "
+                        "own default, the noise of Machado et al. 2018 for testing agents)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar: plain progress lines every MASKWORLD_PROGRESS_INTERVAL seconds (default 30)")
     p.set_defaults(func=run)
@@ -82,10 +83,22 @@ def env_options(args: argparse.Namespace) -> dict:
     return out
 
 
+# A world learns what each action does; ALE v5's sticky actions (p = 0.25) make a quarter of the presses do what the
+# previous one did, so a world trained on them hedges and plays that way (DreamerV3's Atari 100k configs leave them
+# off too). On Breakout, one CPU hour, they cost the world 6 dB one step ahead and about half its response to its
+# actions (docs/results.md).
+ENV_DEFAULTS = {"ALE/": {"sticky_actions": 0.0}}
+
+
 def run(args: argparse.Namespace) -> int:
     from maskworld.data.collect import CollectConfig, collect, format_stats
     from maskworld.progress import summary
 
+    for prefix, defaults in ENV_DEFAULTS.items():
+        if args.env.startswith(prefix):
+            for name, value in defaults.items():
+                if getattr(args, name) is None:
+                    setattr(args, name, value)
     env_kwargs = env_options(args)
     if args.frames_per_shard < 1:
         raise UserError("--frames-per-shard must be >= 1")

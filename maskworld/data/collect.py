@@ -236,6 +236,10 @@ def _check_resume(out: str, meta: dict) -> None:
             continue
         if k == "env_kwargs" and not old.get(k) and not meta.get(k):  # stores of before env options held none
             continue
+        if k == "env_kwargs" and old.get(k) != meta.get(k):
+            raise UserError(f"{out} already holds data collected with env options {old.get(k) or 'none'}, this run has "
+                            f"{meta.get(k) or 'none'}; give the original ones to resume (an ALE store with none was "
+                            "collected with v5's own sticky actions: --sticky-actions 0.25), or choose another --out")
         if old.get(k) != meta.get(k):
             raise UserError(f"{out} already holds data collected with {k}={old.get(k)!r}, this run has {meta.get(k)!r}; "
                             "rerun with the original settings to resume, or choose another --out")
