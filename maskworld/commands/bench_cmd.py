@@ -25,7 +25,8 @@ def register(sub) -> None:
                                    "concurrent sessions, training tokens/s against a matmul benchmark.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("world", nargs="?", help="world directory (default: a randomly initialised world of --preset)")
-    p.add_argument("--preset", default="small", choices=["tiny", "compact", "small", "base"], help="preset of the random world (default small)")
+    p.add_argument("--preset", default="small", choices=["tiny", "compact", "small", "base"],
+                   help="preset of the random world (default small)")
     p.add_argument("--json", help="write the flat results dict here")
     p.add_argument("--data", help="episode store the world was trained on: adds rollout PSNR at horizon 8 of MaskGIT vs "
                                   "token-by-token decoding on held-out episodes (quality.*)")
