@@ -234,7 +234,7 @@ def _check_resume(out: str, meta: dict) -> None:
     for k in ("env_id", "size", "view", "policy", "seed", "shard", "max_episode_steps", "action_meanings", "env_kwargs"):
         if k == "view" and meta.get(k) is None:  # views apply to MiniGrid only
             continue
-        if k == "env_kwargs" and not old.get(k) and not meta.get(k):  # stores of before env options held none
+        if k == "env_kwargs" and not old.get(k) and not meta.get(k):  # none on either side ({} or absent): the same
             continue
         if k == "env_kwargs" and old.get(k) != meta.get(k):
             raise UserError(f"{out} already holds data collected with env options {old.get(k) or 'none'}, this run has "
