@@ -56,22 +56,31 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-# option -> (env ids it applies to, their name in a message, its check or None, the env's keyword)
+# option -> (env ids it applies to, their name in a message, its check or None, the env's keyword, default for those
+# envs or None)
 ENV_OPTIONS = {
-    "distribution_mode": ("procgen:", "procgen:<game>", None, "distribution_mode"),
-    "start_level": ("procgen:", "procgen:<game>", None, "start_level"),
-    "num_levels": ("procgen:", "procgen:<game>", None, "num_levels"),
+    "distribution_mode": ("procgen:", "procgen:<game>", None, "distribution_mode", None),
+    "start_level": ("procgen:", "procgen:<game>", None, "start_level", None),
+    "num_levels": ("procgen:", "procgen:<game>", None, "num_levels", None),
+    # Default 0: a world learns what each action does, and v5's sticky actions (p = 0.25) make a quarter of the
+    # presses do what the previous one did, so a world trained on them hedges and plays that way (DreamerV3's
+    # Atari 100k configs leave them off too). On Breakout, one CPU hour, they cost the world 6 dB one step ahead and
+    # about half its response to its actions (docs/results.md).
     "sticky_actions": ("ALE/", "ALE/<Game>-v5", (lambda v: 0.0 <= v <= 1.0, "give a probability in [0, 1]"),
-                       "repeat_action_probability"),
-    "agents": ("MultiAgent-", "multi-agent (MultiAgent-Coins-v0)", (lambda v: 2 <= v <= 4, "give 2, 3 or 4"), "agents"),
+                       "repeat_action_probability", 0.0),
+    "agents": ("MultiAgent-", "multi-agent (MultiAgent-Coins-v0)", (lambda v: 2 <= v <= 4, "give 2, 3 or 4"), "agents",
+               None),
 }
 
 
 def env_options(args: argparse.Namespace) -> dict:
-    """The env-specific options given, checked against the env id, as the env's keyword arguments."""
+    """The env-specific options given (or defaulted for the env), checked against the env id, as the env's keyword
+    arguments."""
     out = {}
-    for name, (prefix, envs, check, key) in ENV_OPTIONS.items():
+    for name, (prefix, envs, check, key, default) in ENV_OPTIONS.items():
         v = getattr(args, name)
+        if v is None and args.env.startswith(prefix):
+            v = default
         if v is None:
             continue
         flag = "--" + name.replace("_", "-")
@@ -83,22 +92,10 @@ def env_options(args: argparse.Namespace) -> dict:
     return out
 
 
-# A world learns what each action does; ALE v5's sticky actions (p = 0.25) make a quarter of the presses do what the
-# previous one did, so a world trained on them hedges and plays that way (DreamerV3's Atari 100k configs leave them
-# off too). On Breakout, one CPU hour, they cost the world 6 dB one step ahead and about half its response to its
-# actions (docs/results.md).
-ENV_DEFAULTS = {"ALE/": {"sticky_actions": 0.0}}
-
-
 def run(args: argparse.Namespace) -> int:
     from maskworld.data.collect import CollectConfig, collect, format_stats
     from maskworld.progress import summary
 
-    for prefix, defaults in ENV_DEFAULTS.items():
-        if args.env.startswith(prefix):
-            for name, value in defaults.items():
-                if getattr(args, name) is None:
-                    setattr(args, name, value)
     env_kwargs = env_options(args)
     if args.frames_per_shard < 1:
         raise UserError("--frames-per-shard must be >= 1")

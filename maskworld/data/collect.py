@@ -231,18 +231,17 @@ def _meta(cfg: CollectConfig, env: Any) -> dict:
 
 def _check_resume(out: str, meta: dict) -> None:
     old = EpisodeStore(out).meta
-    for k in ("env_id", "size", "view", "policy", "seed", "shard", "max_episode_steps", "action_meanings", "env_kwargs"):
+    for k in ("env_id", "size", "view", "policy", "seed", "shard", "max_episode_steps", "action_meanings"):
         if k == "view" and meta.get(k) is None:  # views apply to MiniGrid only
             continue
-        if k == "env_kwargs" and not old.get(k) and not meta.get(k):  # none on either side ({} or absent): the same
-            continue
-        if k == "env_kwargs" and old.get(k) != meta.get(k):
-            raise UserError(f"{out} already holds data collected with env options {old.get(k) or 'none'}, this run has "
-                            f"{meta.get(k) or 'none'}; give the original ones to resume (an ALE store with none was "
-                            "collected with v5's own sticky actions: --sticky-actions 0.25), or choose another --out")
         if old.get(k) != meta.get(k):
             raise UserError(f"{out} already holds data collected with {k}={old.get(k)!r}, this run has {meta.get(k)!r}; "
                             "rerun with the original settings to resume, or choose another --out")
+    was, now = old.get("env_kwargs") or {}, meta.get("env_kwargs") or {}
+    if was != now:
+        raise UserError(f"{out} already holds data collected with env options {was or 'none'}, this run has "
+                        f"{now or 'none'}; give the original ones to resume (an ALE store with none was collected "
+                        "with v5's own sticky actions: --sticky-actions 0.25), or choose another --out")
 
 
 def collect(cfg: CollectConfig) -> dict:

@@ -108,15 +108,16 @@ def avatar_control(world, store, ids: list[int], room: int, context: int = 2, sl
     real = np.stack([sl.actions[context - 1:context - 1 + DELTA_T] for sl in slices])  # (E, DELTA_T) joint
     truth = np.stack([sl.frames[context + DELTA_T - 1] for sl in slices])
     out: dict = {"avatars.slices": len(slices)}
-    per = np.array([[split_action(a, agents, n) for a in row] for row in real])
-    floor, free = game_floor(store, refs, positions, truth, _random_actions(per, agents, n, seed), context, room)
+    per = np.array([[split_action(a, agents, n) for a in row] for row in real])  # (E, DELTA_T, agents)
+    rnd = _random_actions(per, agents, n, seed)  # one draw for the game's replay and every sampler's pass
+    floor, free = game_floor(store, refs, positions, truth, rnd, context, room)
     out.update(floor)
     sampler = world.sampler
     try:
         for prefix, cfg in (("avatars.", sampler),
                             ("avatars.greedy.", dataclasses.replace(sampler, temperature=0.0, choice_temperature=0.0))):
             world.sampler = cfg
-            out.update(_measure(world, slices, positions, real, truth, agents, n, room, context, seed, prefix, free))
+            out.update(_measure(world, slices, positions, rnd, truth, agents, room, context, seed, prefix, free))
     finally:
         world.sampler = sampler
     return out
@@ -183,9 +184,10 @@ def game_floor(store, refs, positions, truth, random_actions: list[np.ndarray], 
     return out, free
 
 
-def _measure(world, slices, positions, real, truth, agents: int, n: int, room: int, context: int, seed: int,
-             prefix: str, free: np.ndarray | None = None) -> dict:
-    """own / others per avatar and the redraw noise, under the world's current sampler (module doc)."""
+def _measure(world, slices, positions, random_actions: list[np.ndarray], truth, agents: int, room: int, context: int,
+             seed: int, prefix: str, free: np.ndarray | None = None) -> dict:
+    """own / others per avatar and the redraw noise, under the world's current sampler (module doc);
+    random_actions[i]: the slices' joint actions (E, DELTA_T) with avatar i's random (`_random_actions`)."""
     gen, tok = open_loop(world, slices, context, DELTA_T, seed, return_tokens=True)  # (E, T, S, S, 3), (E, h, w)
     gen = gen[:, -1]
     S, grid = truth.shape[1], tok.shape[-1]
@@ -199,8 +201,7 @@ def _measure(world, slices, positions, real, truth, agents: int, n: int, room: i
             noise_abs.append(abs(_delta(gen[e, rs, cs], redraw[e, rs, cs], truth[e, rs, cs])))
             noise_changed.append(not np.array_equal(tok[e, tr, tc], tok_redraw[e, tr, tc]))
     out: dict = {f"{prefix}noise_abs": float(np.mean(noise_abs)), f"{prefix}noise_changed": float(np.mean(noise_changed))}
-    per = np.array([[split_action(a, agents, n) for a in row] for row in real])  # (E, DELTA_T, agents)
-    for i, rnd in enumerate(_random_actions(per, agents, n, seed)):
+    for i, rnd in enumerate(random_actions):
         gen_rnd, tok_rnd = open_loop(world, slices, context, DELTA_T, seed, actions_override=rnd, return_tokens=True)
         gen_rnd = gen_rnd[:, -1]
         own, others, others_abs, changed, others_free, free_changed = [], [], [], [], [], []
