@@ -42,10 +42,13 @@ def test_train_world_then_rollout(toy_data, tmp_path):
 @pytest.mark.slow
 def test_stages_alone(toy_data, tmp_path):
     out = tmp_path / "w"
-    assert main(["train", "tokenizer", "--data", toy_data, "--out", str(out), "--steps", "3"] + TINY) == 0
+    assert main(["train", "tokenizer", "--data", toy_data, "--out", str(out), "--steps", "3", "--codebook", "240"] + TINY) == 0
     assert (out / "tokenizer.safetensors").exists() and not (out / "world.json").exists()
     assert main(["train", "dynamics", "--data", toy_data, "--out", str(out), "--steps", "3", "--optimizer", "muon"] + TINY) == 0
-    assert maskworld.load_world(out).meta.model_card["dynamics_train"]["optimizer"] == "muon"
+    w = maskworld.load_world(out)
+    assert w.meta.model_card["dynamics_train"]["optimizer"] == "muon"
+    # --codebook 240: FSQ levels [8, 6, 5], and the dynamics predicts over those 240 codes
+    assert w.tokenizer.cfg.levels == [8, 6, 5] and w.dynamics.cfg.vocab_size == 240
     assert main(["train", "dynamics", "--data", toy_data, "--out", str(tmp_path / "none"), "--steps", "3"] + TINY) == 2
 
 

@@ -83,6 +83,6 @@ def auto_preset(settings: dict, stage: str) -> tuple[str, tuple[str, ...]]:
         return DEFAULT, ()
     share = 1.0 if stage == "dynamics" else 1.0 - TOK_SHARE
     name, why = choose_preset(settings.get("minutes"), pick_device(settings.get("device")), size, share,
-                              run_optimizer(settings))
+                              run_optimizer(settings), settings.get("codebook") or 1000)
     print("\n".join(why), flush=True)
     return name, tuple(why)

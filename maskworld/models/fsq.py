@@ -12,6 +12,10 @@ import torch
 from torch import nn
 
 
+LEVELS_BY_CODES = {240: [8, 6, 5], 1000: [8, 5, 5, 5], 4375: [7, 5, 5, 5, 5]}
+"""Mentzer et al. 2023's levels for codebooks near 2^8, 2^10 and 2^12 (their Table 1)."""
+
+
 class FSQ(nn.Module):
     def __init__(self, levels: list[int]):
         super().__init__()

@@ -75,14 +75,14 @@ def probe(name: str, device, image_size: int = 64, num_actions: int = 8, vocab: 
 
 
 def choose_preset(minutes: float | None, device, image_size: int = 64, dyn_share: float = 0.7,
-                  optimizer: str = "muon") -> tuple[str, list[str]]:
+                  optimizer: str = "muon", vocab: int = 1000) -> tuple[str, list[str]]:
     """-> (preset name, lines saying why)."""
     if minutes is None:
         return DEFAULT, [f"[auto] a --steps budget has no minutes to size against: preset {DEFAULT}"]
     dyn_minutes = dyn_share * minutes
     ratios, why = {}, []
     for name in PRESETS:  # tiny, compact, small, base: ascending size
-        pr = probe(name, device, image_size, optimizer=optimizer)
+        pr = probe(name, device, image_size, vocab=vocab, optimizer=optimizer)
         ratios[name] = ratio = pr.tokens_per_param(dyn_minutes)
         ok = ratio >= TOKENS_PER_PARAM
         why.append(f"[auto] {name}: {pr.params / 1e6:.2f}M parameters, {pr.step_s:.2f} s/step on {device.type} -> "

@@ -93,6 +93,9 @@ class TokenizerTrainConfig:
 
     grid: int | None = field(default=None, metadata={"default_text": "the preset's, 8 on 64px frames = 64 tokens"})
     """Tokens per frame side (8 or 16 on 64px frames; 16 is sharper and ~4x dearer)."""
+    codebook: Literal[240, 1000, 4375] | None = field(default=None, metadata={"default_text": "1000"})
+    """Codes per token: FSQ levels [8,6,5], [8,5,5,5] or [7,5,5,5,5] (Mentzer et al. 2023's choices near 2^8,
+    2^10, 2^12). Fewer codes draw less detail and leave the dynamics fewer classes to choose from."""
     tok_batch: int | None = field(default=None, metadata=_by_preset("tok_batch"))
     """Tokenizer frames per step (global under torchrun)."""
     tok_minutes: float | None = None

@@ -39,6 +39,7 @@ from maskworld.device import pick_device
 from maskworld.errors import UserError
 from maskworld.io import atomic_save_safetensors, atomic_write_json, atomic_write_text
 from maskworld.memory.motion import Motion, fit_motion
+from maskworld.models.fsq import LEVELS_BY_CODES
 from maskworld.models.lam import LamConfig
 from maskworld.models.sampler import SamplerConfig
 from maskworld.models.text import TextVocab
@@ -119,6 +120,8 @@ def stage_tokenizer(run: Run, budget: Budget):
     down = tokenizer_downsample(run.cfg.tokenizer.grid, tcfg.image_size, tcfg.patch)
     if down is not None:
         tcfg.downsample = down
+    if run.cfg.tokenizer.codebook:
+        tcfg.levels = list(LEVELS_BY_CODES[run.cfg.tokenizer.codebook])
     pool = FramePool(run.store, dist.own_episodes(run.store, run.train_ids), seed=r.seed)  # rank split: this rank's episodes only
     val = FramePool(run.store, run.val_ids, max_frames=512, seed=r.seed + 1).frames
     dist.check_batch("--tok-batch", batch)
