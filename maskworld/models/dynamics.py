@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from maskworld.memory.pose import DELTA_CLASSES, REL_EMPTY
+from maskworld.models.code_factors import CodeFactors
 from maskworld.models.copy_head import CopyHead
 from maskworld.models.kv_cache import CacheView
 from maskworld.models.memory_reader import MemoryReader
@@ -66,6 +67,9 @@ class DynamicsConfig:
     """Decode from "nothing changes": a masked token carries the previous frame's token at its position (plus a
     learned mask flag) and its logits a learned bonus for that token, so an untrained world copies the last frame
     instead of drawing noise (a discrete-diffusion start from the last frame rather than from all-[MASK])."""
+    code_levels: list[int] | None = None
+    """The tokenizer's FSQ levels, read as each code's digits by the token embedding and head (code_factors.py);
+    None = every code on its own."""
     action_factors: list[int] | None = None
     """Several agents acting at once (a joint action per step): each agent's number of actions. The joint action a
     holds agent i's action (a // prod(f[:i])) % f[i], and its token is the sum of one embedding per agent (each with
@@ -262,6 +266,11 @@ class Dynamics(nn.Module):
             if not cfg.memory_frames:
                 raise ValueError("copy_head points at retrieved frames: it needs memory_frames > 0")
             self.copy_head = CopyHead(d)
+        if cfg.code_levels:
+            if math.prod(cfg.code_levels) != cfg.vocab_size:
+                raise ValueError(f"code_levels {cfg.code_levels} make {math.prod(cfg.code_levels)} codes, not vocab_size "
+                                 f"{cfg.vocab_size}")
+            self.code_factors = CodeFactors(cfg.code_levels, d)
         if cfg.prev_frame_prior:
             self.mask_flag = nn.Parameter(torch.zeros(d))  # marks "still to decode" on top of the previous token
             self.prev_gate = nn.Linear(d, 1)  # logit bonus for the previous frame's token, read from the position
@@ -276,6 +285,20 @@ class Dynamics(nn.Module):
             nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, std=0.02)
+
+    def token_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(token embedding table (V+1, D), token head weight (V, D)), FSQ digits included with `code_levels`."""
+        if not self.cfg.code_levels:
+            return self.tok_emb.weight, self.tok_head.weight
+        return self.code_factors.tables(self.tok_emb.weight, self.tok_head.weight)
+
+    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token ids (..., ) (MASK included) -> (..., D)."""
+        return F.embedding(tokens, self.token_tables()[0])
+
+    def token_logits(self, h_D: torch.Tensor) -> torch.Tensor:
+        """Hidden states (..., D) -> token logits (..., V)."""
+        return F.linear(h_D, self.token_tables()[1], self.tok_head.bias)
 
     def embed_actions(self, actions_BT: torch.Tensor) -> torch.Tensor:
         """(B,T) action ids (NULL = num_actions) -> (B,T,D); joint actions as a sum over agents."""
@@ -301,9 +324,9 @@ class Dynamics(nn.Module):
         B, T, N = tokens_BTN.shape
         if prev_BTN is not None and self.cfg.prev_frame_prior:
             masked = tokens_BTN == self.cfg.mask_id
-            tok = self.tok_emb(torch.where(masked, prev_BTN, tokens_BTN)) + masked.unsqueeze(-1) * self.mask_flag
+            tok = self.embed_tokens(torch.where(masked, prev_BTN, tokens_BTN)) + masked.unsqueeze(-1) * self.mask_flag
         else:
-            tok = self.tok_emb(tokens_BTN)
+            tok = self.embed_tokens(tokens_BTN)
         x = torch.cat([self.embed_actions(actions_BT).unsqueeze(2), tok], 2)  # (B,T,S,D)
         x = x + self.pos_emb + self.stream_emb[stream]
         return x.reshape(B, T * (N + 1), -1)
@@ -321,10 +344,10 @@ class Dynamics(nn.Module):
         if memory is None or not self.cfg.has_memory:
             return None
         # memory's action table knows joint actions and NULL: a partly known action reads as NULL there
-        mkv = self.memory.kv(memory, self.tok_emb, self.pos_emb[1:], actions_Q.clamp(max=self.cfg.null_action))
+        mkv = self.memory.kv(memory, self.token_tables()[0], self.pos_emb[1:], actions_Q.clamp(max=self.cfg.null_action))
         if self.cfg.copy_head and memory.retrieved is not None:  # what the copy head may point at
             Q, M, N = memory.retrieved.shape
-            emb = self.tok_emb(memory.retrieved) + self.pos_emb[1:] + self.memory.rel_emb(memory.rel)[:, :, None]
+            emb = self.embed_tokens(memory.retrieved) + self.pos_emb[1:] + self.memory.rel_emb(memory.rel)[:, :, None]
             valid = (memory.rel != REL_EMPTY)[:, :, None].expand(Q, M, N).reshape(Q, M * N)
             mkv.copy = (self.copy_head.keys(emb.reshape(Q, M * N, -1)), memory.retrieved.reshape(Q, M * N), valid)
         return mkv
@@ -373,7 +396,7 @@ class Dynamics(nn.Module):
                 x = torch.cat([x[:, : T * S], (m + self.memory.read(i, m, mkv)).view(B, T * S, -1)], 1)
         x = self.ln_f(x)
         clean, masked = x[:, : T * S].view(B, T, S, -1), x[:, T * S :].view(B, T, S, -1)
-        tok_logits = self.tok_head(masked[:, :, 1:])  # (B,T,N,V)
+        tok_logits = self.token_logits(masked[:, :, 1:])  # (B,T,N,V)
         if prev is not None:
             tok_logits = self.prev_bonus(masked[:, :, 1:].reshape(B * T, N, -1), tok_logits.reshape(B * T, N, -1),
                                          prev.reshape(B * T, N)).view(B, T, N, -1)
@@ -405,7 +428,7 @@ class Dynamics(nn.Module):
         prev_BN: the last committed frame's tokens (MASK rows: none), read with `prev_frame_prior`."""
         x = self.embed_frames(tokens_BN[:, None], actions_B[:, None], 1, None if prev_BN is None else prev_BN[:, None])
         h = self._frame_pass(x, pos_B, cache, mkv)
-        return self._copy(h[:, 1:], self.prev_bonus(h[:, 1:], self.tok_head(h[:, 1:]), prev_BN), mkv)
+        return self._copy(h[:, 1:], self.prev_bonus(h[:, 1:], self.token_logits(h[:, 1:]), prev_BN), mkv)
 
     def commit(self, tokens_BN, actions_B, pos_B, cache: CacheView):
         """Clean-stream pass of a finished frame: its keys/values are left in the cache's scratch slot (the caller
@@ -439,7 +462,7 @@ class Dynamics(nn.Module):
         cache saves and as the cache's independent reference in tests."""
         T, S = ctx_BTN.shape[1], self.cfg.frame_len
         h = self._context_pass(ctx_BTN, ctx_actions_BT, query_BN, query_actions_B)[:, T * S + 1 :]
-        return self.prev_bonus(h, self.tok_head(h), ctx_BTN[:, -1])
+        return self.prev_bonus(h, self.token_logits(h), ctx_BTN[:, -1])
 
     def full_pass_heads(self, ctx_BTN, ctx_actions_BT, frame_BN, frame_actions_B):
         """No-cache reward/termination of a decoded frame: one clean pass over context + the frame.

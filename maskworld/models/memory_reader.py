@@ -94,7 +94,7 @@ class MemoryReader(nn.Module):
         for e in [self.rel_emb, *self.act_q]:
             nn.init.normal_(e.weight, std=0.02)
 
-    def _tables(self, tok_emb: nn.Embedding, pos_emb_ND: torch.Tensor):
+    def _tables(self, tok_table_VD: torch.Tensor, pos_emb_ND: torch.Tensor):
         """Per-layer K/V tables (layers stacked on the last axis). In inference they are computed once and kept
         (10 ms a step on the CPU otherwise); `train()` drops them, and so does any call with gradients on."""
         if self._cache is not None and not self.training and not torch.is_grad_enabled():
@@ -104,7 +104,7 @@ class MemoryReader(nn.Module):
         def tab(x):
             return x @ W.t()
 
-        out = (tab, tab(tok_emb.weight), tab(pos_emb_ND), tab(self.kind_emb) + b, tab(self.null[0]) + b,
+        out = (tab, tab(tok_table_VD), tab(pos_emb_ND), tab(self.kind_emb) + b, tab(self.null[0]) + b,
                tab(self.rel_emb.weight), tab(self.age_emb))  # tok (V+1, L2D), pos (N, L2D), ...
         self._cache = out if not self.training and not torch.is_grad_enabled() else None
         return out
@@ -113,12 +113,12 @@ class MemoryReader(nn.Module):
         self._cache = None
         return super().train(mode)
 
-    def kv(self, mem: MemoryInput, tok_emb: nn.Embedding, pos_emb_ND: torch.Tensor, actions_Q: torch.Tensor) -> MemoryKV:
+    def kv(self, mem: MemoryInput, tok_table_VD: torch.Tensor, pos_emb_ND: torch.Tensor, actions_Q: torch.Tensor) -> MemoryKV:
         """Keys/values of every memory token for every layer; actions_Q: the action into each query frame.
 
         A memory token's embedding is tok + pos + (rel | age) + kind, and its keys/values W e + b, so they are
         sums of table rows: tab(x) = x @ W^T for every layer at once (layers stacked along the last axis)."""
-        _, tok_t, pos_t, kind_t, null_t, rel_t, age_t = self._tables(tok_emb, pos_emb_ND)
+        _, tok_t, pos_t, kind_t, null_t, rel_t, age_t = self._tables(tok_table_VD, pos_emb_ND)
         parts, valid = [null_t], [None]
         if mem.retrieved is not None:
             Q, M, N = mem.retrieved.shape

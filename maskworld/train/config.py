@@ -131,6 +131,9 @@ class DynamicsTrainConfig:
     prev_frame_prior: bool = True
     """Decode each frame starting from the previous one ("nothing changes"; DynamicsConfig.prev_frame_prior): a
     briefly trained world is at least copy-last instead of noise."""
+    code_factors: bool = False
+    """Read each token code as its FSQ digits in the token embedding and head (DynamicsConfig.code_levels,
+    models/code_factors.py), so rare codes learn from their neighbours."""
     render: Literal["tokens", "composite"] = "composite"
     """How the trained world shows imagined frames, written into world.json (world/compose.py): composite redraws
     only the cells around changed tokens, so a world started from real frames keeps their detail where nothing
