@@ -10,7 +10,7 @@ also gets a part shared by every code with the same digit:
 
 so a rare code starts from the embedding and logit of its digits, which its neighbours train, and a near miss in
 one channel trains the right digit of the others. Both are the plain tables plus a (V, sum L) one-hot product, so
-the sampler and the KV cache see ordinary tables (`table`, `head_weight`, kept while nothing trains).
+the sampler and the KV cache see ordinary tables (`CodeFactors.tables`, kept while no weight changes).
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ def digit_onehot(levels: list[int]) -> torch.Tensor:
 
 
 class CodeFactors(nn.Module):
+    """The digit parts A (embedding) and B (head) of the dynamics' token tables for FSQ `levels`."""
+
     def __init__(self, levels: list[int], d: int):
         super().__init__()
         self.register_buffer("onehot", digit_onehot(levels), persistent=False)  # (V+1, sum L)
