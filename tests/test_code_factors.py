@@ -1,14 +1,23 @@
 """Token codes read as FSQ digits (models/code_factors.py): the digits are FSQ's own, the cached pass stays exact,
 and the digit parts change what the model computes (and learn)."""
 
+import math
+import typing
+
 import torch
 
 from maskworld.models.code_factors import digit_onehot
 from maskworld.models.dynamics import Dynamics, DynamicsConfig
-from maskworld.models.fsq import FSQ
+from maskworld.models.fsq import FSQ, LEVELS_BY_CODES
 from maskworld.models.kv_cache import KVCache
+from maskworld.train.config import TokenizerTrainConfig
 
 LEVELS = [5, 2, 3]  # 30 codes
+
+
+def test_every_codebook_choice_has_levels():
+    choices = typing.get_args(typing.get_args(typing.get_type_hints(TokenizerTrainConfig)["codebook"])[0])
+    assert {math.prod(LEVELS_BY_CODES[c]) for c in choices} == set(choices) == set(LEVELS_BY_CODES)
 
 
 def test_digits_are_fsqs_own():

@@ -31,14 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskworld.models.fsq import FSQ
+from maskworld.models.fsq import FSQ, LEVELS_BY_CODES
 
 
 @dataclass
 class LamConfig:
     num_codes: int = 8
     grid: int = 8
-    levels: list[int] = field(default_factory=lambda: [8, 5, 5, 5])
+    levels: list[int] = field(default_factory=lambda: list(LEVELS_BY_CODES[1000]))
     """The tokenizer's FSQ levels: token ids -> latent vectors."""
     channels: int = 64
     context_frame: bool = False

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskworld.models.fsq import FSQ
+from maskworld.models.fsq import FSQ, LEVELS_BY_CODES
 
 
 @dataclass
@@ -36,7 +36,7 @@ class TokenizerConfig:
     """Residual blocks per stage."""
     downsample: int = 1
     """Stride-2 stages after the patchify: 1 -> 8x8 tokens for 64x64 frames, 0 -> 16x16."""
-    levels: list[int] = field(default_factory=lambda: [8, 5, 5, 5])
+    levels: list[int] = field(default_factory=lambda: list(LEVELS_BY_CODES[1000]))
     """FSQ levels; prod(levels) is the vocabulary size."""
 
     @property
