@@ -28,6 +28,28 @@ def test_tokenizer_shapes_and_uint8_path():
     assert TokenizerConfig(downsample=0).grid == 16
 
 
+@pytest.mark.parametrize("grid", [8, 16])
+def test_local_encoder_reads_each_token_from_its_own_patch(grid):
+    """Redrawing one patch changes no other token under the local encoder; the conv encoder's codes move with their
+    neighbours and the frame's statistics (so the check can fail)."""
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 64, 64)
+    p = 64 // grid
+    y = x.clone()
+    y[:, :, p:2 * p, p:2 * p] = torch.rand(4, 3, p, p)  # the patch of token (1, 1)
+    elsewhere = torch.ones(grid, grid, dtype=torch.bool)
+    elsewhere[1, 1] = False
+    changed = {}
+    for enc in ("local", "conv"):
+        tok = Tokenizer(TokenizerConfig(encoder=enc, channels=16, num_res=1, downsample=1 if grid == 8 else 0)).eval()
+        with torch.no_grad():
+            a, b = tok.encode(x)[1], tok.encode(y)[1]
+        assert a.shape == (4, grid, grid)
+        changed[enc] = (a != b)[:, elsewhere].float().mean().item()
+    assert changed["local"] == 0.0
+    assert changed["conv"] > 0.01
+    assert "encoder" in TokenizerConfig.__dataclass_fields__ and TokenizerConfig().encoder == "conv"  # older worlds
+
 def _commit(m, cache, tokens, actions, pos):
     """Commit one frame of every row (what the stepping engine does) -> its FrameHeads."""
     view = cache.view()

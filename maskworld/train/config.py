@@ -96,6 +96,10 @@ class TokenizerTrainConfig:
     codebook: Literal[240, 1000, 4375] | None = field(default=None, metadata={"default_text": "1000"})
     """Codes per token: FSQ levels [8,6,5], [8,5,5,5] or [7,5,5,5,5] (Mentzer et al. 2023's choices near 2^8,
     2^10, 2^12). Fewer codes draw less detail and leave the dynamics fewer classes to choose from."""
+    tok_encoder: Literal["conv", "local"] = "conv"
+    """The tokenizer's encoder (models/tokenizer.py): local reads each token's code from its own patch's pixels
+    only, so a token changes only where the picture does; conv uses 3x3 convolutions and GroupNorm, and its codes
+    also change with their neighbours and the frame's statistics."""
     tok_batch: int | None = field(default=None, metadata=_by_preset("tok_batch"))
     """Tokenizer frames per step (global under torchrun)."""
     tok_minutes: float | None = None

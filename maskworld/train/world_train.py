@@ -122,6 +122,7 @@ def stage_tokenizer(run: Run, budget: Budget):
         tcfg.downsample = down
     if run.cfg.tokenizer.codebook:
         tcfg.levels = list(LEVELS_BY_CODES[run.cfg.tokenizer.codebook])
+    tcfg.encoder = run.cfg.tokenizer.tok_encoder
     pool = FramePool(run.store, dist.own_episodes(run.store, run.train_ids), seed=r.seed)  # rank split: this rank's episodes only
     val = FramePool(run.store, run.val_ids, max_frames=512, seed=r.seed + 1).frames
     dist.check_batch("--tok-batch", batch)

@@ -59,7 +59,7 @@ LEVELS = Spec("int list", 2, 256, max_len=16)  # FSQ levels; their product is th
 
 SECTIONS: dict[str, dict[str, Spec]] = {
     "tokenizer": {"image_size": Int(8, 1024), "patch": Int(1, 64), "channels": Int(8, 4096), "num_res": Int(0, 16),
-                  "downsample": Int(0, 6), "levels": LEVELS},
+                  "downsample": Int(0, 6), "levels": LEVELS, "encoder": Spec("str", choices=("conv", "local"))},
     "dynamics": {"vocab_size": Int(2, MAX_VOCAB), "num_actions": Int(1, 4096), "grid": Int(1, 64), "d_model": Int(8, 16384),
                  "n_layers": Int(1, 256), "n_heads": Int(1, 256), "window": Int(1, 4096), "mlp_ratio": Int(1, 16),
                  "reward_classes": Int(1, 16), "rope_base": Float(1e-6, 1e12), "memory_frames": Int(0, 1024),
