@@ -74,6 +74,7 @@ def test_eval_keys_report_determinism_and_card(toy):
             assert isinstance(m1[f"{k}.{h}"], float), f"{k}.{h}"
     assert "rollout.psnr.32" not in m1
     assert 0 <= m1["tokenizer.usage"] <= 1 and -1 <= m1["tokenizer.ssim"] <= 1
+    assert 0 <= m1["tokenizer.churn"] <= m1["tokenizer.changed_tokens"] <= 1 and 0 < m1["tokenizer.changed_patches"] <= 1
     assert 0.05 <= m1["next_frame.error_top5_share"] <= 1
     assert m1["control.chance"] >= 0.25 - 1e-9  # majority class of 4 uniform actions
     html = (d / "report.html").read_text()
@@ -130,6 +131,25 @@ def test_trained_world_is_controllable(toy):
     mb = run_eval(d / "trained_blind", data, d / "trained_blind.json", "--episodes", "10")
     assert abs(mb["control.delta_psnr"]) < 0.1
     assert mb["control.idm_accuracy"] < mb["control.chance"] + 0.15
+
+
+def test_token_churn_counts_codes_that_change_where_the_picture_does_not():
+    from maskworld.eval.metrics import token_churn
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+    frames[1:3] = frames[0]  # frames 0-2 identical, then one 8x8 patch (of 4) redrawn in frame 3
+    frames[3] = frames[2]
+    frames[3, :8, :8] = 255 - frames[2, :8, :8]
+    codes = np.zeros((6, 2, 2), np.int64)
+    codes[3:, 0, 0] = 1  # the redrawn patch's code
+    episode = np.array([0, 0, 0, 0, 1, 1])  # the pair (3, 4) crosses episodes and is not counted
+    frames[5] = frames[4]
+    m = token_churn(frames, codes, episode)
+    assert m == {"changed_patches": 1 / 16, "changed_tokens": 1 / 16, "churn": 0.0}
+    codes[2, 1, 1] = 7  # a code that changes (2 pairs) where no pixel did
+    m = token_churn(frames, codes, episode)
+    assert m["churn"] == 2 / 16 and m["changed_tokens"] == 3 / 16
 
 
 def test_rollout_plan_spreads_windows_over_few_long_episodes():

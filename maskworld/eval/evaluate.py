@@ -49,7 +49,7 @@ from maskworld.eval.control import DELTA_T, delta_psnr, delta_psnr_metrics, delt
 from maskworld.eval.error_map import error_maps, top_share
 from maskworld.eval.plan import (HORIZONS, ROLLOUT_WINDOWS, episodes_of, first_per_episode, logged_actions, next_frame_steps,
                                  rollout_plan)
-from maskworld.eval.metrics import balanced_accuracy, majority_accuracy, psnr_per_frame, ssim_per_frame
+from maskworld.eval.metrics import balanced_accuracy, majority_accuracy, psnr_per_frame, ssim_per_frame, token_churn
 from maskworld.eval.rollout import open_loop
 from maskworld.eval.uncertainty import balanced_accuracy_ci, mean_ci
 from maskworld.progress import track
@@ -157,7 +157,8 @@ def tokenizer_metrics(world, episodes) -> tuple[dict, tuple]:
     recon, codes = render(world, real)
     psnr = psnr_per_frame(recon, real)
     pick = np.linspace(0, len(real) - 1, min(RECON_STRIP, len(real))).round().astype(int)
-    return ({"tokenizer.psnr": _mean(psnr), "tokenizer.psnr.ci": mean_ci(psnr, groups, seed=0), "tokenizer.psnr_mse": _psnr_of_mse(psnr),
+    churn = {f"tokenizer.{k}": v for k, v in token_churn(real, codes, groups).items()}
+    return ({**churn, "tokenizer.psnr": _mean(psnr), "tokenizer.psnr.ci": mean_ci(psnr, groups, seed=0), "tokenizer.psnr_mse": _psnr_of_mse(psnr),
              "tokenizer.ssim": _mean(ssim_per_frame(recon, real)),
              "tokenizer.usage": float(len(np.unique(codes)) / world.tokenizer.cfg.vocab_size),
              "tokenizer.codes_used": int(len(np.unique(codes))), "tokenizer.vocab_size": int(world.tokenizer.cfg.vocab_size),

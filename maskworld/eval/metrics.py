@@ -1,4 +1,4 @@
-"""Weight-free image metrics: PSNR and SSIM, per frame, in torch (no downloads, no extra deps).
+"""Weight-free image metrics: PSNR and SSIM, per frame, in torch (no downloads, no extra deps); token churn.
 
 Design choices:
 - Both take uint8 frames (..., H, W, 3) or floats in [0, 1] and return one number per frame, so
@@ -73,3 +73,23 @@ def majority_accuracy(true: np.ndarray) -> float:
         return float("nan")
     _, counts = np.unique(true, return_counts=True)
     return float(counts.max() / len(true))
+
+
+def token_churn(frames: np.ndarray, codes: np.ndarray, episode: np.ndarray) -> dict[str, float]:
+    """How often a token's code changes between consecutive frames of an episode, against how often its patch does.
+
+    frames (N, H, W, 3) uint8, codes (N, h, w), episode (N,): the episode of each frame (pairs never cross one).
+    -> {"changed_patches": share of (pair, token) whose patch has any pixel changed, "changed_tokens": share whose
+    code changed, "churn": share whose code changed although no pixel of the patch did}. Churn is what the dynamics
+    must predict without anything in the picture to predict it from (codes that read their neighbours or the
+    frame's statistics, models/tokenizer.py); a tokenizer whose codes read their own patch only has none."""
+    same = episode[1:] == episode[:-1]
+    n, h, w = codes.shape
+    if n < 2 or not same.any():
+        return {"changed_patches": float("nan"), "changed_tokens": float("nan"), "churn": float("nan")}
+    p, q = frames.shape[1] // h, frames.shape[2] // w
+    pix = (frames[1:] != frames[:-1]).any(-1)[same]  # (P, H, W) any channel changed
+    patch = pix[:, : h * p, : w * q].reshape(-1, h, p, w, q).any(axis=(2, 4))
+    code = (codes[1:] != codes[:-1])[same]
+    return {"changed_patches": float(patch.mean()), "changed_tokens": float(code.mean()),
+            "churn": float((code & ~patch).mean())}

@@ -78,6 +78,9 @@ def _headline(m: dict) -> str:
     rows = [
         ("tokenizer PSNR / SSIM / code usage", f"{_val(m, 'tokenizer.psnr', ' dB')} / {n('tokenizer.ssim')} / {n('tokenizer.usage')}",
          f"reconstruction of {n('tokenizer.frames')} real held-out frames of {n('tokenizer.episodes')} episodes"),
+        ("tokens changed / patches changed / churn", f"{n('tokenizer.changed_tokens')} / {n('tokenizer.changed_patches')} / "
+         f"{n('tokenizer.churn')}", "between consecutive real frames; churn: the code changed although no pixel of its "
+         "patch did, which the dynamics must predict from nothing in the picture"),
         ("next-frame PSNR / SSIM", f"{_val(m, 'next_frame.psnr', ' dB')} / {n('next_frame.ssim')}",
          f"one step from real context; {n('next_frame.frames')} frames of {n('next_frame.episodes')} episodes"),
         ("ΔPSNR at t=4", _val(m, "control.delta_psnr", " dB"),
