@@ -158,7 +158,8 @@ def tokenizer_metrics(world, episodes) -> tuple[dict, tuple]:
     psnr = psnr_per_frame(recon, real)
     pick = np.linspace(0, len(real) - 1, min(RECON_STRIP, len(real))).round().astype(int)
     churn = {f"tokenizer.{k}": v for k, v in token_churn(real, codes, groups).items()}
-    return ({**churn, "tokenizer.psnr": _mean(psnr), "tokenizer.psnr.ci": mean_ci(psnr, groups, seed=0), "tokenizer.psnr_mse": _psnr_of_mse(psnr),
+    return ({**churn,
+             "tokenizer.psnr": _mean(psnr), "tokenizer.psnr.ci": mean_ci(psnr, groups, seed=0), "tokenizer.psnr_mse": _psnr_of_mse(psnr),
              "tokenizer.ssim": _mean(ssim_per_frame(recon, real)),
              "tokenizer.usage": float(len(np.unique(codes)) / world.tokenizer.cfg.vocab_size),
              "tokenizer.codes_used": int(len(np.unique(codes))), "tokenizer.vocab_size": int(world.tokenizer.cfg.vocab_size),
