@@ -22,7 +22,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from maskworld.data.hold import hold_tokens
 from maskworld.data.token_cache import TokenCache
 from maskworld.errors import UserError
 
@@ -58,19 +57,8 @@ class RealReplay:
     def _tokenize(self, world) -> None:
         for i in range(len(self._tokens), len(self.frames), TOKENIZE_BATCH):
             batch = np.stack(self.frames[i : i + TOKENIZE_BATCH])
-            toks = world.tokenizer.tokenize_uint8(torch.from_numpy(batch).to(world.device)).cpu().numpy().astype(np.uint16)
-            if world.dynamics.cfg.hold_still:  # as the world learned its sequences: still patches hold their tokens
-                toks = self._held(toks, i)
-            self._tokens.extend(toks)
-
-    def _held(self, toks: np.ndarray, i: int) -> np.ndarray:
-        """Tokens of frames i.. with still patches holding the token before them (across batches; not across the
-        start of an episode)."""
-        lo = max(i - 1, 0)
-        prev = [self._tokens[i - 1]] if i > 0 else []
-        frames = np.stack(self.frames[lo : i + len(toks)])
-        starts = np.asarray(self.acts_in[lo : i + len(toks)], np.int64) == -1
-        return hold_tokens(np.concatenate([np.stack(prev), toks]) if prev else toks, frames, starts)[len(prev):]
+            toks = world.tokenizer.tokenize_uint8(torch.from_numpy(batch).to(world.device))
+            self._tokens.extend(toks.cpu().numpy().astype(np.uint16))
 
     def token_view(self, world) -> ReplayTokens:
         self._tokenize(world)

@@ -6,7 +6,7 @@ Layout of a cache directory::
     index.npz     episode_ids (E,), offsets (E,), lengths (E,) [frames per episode],
                   actions_in (N,) int64, rewards_in (N,) float32, terminated_in (N,) bool, truncated_in (N,) bool,
                   poses (N, 3) int64 [x, y, dir; only when the store records agent_pos/agent_dir, for memory M]
-    meta.json     grid [h, w], num_frames, num_actions, null_action, action_meanings, store meta, held_still
+    meta.json     grid [h, w], num_frames, num_actions, null_action, action_meanings, store meta
 
 Per-frame arrays use the clips alignment ("the action precedes its frame", see clips.py):
 `actions_in[n]` is the action that led INTO frame n, NULL (= num_actions) on an episode's first frame.
@@ -15,8 +15,6 @@ Design choices:
 - uint16 tokens (codebooks < 65536) halve the file against int32; `sample` widens to int64.
 - The cache is built in a temp dir next to the target and renamed into place, so a crash never
   leaves a half-written cache under the final name.
-- `hold_still=True`: each frame's patches whose pixels equal the previous frame's keep that frame's token
-  (maskworld.data.hold), so the dynamics learns the game's changes and not the tokenizer's churn.
 - `TokenCache(path, rank, world_size)` keeps every `world_size`-th episode for DDP; windows never
   cross episode boundaries; every valid window of the rank's episodes is equally likely.
 """
@@ -41,9 +39,8 @@ TOKENS, INDEX, META = "tokens.u16", "index.npz", "meta.json"
 
 def write_token_cache(path: str, store: Any, episode_ids: list[int],
                       encode_fn: Callable[[np.ndarray], np.ndarray], batch_size: int = 256,
-                      progress: bool = True, overwrite: bool = False, hold_still: bool = False) -> TokenCache:
-    """Tokenize frames of `episode_ids` with `encode_fn((N,H,W,3) uint8) -> (N,h,w) ints < 65536`; hold_still:
-    still patches keep the previous frame's token (maskworld.data.hold)."""
+                      progress: bool = True, overwrite: bool = False) -> TokenCache:
+    """Tokenize frames of `episode_ids` with `encode_fn((N,H,W,3) uint8) -> (N,h,w) ints < 65536`."""
     path = os.fspath(path).rstrip("/")
     if os.path.exists(path) and not overwrite:
         raise UserError(f"{path} already exists; delete it or pass overwrite=True")
@@ -54,11 +51,10 @@ def write_token_cache(path: str, store: Any, episode_ids: list[int],
         lengths = np.array([store.length(i) + 1 for i in episode_ids], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         null = int(store.meta.get("num_actions", 0))
-        per_frame, grid = _tokenize(tmp, store, episode_ids, offsets, lengths, null, encode_fn, batch_size, progress,
-                                    hold_still)
+        per_frame, grid = _tokenize(tmp, store, episode_ids, offsets, lengths, null, encode_fn, batch_size, progress)
         np.savez(os.path.join(tmp, INDEX), episode_ids=np.array(episode_ids, dtype=np.int64),
                  offsets=offsets, lengths=lengths, **per_frame)
-        _write_meta(tmp, store, grid, int(lengths.sum()), null, hold_still)
+        _write_meta(tmp, store, grid, int(lengths.sum()), null)
         for name in (TOKENS, INDEX, META):
             with open(os.path.join(tmp, name), "rb") as f:
                 os.fsync(f.fileno())
@@ -101,12 +97,6 @@ class _TokenWriter:
         self.tokens[self.written:self.written + len(tok)] = tok
         self.written += len(tok)
 
-    def hold(self, still_Nhw: np.ndarray, starts_N: np.ndarray) -> None:
-        """After the last batch: frame n's still cells take frame n-1's (already held) token, except at starts."""
-        assert self.written == self.n and self.tokens is not None
-        for n in np.flatnonzero(still_Nhw.any(axis=(1, 2)) & ~starts_N):
-            self.tokens[n][still_Nhw[n]] = self.tokens[n - 1][still_Nhw[n]]
-
     def close(self) -> list[int]:
         """Flush and release the memmap (before the file is fsynced and moved) -> the token grid [h, w]."""
         assert self.written == self.n and self.tokens is not None
@@ -117,13 +107,10 @@ class _TokenWriter:
 
 
 def _tokenize(tmp: str, store: Any, episode_ids: list[int], offsets: np.ndarray, lengths: np.ndarray, null: int,
-              encode_fn: Callable[[np.ndarray], np.ndarray], batch_size: int, progress: bool,
-              hold_still: bool = False) -> tuple[dict, list[int]]:
+              encode_fn: Callable[[np.ndarray], np.ndarray], batch_size: int, progress: bool) -> tuple[dict, list[int]]:
     """Every frame's tokens into tmp/TOKENS, encoded in batches of >= batch_size frames that may span episodes
-    (short episodes would otherwise make small batches) -> (the per-frame arrays of the index, the grid [h, w]).
-    hold_still: then each frame's still patches take the previous frame's token (the grid is known once encoded)."""
+    (short episodes would otherwise make small batches) -> (the per-frame arrays of the index, the grid [h, w])."""
     N = int(lengths.sum())
-    diffs: list[np.ndarray] = []  # hold_still: per frame, (H, W) True where a pixel differs from the frame before
     per_frame = {"actions_in": np.empty(N, np.int64), "rewards_in": np.empty(N, np.float32),
                  "terminated_in": np.empty(N, bool), "truncated_in": np.empty(N, bool)}
     if {"agent_pos", "agent_dir"} <= set(store.meta.get("info_keys", [])):
@@ -140,22 +127,12 @@ def _tokenize(tmp: str, store: Any, episode_ids: list[int], offsets: np.ndarray,
         for ep_id, off, n in zip(episode_ids, offsets, lengths):
             ep = store.load(ep_id)
             _fill_frame_arrays(per_frame, ep, int(off), int(n), null)
-            if hold_still:
-                f = np.asarray(ep.frames)
-                diffs.append(np.concatenate([np.ones((1,) + f.shape[1:3], bool), (f[1:] != f[:-1]).any(-1)]))
             for s in range(0, int(n), batch_size):
                 pending.append(ep.frames[s:s + batch_size])
                 if sum(len(p) for p in pending) >= batch_size:
                     flush()
         if pending:
             flush()
-    if hold_still:
-        h, w = writer.tokens.shape[1:]
-        d = np.concatenate(diffs)  # (N, H, W)
-        still = ~d.reshape(N, h, d.shape[1] // h, w, d.shape[2] // w).any(axis=(2, 4))
-        starts = np.zeros(N, bool)
-        starts[offsets] = True
-        writer.hold(still, starts)
     return per_frame, writer.close()
 
 
@@ -168,9 +145,9 @@ def _fill_frame_arrays(per_frame: dict[str, np.ndarray], ep: Any, off: int, n: i
         per_frame["poses"][off:off + n, 2] = np.asarray(ep.info["agent_dir"]).reshape(n)
 
 
-def _write_meta(tmp: str, store: Any, grid: list[int], num_frames: int, null: int, hold_still: bool = False) -> None:
+def _write_meta(tmp: str, store: Any, grid: list[int], num_frames: int, null: int) -> None:
     meta = {"format": "maskworld-token-cache", "version": 1, "grid": grid, "num_frames": num_frames,
-            "num_actions": null, "null_action": null, "held_still": bool(hold_still),
+            "num_actions": null, "null_action": null,
             "action_meanings": store.meta.get("action_meanings", []), "store_meta": store.meta,
             "store_path": getattr(store, "path", None)}
     with open(os.path.join(tmp, META), "w") as f:
@@ -208,8 +185,6 @@ class TokenCache:
         self.rewards_in = idx["rewards_in"]
         self.terminated_in = idx["terminated_in"]
         self.truncated_in = idx["truncated_in"]
-        self.held_still = bool(self.meta.get("held_still", False))
-        """Still patches hold the previous frame's token (maskworld.data.hold)."""
         self.poses = idx["poses"] if "poses" in idx.files else None
         """(N, 3) x, y, dir per frame when the data recorded poses (MiniGrid): memory keys and pose-head targets."""
         sel = slice(rank, None, world_size)  # DDP: each rank sees a disjoint set of episodes

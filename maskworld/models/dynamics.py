@@ -67,9 +67,6 @@ class DynamicsConfig:
     """Decode from "nothing changes": a masked token carries the previous frame's token at its position (plus a
     learned mask flag) and its logits a learned bonus for that token, so an untrained world copies the last frame
     instead of drawing noise (a discrete-diffusion start from the last frame rather than from all-[MASK])."""
-    hold_still: bool = False
-    """The world's token sequences hold still patches: where a real frame's patch shows exactly the pixels of the
-    real frame before it, its token is that frame's (maskworld/data/hold.py), in training and in prompts alike."""
     code_levels: list[int] | None = None
     """The tokenizer's FSQ levels, read as each code's digits by the token embedding and head (code_factors.py);
     None = every code on its own."""

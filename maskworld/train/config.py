@@ -135,10 +135,6 @@ class DynamicsTrainConfig:
     prev_frame_prior: bool = True
     """Decode each frame starting from the previous one ("nothing changes"; DynamicsConfig.prev_frame_prior): a
     briefly trained world is at least copy-last instead of noise."""
-    hold_still: bool = False
-    """Patches whose pixels did not change since the previous real frame keep its token, in the training data and
-    in prompts (DynamicsConfig.hold_still, maskworld/data/hold.py): the dynamics learns the game's changes, not
-    the tokenizer's churn."""
     code_factors: bool = False
     """Read each token code as its FSQ digits in the token embedding and head (DynamicsConfig.code_levels,
     models/code_factors.py), so rare codes learn from their neighbours."""

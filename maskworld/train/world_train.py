@@ -156,22 +156,18 @@ def print0(*args, **kw) -> None:
         print(*args, **kw)
 
 
-def stage_cache(store, ids, tok: Tokenizer, path: Path, device, progress: bool, own: bool = False,
-                hold_still: bool = False):
+def stage_cache(store, ids, tok: Tokenizer, path: Path, device, progress: bool, own: bool = False):
     """Rank 0 tokenizes (once; a finished cache is reused on --resume); the other ranks wait, then all open it.
 
-    own (--data-split rank): every rank tokenizes its own episodes into its own cache, all at once.
-    hold_still: still patches keep the previous frame's token (maskworld.data.hold); a cache built the other way
-    is built again."""
+    own (--data-split rank): every rank tokenizes its own episodes into its own cache, all at once."""
     if own:
         path, ids = dist.own_cache_path(path), dist.own_episodes(store, ids)
-    if (own or dist.is_main()) and (not (path / "index.npz").exists() or TokenCache(path).held_still != hold_still):
+    if (own or dist.is_main()) and not (path / "index.npz").exists():
         def encode(frames_u8: np.ndarray) -> np.ndarray:
             with torch.no_grad():
                 return tok.tokenize_uint8(torch.from_numpy(frames_u8).to(device)).cpu().numpy()
 
-        write_token_cache(path, store, ids, encode, progress=progress and dist.is_main(), overwrite=True,
-                          hold_still=hold_still)
+        write_token_cache(path, store, ids, encode, progress=progress and dist.is_main())
     dist.barrier()
     return TokenCache(path)
 
@@ -179,10 +175,8 @@ def stage_cache(store, ids, tok: Tokenizer, path: Path, device, progress: bool, 
 def stage_dynamics(run: Run, tok, budget: Budget):
     c, r = run.cfg, run.cfg.run
     t0 = time.time()
-    hold = c.dynamics.hold_still
-    train_cache = stage_cache(run.store, run.train_ids, tok, run.work / "cache_train", run.device, r.progress,
-                              own=dist.own_data(), hold_still=hold)
-    val_cache = stage_cache(run.store, run.val_ids, tok, run.work / "cache_val", run.device, r.progress, hold_still=hold)
+    train_cache = stage_cache(run.store, run.train_ids, tok, run.work / "cache_train", run.device, r.progress, own=dist.own_data())
+    val_cache = stage_cache(run.store, run.val_ids, tok, run.work / "cache_val", run.device, r.progress)
     print0(f"[cache] tokenized {train_cache.num_frames + val_cache.num_frames} frames in {time.time() - t0:.0f}s")
     cfg, init_state = _dynamics_config(run, tok)
     if budget.minutes is not None:
@@ -241,7 +235,6 @@ def _dynamics_config(run: Run, tok):
             cfg.memory_frames, cfg.compressed_frames, cfg.pose_head, cfg.copy_head = mem.memory, mem.compressed, by_pose, mem.copy_head
             print0(f"[memory] {mem.memory} retrieved frames by {cfg.memory_keys}, {mem.compressed} compressed frames"
                    + (", pose head on, motion fitted from the data's poses" if by_pose else ""))
-    cfg.hold_still = c.dynamics.hold_still  # how its token sequences are formed: the run's, also over an --init world's
     cfg.num_actions = c.num_actions(run.meta)
     cfg.vocab_size, cfg.grid = tok.cfg.vocab_size, tok.cfg.grid
     agents = int(run.meta.get("agents", 1))

@@ -27,7 +27,6 @@ from maskworld.models.dynamics import FrameHeads
 from maskworld.models.kv_cache import KVCache
 from maskworld.models.memory_reader import MemoryInput
 from maskworld.models.sampler import SamplerConfig, decode_frame
-from maskworld.data.hold import still_cells
 from maskworld.world.compose import composite
 from maskworld.world.factorised import factorised_decode
 
@@ -165,11 +164,10 @@ class Engine:
         toks = tokens_BN.view(-1, g, g).cpu().numpy().astype(np.uint16)
         frames = self._frames_to_show(sessions, tokens_BN.view(-1, g, g), toks, render, real_BHW3)
         acts = actions_B.tolist()
-        keep_real = real_BHW3 is not None and dyn.cfg.hold_still
         for i, s in enumerate(sessions):
             pose_logits = heads.pose[i] if heads.pose is not None else None
             s._advance(toks[i], None if frames is None else frames[i], pose_logits, None if poses is None else poses[i],
-                       observed, acts[i], np.array(real_BHW3[i], np.uint8) if keep_real else None)
+                       observed, acts[i])
         return heads
 
     def _frames_to_show(self, sessions, tokens_Bhw: torch.Tensor, toks: np.ndarray, render: bool,
@@ -213,25 +211,10 @@ class Engine:
         """F for many sessions at once: tokenize real frames (B,H,W,3) uint8 and commit them with the actions
         into them (None = the NULL action of an episode's first frame)."""
         w, dev = self.world, self.cache.device
-        toks = self.tokenize_observed(sessions, frames_BHW3).flatten(1)
+        toks = w.tokenizer.tokenize_uint8(torch.from_numpy(np.array(frames_BHW3, np.uint8)).to(dev)).flatten(1)
         null = w.dynamics.cfg.null_action
         a = torch.tensor([null if x is None else int(x) for x in actions], device=dev)
         return self.commit(sessions, toks, a, poses, observed=True, render=render, real_BHW3=frames_BHW3)
-
-    @torch.no_grad()
-    def tokenize_observed(self, sessions, frames_BHW3: np.ndarray) -> torch.Tensor:
-        """Real frames (B,H,W,3) -> tokens (B,h,w) as the world learned them: in a world that holds still patches
-        (DynamicsConfig.hold_still), each patch identical to the session's previous real frame keeps its token."""
-        w = self.world
-        toks = w.tokenizer.tokenize_uint8(torch.from_numpy(np.array(frames_BHW3, np.uint8)).to(self.cache.device))
-        if not w.dynamics.cfg.hold_still:
-            return toks
-        g = w.dynamics.cfg.grid
-        for i, s in enumerate(sessions):
-            if s.last_real is not None:
-                still = torch.from_numpy(still_cells(s.last_real, np.asarray(frames_BHW3[i]), g)).to(toks.device)
-                toks[i] = torch.where(still, torch.from_numpy(s.tokens.astype(np.int64)).to(toks.device), toks[i])
-        return toks
 
     @torch.no_grad()
     def generate_first(self, sessions) -> None:

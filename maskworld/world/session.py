@@ -69,8 +69,6 @@ class Session:
         self._frame: np.ndarray | None = None  # last frame (H,W,3) uint8, rendered when first asked for
         self.tokens: np.ndarray | None = None  # last frame's tokens (h,w) uint16
         self.prev_tokens: np.ndarray | None = None  # the frame before it (the LAM's frame t-1)
-        self.last_real: np.ndarray | None = None
-        """The last frame when it was a real one (H,W,3) uint8, in worlds that hold still patches' tokens (engine.py)."""
         self.actions: list[int] = []
 
     # ------------------------------------------------------------------ start
@@ -101,7 +99,7 @@ class Session:
         if action is None and w.lam is not None and self.tokens is not None:
             # Action-free world: F infers the latent action that led from the last frame to this one.
             dev, g = w.device, w.dynamics.cfg.grid
-            toks = self.engine.tokenize_observed([self], img[None])
+            toks = w.tokenizer.tokenize_uint8(torch.from_numpy(np.array(img))[None].to(dev))
             last = torch.from_numpy(self.tokens.astype(np.int64))[None].to(dev)
             before = torch.from_numpy(self.prev_tokens.astype(np.int64))[None].to(dev) if self.prev_tokens is not None else None
             action = int(w.lam.infer(last, toks.view(1, g, g), before)[0])
@@ -111,10 +109,9 @@ class Session:
 
     # ------------------------------------------------------------------ what the engine calls
     def _advance(self, tokens_hw: np.ndarray, frame: np.ndarray, pose_logits, pose, observed: bool,
-                 action: int = -1, real: np.ndarray | None = None) -> None:
+                 action: int = -1) -> None:
         """A frame was committed to this session's row (`action` led into it): remember it, move the pose, keep
-        tokens and frame (and `real`: the real frame observed, kept where the world holds still patches)."""
-        self.last_real = real
+        tokens and frame."""
         if pose is not None:
             self.pose = np.asarray(pose, np.int64).reshape(3)
         elif self.bank.size > 0:
@@ -206,8 +203,6 @@ class Session:
         t.update(self.engine.cache.row_state(self.row))
         if self.world.render == "composite":  # the next frame is drawn over the one shown: keep it (12 KB at 64x64)
             t["frame"] = torch.from_numpy(np.ascontiguousarray(self.frame))
-        if self.last_real is not None:  # the next real frame's still patches hold their tokens from it
-            t["last_real"] = torch.from_numpy(np.ascontiguousarray(self.last_real))
         info = {
             "seed": self.seed, "pos": self.pos, "steps": self.steps, "total_reward": self.total_reward,
             "done": self.done, "actions": self.actions, "cache_layout": "ring",
@@ -242,8 +237,6 @@ class Session:
             s.prev_tokens = tensors["prev_tokens"].numpy().astype(np.uint16)
         if "frame" in tensors:
             s._frame = tensors["frame"].numpy().astype(np.uint8)
-        if "last_real" in tensors:
-            s.last_real = tensors["last_real"].numpy().astype(np.uint8)
         return s
 
     def to_bytes(self) -> tuple[bytes, str]:
