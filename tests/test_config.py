@@ -102,7 +102,6 @@ def test_init_world_fixes_its_architecture():
     ({"event_share": math.nan}, "--event-share nan"),
     ({"context_drop": 2.0}, "--context-drop 2.0"),
     ({"self_context": -0.1}, "--self-context -0.1"),
-    ({"moving_weight": 0.0}, "--moving-weight 0.0: give a positive weight"),
     ({"latent_actions": 1}, "--latent-actions 1: use >= 2 codes"),
     ({"latent_actions": -3}, "--latent-actions -3"),
     ({"lam_share": 1.5}, "--lam-share 1.5 must be between 0 and 1"),
