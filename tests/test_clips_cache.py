@@ -92,7 +92,7 @@ def test_token_cache(store, tmp_path):
     assert cache.num_frames == N and cache.grid == (2, 2) and cache.tokens.shape == (N, 2, 2)
     assert isinstance(cache.tokens, np.memmap) and cache.tokens.dtype == np.uint16
     assert max(calls) <= 16 + max(LENGTHS) and sum(calls) == N
-    assert sorted(os.listdir(path)) == ["index.npz", "meta.json", "moved.u8", "tokens.u16"]
+    assert sorted(os.listdir(path)) == ["index.npz", "meta.json", "tokens.u16"]
     assert not [n for n in os.listdir(tmp_path) if "tmp" in n]
 
     cache = TokenCache(str(path))

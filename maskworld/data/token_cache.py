@@ -3,8 +3,6 @@
 Layout of a cache directory::
 
     tokens.u16    flat uint16, shape (N, h, w): all frames of all episodes, episode after episode
-    moved.u8      uint8 0/1, shape (N, h, w): the cells whose pixels changed from the frame before (data/motion.py;
-                  what `--moving-weight` weighs; caches written before it are given it by `add_moved`)
     index.npz     episode_ids (E,), offsets (E,), lengths (E,) [frames per episode],
                   actions_in (N,) int64, rewards_in (N,) float32, terminated_in (N,) bool, truncated_in (N,) bool,
                   poses (N, 3) int64 [x, y, dir; only when the store records agent_pos/agent_dir, for memory M]
@@ -33,11 +31,10 @@ from typing import Any
 import numpy as np
 
 from maskworld.data.clips import incoming
-from maskworld.data.motion import moved_cells
 from maskworld.errors import UserError
 from maskworld.progress import Progress
 
-TOKENS, INDEX, META, MOVED = "tokens.u16", "index.npz", "meta.json", "moved.u8"
+TOKENS, INDEX, META = "tokens.u16", "index.npz", "meta.json"
 
 
 def write_token_cache(path: str, store: Any, episode_ids: list[int],
@@ -58,8 +55,7 @@ def write_token_cache(path: str, store: Any, episode_ids: list[int],
         np.savez(os.path.join(tmp, INDEX), episode_ids=np.array(episode_ids, dtype=np.int64),
                  offsets=offsets, lengths=lengths, **per_frame)
         _write_meta(tmp, store, grid, int(lengths.sum()), null)
-        _write_moved(os.path.join(tmp, MOVED), store, episode_ids, offsets, lengths, grid)
-        for name in (TOKENS, INDEX, META, MOVED):
+        for name in (TOKENS, INDEX, META):
             with open(os.path.join(tmp, name), "rb") as f:
                 os.fsync(f.fileno())
         _move_into_place(tmp, path)
@@ -70,37 +66,6 @@ def write_token_cache(path: str, store: Any, episode_ids: list[int],
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return TokenCache(path)
-
-
-def _write_moved(file: str, store: Any, episode_ids, offsets: np.ndarray, lengths: np.ndarray, grid) -> None:
-    """Every frame's moved cells (data/motion.py) into `file`, episode by episode (frames are read a second time:
-    the token grid is known only once the first batch is encoded)."""
-    h, w = grid
-    moved = np.memmap(file, dtype=np.uint8, mode="w+", shape=(int(lengths.sum()), h, w))
-    for ep_id, off, n in zip(episode_ids, offsets, lengths):
-        frames = store.load(int(ep_id)).frames
-        if len(frames) != n:
-            raise UserError(f"episode {ep_id} has {len(frames)} frames, the token cache {n}: the data changed "
-                            "after it was tokenized; delete the cache (the run's _work/cache_*) and train again")
-        moved[int(off):int(off) + int(n)] = moved_cells(frames, (h, w))
-    moved.flush()
-    del moved
-
-
-def add_moved(path: str, store: Any) -> None:
-    """Give a cache written before moved.u8 existed its moved cells, from the store it was tokenized from (written
-    next to it and renamed into place, so a crash leaves the cache as it was)."""
-    path = os.fspath(path)
-    with open(os.path.join(path, META)) as f:
-        grid = json.load(f)["grid"]
-    idx = np.load(os.path.join(path, INDEX))
-    tmp = os.path.join(path, f".{MOVED}.tmp-{os.getpid()}")
-    try:
-        _write_moved(tmp, store, idx["episode_ids"], idx["offsets"], idx["lengths"], grid)
-        os.replace(tmp, os.path.join(path, MOVED))
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _make_temp_dir(path: str) -> str:
@@ -220,9 +185,6 @@ class TokenCache:
         self.rewards_in = idx["rewards_in"]
         self.terminated_in = idx["terminated_in"]
         self.truncated_in = idx["truncated_in"]
-        moved = os.path.join(self.path, MOVED)
-        self.moved = np.memmap(moved, dtype=np.uint8, mode="r", shape=(N, h, w)) if os.path.exists(moved) else None
-        """(N, h, w) 1 where a cell's pixels changed from the frame before (data/motion.py); None in older caches."""
         self.poses = idx["poses"] if "poses" in idx.files else None
         """(N, 3) x, y, dir per frame when the data recorded poses (MiniGrid): memory keys and pose-head targets."""
         sel = slice(rank, None, world_size)  # DDP: each rank sees a disjoint set of episodes

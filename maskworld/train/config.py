@@ -158,10 +158,6 @@ class DynamicsTrainConfig:
     ones (scheduled sampling; dynamics_train.own_context), so the world also learns to continue from frames it drew.
     Costs one extra forward pass a step; on Landmarks it gained nothing over the same minutes without it
     (docs/memory.md)."""
-    moving_weight: float = field(default=1.0, metadata={"metavar": "W"})
-    """Weight of the token loss on the cells whose pixels changed from the frame before (data/motion.py) against 1
-    on still ones, so the few cells where the game moved (a ball, a paddle) get more of the gradient than their
-    share of the tokens (1 = a plain mean)."""
     init: str | None = field(default=None, metadata={"metavar": "WORLD"})
     """Start the dynamics from WORLD's weights and config (a fine-tune, e.g. with --context-drop)."""
     init_config: dict | None = field(default=None, repr=False, metadata={"cli": False})
@@ -250,9 +246,6 @@ class TrainConfig:
         if not 0.0 <= d.agent_dropout < 1.0:
             raise UserError(f"--agent-dropout {d.agent_dropout}: give the chance an agent's action is hidden, from 0 "
                             "up to (not including) 1")
-        if not 0.0 < d.moving_weight <= 1000.0:
-            raise UserError(f"--moving-weight {d.moving_weight}: give a positive weight (1 = every token alike; 4 = the "
-                            "cells that moved count four times)")
         if not 0.0 <= d.self_context <= 1.0:
             raise UserError(f"--self-context {d.self_context}: give the share of clips with the model's own context, "
                             "from 0 to 1")

@@ -45,12 +45,10 @@ def reward_class(r: torch.Tensor) -> torch.Tensor:
 
 
 def make_batch(cache, batch: int, window: int, rng: np.random.Generator, num_actions: int, device, cfg=None,
-               clips=None, moved: bool = False):
-    """-> tok (B,T,N), act (B,T), rew (B,T), term (B,T), extra {memory parts (B,T,...), pose_target (B,T),
-    moved (B,T,N)}.
+               clips=None):
+    """-> tok (B,T,N), act (B,T), rew (B,T), term (B,T), extra {memory parts (B,T,...), pose_target (B,T)}.
 
-    `extra` holds memory parts only for a model with memory or a pose head (cfg), from the cache's poses, and
-    `moved` (the cells whose pixels changed, data/motion.py) when asked for and the cache has them.
+    `extra` is filled only for a model with memory or a pose head (cfg), from the cache's poses.
     clips: an EventClips over `cache` and `window` (event oversampling); None = uniform windows."""
     b = clips.sample(batch, rng) if clips is not None else cache.sample(batch, window, rng)
     tok = torch.from_numpy(np.asarray(b["tokens"])).long().to(device).flatten(2)  # (B,T,N)
@@ -61,8 +59,6 @@ def make_batch(cache, batch: int, window: int, rng: np.random.Generator, num_act
     extra = {}
     if cfg is not None and (cfg.has_memory or cfg.pose_head):
         extra = memory_extra(cache, b, cfg, rng, device)
-    if moved and cache.moved is not None:
-        extra["moved"] = torch.from_numpy(cache.moved[b["rows"].reshape(-1)].reshape(tok.shape) > 0).to(device)
     return tok, act, rew, term, extra
 
 
@@ -97,7 +93,7 @@ def memory_input(extra: dict):
     """(B,T,...) memory parts -> a MemoryInput with B*T query rows, or None."""
     if not any(k in extra for k in ("retrieved", "compressed")):
         return None
-    flat = {k: v.flatten(0, 1) for k, v in extra.items() if k in ("retrieved", "rel", "compressed", "comp_valid")}
+    flat = {k: v.flatten(0, 1) for k, v in extra.items() if k != "pose_target"}
     return MemoryInput(flat.get("retrieved"), flat.get("rel"), flat.get("compressed"), flat.get("comp_valid"))
 
 
@@ -158,7 +154,7 @@ def hide_agents(cfg: DynamicsConfig, act_BT: torch.Tensor, p: float, gen=None) -
 
 def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0.1, gen=None,
                     part: dist.Part | None = None, forward=None, extra: dict | None = None, context_drop: float = 0.0,
-                    self_context: float = 0.0, agent_dropout: float = 0.0, moving_weight: float = 1.0):
+                    self_context: float = 0.0, agent_dropout: float = 0.0):
     """Token, reward and termination losses and masked-token accuracy.
 
     `extra` (from make_batch): memory read by the predicted frames, and pose-change targets whose loss
@@ -170,8 +166,6 @@ def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0
     `self_context`: share of clips whose context is the model's own predictions (`own_context`).
     `agent_dropout`: a world of several agents: the chance that an agent's action is hidden from the frame being
     predicted (`hide_agents`).
-    `moving_weight`: the token loss's weight on the cells whose pixels changed (extra["moved"], data/motion.py)
-    against 1 on the others: a weighted mean over the masked tokens. Accuracy stays the plain share.
     """
     cfg = model.cfg
     forward = model if forward is None else forward
@@ -181,16 +175,11 @@ def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0
     # drawn for the global batch, like the masks, so N ranks pick the clips one process would
     own = (torch.rand(len(tok), generator=gen) < self_context).to(tok.device) if self_context > 0 else None
     q_act = hide_agents(cfg, act, agent_dropout, gen) if agent_dropout > 0 else act
-    extra = dict(extra or {})
-    moved = extra.pop("moved", None)
-    weight = torch.ones(tok.shape, device=tok.device)  # (B,T,N) each token's weight in the token loss
-    if moved is not None and moving_weight != 1.0:
-        weight = torch.where(moved, torch.full_like(weight, moving_weight), weight)
     if part is not None:
-        n_mask, n_real, w_mask = m.sum().clamp_min(1), real.sum().clamp_min(1), weight[m].sum().clamp_min(1e-9)
+        n_mask, n_real = m.sum().clamp_min(1), real.sum().clamp_min(1)
         sl = part.slice(len(tok))
-        tok, act, q_act, rew, term, masked, m, clean, real, weight = (
-            t[sl] for t in (tok, act, q_act, rew, term, masked, m, clean, real, weight))
+        tok, act, q_act, rew, term, masked, m, clean, real = (t[sl] for t in (tok, act, q_act, rew, term, masked, m, clean,
+                                                                               real))
         own = own[sl] if own is not None else None
         extra = {k: v[sl] for k, v in (extra or {}).items()}
     extra = extra or {}
@@ -205,9 +194,8 @@ def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0
         d_extra = pl if bool((extra["pose_target"] >= 0).any()) else torch.zeros((), device=tok.device)
     else:
         d_extra = None
-    ce = F.cross_entropy(logits[m], tok[m], reduction="none")
     if part is None:
-        tok_loss = (ce * weight[m]).sum() / weight[m].sum().clamp_min(1e-9)
+        tok_loss = F.cross_entropy(logits[m], tok[m])
         if real.any():
             r_loss = F.cross_entropy(r_logits[real], reward_class(rew[real]))
             d_loss = F.binary_cross_entropy_with_logits(d_logits[real], term[real])
@@ -216,7 +204,7 @@ def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0
         acc = (logits[m].argmax(-1) == tok[m]).float().mean()
         return tok_loss, r_loss, d_loss + (d_extra if d_extra is not None else 0.0), acc
     w = part.world
-    tok_loss = (ce * weight[m]).sum() * w / w_mask
+    tok_loss = F.cross_entropy(logits[m], tok[m], reduction="sum") * w / n_mask
     r_loss = F.cross_entropy(r_logits[real], reward_class(rew[real]), reduction="sum") * w / n_real
     d_loss = F.binary_cross_entropy_with_logits(d_logits[real], term[real], reduction="sum") * w / n_real
     acc = (logits[m].argmax(-1) == tok[m]).float().sum() * w / n_mask
@@ -248,15 +236,14 @@ def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: 
                    resume: bool, seed: int = 0, progress: bool = True, ckpt_minutes: float = 5.0, corrupt_max: float = 0.1,
                    fsdp: bool = False, compile: bool = False, event_share: float = 0.0, context_drop: float = 0.0,
                    init_state: dict | None = None, probe=None, optimizer: str = "adamw", self_context: float = 0.0,
-                   agent_dropout: float = 0.0, moving_weight: float = 1.0):
+                   agent_dropout: float = 0.0):
     """event_share: share of each batch's clips that end on a reward/termination (maskworld.data.event_sampler).
     context_drop: share of clips with a mostly-noise context (`corrupt`). self_context: share of clips whose
     context is the model's own predictions (`own_context`). agent_dropout: chance an agent's action is hidden from
     the predicted frame (`hide_agents`; cfg.partial_actions must be set). init_state: weights to start from (a
     fine-tune; a checkpoint in work_dir, on --resume, takes precedence). probe: model -> held-out rollout metrics
     (heldout_probe.HeldoutProbe), logged with every evaluation beside the masked-token ones. optimizer: adamw or
-    muon (maskworld.train.muon; `maskworld train` passes its --optimizer, default muon). moving_weight: the token
-    loss's weight on cells whose pixels changed (`dynamics_losses`; the cache's moved cells)."""
+    muon (maskworld.train.muon; `maskworld train` passes its --optimizer, default muon)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = Dynamics(cfg).to(device)
@@ -277,11 +264,11 @@ def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: 
         t0 = time.time()
         # global split: the whole global batch (dynamics_losses keeps `part`); rank split: this rank's own rows
         tok, act, rew, term, extra = make_batch(train_cache, dist.rows_to_draw(batch), cfg.window, rng, cfg.num_actions, device, cfg,
-                                                clips, moved=moving_weight != 1.0)
+                                               clips)
         with autocast(device):
             tl, rl, dl, acc = dynamics_losses(model, tok, act, rew, term, corrupt_max, part=part, forward=fwd, extra=extra,
                                               context_drop=context_drop, self_context=self_context,
-                                              agent_dropout=agent_dropout, moving_weight=moving_weight)
+                                              agent_dropout=agent_dropout)
         loss = tl + 0.5 * rl + 0.5 * dl
         opt.zero_grad(set_to_none=True)
         loss.backward()

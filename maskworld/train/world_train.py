@@ -34,7 +34,7 @@ import torch
 
 from maskworld.data.event_sampler import default_share, event_windows
 from maskworld.data.store import EpisodeStore
-from maskworld.data.token_cache import MOVED, TokenCache, add_moved, write_token_cache
+from maskworld.data.token_cache import TokenCache, write_token_cache
 from maskworld.device import pick_device
 from maskworld.errors import UserError
 from maskworld.io import atomic_save_safetensors, atomic_write_json, atomic_write_text
@@ -168,8 +168,6 @@ def stage_cache(store, ids, tok: Tokenizer, path: Path, device, progress: bool, 
                 return tok.tokenize_uint8(torch.from_numpy(frames_u8).to(device)).cpu().numpy()
 
         write_token_cache(path, store, ids, encode, progress=progress and dist.is_main())
-    elif (own or dist.is_main()) and not (path / MOVED).exists():
-        add_moved(path, store)  # a cache from before moved cells were kept
     dist.barrier()
     return TokenCache(path)
 
@@ -201,7 +199,7 @@ def stage_dynamics(run: Run, tok, budget: Budget):
                               r.resume, r.seed, r.progress, ckpt_minutes=r.ckpt_minutes, fsdp=r.fsdp, compile=r.compile,
                               event_share=share, context_drop=c.dynamics.context_drop, init_state=init_state,
                               self_context=c.dynamics.self_context, agent_dropout=c.dynamics.agent_dropout,
-                              probe=probe or None, optimizer=c.dynamics.optimizer, moving_weight=c.dynamics.moving_weight)
+                              probe=probe or None, optimizer=c.dynamics.optimizer)
     m["event_share"] = share
     set_head_prior(model.cfg, train_cache, share, r.seed)  # the heads' logits corrected for the oversampled event prior
     if model.cfg.memory_frames and model.cfg.memory_keys == "pose" and train_cache.poses is not None:
@@ -426,7 +424,7 @@ def _run_train(cfg: TrainConfig, out: Path, device) -> Path:
     card["dynamics_train"] = {k: dm[k] for k in keep if k in dm}
     card["dynamics_train"].update({"context_drop": cfg.dynamics.context_drop, "self_context": cfg.dynamics.self_context,
                                    **({"agent_dropout": cfg.dynamics.agent_dropout} if cfg.dynamics.agent_dropout else {}),
-                                   "optimizer": cfg.dynamics.optimizer, "moving_weight": cfg.dynamics.moving_weight,
+                                   "optimizer": cfg.dynamics.optimizer,
                                    **({"init": str(cfg.dynamics.init)} if cfg.dynamics.init else {})})
     card["train_time_s"] = times
     card["split"] = {"seed": r.seed, "val_fraction": r.val_fraction, "val_episodes": len(val_ids)}
