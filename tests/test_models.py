@@ -204,36 +204,6 @@ def test_prev_frame_prior_starts_from_copy_last_and_cache_is_exact():
     assert (noise == tok[:, T - 2]).float().mean() < 0.3
 
 
-@torch.no_grad()
-def test_action_cells_reach_every_token_and_cache_is_exact():
-    """With `action_cells` each token of a frame reads its action directly: once the projection is non-zero, the
-    action changes every cell's hidden state at the first layer, and the cached pass still equals the training pass
-    and the no-cache pass."""
-    torch.manual_seed(0)
-    cfg = DynamicsConfig(vocab_size=50, num_actions=3, grid=4, d_model=32, n_layers=2, n_heads=2, window=4,
-                         prev_frame_prior=True, action_cells=True)
-    m = Dynamics(cfg).eval()
-    tok = torch.randint(0, 50, (2, 1, 16))
-    a0, a1 = torch.zeros(2, 1, dtype=torch.long), torch.ones(2, 1, dtype=torch.long)
-    assert torch.equal(m.embed_frames(tok, a0, 0)[:, 1:], m.embed_frames(tok, a1, 0)[:, 1:])  # zero-initialised
-    torch.nn.init.normal_(m.action_cells.weight, std=0.1)
-    cells = (m.embed_frames(tok, a0, 0) - m.embed_frames(tok, a1, 0))[:, 1:]  # (B, N, D): the grid's tokens
-    assert (cells.abs().sum(-1) > 0).all()
-    B, T, N = 2, 4, 16
-    tok = torch.randint(0, 50, (B, T, N))
-    act = torch.randint(0, 3, (B, T))
-    masked = tok.clone()
-    masked[:, :, ::3] = cfg.mask_id
-    logits, _, _ = m(tok, masked, act)
-    cache = KVCache.for_model(cfg, B)
-    for t in range(T - 1):
-        _commit(m, cache, tok[:, t], act[:, t], torch.full((B,), t))
-    cached = m.predict_logits(masked[:, T - 1], act[:, T - 1], torch.full((B,), T - 1), cache.view(), prev_BN=tok[:, T - 2])
-    assert torch.allclose(cached, logits[:, T - 1], atol=1e-4)
-    nocache = m.full_pass_logits(tok[:, : T - 1], act[:, : T - 1], masked[:, T - 1], act[:, T - 1])
-    assert torch.allclose(nocache, logits[:, T - 1], atol=1e-4)
-
-
 def test_two_stream_attention_equals_the_dense_mask():
     """Training attends as two attentions (clean frame-causal; each masked frame over [earlier clean, itself]):
     outputs and gradients equal one attention under the dense (2L x 2L) mask, a one-frame clip included."""

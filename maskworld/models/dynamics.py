@@ -67,10 +67,6 @@ class DynamicsConfig:
     """Decode from "nothing changes": a masked token carries the previous frame's token at its position (plus a
     learned mask flag) and its logits a learned bonus for that token, so an untrained world copies the last frame
     instead of drawing noise (a discrete-diffusion start from the last frame rather than from all-[MASK])."""
-    action_cells: bool = False
-    """Also add the action to every token of its frame (a zero-initialised projection of its embedding), besides the
-    prepended action token, so each cell reads what was pressed from the first layer on instead of having to learn
-    to attend to the action position first."""
     code_levels: list[int] | None = None
     """The tokenizer's FSQ levels, read as each code's digits by the token embedding and head (code_factors.py);
     None = every code on its own."""
@@ -280,9 +276,6 @@ class Dynamics(nn.Module):
             self.prev_gate = nn.Linear(d, 1)  # logit bonus for the previous frame's token, read from the position
             nn.init.zeros_(self.prev_gate.weight)
             nn.init.constant_(self.prev_gate.bias, math.log(cfg.vocab_size) + 2.0)  # p(copy) ~ 0.9 before training
-        if cfg.action_cells:
-            self.action_cells = nn.Linear(d, d, bias=False)
-            nn.init.zeros_(self.action_cells.weight)  # starts as the prepended token alone
         self._mask_cache: dict = {}
 
     @staticmethod
@@ -334,11 +327,8 @@ class Dynamics(nn.Module):
             tok = self.embed_tokens(torch.where(masked, prev_BTN, tokens_BTN)) + masked.unsqueeze(-1) * self.mask_flag
         else:
             tok = self.embed_tokens(tokens_BTN)
-        act_BTD = self.embed_actions(actions_BT)
-        x = torch.cat([act_BTD.unsqueeze(2), tok], 2)  # (B,T,S,D)
+        x = torch.cat([self.embed_actions(actions_BT).unsqueeze(2), tok], 2)  # (B,T,S,D)
         x = x + self.pos_emb + self.stream_emb[stream]
-        if self.cfg.action_cells:
-            x = x + self.action_cells(act_BTD).unsqueeze(2)
         return x.reshape(B, T * (N + 1), -1)
 
     # ---------------------------------------------------------------- training (two streams)

@@ -135,9 +135,6 @@ class DynamicsTrainConfig:
     prev_frame_prior: bool = True
     """Decode each frame starting from the previous one ("nothing changes"; DynamicsConfig.prev_frame_prior): a
     briefly trained world is at least copy-last instead of noise."""
-    action_cells: bool = False
-    """Also add the action to every token of its frame, not only as the prepended action token
-    (DynamicsConfig.action_cells)."""
     code_factors: bool = False
     """Read each token code as its FSQ digits in the token embedding and head (DynamicsConfig.code_levels,
     models/code_factors.py), so rare codes learn from their neighbours."""

@@ -225,7 +225,7 @@ def _dynamics_config(run: Run, tok):
     else:
         cfg = run.preset().dynamics
         cfg.window, cfg.d_model, cfg.n_layers = c.dynamics.window, c.dynamics.d_model, c.dynamics.layers
-        cfg.prev_frame_prior, cfg.action_cells = c.dynamics.prev_frame_prior, c.dynamics.action_cells
+        cfg.prev_frame_prior = c.dynamics.prev_frame_prior
         cfg.code_levels = list(tok.cfg.levels) if c.dynamics.code_factors else None
         if c.has_memory:
             if mem.compressed and tok.cfg.grid % 2:

@@ -65,7 +65,6 @@ SECTIONS: dict[str, dict[str, Spec]] = {
                  "reward_classes": Int(1, 16), "rope_base": Float(1e-6, 1e12), "memory_frames": Int(0, 1024),
                  "compressed_frames": Int(0, 1024),
                  "memory_keys": Spec("str", choices=("pose", "appearance")), "pose_head": BOOL, "copy_head": BOOL, "prev_frame_prior": BOOL,
-                 "action_cells": BOOL,
                  "reward_logit_shift": Spec("float list", -100, 100, max_len=16, nullable=True),
                  "term_logit_shift": Float(-100, 100),
                  "action_factors": Spec("int list", 1, 4096, max_len=16, nullable=True), "partial_actions": BOOL},
