@@ -55,6 +55,7 @@ def run_eval(world, data, out, *extra):
 
 
 KEYS = ["tokenizer.psnr", "tokenizer.ssim", "tokenizer.usage", "next_frame.psnr", "control.delta_psnr",
+        "control.action_spread", "control.seed_spread",
         "control.idm_accuracy", "control.idm_accuracy_real", "control.chance", "reward.accuracy", "reward.majority",
         "termination.accuracy", "termination.majority", "reward.balanced_accuracy", "meta.episodes", "meta.seed",
         "meta.seconds", "meta.world", "meta.data"]
@@ -94,6 +95,8 @@ def test_action_blind_world_scores_chance(toy):
     world = random_toy_world(d / "blind", action_blind=True)
     m = run_eval(world, data, d / "blind.json", "--seed", "1", "--episodes", "10")
     assert abs(m["control.delta_psnr"]) < 0.1
+    # Holding different actions draws the very same frames; sampling again draws others.
+    assert m["control.action_spread"] == 0.0 and m["control.seed_spread"] > 0
     # The IDM itself works on real frames; on the blind world's frames it falls to chance.
     assert m["control.idm_accuracy_real"] > 0.6
     assert m["control.idm_accuracy"] < m["control.chance"] + 0.15
@@ -123,6 +126,7 @@ def test_trained_world_is_controllable(toy):
                         val_fraction=0.25, event_share=0.0))
     m = run_eval(out, data, d / "trained.json", "--episodes", "10")
     assert m["control.delta_psnr"] > 3.0
+    assert m["control.action_spread"] > m["control.seed_spread"] + 1.0
     assert m["control.idm_accuracy"] > m["control.chance"] + 0.3
     assert m["rollout.psnr.1"] > m["baseline.copy_last.psnr.1"] - 3.0
     w = maskworld.load_world(out)
@@ -130,6 +134,7 @@ def test_trained_world_is_controllable(toy):
     w.save(d / "trained_blind")
     mb = run_eval(d / "trained_blind", data, d / "trained_blind.json", "--episodes", "10")
     assert abs(mb["control.delta_psnr"]) < 0.1
+    assert mb["control.action_spread"] == 0.0
     assert mb["control.idm_accuracy"] < mb["control.chance"] + 0.15
 
 

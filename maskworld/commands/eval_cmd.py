@@ -110,7 +110,8 @@ def run_unified(args, json_path: str | None) -> int:
 def _summary(metrics: dict) -> None:
     inv = set(metrics.get("meta.invalid_keys") or [])
     for k in ("tokenizer.psnr", "tokenizer.changed_tokens", "tokenizer.churn",
-              "next_frame.psnr", "control.delta_psnr", "control.idm_accuracy", "control.idm_accuracy_real",
+              "next_frame.psnr", "control.delta_psnr", "control.action_spread", "control.seed_spread",
+              "control.idm_accuracy", "control.idm_accuracy_real",
               "control.chance", "reward.accuracy", "reward.balanced_accuracy", "reward.majority", "termination.accuracy",
               "termination.balanced_accuracy", "termination.majority"):
         v, ci = metrics.get(k), metrics.get(f"{k}.ci")

@@ -45,7 +45,7 @@ import torch
 from maskworld.errors import UserError
 from maskworld.eval import idm as idm_lib
 from maskworld.eval import latent as latent_lib
-from maskworld.eval.control import DELTA_T, delta_psnr, delta_psnr_metrics, delta_psnr_per_episode  # noqa: F401
+from maskworld.eval.control import DELTA_T, action_spread_metrics, delta_psnr, delta_psnr_metrics, delta_psnr_per_episode  # noqa: F401
 from maskworld.eval.error_map import error_maps, top_share
 from maskworld.eval.plan import (HORIZONS, ROLLOUT_WINDOWS, episodes_of, first_per_episode, logged_actions, next_frame_steps,
                                  rollout_plan)
@@ -272,7 +272,8 @@ def ceiling_reading(m: dict, hs: list, composite: bool = False) -> dict:
 
 
 CONTROL_NONE = {"control.delta_psnr": None, "control.idm_accuracy": None, "control.idm_accuracy_real": None,
-                "control.chance": None, "control.idm_valid": None}
+                "control.chance": None, "control.idm_valid": None, "control.action_spread": None,
+                "control.seed_spread": None}
 
 
 def controllability(world, store, train_ids, slices, hs, gen, tf, context: int, seed: int, idm_steps: int,
@@ -280,6 +281,7 @@ def controllability(world, store, train_ids, slices, hs, gen, tf, context: int, 
     """delta-PSNR at t = 4 and IDM action-following accuracy (keys control.*), the IDM checked on real frames."""
     m = dict(CONTROL_NONE)
     m.update(delta_psnr_metrics(world, slices, hs, gen, context, seed))
+    m.update(action_spread_metrics(world, slices, hs, gen, context, seed))
     rng = np.random.default_rng(seed + 3)
     # A generator: PairSet stops loading episodes once it holds enough frames.
     train_pairs = idm_lib.PairSet(store.load(int(i)) for i in rng.permutation(train_ids))
@@ -399,7 +401,8 @@ def trust_checks(m: dict, short: str | None) -> dict:
     if m.get("control.idm_valid") is False:
         invalid = ["control.idm_accuracy", "control.idm_accuracy.ci", "control.idm_confusion"]
         warn.append(f"the inverse-dynamics probe is not valid: {m['control.idm_invalid_reason']}; its action-following "
-                    "accuracy on generated frames says nothing about the world (read control.delta_psnr instead)")
+                    "accuracy on generated frames says nothing about the world (read control.delta_psnr, and "
+                    "control.action_spread beside control.seed_spread, instead)")
     for name, what, n in (("reward", "nonzero reward", "reward.nonzero"), ("termination", "termination", "termination.positives")):
         if m.get(f"{name}.below_majority"):
             pred = m["reward.predicted_nonzero" if name == "reward" else "termination.predicted_positives"]

@@ -85,6 +85,9 @@ def _headline(m: dict) -> str:
          f"one step from real context; {n('next_frame.frames')} frames of {n('next_frame.episodes')} episodes"),
         ("ΔPSNR at t=4", _val(m, "control.delta_psnr", " dB"),
          f"logged minus random actions (Genie); ≈0 = world ignores actions; {n('control.delta_psnr.episodes')} episodes"),
+        ("action spread / seed spread at t=4", f"{_val(m, 'control.action_spread')} / {_val(m, 'control.seed_spread')}",
+         "mean |difference| (levels of 255) between frames drawn holding different actions from one context with one "
+         "sampling seed / between two samplings of the logged actions; 0 / … = world ignores actions"),
         ("action-following (IDM) accuracy", _val(m, "control.idm_accuracy"), idm_note),
     ]
     for name in ("reward", "termination"):
