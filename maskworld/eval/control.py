@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from maskworld.eval.metrics import psnr_per_frame
-from maskworld.eval.plan import episodes_of
+from maskworld.eval.plan import episodes_of, logged_actions
 from maskworld.eval.rollout import open_loop
 from maskworld.eval.uncertainty import mean_ci
 
@@ -74,8 +74,8 @@ def action_spread_metrics(world, slices, hs, gen, context: int, seed: int) -> di
                      [:, -1].astype(np.float32) for a in acts])  # (K, E, H, W, C)
     pairs = [(i, k) for i in range(len(acts)) for k in range(i + 1, len(acts))]
     act = np.mean([np.abs(held[i] - held[k]).mean((1, 2, 3)) for i, k in pairs], 0)  # (E,)
-    logged = np.stack([np.asarray(s.actions[context - 1: context - 1 + DELTA_T]).clip(0) for s in sub])
-    other = open_loop(world, sub, context, DELTA_T, seed + 10_000, actions_override=logged)[:, -1].astype(np.float32)
+    other = open_loop(world, sub, context, DELTA_T, seed + 10_000, actions_override=logged_actions(sub, context, DELTA_T))
+    other = other[:, -1].astype(np.float32)
     same = np.abs(other - gen[es, DELTA_T - 1].astype(np.float32)).mean((1, 2, 3))
     groups = episodes_of(slices, es)
     return {"control.action_spread": _mean(act), "control.action_spread.ci": mean_ci(act, groups, seed=seed + 5),
