@@ -44,6 +44,10 @@ def add_sampler_args(p) -> None:
     p.add_argument("--sampler-steps", type=int,
                    help="override the world's MaskGIT steps K (to choose K by measurement)")
     p.add_argument("--temperature", type=float, help="override the world's sampling temperature (0 = greedy)")
+    p.add_argument("--guidance", type=float,
+                   help="classifier-free guidance, 0 = none: by the action in a world trained with --action-dropout "
+                        "(more follows the action more, at two passes a step); by the words in a unified world's "
+                        "world from words (its default 6); default: the world's")
     p.add_argument("--rollout", choices=("joint", "factorised"),
                    help="worlds of several agents: decode every avatar's neighbourhood from its own action "
                         "(factorised; needs the world's locator) or all from the joint action; default: the world's")
@@ -60,6 +64,10 @@ def apply_sampler_args(world, args) -> None:
         if not args.temperature >= 0:
             raise UserError(f"--temperature {args.temperature}: give 0 (greedy) or more")
         world.sampler.temperature = args.temperature
+    if getattr(args, "guidance", None) is not None:
+        if not 0 <= args.guidance <= 100:
+            raise UserError(f"--guidance {args.guidance}: give a scale from 0 (no guidance) to 100")
+        world.sampler.guidance = args.guidance
     if getattr(args, "rollout", None) is not None:
         if args.rollout == "factorised" and getattr(world, "locator", None) is None:
             raise UserError("--rollout factorised needs a world of several agents with a locator; add one with "

@@ -58,8 +58,6 @@ def register(sub) -> None:
     u.add_argument("--tasks", help="comma-separated: dynamics, inverse, policy, from_words, describe (default all)")
     u.add_argument("--policy-episodes", type=int, default=100, help="real-environment episodes (held-out seeds) per policy")
     u.add_argument("--words", type=int, default=100, help="held-out instructions for the world from words")
-    u.add_argument("--guidance", type=float, help="classifier-free guidance of the world from words (default: the "
-                   "world's own, 6; 0 = none)")
     u.add_argument("--dedicated-dynamics", metavar="WORLD", help="a dynamics world (`train world`) on the same data")
     u.add_argument("--dedicated-idm", metavar="WORLD", help="a unified world trained with --tasks inverse")
     u.add_argument("--dedicated-policy", metavar="WORLD", help="a unified world trained with --tasks policy")
@@ -78,11 +76,9 @@ def run_unified(args, json_path: str | None) -> int:
         raise UserError(f"--tasks {args.tasks}: choose from {', '.join(known)}")
     if args.policy_episodes < 1 or args.words < 1:
         raise UserError("--policy-episodes and --words must be at least 1")
-    if args.guidance is not None and args.guidance < 0:
-        raise UserError(f"--guidance {args.guidance}: give 0 (none) or more")
     world = load_unified_world(args.world, device=args.device)
     apply_sampler_args(world, args)
-    if args.guidance is not None:
+    if args.guidance is not None:  # a unified world is guided by the words of its world from words
         world.guidance = args.guidance
     ded = {k: getattr(args, f"dedicated_{k}") for k in ("dynamics", "idm", "policy")}
     if ded["dynamics"]:

@@ -388,7 +388,7 @@ class Dynamics(nn.Module):
         pos = torch.arange(T, device=x.device).repeat_interleave(S).repeat(2)[None].expand(B, -1)
         cos, sin = rope_angles(pos, self.cfg.d_model // self.cfg.n_heads, self.cfg.rope_base)
         mask = self._train_mask(T, x.device)
-        mkv = self.memory_kv(memory, actions_BT.reshape(-1))
+        mkv = self.memory_kv(memory, q_act.reshape(-1))  # the masked stream's query reads memory with its action
         for i, blk in enumerate(self.blocks):
             x = blk(x, cos, sin, mask)
             if mkv is not None:  # the masked stream reads memory: one query row per frame

@@ -34,6 +34,11 @@ class SamplerConfig:
     """Gumbel noise scale on confidences at step 0, annealed linearly to 0."""
     order: str = "maskgit"
     """"maskgit" (K parallel steps) or "autoregressive" (one token per pass, raster order: the baseline)."""
+    guidance: float = 0.0
+    """Classifier-free guidance by the action (Ho & Salimans, 2022; Muse guides masked decoding by text the same
+    way): each step samples from c + w (c - u), c the log-probabilities with the action and u with it hidden (NULL),
+    so what the action changes weighs more than the world's prior. 0 = none (one pass a step); w > 0 costs a second
+    pass a step and needs a world trained with `--action-dropout`, which teaches it the frame without the action."""
 
 
 def _gumbel(shape, gens: list[torch.Generator], device) -> torch.Tensor:
@@ -113,10 +118,20 @@ def decode_frame(model: Dynamics, cache: CacheView, actions_B, pos_B, cfg: Sampl
         raise ValueError(f"unknown sampler order {cfg.order!r}; use 'maskgit' or 'autoregressive'")
     B, N = actions_B.shape[0], model.cfg.tokens_per_frame
     mkv = model.memory_kv(memory, actions_B)
-    return maskgit_decode(
-        lambda t: model.predict_logits(t, actions_B, pos_B, cache, mkv, prev_BN), B, N, model.cfg.mask_id, cfg, gens,
-        actions_B.device
-    )
+    if cfg.guidance == 0:
+        return maskgit_decode(
+            lambda t: model.predict_logits(t, actions_B, pos_B, cache, mkv, prev_BN), B, N, model.cfg.mask_id, cfg, gens,
+            actions_B.device
+        )
+    null_B = torch.full_like(actions_B, model.cfg.null_action)
+    mkv_null = model.memory_kv(memory, null_B)
+
+    def guided(t):  # both passes write the cache's scratch slot first, so the second reads only its own frame
+        lc = model.predict_logits(t, actions_B, pos_B, cache, mkv, prev_BN).float().log_softmax(-1)
+        lu = model.predict_logits(t, null_B, pos_B, cache, mkv_null, prev_BN).float().log_softmax(-1)
+        return lc + cfg.guidance * (lc - lu)
+
+    return maskgit_decode(guided, B, N, model.cfg.mask_id, cfg, gens, actions_B.device)
 
 
 @torch.no_grad()

@@ -153,6 +153,10 @@ class DynamicsTrainConfig:
     """Worlds of several agents: the chance that one agent's action is hidden from the frame being predicted
     (dynamics_train.hide_agents), so the world learns what each avatar's action does with the others' unknown and
     can be decoded avatar by avatar (world/factorised.py, after `maskworld train locator`)."""
+    action_dropout: float = field(default=0.0, metadata={"metavar": "P"})
+    """The chance that the action into a predicted frame is hidden (NULL) from it in training, so the world also
+    learns the frame without its action: what classifier-free guidance by the action (`--guidance`, models/sampler.py)
+    contrasts with. The context keeps every action, as the KV cache does in play."""
     self_context: float = field(default=0.0, metadata={"metavar": "F"})
     """Share of dynamics clips whose context frames are the model's own one-pass predictions instead of the real
     ones (scheduled sampling; dynamics_train.own_context), so the world also learns to continue from frames it drew.
@@ -246,6 +250,9 @@ class TrainConfig:
         if not 0.0 <= d.agent_dropout < 1.0:
             raise UserError(f"--agent-dropout {d.agent_dropout}: give the chance an agent's action is hidden, from 0 "
                             "up to (not including) 1")
+        if not 0.0 <= d.action_dropout < 1.0:
+            raise UserError(f"--action-dropout {d.action_dropout}: give the chance an action is hidden, from 0 up to "
+                            "(not including) 1")
         if not 0.0 <= d.self_context <= 1.0:
             raise UserError(f"--self-context {d.self_context}: give the share of clips with the model's own context, "
                             "from 0 to 1")

@@ -152,9 +152,16 @@ def hide_agents(cfg: DynamicsConfig, act_BT: torch.Tensor, p: float, gen=None) -
     return torch.where(real, q, act_BT)
 
 
+def hide_actions(act_BT: torch.Tensor, null: int, p: float, gen=None) -> torch.Tensor:
+    """Actions (B,T) with each real one replaced by NULL with probability p (classifier-free guidance's condition
+    dropout, Ho & Salimans 2022): the masked stream then also learns the frame without the action that led to it."""
+    hide = (torch.rand(act_BT.shape, generator=gen) < p).to(act_BT.device)
+    return torch.where(hide & (act_BT != null), torch.full_like(act_BT, null), act_BT)
+
+
 def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0.1, gen=None,
                     part: dist.Part | None = None, forward=None, extra: dict | None = None, context_drop: float = 0.0,
-                    self_context: float = 0.0, agent_dropout: float = 0.0):
+                    self_context: float = 0.0, agent_dropout: float = 0.0, action_dropout: float = 0.0):
     """Token, reward and termination losses and masked-token accuracy.
 
     `extra` (from make_batch): memory read by the predicted frames, and pose-change targets whose loss
@@ -166,6 +173,8 @@ def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0
     `self_context`: share of clips whose context is the model's own predictions (`own_context`).
     `agent_dropout`: a world of several agents: the chance that an agent's action is hidden from the frame being
     predicted (`hide_agents`).
+    `action_dropout`: the chance that the whole action into a predicted frame is hidden from it (NULL), what
+    classifier-free guidance by the action contrasts with (`hide_actions`).
     """
     cfg = model.cfg
     forward = model if forward is None else forward
@@ -175,6 +184,7 @@ def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0
     # drawn for the global batch, like the masks, so N ranks pick the clips one process would
     own = (torch.rand(len(tok), generator=gen) < self_context).to(tok.device) if self_context > 0 else None
     q_act = hide_agents(cfg, act, agent_dropout, gen) if agent_dropout > 0 else act
+    q_act = hide_actions(q_act, cfg.null_action, action_dropout, gen) if action_dropout > 0 else q_act
     if part is not None:
         n_mask, n_real = m.sum().clamp_min(1), real.sum().clamp_min(1)
         sl = part.slice(len(tok))
@@ -187,7 +197,7 @@ def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0
     if own is not None:
         clean = own_context(forward, clean, act, memory, cfg.mask_id, own)
     logits, r_logits, d_logits, p_logits = forward(clean, masked, act, memory, return_pose=True,
-                                                   **({"query_actions_BT": q_act} if agent_dropout > 0 else {}))
+                                                   **({"query_actions_BT": q_act} if q_act is not act else {}))
     if p_logits is not None and "pose_target" in extra:
         # the pose head rides on the termination slot: the sum is what training minimises and logs
         pl = F.cross_entropy(p_logits.flatten(0, 1), extra["pose_target"].flatten(), ignore_index=-1)
@@ -236,11 +246,12 @@ def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: 
                    resume: bool, seed: int = 0, progress: bool = True, ckpt_minutes: float = 5.0, corrupt_max: float = 0.1,
                    fsdp: bool = False, compile: bool = False, event_share: float = 0.0, context_drop: float = 0.0,
                    init_state: dict | None = None, probe=None, optimizer: str = "adamw", self_context: float = 0.0,
-                   agent_dropout: float = 0.0):
+                   agent_dropout: float = 0.0, action_dropout: float = 0.0):
     """event_share: share of each batch's clips that end on a reward/termination (maskworld.data.event_sampler).
     context_drop: share of clips with a mostly-noise context (`corrupt`). self_context: share of clips whose
     context is the model's own predictions (`own_context`). agent_dropout: chance an agent's action is hidden from
-    the predicted frame (`hide_agents`; cfg.partial_actions must be set). init_state: weights to start from (a
+    the predicted frame (`hide_agents`; cfg.partial_actions must be set). action_dropout: chance the action is hidden
+    from the predicted frame (`hide_actions`). init_state: weights to start from (a
     fine-tune; a checkpoint in work_dir, on --resume, takes precedence). probe: model -> held-out rollout metrics
     (heldout_probe.HeldoutProbe), logged with every evaluation beside the masked-token ones. optimizer: adamw or
     muon (maskworld.train.muon; `maskworld train` passes its --optimizer, default muon)."""
@@ -268,7 +279,7 @@ def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: 
         with autocast(device):
             tl, rl, dl, acc = dynamics_losses(model, tok, act, rew, term, corrupt_max, part=part, forward=fwd, extra=extra,
                                               context_drop=context_drop, self_context=self_context,
-                                              agent_dropout=agent_dropout)
+                                              agent_dropout=agent_dropout, action_dropout=action_dropout)
         loss = tl + 0.5 * rl + 0.5 * dl
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -199,6 +199,7 @@ def stage_dynamics(run: Run, tok, budget: Budget):
                               r.resume, r.seed, r.progress, ckpt_minutes=r.ckpt_minutes, fsdp=r.fsdp, compile=r.compile,
                               event_share=share, context_drop=c.dynamics.context_drop, init_state=init_state,
                               self_context=c.dynamics.self_context, agent_dropout=c.dynamics.agent_dropout,
+                              action_dropout=c.dynamics.action_dropout,
                               probe=probe or None, optimizer=c.dynamics.optimizer)
     m["event_share"] = share
     set_head_prior(model.cfg, train_cache, share, r.seed)  # the heads' logits corrected for the oversampled event prior
@@ -424,6 +425,7 @@ def _run_train(cfg: TrainConfig, out: Path, device) -> Path:
     card["dynamics_train"] = {k: dm[k] for k in keep if k in dm}
     card["dynamics_train"].update({"context_drop": cfg.dynamics.context_drop, "self_context": cfg.dynamics.self_context,
                                    **({"agent_dropout": cfg.dynamics.agent_dropout} if cfg.dynamics.agent_dropout else {}),
+                                   **({"action_dropout": cfg.dynamics.action_dropout} if cfg.dynamics.action_dropout else {}),
                                    "optimizer": cfg.dynamics.optimizer,
                                    **({"init": str(cfg.dynamics.init)} if cfg.dynamics.init else {})})
     card["train_time_s"] = times

@@ -69,7 +69,7 @@ SECTIONS: dict[str, dict[str, Spec]] = {
                  "term_logit_shift": Float(-100, 100),
                  "action_factors": Spec("int list", 1, 4096, max_len=16, nullable=True), "partial_actions": BOOL},
     "sampler": {"steps": Int(1, 4096), "temperature": Float(0, 100), "choice_temperature": Float(0, 100),
-                "order": Spec("str", choices=("maskgit", "autoregressive"))},
+                "order": Spec("str", choices=("maskgit", "autoregressive")), "guidance": Float(0, 100)},
     "lam": {"num_codes": Int(1, 4096), "grid": Int(1, 64), "levels": LEVELS, "channels": Int(8, 4096),
             "context_frame": BOOL, "prev_dropout": Float(0, 1), "batch_entropy_weight": Float(0, 1e6),
             "sample_entropy_weight": Float(0, 1e6)},
