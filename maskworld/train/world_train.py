@@ -262,6 +262,14 @@ def _same_tokenizer(tok, other) -> bool:
     return mine.keys() == theirs.keys() and all(torch.equal(mine[k].cpu(), theirs[k].cpu()) for k in mine)
 
 
+def _take_init_tokenizer(init: str, out: Path) -> None:
+    """A fine-tune (--init WORLD) into an --out without a tokenizer: the init world's tokenizer is written there, so its
+    dynamics' token ids keep meaning the same patches."""
+    src = load_world(init, device="cpu")
+    save_tokenizer(out, src.tokenizer, {"from": str(init)})
+    print0(f"[tokenizer] none in {out}: using {init}'s ({src.tokenizer.cfg.grid}x{src.tokenizer.cfg.grid} tokens)")
+
+
 def _init_dynamics(init: str, tok):
     """--init WORLD: its dynamics config and weights (a fine-tune); a clear error where its tokens mean other patches."""
     src = load_world(init, device="cpu")
@@ -410,6 +418,9 @@ def _run_train(cfg: TrainConfig, out: Path, device) -> Path:
         times["tokenizer_s"] = round(time.time() - t0, 1)
         card["tokenizer_train"] = {k: tm[k] for k in ("val_psnr", "val_usage", "steps", "train_s") if k in tm}
     else:
+        if cfg.dynamics.init is not None and not (out / "tokenizer.safetensors").exists() and dist.is_main():
+            _take_init_tokenizer(cfg.dynamics.init, out)
+        dist.barrier()
         tok = load_tokenizer(out, device)
     if "dynamics" not in stages:
         dist.barrier()
