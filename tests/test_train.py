@@ -54,22 +54,22 @@ def test_stages_alone(toy_data, tmp_path):
 
 @pytest.mark.slow
 def test_init_fine_tunes_from_a_world(toy_data, tmp_path):
-    """--init starts the dynamics from a world's weights and config (a fine-tune), with --context-drop; a config
-    conflict or a missing world is a clear error before anything is written."""
-    import shutil
-
+    """--init starts the dynamics from a world's weights and config (a fine-tune), with --context-drop, on the init
+    world's tokenizer when --out has none; a config conflict or a missing world is a clear error before anything is
+    written."""
     src = tmp_path / "src"
     assert main(["train", "world", "--data", toy_data, "--out", str(src), "--steps", "3", "--window", "3"] + TINY) == 0
     out = tmp_path / "ft"
-    out.mkdir()
-    for f in ("tokenizer.safetensors", "tokenizer.json"):
-        shutil.copy(src / f, out / f)
     assert main(["train", "dynamics", "--data", toy_data, "--out", str(out), "--steps", "1", "--init", str(src),
-                 "--context-drop", "0.5", "--self-context", "0.5"] + TINY) == 0
+                 "--context-drop", "0.5", "--self-context", "0.5", "--action-dropout", "0.2"] + TINY) == 0
     a, b = maskworld.load_world(src), maskworld.load_world(out)
+    assert all(torch.equal(v, b.tokenizer.state_dict()[k]) for k, v in a.tokenizer.state_dict().items())
     assert b.dynamics.cfg.window == 3  # the init world's config, not the preset's
     assert b.meta.model_card["dynamics_train"]["context_drop"] == 0.5
     assert b.meta.model_card["dynamics_train"]["self_context"] == 0.5
+    assert b.meta.model_card["dynamics_train"]["action_dropout"] == 0.2
+    assert main(["train", "dynamics", "--data", toy_data, "--out", str(tmp_path / "z"), "--steps", "1", "--init", str(src),
+                 "--action-dropout", "1"] + TINY) == 2 and not (tmp_path / "z").exists()
     diff = max((a.dynamics.state_dict()[k] - v).abs().max().item() for k, v in b.dynamics.state_dict().items())
     assert 0 < diff < 0.05  # one small step away from the init weights (a fresh init would be far)
     assert main(["train", "dynamics", "--data", toy_data, "--out", str(tmp_path / "x"), "--steps", "1", "--init",
@@ -153,3 +153,19 @@ def test_resume_after_sigkill_is_exact(toy_data, tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_action_dropout_hides_real_actions_only():
+    """--action-dropout hides the action into a predicted frame (NULL) at its rate, never invents one for an
+    episode's first frame, and the masked stream reads the hidden actions while the context keeps them."""
+    from maskworld.train.dynamics_train import hide_actions
+
+    null = 7
+    act = torch.randint(0, 7, (64, 50))
+    act[:, 0] = null
+    hid = hide_actions(act, null, 0.25, torch.Generator().manual_seed(0))
+    real = act != null
+    share = ((hid == null) & real).sum().item() / real.sum().item()
+    assert 0.22 < share < 0.28
+    assert ((hid == act) | (hid == null)).all() and (hid[:, 0] == null).all()
+    assert torch.equal(hide_actions(act, null, 0.0), act)

@@ -117,31 +117,36 @@ def decode_frame(model: Dynamics, cache: CacheView, actions_B, pos_B, cfg: Sampl
     if cfg.order != "maskgit":
         raise ValueError(f"unknown sampler order {cfg.order!r}; use 'maskgit' or 'autoregressive'")
     B, N = actions_B.shape[0], model.cfg.tokens_per_frame
-    mkv = model.memory_kv(memory, actions_B)
-    if cfg.guidance == 0:
-        return maskgit_decode(
-            lambda t: model.predict_logits(t, actions_B, pos_B, cache, mkv, prev_BN), B, N, model.cfg.mask_id, cfg, gens,
-            actions_B.device
-        )
     null_B = torch.full_like(actions_B, model.cfg.null_action)
-    mkv_null = model.memory_kv(memory, null_B)
+    mkv = model.memory_kv(memory, actions_B)
+    mkv_null = model.memory_kv(memory, null_B) if cfg.guidance else None
+    # with guidance both passes write the cache's scratch slot before reading it, so each reads only its own frame
+    predict = guided(lambda t: model.predict_logits(t, actions_B, pos_B, cache, mkv, prev_BN),
+                     lambda t: model.predict_logits(t, null_B, pos_B, cache, mkv_null, prev_BN), cfg.guidance)
+    return maskgit_decode(predict, B, N, model.cfg.mask_id, cfg, gens, actions_B.device)
 
-    def guided(t):  # both passes write the cache's scratch slot first, so the second reads only its own frame
-        lc = model.predict_logits(t, actions_B, pos_B, cache, mkv, prev_BN).float().log_softmax(-1)
-        lu = model.predict_logits(t, null_B, pos_B, cache, mkv_null, prev_BN).float().log_softmax(-1)
-        return lc + cfg.guidance * (lc - lu)
 
-    return maskgit_decode(guided, B, N, model.cfg.mask_id, cfg, gens, actions_B.device)
+def guided(with_action, without_action, w: float):
+    """Classifier-free guidance of a predict function (SamplerConfig.guidance): tokens -> c + w (c - u) over
+    log-probabilities, c with the action and u without; w = 0 is `with_action` itself (one pass)."""
+    if w == 0:
+        return with_action
+
+    def predict(tokens_BN):
+        c = with_action(tokens_BN).float().log_softmax(-1)
+        return c + w * (c - without_action(tokens_BN).float().log_softmax(-1))
+
+    return predict
 
 
 @torch.no_grad()
 def decode_nocache(model: Dynamics, ctx_tokens_BTN, ctx_actions_BT, actions_B, cfg: SamplerConfig, gens):
     """Same decoding, but every step recomputes the whole context (no KV cache) — the bench baseline."""
     B, N = actions_B.shape[0], model.cfg.tokens_per_frame
-    return maskgit_decode(
-        lambda t: model.full_pass_logits(ctx_tokens_BTN, ctx_actions_BT, t, actions_B), B, N, model.cfg.mask_id, cfg, gens,
-        actions_B.device,
-    )
+    null_B = torch.full_like(actions_B, model.cfg.null_action)
+    predict = guided(lambda t: model.full_pass_logits(ctx_tokens_BTN, ctx_actions_BT, t, actions_B),
+                     lambda t: model.full_pass_logits(ctx_tokens_BTN, ctx_actions_BT, t, null_B), cfg.guidance)
+    return maskgit_decode(predict, B, N, model.cfg.mask_id, cfg, gens, actions_B.device)
 
 
 @torch.no_grad()
