@@ -70,6 +70,12 @@ def test_init_fine_tunes_from_a_world(toy_data, tmp_path):
     assert b.meta.model_card["dynamics_train"]["action_dropout"] == 0.2
     assert main(["train", "dynamics", "--data", toy_data, "--out", str(tmp_path / "z"), "--steps", "1", "--init", str(src),
                  "--action-dropout", "1"] + TINY) == 2 and not (tmp_path / "z").exists()
+    # memory added to a world without it (its reader starts at zero: the fine-tune starts from the world as it was)
+    mem = tmp_path / "mem"
+    assert main(["train", "dynamics", "--data", toy_data, "--out", str(mem), "--steps", "1", "--init", str(src),
+                 "--memory", "2", "--memory-keys", "appearance", "--copy-head"] + TINY) == 0
+    m = maskworld.load_world(mem).dynamics.cfg
+    assert (m.memory_frames, m.compressed_frames, m.memory_keys, m.copy_head, m.window) == (2, 2, "appearance", True, 3)
     diff = max((a.dynamics.state_dict()[k] - v).abs().max().item() for k, v in b.dynamics.state_dict().items())
     assert 0 < diff < 0.05  # one small step away from the init weights (a fresh init would be far)
     assert main(["train", "dynamics", "--data", toy_data, "--out", str(tmp_path / "x"), "--steps", "1", "--init",

@@ -40,7 +40,8 @@ def check_out(path: str | None, suffix: str, flag: str) -> None:
 
 
 def add_sampler_args(p) -> None:
-    """--sampler-steps / --temperature: decode with other MaskGIT settings than the world's (chosen by measuring)."""
+    """--sampler-steps / --temperature / --guidance: decode with other MaskGIT settings than the world's (chosen by
+    measuring)."""
     p.add_argument("--sampler-steps", type=int,
                    help="override the world's MaskGIT steps K (to choose K by measurement)")
     p.add_argument("--temperature", type=float, help="override the world's sampling temperature (0 = greedy)")
@@ -54,8 +55,8 @@ def add_sampler_args(p) -> None:
 
 
 def apply_sampler_args(world, args) -> None:
-    """Set the world's sampler from --sampler-steps / --temperature (and its --rollout) where given; bad values are
-    refused."""
+    """Set the world's sampler from --sampler-steps / --temperature / --guidance (and its --rollout) where given; bad
+    values are refused."""
     if args.sampler_steps is not None:
         if args.sampler_steps < 1:
             raise UserError(f"--sampler-steps {args.sampler_steps}: give at least 1")

@@ -181,6 +181,7 @@ def run(args) -> int:
                                   windows=args.windows)
     metrics["meta.sampler_steps"] = world.sampler.steps
     metrics["meta.sampler_temperature"] = world.sampler.temperature
+    metrics["meta.sampler_guidance"] = world.sampler.guidance
     metrics["meta.rollout"] = getattr(world, "rollout", "joint")
     if getattr(world.meta, "agents", 1) > 1:  # each avatar answers to its own controller
         metrics.update(_avatar_metrics(world, store, args.seed, args.avatar_slices))

@@ -85,6 +85,7 @@ def run(args) -> int:
     apply_sampler_args(world, args)
     m = run_revisit(world, args, progress=args.progress, seed=args.seed)
     m["meta.sampler_steps"], m["meta.sampler_temperature"] = world.sampler.steps, world.sampler.temperature
+    m["meta.sampler_guidance"] = world.sampler.guidance
     if args.json:
         atomic_write_json(args.json, m, indent=1, sort_keys=True)
         print(f"wrote {args.json}")

@@ -423,6 +423,9 @@ def _from_init(init_world: Mapping[str, Any], overrides: Mapping[str, Any]) -> d
     """The values an --init world fixes; a contradicting override is a UserError."""
     init = overrides.get("init")
     fixed = {k: init_world[theirs] for k, theirs in INIT_FIXES.items() if theirs in init_world}
+    if not fixed.get("memory") and not fixed.get("compressed") and overrides.get("memory"):
+        # memory added to a world without it: its reader starts at zero, so the fine-tune starts as the world was
+        fixed.pop("memory", None), fixed.pop("compressed", None)
     for k, have in fixed.items():
         want = overrides.get(k)
         if want is not None and want != have:

@@ -260,7 +260,8 @@ def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: 
     model = Dynamics(cfg).to(device)
     if init_state is not None:
         missing, unexpected = model.load_state_dict(init_state, strict=False)
-        new = [k for k in missing if not k.startswith("copy_head.")]  # a copy head added to a trained world starts fresh
+        # memory (its reader's outputs start at zero), a pose head or a copy head added to a trained world start fresh
+        new = [k for k in missing if not k.startswith(("copy_head.", "memory.", "pose_head."))]
         if new or unexpected:
             raise UserError(f"the --init weights do not fit this model (missing {new[:3]}, unexpected {unexpected[:3]})")
     fwd = dist.wrap(model, device, fsdp=fsdp, compile=compile, blocks=list(model.blocks))  # `model` is what we save

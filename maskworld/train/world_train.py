@@ -223,19 +223,15 @@ def _dynamics_config(run: Run, tok):
     if c.dynamics.init is not None:
         cfg, init_state = _init_dynamics(c.dynamics.init, tok)
         cfg.copy_head = mem.copy_head  # the init world's, or added to it
+        if c.has_memory and not cfg.has_memory:  # memory added to a world without it
+            _set_memory(run, cfg, tok)
     else:
         cfg = run.preset().dynamics
         cfg.window, cfg.d_model, cfg.n_layers = c.dynamics.window, c.dynamics.d_model, c.dynamics.layers
         cfg.prev_frame_prior = c.dynamics.prev_frame_prior
         cfg.code_levels = list(tok.cfg.levels) if c.dynamics.code_factors else None
         if c.has_memory:
-            if mem.compressed and tok.cfg.grid % 2:
-                raise UserError(f"--compressed pools 2x2 tokens and needs an even token grid, not {tok.cfg.grid}")
-            cfg.memory_keys = c.memory_keys(run.meta)
-            by_pose = cfg.memory_keys == "pose"
-            cfg.memory_frames, cfg.compressed_frames, cfg.pose_head, cfg.copy_head = mem.memory, mem.compressed, by_pose, mem.copy_head
-            print0(f"[memory] {mem.memory} retrieved frames by {cfg.memory_keys}, {mem.compressed} compressed frames"
-                   + (", pose head on, motion fitted from the data's poses" if by_pose else ""))
+            _set_memory(run, cfg, tok)
     cfg.num_actions = c.num_actions(run.meta)
     cfg.vocab_size, cfg.grid = tok.cfg.vocab_size, tok.cfg.grid
     agents = int(run.meta.get("agents", 1))
@@ -260,6 +256,18 @@ def _same_tokenizer(tok, other) -> bool:
     """The same weights: the same token ids mean the same image patches."""
     mine, theirs = tok.state_dict(), other.state_dict()
     return mine.keys() == theirs.keys() and all(torch.equal(mine[k].cpu(), theirs[k].cpu()) for k in mine)
+
+
+def _set_memory(run: Run, cfg, tok) -> None:
+    """The run's memory M (--memory, --compressed, --memory-keys, --copy-head) into a dynamics config."""
+    c, mem = run.cfg, run.cfg.memory
+    if mem.compressed and tok.cfg.grid % 2:
+        raise UserError(f"--compressed pools 2x2 tokens and needs an even token grid, not {tok.cfg.grid}")
+    cfg.memory_keys = c.memory_keys(run.meta)
+    by_pose = cfg.memory_keys == "pose"
+    cfg.memory_frames, cfg.compressed_frames, cfg.pose_head, cfg.copy_head = mem.memory, mem.compressed, by_pose, mem.copy_head
+    print0(f"[memory] {mem.memory} retrieved frames by {cfg.memory_keys}, {mem.compressed} compressed frames"
+           + (", pose head on, motion fitted from the data's poses" if by_pose else ""))
 
 
 def _take_init_tokenizer(init: str, out: Path) -> None:
