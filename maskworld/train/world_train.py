@@ -60,7 +60,7 @@ from maskworld.train.tokenizer_train import FramePool, train_tokenizer
 from maskworld.train.unified_tasks import task_weights
 from maskworld.train.unified_train import episode_texts, expert_episodes, train_unified
 from maskworld.world.latent import code_stats, fit_action_map, map_accuracy
-from maskworld.world.unified import UnifiedWorld, load_unified_world
+from maskworld.world.unified import UnifiedWorld, is_unified_dir, load_unified_world
 from maskworld.world.world import World, WorldMeta, load_world
 
 TrainArgs = train_config
@@ -273,7 +273,7 @@ def _set_memory(run: Run, cfg, tok) -> None:
 def _take_init_tokenizer(init: str, out: Path) -> None:
     """A fine-tune (--init WORLD) into an --out without a tokenizer: the init world's tokenizer is written there, so its
     dynamics' token ids keep meaning the same patches."""
-    src = load_world(init, device="cpu")
+    src = (load_unified_world if is_unified_dir(init) else load_world)(init, device="cpu")
     save_tokenizer(out, src.tokenizer, {"from": str(init)})
     print0(f"[tokenizer] none in {out}: using {init}'s ({src.tokenizer.cfg.grid}x{src.tokenizer.cfg.grid} tokens)")
 
