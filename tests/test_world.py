@@ -112,3 +112,23 @@ def test_shipped_worlds_are_listed_and_played_by_name(capsys):
                               max_sessions=None, max_saved_mib=None, world=names[-1])
     assert check_args(args) == worlds.resolve(names[-1])
     assert resolve_world(worlds.DEFAULT).meta.env_id.startswith("MiniGrid")
+
+
+def test_guidance_is_saved_and_set_from_the_command_line(tiny_world, tmp_path):
+    """A world's sampler keeps its guidance by the action through save and load (worlds saved before it read 0), and
+    --guidance sets it (a unified world's guidance by the words: tests/test_unified.py::test_cli_imagine_and_describe)."""
+    from argparse import Namespace
+
+    from maskworld.commands._args import apply_sampler_args
+
+    args = Namespace(sampler_steps=None, temperature=None, guidance=1.5, rollout=None)
+    apply_sampler_args(tiny_world, args)
+    assert tiny_world.sampler.guidance == 1.5
+    tiny_world.save(tmp_path / "g")
+    assert maskworld.load_world(tmp_path / "g").sampler.guidance == 1.5
+    raw = json.loads((tmp_path / "g" / "world.json").read_text())
+    del raw["sampler"]["guidance"]
+    (tmp_path / "g" / "world.json").write_text(json.dumps(raw))
+    assert maskworld.load_world(tmp_path / "g").sampler.guidance == 0.0
+    with pytest.raises(UserError, match="--guidance"):
+        apply_sampler_args(tiny_world, Namespace(sampler_steps=None, temperature=None, guidance=-1.0, rollout=None))

@@ -68,7 +68,10 @@ def apply_sampler_args(world, args) -> None:
     if getattr(args, "guidance", None) is not None:
         if not 0 <= args.guidance <= 100:
             raise UserError(f"--guidance {args.guidance}: give a scale from 0 (no guidance) to 100")
-        world.sampler.guidance = args.guidance
+        if hasattr(world, "guidance"):  # a unified world: guidance by the words of its world from words
+            world.guidance = args.guidance
+        else:
+            world.sampler.guidance = args.guidance
     if getattr(args, "rollout", None) is not None:
         if args.rollout == "factorised" and getattr(world, "locator", None) is None:
             raise UserError("--rollout factorised needs a world of several agents with a locator; add one with "

@@ -78,8 +78,6 @@ def run_unified(args, json_path: str | None) -> int:
         raise UserError("--policy-episodes and --words must be at least 1")
     world = load_unified_world(args.world, device=args.device)
     apply_sampler_args(world, args)
-    if args.guidance is not None:  # a unified world is guided by the words of its world from words
-        world.guidance = args.guidance
     ded = {k: getattr(args, f"dedicated_{k}") for k in ("dynamics", "idm", "policy")}
     if ded["dynamics"]:
         ded["dynamics"] = load_world(ded["dynamics"], device=args.device)
