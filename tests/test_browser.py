@@ -112,7 +112,7 @@ def test_every_other_shipped_world_plays_in_chromium(name, tmp_path):
 def _drive_an_avatar(page) -> None:
     """A shipped world of several agents: take an avatar, hold each arrow in turn, the world answers at its rate."""
     page.click("#driver-you")
-    page.wait_for_function("() => window.mw.driver === 'you'")
+    page.wait_for_function("() => window.mw.driver === 'you'", timeout=60000)  # a loaded machine hands over late
     for key, action in (("ArrowRight", "RIGHT"), ("ArrowDown", "DOWN")):
         code = page.evaluate("window.mw.info.actions").index(action)
         page.keyboard.down(key)
