@@ -117,12 +117,16 @@ def decode_frame(model: Dynamics, cache: CacheView, actions_B, pos_B, cfg: Sampl
     if cfg.order != "maskgit":
         raise ValueError(f"unknown sampler order {cfg.order!r}; use 'maskgit' or 'autoregressive'")
     B, N = actions_B.shape[0], model.cfg.tokens_per_frame
-    null_B = torch.full_like(actions_B, model.cfg.null_action)
     mkv = model.memory_kv(memory, actions_B)
-    mkv_null = model.memory_kv(memory, null_B) if cfg.guidance else None
-    # with guidance both passes write the cache's scratch slot before reading it, so each reads only its own frame
-    predict = guided(lambda t: model.predict_logits(t, actions_B, pos_B, cache, mkv, prev_BN),
-                     lambda t: model.predict_logits(t, null_B, pos_B, cache, mkv_null, prev_BN), cfg.guidance)
+
+    def predict(tokens_BN):
+        return model.predict_logits(tokens_BN, actions_B, pos_B, cache, mkv, prev_BN)
+
+    if cfg.guidance:  # both passes write the cache's scratch slot before reading it, so each reads only its own frame
+        null_B = torch.full_like(actions_B, model.cfg.null_action)
+        mkv_null = model.memory_kv(memory, null_B)
+        both = guided(predict, lambda t: model.predict_logits(t, null_B, pos_B, cache, mkv_null, prev_BN), cfg.guidance)
+        return maskgit_decode(both, B, N, model.cfg.mask_id, cfg, gens, actions_B.device)
     return maskgit_decode(predict, B, N, model.cfg.mask_id, cfg, gens, actions_B.device)
 
 

@@ -183,6 +183,7 @@ def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0
     real = act != cfg.null_action  # frames produced by a transition
     # drawn for the global batch, like the masks, so N ranks pick the clips one process would
     own = (torch.rand(len(tok), generator=gen) < self_context).to(tok.device) if self_context > 0 else None
+    hidden = agent_dropout > 0 or action_dropout > 0  # the masked stream reads other actions than the context
     q_act = hide_agents(cfg, act, agent_dropout, gen) if agent_dropout > 0 else act
     q_act = hide_actions(q_act, cfg.null_action, action_dropout, gen) if action_dropout > 0 else q_act
     if part is not None:
@@ -197,7 +198,7 @@ def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0
     if own is not None:
         clean = own_context(forward, clean, act, memory, cfg.mask_id, own)
     logits, r_logits, d_logits, p_logits = forward(clean, masked, act, memory, return_pose=True,
-                                                   **({"query_actions_BT": q_act} if q_act is not act else {}))
+                                                   **({"query_actions_BT": q_act} if hidden else {}))
     if p_logits is not None and "pose_target" in extra:
         # the pose head rides on the termination slot: the sum is what training minimises and logs
         pl = F.cross_entropy(p_logits.flatten(0, 1), extra["pose_target"].flatten(), ignore_index=-1)
