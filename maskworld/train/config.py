@@ -258,7 +258,7 @@ class TrainConfig:
                             "from 0 to 1")
         if d.init is not None and "tokenizer" in self.run.stages:
             raise UserError("--init fine-tunes the dynamics on the init world's tokenizer: use `maskworld train dynamics` "
-                            "(copy the init world's tokenizer.safetensors and tokenizer.json into --out first)")
+                            "(into an --out without a tokenizer, it takes the init world's)")
 
     def _check_lam(self) -> None:
         lam = self.lam

@@ -74,6 +74,12 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def print0(*args, **kw) -> None:
+    """print on rank 0 only (every rank runs the training under torchrun)."""
+    if is_main():
+        print(*args, **kw)
+
+
 def launched() -> bool:
     """True under torchrun (or any launcher that sets RANK and WORLD_SIZE)."""
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ

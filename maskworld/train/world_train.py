@@ -51,7 +51,9 @@ from maskworld.train.config import TrainConfig, tokenizer_downsample, train_conf
 from maskworld.train.data_checks import check_budget, check_episodes, check_frames_change
 from maskworld.train.dynamics_train import train_dynamics
 from maskworld.train.head_prior import set_head_prior
+from maskworld.train.dist import print0
 from maskworld.train.heldout_probe import HeldoutProbe
+from maskworld.train.init_world import init_dynamics, init_tokenizer, init_unified
 from maskworld.train.lam_train import label_cache, relabel, train_lam
 from maskworld.train.locator_train import add_locator
 from maskworld.train.loop import Budget
@@ -60,8 +62,8 @@ from maskworld.train.tokenizer_train import FramePool, train_tokenizer
 from maskworld.train.unified_tasks import task_weights
 from maskworld.train.unified_train import episode_texts, expert_episodes, train_unified
 from maskworld.world.latent import code_stats, fit_action_map, map_accuracy
-from maskworld.world.unified import UnifiedWorld, is_unified_dir, load_unified_world
-from maskworld.world.world import World, WorldMeta, load_world
+from maskworld.world.unified import UnifiedWorld
+from maskworld.world.world import World, WorldMeta
 
 TrainArgs = train_config
 """Flat keyword arguments (one per `maskworld train` flag) -> TrainConfig, e.g. TrainArgs(data=..., out=..., steps=3)."""
@@ -150,12 +152,6 @@ def load_tokenizer(out: Path, device) -> Tokenizer:
     return tok.to(device).eval()
 
 
-def print0(*args, **kw) -> None:
-    """print on rank 0 only (every rank runs this file under torchrun)."""
-    if dist.is_main():
-        print(*args, **kw)
-
-
 def stage_cache(store, ids, tok: Tokenizer, path: Path, device, progress: bool, own: bool = False):
     """Rank 0 tokenizes (once; a finished cache is reused on --resume); the other ranks wait, then all open it.
 
@@ -221,7 +217,7 @@ def _dynamics_config(run: Run, tok):
     c, mem = run.cfg, run.cfg.memory
     init_state = None
     if c.dynamics.init is not None:
-        cfg, init_state = _init_dynamics(c.dynamics.init, tok)
+        cfg, init_state = init_dynamics(c.dynamics.init, tok)
         cfg.copy_head = mem.copy_head  # the init world's, or added to it
         if c.has_memory and not cfg.has_memory:  # memory added to a world without it
             _set_memory(run, cfg, tok)
@@ -252,12 +248,6 @@ def fit_cache_motion(cache, num_actions: int) -> Motion:
     return fit_motion(cache.poses, np.asarray(cache.tokens), cache.actions_in, first, num_actions)
 
 
-def _same_tokenizer(tok, other) -> bool:
-    """The same weights: the same token ids mean the same image patches."""
-    mine, theirs = tok.state_dict(), other.state_dict()
-    return mine.keys() == theirs.keys() and all(torch.equal(mine[k].cpu(), theirs[k].cpu()) for k in mine)
-
-
 def _set_memory(run: Run, cfg, tok) -> None:
     """The run's memory M (--memory, --compressed, --memory-keys, --copy-head) into a dynamics config."""
     c, mem = run.cfg, run.cfg.memory
@@ -273,37 +263,9 @@ def _set_memory(run: Run, cfg, tok) -> None:
 def _take_init_tokenizer(init: str, out: Path) -> None:
     """A fine-tune (--init WORLD) into an --out without a tokenizer: the init world's tokenizer is written there, so its
     dynamics' token ids keep meaning the same patches."""
-    src = (load_unified_world if is_unified_dir(init) else load_world)(init, device="cpu")
-    save_tokenizer(out, src.tokenizer, {"from": str(init)})
-    print0(f"[tokenizer] none in {out}: using {init}'s ({src.tokenizer.cfg.grid}x{src.tokenizer.cfg.grid} tokens)")
-
-
-def _init_dynamics(init: str, tok):
-    """--init WORLD: its dynamics config and weights (a fine-tune); a clear error where its tokens mean other patches."""
-    src = load_world(init, device="cpu")
-    cfg = dataclasses.replace(src.dynamics.cfg)
-    if not _same_tokenizer(tok, src.tokenizer):  # the same token ids must mean the same image patches
-        raise UserError(f"--init {init}: its dynamics were trained on another tokenizer than the one in --out; copy "
-                        f"{init}/tokenizer.safetensors and tokenizer.json into --out first")
-    print0(f"[dynamics] starting from {init}'s weights ({cfg.d_model}d x {cfg.n_layers} layers, window {cfg.window})")
-    return cfg, src.dynamics.state_dict()
-
-
-def _init_unified(init: str, tok, vocab: TextVocab, cfg: UnifiedConfig):
-    """--init UNIFIED_WORLD: its model config and weights, to train on; a clear error where its token ids (frames,
-    words or actions) would mean something else in this data."""
-    src = load_unified_world(init, device="cpu")
-    if not _same_tokenizer(tok, src.tokenizer):
-        raise UserError(f"--init {init}: it was trained on another tokenizer than the one in --out; copy "
-                        f"{init}/tokenizer.safetensors and tokenizer.json into --out first")
-    if src.vocab.words != vocab.words:
-        raise UserError(f"--init {init} knows the words {src.vocab.words[2:]}, the data's missions use "
-                        f"{vocab.words[2:]}: continue on data of the same level")
-    if src.model.cfg.num_actions != cfg.num_actions:
-        raise UserError(f"--init {init} has {src.model.cfg.num_actions} actions, the data {cfg.num_actions}")
-    m = src.model.cfg
-    print(f"[unified] starting from {init}'s weights ({m.d_model}d x {m.n_layers} layers, window {m.window})")
-    return dataclasses.replace(m), src.model.state_dict()
+    tok = init_tokenizer(init)
+    save_tokenizer(out, tok, {"from": str(init)})
+    print0(f"[tokenizer] none in {out}: using {init}'s ({tok.cfg.grid}x{tok.cfg.grid} tokens)")
 
 
 def event_share(c: TrainConfig, cache, window: int) -> float:
@@ -472,7 +434,7 @@ def stage_unified(run: Run, tok, budget: Budget, card: dict, out: Path) -> None:
                         action_delta=True)
     init_state = None
     if c.dynamics.init is not None:
-        cfg, init_state = _init_unified(c.dynamics.init, tok, vocab, cfg)
+        cfg, init_state = init_unified(c.dynamics.init, tok, vocab, cfg)
     print(f"[unified] tasks {c.dynamics.tasks or 'all'}; {vocab.size} words, texts of <= {vocab.length}; clips of {cfg.window} steps; "
           f"{cfg.d_model}d x {cfg.n_layers} layers; budget {budget.describe()}")
     model, m = train_unified(train_cache, val_cache, episode_texts(train_cache, run.store, vocab),
