@@ -58,15 +58,18 @@ def _commit(m, cache, tokens, actions, pos):
     return heads
 
 
-def _model(window=4):
+def _model(window=4, spatial_rope=False):
     torch.manual_seed(0)
-    return Dynamics(DynamicsConfig(vocab_size=50, num_actions=3, grid=4, d_model=32, n_layers=2, n_heads=2, window=window)).eval()
+    return Dynamics(DynamicsConfig(vocab_size=50, num_actions=3, grid=4, d_model=32, n_layers=2, n_heads=2, window=window,
+                                   spatial_rope=spatial_rope)).eval()
 
 
+@pytest.mark.parametrize("spatial_rope", [False, True])
 @torch.no_grad()
-def test_cached_inference_equals_training_pass():
-    """The KV-cache path computes exactly what the two-stream training pass computes."""
-    m = _model()
+def test_cached_inference_equals_training_pass(spatial_rope):
+    """The KV-cache path computes exactly what the two-stream training pass computes (rotary positions over the
+    frame alone, or over frame, row and column)."""
+    m = _model(spatial_rope=spatial_rope)
     B, T, N = 2, 4, 16
     tok = torch.randint(0, 50, (B, T, N))
     act = torch.randint(0, 3, (B, T))
@@ -82,6 +85,33 @@ def test_cached_inference_equals_training_pass():
     assert torch.allclose(cached, logits[:, T - 1], atol=1e-4)
     nocache = m.full_pass_logits(tok[:, : T - 1], act[:, : T - 1], masked[:, T - 1], act[:, T - 1])
     assert torch.allclose(nocache, logits[:, T - 1], atol=1e-4)
+
+
+def test_axial_rope_scores_depend_on_the_cells_offset():
+    """With spatial_rope a query and key of the same content score by their (frame, row, column) offset alone: the
+    same offset anywhere on the grid gives the same score, another offset another one (frame-only RoPE: every cell
+    of a frame alike)."""
+    from maskworld.models.dynamics import apply_rope, axial_angles, rope_angles
+    G, S, hd = 4, 17, 12
+    frame = torch.tensor([[0] * S + [1] * S])  # (1, 2S): two frames
+    torch.manual_seed(0)
+    q, k = torch.randn(hd), torch.randn(hd)
+
+    def score(angles, i, j):  # query at token i, key at token j
+        cos, sin = angles
+        x = torch.stack([q, k])[None, None]  # (1, 1, 2, hd)
+        qi = apply_rope(x[:, :, :1], cos[:, i:i + 1], sin[:, i:i + 1])
+        kj = apply_rope(x[:, :, 1:], cos[:, j:j + 1], sin[:, j:j + 1])
+        return float((qi * kj).sum())
+
+    def tok(f, r, c):
+        return f * S + 1 + r * G + c
+
+    ax = axial_angles(frame, S, G, hd, 100.0)
+    assert abs(score(ax, tok(1, 1, 1), tok(0, 1, 2)) - score(ax, tok(1, 2, 2), tok(0, 2, 3))) < 1e-4  # same offset
+    assert abs(score(ax, tok(1, 1, 1), tok(0, 1, 2)) - score(ax, tok(1, 1, 1), tok(0, 3, 0))) > 1e-3  # another
+    flat = rope_angles(frame, hd, 100.0)
+    assert abs(score(flat, tok(1, 1, 1), tok(0, 1, 2)) - score(flat, tok(1, 1, 1), tok(0, 3, 0))) < 1e-4
 
 
 @torch.no_grad()

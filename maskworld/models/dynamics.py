@@ -52,6 +52,12 @@ class DynamicsConfig:
     reward_classes: int = 3
     """Reward discretised by sign: class 0 = negative, 1 = zero, 2 = positive."""
     rope_base: float = 100.0
+    spatial_rope: bool = False
+    """Rotary positions over (frame, row, column) instead of the frame alone (axial 3-D RoPE, as video
+    transformers use): a third of each head's rotary pairs each for the frame, the token's row and its column, so
+    attention between two cells depends on their offset and what moves one cell a frame is learned once for the
+    whole grid instead of per position. The action token sits at the grid's centre. False = the frame index only
+    (worlds trained before it)."""
     memory_frames: int = 0
     """Retrieved frames the predicted frame reads by cross-attention (memory M; 0 = no retrieval memory)."""
     compressed_frames: int = 0
@@ -130,6 +136,20 @@ def rope_angles(pos: torch.Tensor, dim: int, base: float) -> tuple[torch.Tensor,
     inv = 1.0 / (base ** (torch.arange(0, dim, 2, device=pos.device, dtype=torch.float32) / dim))
     ang = pos.float().unsqueeze(-1) * inv
     return ang.cos(), ang.sin()
+
+
+def axial_angles(frame_BL: torch.Tensor, S: int, grid: int, dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frame indices (B, L) of tokens laid out S to a frame (action token, then the grid row by row) -> cos, sin
+    (B, L, dim/2): the first pairs rotate by the frame, the next third by the row, the last third by the column."""
+    half = dim // 2
+    n_sp = half // 3
+    j = torch.arange(frame_BL.shape[-1], device=frame_BL.device) % S
+    centre = (grid - 1) / 2.0
+    row = torch.where(j == 0, centre, ((j - 1) // grid).float())
+    col = torch.where(j == 0, centre, ((j - 1) % grid).float())
+    parts = [rope_angles(frame_BL, 2 * (half - 2 * n_sp), base),
+             rope_angles(row.expand_as(frame_BL), 2 * n_sp, base), rope_angles(col.expand_as(frame_BL), 2 * n_sp, base)]
+    return torch.cat([p[0] for p in parts], -1), torch.cat([p[1] for p in parts], -1)
 
 
 def apply_rope(x_BHLD: torch.Tensor, cos_BLd: torch.Tensor, sin_BLd: torch.Tensor) -> torch.Tensor:
@@ -286,6 +306,13 @@ class Dynamics(nn.Module):
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, std=0.02)
 
+    def rope(self, frame_BL: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotary angles of tokens laid out a frame (action token + grid) at a time, by their frame indices (B, L)."""
+        hd = self.cfg.d_model // self.cfg.n_heads
+        if self.cfg.spatial_rope:
+            return axial_angles(frame_BL, self.cfg.frame_len, self.cfg.grid, hd, self.cfg.rope_base)
+        return rope_angles(frame_BL, hd, self.cfg.rope_base)
+
     def token_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(token embedding table (V+1, D), token head weight (V, D)), FSQ digits included with `code_levels`."""
         if not self.cfg.code_levels:
@@ -386,7 +413,7 @@ class Dynamics(nn.Module):
         q_act = actions_BT if query_actions_BT is None else query_actions_BT
         x = torch.cat([self.embed_frames(clean_BTN, actions_BT, 0), self.embed_frames(masked_BTN, q_act, 1, prev)], 1)
         pos = torch.arange(T, device=x.device).repeat_interleave(S).repeat(2)[None].expand(B, -1)
-        cos, sin = rope_angles(pos, self.cfg.d_model // self.cfg.n_heads, self.cfg.rope_base)
+        cos, sin = self.rope(pos)
         mask = self._train_mask(T, x.device)
         mkv = self.memory_kv(memory, q_act.reshape(-1))  # the masked stream's query reads memory with its action
         for i, blk in enumerate(self.blocks):
@@ -413,8 +440,7 @@ class Dynamics(nn.Module):
     def _frame_pass(self, x_BSD, pos_B, cache: CacheView, mkv=None):
         """One frame of B rows through the blocks, attending over the cached window (kv_cache.py)."""
         B, S, _ = x_BSD.shape
-        pos = pos_B[:, None].expand(B, S)
-        cos, sin = rope_angles(pos, self.cfg.d_model // self.cfg.n_heads, self.cfg.rope_base)
+        cos, sin = self.rope(pos_B[:, None].expand(B, S))
         for i, blk in enumerate(self.blocks):
             x_BSD = blk(x_BSD, cos, sin, cache.mask, cache, i)
             if mkv is not None:
@@ -450,7 +476,7 @@ class Dynamics(nn.Module):
             x = torch.cat([x, self.embed_frames(query_BN[:, None], query_actions_B[:, None], 1, tokens_BTN[:, -1:])], 1)
         f = torch.arange(x.shape[1] // S, device=x.device).repeat_interleave(S)
         mask = (f[:, None] >= f[None, :])[None, None]
-        cos, sin = rope_angles(f[None].expand(B, -1), self.cfg.d_model // self.cfg.n_heads, self.cfg.rope_base)
+        cos, sin = self.rope(f[None].expand(B, -1))
         for blk in self.blocks:
             x = blk(x, cos, sin, mask)
         return self.ln_f(x)

@@ -135,6 +135,9 @@ class DynamicsTrainConfig:
     prev_frame_prior: bool = True
     """Decode each frame starting from the previous one ("nothing changes"; DynamicsConfig.prev_frame_prior): a
     briefly trained world is at least copy-last instead of noise."""
+    spatial_rope: bool = False
+    """Rotary positions over frame, row and column (DynamicsConfig.spatial_rope): attention between cells by their
+    offset, so a motion is learned once for the whole grid."""
     code_factors: bool = False
     """Read each token code as its FSQ digits in the token embedding and head (DynamicsConfig.code_levels,
     models/code_factors.py), so rare codes learn from their neighbours."""

@@ -224,7 +224,7 @@ def _dynamics_config(run: Run, tok):
     else:
         cfg = run.preset().dynamics
         cfg.window, cfg.d_model, cfg.n_layers = c.dynamics.window, c.dynamics.d_model, c.dynamics.layers
-        cfg.prev_frame_prior = c.dynamics.prev_frame_prior
+        cfg.prev_frame_prior, cfg.spatial_rope = c.dynamics.prev_frame_prior, c.dynamics.spatial_rope
         cfg.code_levels = list(tok.cfg.levels) if c.dynamics.code_factors else None
         if c.has_memory:
             _set_memory(run, cfg, tok)

@@ -62,7 +62,7 @@ SECTIONS: dict[str, dict[str, Spec]] = {
                   "downsample": Int(0, 6), "levels": LEVELS, "encoder": Spec("str", choices=("conv", "local"))},
     "dynamics": {"vocab_size": Int(2, MAX_VOCAB), "num_actions": Int(1, 4096), "grid": Int(1, 64), "d_model": Int(8, 16384),
                  "n_layers": Int(1, 256), "n_heads": Int(1, 256), "window": Int(1, 4096), "mlp_ratio": Int(1, 16),
-                 "reward_classes": Int(1, 16), "rope_base": Float(1e-6, 1e12), "memory_frames": Int(0, 1024),
+                 "reward_classes": Int(1, 16), "rope_base": Float(1e-6, 1e12), "spatial_rope": BOOL, "memory_frames": Int(0, 1024),
                  "compressed_frames": Int(0, 1024),
                  "memory_keys": Spec("str", choices=("pose", "appearance")), "pose_head": BOOL, "copy_head": BOOL, "prev_frame_prior": BOOL,
                  "reward_logit_shift": Spec("float list", -100, 100, max_len=16, nullable=True),
