@@ -58,18 +58,18 @@ def _commit(m, cache, tokens, actions, pos):
     return heads
 
 
-def _model(window=4, spatial_rope=False):
+def _model(window=4, spatial_rope=False, local_radius=0):
     torch.manual_seed(0)
     return Dynamics(DynamicsConfig(vocab_size=50, num_actions=3, grid=4, d_model=32, n_layers=2, n_heads=2, window=window,
-                                   spatial_rope=spatial_rope)).eval()
+                                   spatial_rope=spatial_rope, local_radius=local_radius)).eval()
 
 
-@pytest.mark.parametrize("spatial_rope", [False, True])
+@pytest.mark.parametrize("spatial_rope,local_radius", [(False, 0), (True, 0), (False, 1)])
 @torch.no_grad()
-def test_cached_inference_equals_training_pass(spatial_rope):
+def test_cached_inference_equals_training_pass(spatial_rope, local_radius):
     """The KV-cache path computes exactly what the two-stream training pass computes (rotary positions over the
-    frame alone, or over frame, row and column)."""
-    m = _model(spatial_rope=spatial_rope)
+    frame alone, or over frame, row and column; cells reading the whole window or only their neighbourhood)."""
+    m = _model(spatial_rope=spatial_rope, local_radius=local_radius)
     B, T, N = 2, 4, 16
     tok = torch.randint(0, 50, (B, T, N))
     act = torch.randint(0, 3, (B, T))
@@ -112,6 +112,39 @@ def test_axial_rope_scores_depend_on_the_cells_offset():
     assert abs(score(ax, tok(1, 1, 1), tok(0, 1, 2)) - score(ax, tok(1, 1, 1), tok(0, 3, 0))) > 1e-3  # another
     flat = rope_angles(frame, hd, 100.0)
     assert abs(score(flat, tok(1, 1, 1), tok(0, 1, 2)) - score(flat, tok(1, 1, 1), tok(0, 3, 0))) < 1e-4
+
+
+@torch.no_grad()
+def test_local_cells_read_only_their_neighbourhood():
+    """With local_radius 1 a cell's prediction does not move when a context cell two or more cells away changes (in
+    any frame, through every layer), nor when another cell of the frame being decoded is revealed; it moves when a
+    neighbour changes. The same model reading everything moves in all three cases (so the check can fail)."""
+    B, T, G = 1, 4, 4
+    torch.manual_seed(1)
+    tok = torch.randint(0, 50, (B, T, G * G))
+    act = torch.randint(0, 3, (B, T))
+    masked = tok.clone()
+    masked[:, -1] = 50  # the last frame fully hidden
+
+    def cell(r, c):
+        return r * G + c
+
+    def pred(model, t, m):
+        return model(t, m, act)[0][0, -1, cell(0, 0)]
+
+    for radius, far_moves in ((1, False), (0, True)):
+        m = _model(local_radius=radius)
+        m.cfg.prev_frame_prior = False
+        base = pred(m, tok, masked)
+        far = tok.clone()
+        far[:, :-1, cell(2, 2)] = (far[:, :-1, cell(2, 2)] + 1) % 50  # two cells away, every context frame
+        revealed = masked.clone()
+        revealed[:, -1, cell(0, 1)] = 7  # a neighbour of the same frame decoded
+        near = tok.clone()
+        near[:, -2, cell(1, 1)] = (near[:, -2, cell(1, 1)] + 1) % 50  # a neighbour in the frame before
+        assert torch.allclose(pred(m, far, masked), base, atol=1e-6) != far_moves
+        assert torch.allclose(pred(m, tok, revealed), base, atol=1e-6) != far_moves
+        assert not torch.allclose(pred(m, near, masked), base, atol=1e-6)
 
 
 @torch.no_grad()
@@ -187,9 +220,10 @@ def test_sampling_follows_the_distribution():
     assert (ids0 == 2).all()
 
 
+@pytest.mark.parametrize("local_radius", [0, 1])
 @torch.no_grad()
-def test_nocache_heads_equal_commit_heads():
-    m = _model()
+def test_nocache_heads_equal_commit_heads(local_radius):
+    m = _model(local_radius=local_radius)
     tok = torch.randint(0, 50, (2, 4, 16))
     act = torch.randint(0, 3, (2, 4))
     cache = KVCache.for_model(m.cfg, 2)

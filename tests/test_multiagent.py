@@ -7,6 +7,7 @@ import torch
 
 from maskworld.envs import base
 from maskworld.envs.coins import AGENT_COLORS, N, CoinsEnv
+from maskworld.data.store import EpisodeStore
 from maskworld.errors import UserError
 
 
@@ -366,6 +367,27 @@ def test_a_world_of_several_agents_gets_its_locator_when_trained(coins_world):
     world = load_world(coins_world / "w")
     assert world.locator is not None and world.rollout == "joint"
     assert "locator_train" in world.meta.model_card
+
+
+def test_a_world_fine_tuned_to_read_locally(located_world, tmp_path, capsys):
+    """`--local-radius` turns an --init world that read everything into one whose cells read their neighbourhood;
+    the setting is saved, the world loads and decodes avatar by avatar, and a negative radius is refused first."""
+    import json
+
+    from maskworld import load_world
+    from maskworld.cli import main
+
+    d, out = str(located_world / "d"), tmp_path / "wl"
+    assert main(["train", "dynamics", "--data", d, "--out", str(out), "--init", str(located_world / "w"),
+                 "--local-radius", "-1", "--steps", "1", "--no-progress"]) != 0
+    assert "--local-radius -1" in capsys.readouterr().err and not (out / "world.json").exists()
+    assert main(["train", "dynamics", "--data", d, "--out", str(out), "--init", str(located_world / "w"),
+                 "--local-radius", "1", "--steps", "1", "--no-progress"]) == 0
+    assert json.loads((out / "world.json").read_text())["dynamics"]["local_radius"] == 1
+    world = load_world(out)
+    assert world.dynamics.cfg.local_radius == 1 and world.rollout == "factorised"
+    s = world.session(EpisodeStore(d).load(EpisodeStore(d).episode_ids[0]).frames[0])
+    assert s.step(joint_action([1, 2]))[0].shape == (64, 64, 3)
 
 
 def test_partial_actions_name_some_agents_and_hide_the_rest():

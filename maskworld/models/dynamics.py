@@ -58,6 +58,15 @@ class DynamicsConfig:
     attention between two cells depends on their offset and what moves one cell a frame is learned once for the
     whole grid instead of per position. The action token sits at the grid's centre. False = the frame index only
     (worlds trained before it)."""
+    local_radius: int = 0
+    """Cells read only nearby cells (0 = every cell reads the whole window, as trained before): in the first layer a
+    cell attends to the cells within this many rows and columns of it, in every later layer to its own cell only,
+    always across the window's frames and to the action tokens, which read only actions; a cell being decoded reads
+    none of its own frame's other cells. So a cell's next token depends on its neighbourhood of the frames before
+    and the actions alone, and a change travels at most `local_radius` cells a frame (the game's own light cone in a
+    grid world where things move a cell a step), which keeps one avatar's actions away from the others' cells
+    (world/factorised.py). The reward and termination heads read the action token and the mean of the frame's
+    cells. See `local_masks`."""
     memory_frames: int = 0
     """Retrieved frames the predicted frame reads by cross-attention (memory M; 0 = no retrieval memory)."""
     compressed_frames: int = 0
@@ -159,6 +168,28 @@ def apply_rope(x_BHLD: torch.Tensor, cos_BLd: torch.Tensor, sin_BLd: torch.Tenso
     return out.flatten(-2).type_as(x_BHLD)
 
 
+def local_masks(cfg: "DynamicsConfig", device=None) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    """With `local_radius`: per layer, (reads (S, S), own (S, S)) bool over a frame's token layout (action token,
+    then the grid row by row): which token of a frame may attend to which token of an earlier (or, in the clean
+    stream, the same) frame, and which token of a frame being decoded to which token of that same frame. None for
+    a world whose cells read everything."""
+    r = cfg.local_radius
+    if not r:
+        return None
+    G, S = cfg.grid, cfg.frame_len
+    rc = torch.stack(torch.meshgrid(torch.arange(G), torch.arange(G), indexing="ij"), -1).reshape(-1, 2)  # (N, 2)
+    cheb = (rc[:, None] - rc[None]).abs().amax(-1)  # (N, N)
+    out = []
+    for layer in range(cfg.n_layers):
+        reads = torch.zeros(S, S, dtype=torch.bool)
+        reads[:, 0] = True  # every token reads the action tokens; the action token nothing else
+        reads[1:, 1:] = cheb <= (r if layer == 0 else 0)
+        own = torch.eye(S, dtype=torch.bool)
+        own[:, 0] = True
+        out.append((reads.to(device), own.to(device)))
+    return out
+
+
 @dataclass(frozen=True)
 class TwoStreamMask:
     """The training pass's attention pattern, done as two attentions instead of one masked (2L x 2L) one.
@@ -177,12 +208,17 @@ class TwoStreamMask:
     """(T, 1, S, L + S) bool: frame t's masked row sees clean frames < t and its own S tokens."""
 
     @staticmethod
-    def build(T: int, S: int, device) -> "TwoStreamMask":
+    def build(T: int, S: int, device, local: tuple[torch.Tensor, torch.Tensor] | None = None) -> "TwoStreamMask":
+        """local: one layer's (reads, own) of `local_masks`, or None (every token of a frame reads every one)."""
         f = torch.arange(T, device=device).repeat_interleave(S)  # frame index of each clean token
         clean = (f[:, None] >= f[None, :])[None, None]
         earlier = f[None, :] < torch.arange(T, device=device)[:, None]  # (T, L)
         masked = torch.cat([earlier[:, None, None, :].expand(T, 1, S, T * S),
                             torch.ones(T, 1, S, S, dtype=torch.bool, device=device)], -1)
+        if local is not None:
+            reads, own = local
+            clean = clean & reads.repeat(T, T)[None, None]
+            masked = masked & torch.cat([reads.repeat(1, T), own], 1)[None, None]
         return TwoStreamMask(T, S, clean, masked)
 
     def dense(self) -> torch.Tensor:
@@ -359,11 +395,24 @@ class Dynamics(nn.Module):
         return x.reshape(B, T * (N + 1), -1)
 
     # ---------------------------------------------------------------- training (two streams)
-    def _train_mask(self, T: int, device) -> TwoStreamMask:
+    def _train_mask(self, T: int, device) -> list[TwoStreamMask]:
+        """The training pass's attention pattern of each layer (one shared pattern unless `local_radius`)."""
         key = (T, str(device))
         if key not in self._mask_cache:
-            self._mask_cache[key] = TwoStreamMask.build(T, self.cfg.frame_len, device)
+            local = local_masks(self.cfg, device)
+            if local is None:
+                self._mask_cache[key] = [TwoStreamMask.build(T, self.cfg.frame_len, device)] * self.cfg.n_layers
+            else:
+                self._mask_cache[key] = [TwoStreamMask.build(T, self.cfg.frame_len, device, lm) for lm in local]
         return self._mask_cache[key]
+
+    def head_input(self, frame_BSD: torch.Tensor) -> torch.Tensor:
+        """A clean frame's final hidden states (B, S, D) -> what the reward/termination/pose heads read (B, D): its
+        action token, which has seen the whole frame, or with `local_radius` (where it reads only actions) the
+        action token plus the mean of the frame's cells."""
+        if self.cfg.local_radius:
+            return frame_BSD[:, 0] + frame_BSD[:, 1:].mean(1)
+        return frame_BSD[:, 0]
 
     def memory_kv(self, memory, actions_Q: torch.Tensor):
         """MemoryInput + the action into each query frame (Q,) -> per-layer keys/values, or None when the model
@@ -414,10 +463,10 @@ class Dynamics(nn.Module):
         x = torch.cat([self.embed_frames(clean_BTN, actions_BT, 0), self.embed_frames(masked_BTN, q_act, 1, prev)], 1)
         pos = torch.arange(T, device=x.device).repeat_interleave(S).repeat(2)[None].expand(B, -1)
         cos, sin = self.rope(pos)
-        mask = self._train_mask(T, x.device)
+        masks = self._train_mask(T, x.device)
         mkv = self.memory_kv(memory, q_act.reshape(-1))  # the masked stream's query reads memory with its action
         for i, blk in enumerate(self.blocks):
-            x = blk(x, cos, sin, mask)
+            x = blk(x, cos, sin, masks[i])
             if mkv is not None:  # the masked stream reads memory: one query row per frame
                 m = x[:, T * S :].reshape(B * T, S, -1)
                 x = torch.cat([x[:, : T * S], (m + self.memory.read(i, m, mkv)).view(B, T * S, -1)], 1)
@@ -430,19 +479,26 @@ class Dynamics(nn.Module):
         if mkv is not None and mkv.copy is not None:
             tok_logits = self._copy(masked[:, :, 1:].reshape(B * T, N, -1), tok_logits.reshape(B * T, N, -1), mkv).view(
                 B, T, N, -1)
-        head_in = clean[:, :, 0]  # (B,T,D): clean action position sees the whole frame
+        head_in = self.head_input(clean.reshape(B * T, S, -1)).view(B, T, -1)  # (B,T,D)
         out = (tok_logits, self.reward_head(head_in), self.term_head(head_in).squeeze(-1))
         if return_pose:
             out = out + (self.pose_head(head_in) if self.cfg.pose_head else None,)
         return out
 
     # ---------------------------------------------------------------- inference (KV cache)
-    def _frame_pass(self, x_BSD, pos_B, cache: CacheView, mkv=None):
-        """One frame of B rows through the blocks, attending over the cached window (kv_cache.py)."""
+    def _frame_pass(self, x_BSD, pos_B, cache: CacheView, mkv=None, masked: bool = True):
+        """One frame of B rows through the blocks, attending over the cached window (kv_cache.py); `masked`: the
+        frame being decoded (the masked stream) or a finished one being committed (the clean stream)."""
         B, S, _ = x_BSD.shape
         cos, sin = self.rope(pos_B[:, None].expand(B, S))
+        local = local_masks(self.cfg, x_BSD.device)
         for i, blk in enumerate(self.blocks):
-            x_BSD = blk(x_BSD, cos, sin, cache.mask, cache, i)
+            mask = cache.mask
+            if local is not None:  # (S, (F+1)*S): earlier frames by `reads`, the frame itself by `own` or `reads`
+                reads, own = local[i]
+                slots = cache.mask.shape[-1] // S
+                mask = mask & torch.cat([reads.repeat(1, slots - 1), own if masked else reads], 1)
+            x_BSD = blk(x_BSD, cos, sin, mask, cache, i)
             if mkv is not None:
                 x_BSD = x_BSD + self.memory.read(i, x_BSD, mkv)
         return self.ln_f(x_BSD)
@@ -460,7 +516,7 @@ class Dynamics(nn.Module):
         """Clean-stream pass of a finished frame: its keys/values are left in the cache's scratch slot (the caller
         stores them into the ring, `KVCache.store`). -> FrameHeads of the frame."""
         x = self.embed_frames(tokens_BN[:, None], actions_B[:, None], 0)
-        head_in = self._frame_pass(x, pos_B, cache)[:, 0]  # (B,D): the action position sees the whole frame
+        head_in = self.head_input(self._frame_pass(x, pos_B, cache, masked=False))  # (B,D)
         reward, term = self.reward_head(head_in), self.term_head(head_in).squeeze(-1)
         if self.cfg.reward_logit_shift is not None:
             reward = reward + torch.tensor(self.cfg.reward_logit_shift, device=reward.device, dtype=reward.dtype)
@@ -477,8 +533,17 @@ class Dynamics(nn.Module):
         f = torch.arange(x.shape[1] // S, device=x.device).repeat_interleave(S)
         mask = (f[:, None] >= f[None, :])[None, None]
         cos, sin = self.rope(f[None].expand(B, -1))
-        for blk in self.blocks:
-            x = blk(x, cos, sin, mask)
+        local = local_masks(self.cfg, x.device)
+        for i, blk in enumerate(self.blocks):
+            m = mask
+            if local is not None:
+                reads, own = local[i]
+                n = x.shape[1] // S
+                pattern = reads.repeat(n, n)
+                if query_BN is not None:  # the query frame reads its own frame by `own`
+                    pattern[-S:, -S:] = own
+                m = mask & pattern[None, None]
+            x = blk(x, cos, sin, m)
         return self.ln_f(x)
 
     def full_pass_logits(self, ctx_BTN, ctx_actions_BT, query_BN, query_actions_B) -> torch.Tensor:
@@ -496,7 +561,8 @@ class Dynamics(nn.Module):
         What a world without a KV cache must run after decoding to emit (reward, done). -> (reward (B,3), term (B,))."""
         toks = torch.cat([ctx_BTN, frame_BN[:, None]], 1)
         acts = torch.cat([ctx_actions_BT, frame_actions_B[:, None]], 1)
-        h = self._context_pass(toks, acts)[:, ctx_BTN.shape[1] * self.cfg.frame_len]  # the new frame's action position
+        S = self.cfg.frame_len
+        h = self.head_input(self._context_pass(toks, acts)[:, ctx_BTN.shape[1] * S:])  # the new frame's heads' input
         shift = torch.tensor(self.cfg.reward_logit_shift or [0.0, 0.0, 0.0], device=h.device)
         return self.reward_head(h) + shift, self.term_head(h).squeeze(-1) + self.cfg.term_logit_shift
 

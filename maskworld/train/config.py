@@ -138,6 +138,10 @@ class DynamicsTrainConfig:
     spatial_rope: bool = False
     """Rotary positions over frame, row and column (DynamicsConfig.spatial_rope): attention between cells by their
     offset, so a motion is learned once for the whole grid."""
+    local_radius: int | None = field(default=None, metadata={"metavar": "R", "default_text": "0, or the --init world's"})
+    """Cells read only the cells within R rows and columns of them in the frames before (DynamicsConfig.local_radius),
+    so one avatar's actions cannot reach the others' cells faster than R cells a frame; with --init a world that
+    read everything is fine-tuned into one that reads locally. 0 = every cell reads the whole window."""
     code_factors: bool = False
     """Read each token code as its FSQ digits in the token embedding and head (DynamicsConfig.code_levels,
     models/code_factors.py), so rare codes learn from their neighbours."""

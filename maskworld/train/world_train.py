@@ -228,6 +228,10 @@ def _dynamics_config(run: Run, tok):
         cfg.code_levels = list(tok.cfg.levels) if c.dynamics.code_factors else None
         if c.has_memory:
             _set_memory(run, cfg, tok)
+    if c.dynamics.local_radius is not None:
+        if c.dynamics.local_radius < 0:
+            raise UserError(f"--local-radius {c.dynamics.local_radius}: give 0 (cells read everything) or more")
+        cfg.local_radius = c.dynamics.local_radius
     cfg.num_actions = c.num_actions(run.meta)
     cfg.vocab_size, cfg.grid = tok.cfg.vocab_size, tok.cfg.grid
     agents = int(run.meta.get("agents", 1))
