@@ -6,9 +6,10 @@ A diagnostic for `ALE/Breakout-v5` worlds (not part of the package: it reads the
 
 1. The world's next frame from 4 real frames (`--windows` spread over each held-out episode) against the real one,
    beside the tokenizer's reconstruction, per window: how the gap (tokenizer PSNR minus world PSNR) is spread over
-   windows (and how often the paddle moved as far in the world's frame as in the real one), and, for windows more than 3 dB short, the screen band holding most of the squared error: the score and
-   lives (top 7 rows), the paddle (bottom 10), or between them (ball, bricks); with what the mean gap would be if
-   each band's windows were drawn as well as the tokenizer draws them.
+   windows (and how often the paddle moved as far in the world's frame as in the real one), and, for windows more
+   than 3 dB short, the screen band holding most of the squared error: the score and lives (top 7 rows), the paddle
+   (bottom 10), or between them (ball, bricks); with what the mean gap would be if each band's windows were drawn as
+   well as the tokenizer draws them.
 2. The paddle's horizontal move from frame t to t+1, predicted by the most frequent move of the training episodes
    that share the last k actions and the last k-1 moves (and whether the paddle is near a wall): the share of
    held-out moves it gets right, k = 1..4. What a world can know of the paddle from a window of frames is bounded
