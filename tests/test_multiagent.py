@@ -386,6 +386,7 @@ def test_a_world_fine_tuned_to_read_locally(located_world, tmp_path, capsys):
     assert json.loads((out / "world.json").read_text())["dynamics"]["local_radius"] == 1
     world = load_world(out)
     assert world.dynamics.cfg.local_radius == 1 and world.rollout == "factorised"
+    assert world.sampler.steps == 1  # its cells do not read each other: more MaskGIT steps draw the same
     s = world.session(EpisodeStore(d).load(EpisodeStore(d).episode_ids[0]).frames[0])
     assert s.step(joint_action([1, 2]))[0].shape == (64, 64, 3)
 

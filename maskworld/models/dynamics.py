@@ -63,10 +63,10 @@ class DynamicsConfig:
     cell attends to the cells within this many rows and columns of it, in every later layer to its own cell only,
     always across the window's frames and to the action tokens, which read only actions; a cell being decoded reads
     none of its own frame's other cells. So a cell's next token depends on its neighbourhood of the frames before
-    and the actions alone, and a change travels at most `local_radius` cells a frame (the game's own light cone in a
-    grid world where things move a cell a step), which keeps one avatar's actions away from the others' cells
-    (world/factorised.py). The reward and termination heads read the action token and the mean of the frame's
-    cells. See `local_masks`."""
+    and the actions alone (and, in a world with memory M, on what it reads there), and a change travels at most
+    `local_radius` cells a frame (the game's own light cone in a grid world where things move a cell a step), which
+    keeps one avatar's actions away from the others' cells (world/factorised.py). The reward and termination heads
+    read the action token and the mean of the frame's cells. See `local_masks`."""
     memory_frames: int = 0
     """Retrieved frames the predicted frame reads by cross-attention (memory M; 0 = no retrieval memory)."""
     compressed_frames: int = 0

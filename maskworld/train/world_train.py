@@ -475,7 +475,10 @@ def _save_world(run: Run, out: Path, tok, dyn, lam, lam_info: dict, card: dict, 
                      motion=motion or {}, agents=int(run.meta.get("agents", 1)) if has_actions else 1,
                      agent_action_meanings=list(run.meta.get("agent_action_meanings", [])) if has_actions else [])
     if dist.is_main():
-        world = World(tok.cpu(), dyn.cpu(), SamplerConfig(), meta, lam=lam.cpu() if lam is not None else None)
+        # cells that read only their neighbourhood do not read the other cells of the frame being decoded, so every
+        # MaskGIT step draws from the same logits: one step is the same distribution at a quarter of the passes
+        sampler = SamplerConfig(steps=1) if dyn.cfg.local_radius else SamplerConfig()
+        world = World(tok.cpu(), dyn.cpu(), sampler, meta, lam=lam.cpu() if lam is not None else None)
         world.save(out)
         if meta.agents > 1 and "agents_pos" in run.meta.get("info_keys", []):
             # a world of several agents gets its avatar locator (seconds); it decodes avatar by avatar only when
