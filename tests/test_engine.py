@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from maskworld.models.dynamics import apply_rope, rope_angles
+from maskworld.models.attention import apply_rope, rope_angles
 from maskworld.world.engine import Engine, head_values
 
 

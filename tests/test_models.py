@@ -91,7 +91,7 @@ def test_axial_rope_scores_depend_on_the_cells_offset():
     """With spatial_rope a query and key of the same content score by their (frame, row, column) offset alone: the
     same offset anywhere on the grid gives the same score, another offset another one (frame-only RoPE: every cell
     of a frame alike)."""
-    from maskworld.models.dynamics import apply_rope, axial_angles, rope_angles
+    from maskworld.models.attention import apply_rope, axial_angles, rope_angles
     G, S, hd = 4, 17, 12
     frame = torch.tensor([[0] * S + [1] * S])  # (1, 2S): two frames
     torch.manual_seed(0)
@@ -273,7 +273,7 @@ def test_two_stream_attention_equals_the_dense_mask():
     outputs and gradients equal one attention under the dense (2L x 2L) mask, a one-frame clip included."""
     import torch.nn.functional as F
 
-    from maskworld.models.dynamics import TwoStreamMask
+    from maskworld.models.attention import TwoStreamMask
 
     torch.manual_seed(0)
     for T, S in [(4, 17), (1, 5)]:
