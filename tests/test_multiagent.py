@@ -217,9 +217,13 @@ def test_avatar_control_sees_an_avatar_whose_actions_move_everything(coins_world
         world.dynamics.prev_gate.bias.zero_()  # ... where the previous-frame prior no longer holds the last frame
         world.dynamics.tok_head.weight.normal_(0, 1.0)  # and every cell's token follows its hidden state closely
     st = EpisodeStore(coins_world / "d")
-    m = avatar_control(world, st, st.episode_ids[:1], room=8, slices_per_episode=3)
+    m = avatar_control(world, st, st.episode_ids[:2], room=8, slices_per_episode=3)
     assert m["avatars.greedy.0.others_changed"] > 0 and m["avatars.greedy.0.others_abs"] > 0
     assert m["avatars.greedy.1.others_changed"] == 0.0  # avatar 1's actions still reach nothing
+    for k in ("own", "others"):  # intervals over the two held-out episodes, around their means
+        lo, hi = m[f"avatars.greedy.0.{k}_ci"]
+        assert lo <= m[f"avatars.greedy.0.{k}"] <= hi
+    assert m["avatars.greedy.1.others_ci"] == [0.0, 0.0]  # nothing changed in any slice: no spread either
 
 
 @pytest.fixture(scope="module")

@@ -184,7 +184,10 @@ def run(args) -> int:
     if getattr(world.meta, "agents", 1) > 1:  # each avatar answers to its own controller
         metrics.update(_avatar_metrics(world, store, args.seed, args.avatar_slices))
         for k in sorted(k for k in metrics if k.startswith("avatars.")):
-            print(f"  {k:30s} {metrics[k]:.3f}" if isinstance(metrics[k], float) else f"  {k:30s} {metrics[k]}")
+            v = metrics[k]
+            if isinstance(v, list):  # an interval
+                v = "[" + ", ".join(f"{x:.3f}" for x in v) + "]"
+            print(f"  {k:30s} {v:.3f}" if isinstance(v, float) else f"  {k:30s} {v}")
     _summary(metrics)
     if args.revisit:
         metrics.update(run_revisit(world, args, prefix="revisit-", progress=args.progress, seed=args.seed))

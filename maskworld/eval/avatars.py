@@ -31,6 +31,9 @@ actions replaced by random ones (the others keep theirs). Both are compared with
 - `others_free`, `others_free_changed`: `others` and `others_changed` over only the other avatars' cells that the
   game itself leaves as recorded under avatar i's random actions: where avatar i has no real effect, so a world
   that keeps the avatars apart scores ~0 there whatever the game's interactions.
+- `own_ci`, `others_ci`, `others_free_ci`: 95 % intervals of those means when the held-out episodes are resampled
+  (eval/uncertainty.py). A slice's signed difference is ~0 where no cell changed and tens of dB where one did, so
+  with a few dozen slices the interval is wide: read a bar such as "within 0.2 dB of 0" against it.
 
 Regions come from the data's `agents_pos` (cells), scaled to pixels by the frame size and the room's cells.
 """
@@ -46,6 +49,7 @@ from maskworld.envs.base import joint_action, split_action
 from maskworld.errors import UserError
 from maskworld.eval.control import DELTA_T
 from maskworld.eval.rollout import open_loop
+from maskworld.eval.uncertainty import mean_ci
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -117,7 +121,8 @@ def avatar_control(world, store, ids: list[int], room: int, context: int = 2, sl
         for prefix, cfg in (("avatars.", sampler),
                             ("avatars.greedy.", dataclasses.replace(sampler, temperature=0.0, choice_temperature=0.0))):
             world.sampler = cfg
-            out.update(_measure(world, slices, positions, rnd, truth, agents, room, context, seed, prefix, free))
+            out.update(_measure(world, slices, positions, rnd, truth, agents, room, context, seed, prefix, free,
+                                groups=np.array([r[0] for r in refs])))
     finally:
         world.sampler = sampler
     return out
@@ -185,9 +190,11 @@ def game_floor(store, refs, positions, truth, random_actions: list[np.ndarray], 
 
 
 def _measure(world, slices, positions, random_actions: list[np.ndarray], truth, agents: int, room: int, context: int,
-             seed: int, prefix: str, free: np.ndarray | None = None) -> dict:
+             seed: int, prefix: str, free: np.ndarray | None = None, groups: np.ndarray | None = None) -> dict:
     """own / others per avatar and the redraw noise, under the world's current sampler (module doc);
-    random_actions[i]: the slices' joint actions (E, DELTA_T) with avatar i's random (`_random_actions`)."""
+    random_actions[i]: the slices' joint actions (E, DELTA_T) with avatar i's random (`_random_actions`);
+    groups: each slice's episode (E,), for the intervals (one group per slice if None)."""
+    groups = np.arange(len(slices)) if groups is None else np.asarray(groups)
     gen, tok = open_loop(world, slices, context, DELTA_T, seed, return_tokens=True)  # (E, T, S, S, 3), (E, h, w)
     gen = gen[:, -1]
     S, grid = truth.shape[1], tok.shape[-1]
@@ -204,7 +211,7 @@ def _measure(world, slices, positions, random_actions: list[np.ndarray], truth, 
     for i, rnd in enumerate(random_actions):
         gen_rnd, tok_rnd = open_loop(world, slices, context, DELTA_T, seed, actions_override=rnd, return_tokens=True)
         gen_rnd = gen_rnd[:, -1]
-        own, others, others_abs, changed, others_free, free_changed = [], [], [], [], [], []
+        own, others, others_abs, changed, others_free, free_changed, free_groups = [], [], [], [], [], [], []
         for e in range(len(slices)):
             rs, cs = region(S, room, positions[e][i], radius=1)
             own.append(_delta(gen[e, rs, cs], gen_rnd[e, rs, cs], truth[e, rs, cs]))
@@ -220,11 +227,15 @@ def _measure(world, slices, positions, random_actions: list[np.ndarray], truth, 
             fb = [cells[e][j] for j in others_j if free is not None and free[i, e, j]]
             if fb:
                 others_free.append(_delta(_cells(gen[e], fb), _cells(gen_rnd[e], fb), _cells(truth[e], fb)))
+                free_groups.append(groups[e])
         out[f"{prefix}{i}.own"] = float(np.mean(own))
+        out[f"{prefix}{i}.own_ci"] = mean_ci(own, groups, seed=seed)
         out[f"{prefix}{i}.others"] = float(np.mean(others))
+        out[f"{prefix}{i}.others_ci"] = mean_ci(others, groups, seed=seed)
         out[f"{prefix}{i}.others_abs"] = float(np.mean(others_abs))
         out[f"{prefix}{i}.others_changed"] = float(np.mean(changed))
         if others_free:  # only the cells the game itself leaves as they were: what avatar i must not touch
             out[f"{prefix}{i}.others_free"] = float(np.mean(others_free))
+            out[f"{prefix}{i}.others_free_ci"] = mean_ci(others_free, np.array(free_groups), seed=seed)
             out[f"{prefix}{i}.others_free_changed"] = float(np.mean(free_changed))
     return out
