@@ -436,3 +436,37 @@ def test_each_variant_names_exactly_its_owners_actions():
         absent = 5 if partial else 0  # unknown (NULL) in a world trained for it, else NOOP
         expect = [[absent, absent], [2, absent], [absent, 4], [2, 4]]
         assert acts.tolist() == cfg.partial_action(torch.tensor(expect)).tolist()
+
+
+def test_avatar_cells_reads_a_copying_world_as_copy_last_and_an_erasing_world_as_lost(located_world):
+    """`avatars.on_cell.{h}` can fail both ways: a world that copies its last frame scores exactly the avatars that
+    stayed put (copy-last), and one that draws every cell as floor keeps no avatar on its cell."""
+    import dataclasses
+
+    from maskworld import load_world
+    from maskworld.data.store import EpisodeStore
+    from maskworld.eval.avatar_cells import avatar_cells
+
+    st = EpisodeStore(located_world / "d")
+    world = load_world(located_world / "w")
+    world.rollout = "joint"
+    world.sampler = dataclasses.replace(world.sampler, temperature=0.0, choice_temperature=0.0)
+    with torch.no_grad():
+        world.dynamics.prev_gate.bias.fill_(50.0)  # the previous frame's token wins every cell: a copying world
+    m = avatar_cells(world, st, st.episode_ids[:2], room=8, slices_per_episode=3, horizons=(1, 4))
+    assert m["avatars.on_cell.slices"] == 6
+    for h in (1, 4):
+        assert m[f"avatars.on_cell.{h}"] == m[f"avatars.on_cell.copy_last.{h}"] < m[f"avatars.on_cell.real.{h}"]
+        lo, hi = m[f"avatars.on_cell_ci.{h}"]
+        assert lo <= m[f"avatars.on_cell.{h}"] <= hi
+    floor = int(np.bincount(world.tokenizer.tokenize_uint8(torch.from_numpy(st.load(st.episode_ids[0]).frames[:50]))
+                            .flatten().numpy()).argmax())
+    with torch.no_grad():
+        world.dynamics.prev_gate.bias.fill_(-50.0)
+        world.dynamics.tok_head.bias.fill_(-50.0)
+        world.dynamics.tok_head.bias[floor] = 50.0  # every imagined cell is the floor's token
+    m = avatar_cells(world, st, st.episode_ids[:2], room=8, slices_per_episode=3, horizons=(1, 4))
+    for h in (1, 4):
+        assert m[f"avatars.on_cell.{h}"] <= 0.1 < m[f"avatars.on_cell.real.{h}"], m
+    world.locator = None  # a world of several agents without a locator: nothing to read with
+    assert avatar_cells(world, st, st.episode_ids[:1], room=8) == {}
