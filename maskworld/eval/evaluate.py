@@ -61,7 +61,8 @@ GRID_STEPS = 6
 GIF_EPISODES = 4
 MEAN_COLOUR_TOL = 10.0  # levels of 255: the largest drift of a generated frame's mean colour read as faithful
 RECON_STRIP = 8  # frames in the tokenizer's reconstruction strip
-LOW_USAGE = 0.05  # share of the codebook below which the tokenizer is flagged (collapsed codes)
+LOW_USAGE = 0.05  # share of the codebook below which the tokenizer is flagged (collapsed codes) ...
+LOSSLESS_DB = 40.0  # ... unless it reconstructs this well: then the frames have few kinds of patch (Coins: 7), not it
 RECON_MARGIN_DB = 3.0  # tokenizer PSNR this far below copy-last (twice its squared error) is flagged
 CONFUSION_MAX_ACTIONS = 32  # larger action spaces (joint actions of several agents) keep no confusion matrix
 
@@ -371,7 +372,7 @@ def _control(world, store, split, eps, slices, hs, gen, tf, context: int, seed: 
 def _tokenizer_flags(m: dict) -> list[str]:
     # PSNR of the mean squared error on both sides: copy-last's mean PSNR sits at the cap wherever nothing moved
     usage, psnr, copy1 = m["tokenizer.usage"], m.get("tokenizer.psnr_mse"), m.get("baseline.copy_last.psnr_mse.1")
-    m["tokenizer.low_usage"] = usage < LOW_USAGE
+    m["tokenizer.low_usage"] = usage < LOW_USAGE and (psnr is None or psnr < LOSSLESS_DB)
     m["tokenizer.below_copy_last"] = psnr is not None and copy1 is not None and psnr < copy1 - RECON_MARGIN_DB
     out = []
     if m["tokenizer.low_usage"]:
