@@ -85,6 +85,13 @@ class Episode:
                 raise ValueError(f"info[{k!r}] must have T+1={T + 1} entries, got {len(v)}")
         return self
 
+    def window(self, start: int, frames: int) -> Episode:
+        """`frames` frames from `start` with the transitions between them (and their info): an Episode of its own."""
+        f, t = slice(start, start + frames), slice(start, start + frames - 1)
+        return Episode(frames=self.frames[f], actions=self.actions[t], rewards=self.rewards[t],
+                       terminated=self.terminated[t], truncated=self.truncated[t],
+                       info={k: v[f] for k, v in self.info.items()})
+
     @classmethod
     def from_lists(cls, frames: list, actions: list, rewards: list, terminated: list, truncated: list,
                    info: dict[str, list] | None = None) -> Episode:

@@ -46,13 +46,11 @@ def avatar_cells(world, store, ids: list[int], room: int, context: int = 2, slic
     for i in ids:
         ep = store.load(i)
         T = len(ep.actions)
-        for _ in range(slices_per_episode if T >= context + H - 1 else 0):
+        for _ in range(slices_per_episode if T >= context + H - 1 else 0):  # context + H frames
             s = int(rng.integers(0, T - (context + H - 1) + 1))
-            n = context + H - 1  # transitions: into the context frames after the first, then the imagined ones
-            slices.append(ep.__class__(frames=ep.frames[s:s + n + 1], actions=ep.actions[s:s + n],
-                                       rewards=ep.rewards[s:s + n], terminated=ep.terminated[s:s + n],
-                                       truncated=ep.truncated[s:s + n], info={}))
-            pos.append(np.asarray(ep.info["agents_pos"][s + context - 1:s + context + H]))  # (H+1, agents, 2)
+            sl = ep.window(s, context + H)  # the context frames, then the real frames the imagined ones stand for
+            slices.append(sl)
+            pos.append(np.asarray(sl.info["agents_pos"][context - 1:]))  # (H+1, agents, 2)
             groups.append(i)
     out: dict = {"avatars.on_cell.slices": len(slices)}
     if not slices:

@@ -101,11 +101,7 @@ def avatar_control(world, store, ids: list[int], room: int, context: int = 2, sl
                 break
             s = int(rng.integers(0, T - context - DELTA_T + 1))
             refs.append((i, s))
-            sl = ep.__class__(frames=ep.frames[s:s + context + DELTA_T], actions=ep.actions[s:s + context + DELTA_T - 1],
-                              rewards=ep.rewards[s:s + context + DELTA_T - 1],
-                              terminated=ep.terminated[s:s + context + DELTA_T - 1],
-                              truncated=ep.truncated[s:s + context + DELTA_T - 1], info={})
-            slices.append(sl)
+            slices.append(ep.window(s, context + DELTA_T))
             positions.append(np.asarray(ep.info["agents_pos"][s + context + DELTA_T - 1]))
     if not slices:
         raise UserError(f"no held-out episode has {context + DELTA_T} frames")
