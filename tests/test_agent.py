@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from maskworld.agents.starts import load_data_starts, world_data_steps, world_view
@@ -76,7 +77,7 @@ def test_imagine_argmax_matches_step_many(tiny_world):
     assert ((soft.rewards >= -1) & (soft.rewards <= 1)).all() and ((soft.continues > 0) & (soft.continues < 1)).all()
 
 
-@__import__("pytest").mark.slow
+@pytest.mark.slow
 def test_train_agent_with_data_starts_and_eval_records(tmp_path):
     """train_agent draws half its starts from the world's data store; eval-agent writes its numbers into agent.json
     and (--update-card) into the world's model card."""
@@ -106,11 +107,16 @@ def test_train_agent_with_data_starts_and_eval_records(tmp_path):
 
     ap = argparse.ArgumentParser()
     agent_cmd.register(ap.add_subparsers())
-    args = ap.parse_args(["eval-agent", str(tmp_path / "agent"), "--episodes", "1", "--max-steps", "5",
+    args = ap.parse_args(["eval-agent", str(tmp_path / "agent"), "--episodes", "3", "--max-steps", "5",
                           "--baseline-steps", "0", "--update-card"])
     assert args.func(args) == 0
     info = json.loads((tmp_path / "agent" / "agent.json").read_text())
     assert info["eval"]["view"] == "full" and info["eval"]["agent.total_real_steps"] == 20
+    ev = info["eval"]  # the paired difference: episode k of both runs is the same seeded level
+    diff = np.subtract(ev["agent.returns"], ev["random.returns"])
+    assert ev["agent_minus_random"] == pytest.approx(diff.mean())
+    lo, hi = ev["agent_minus_random_ci"]
+    assert diff.min() <= lo <= ev["agent_minus_random"] <= hi <= diff.max()
     assert "agent.mean_return" in load_world(tmp_path / "w").meta.model_card["agent"]
     assert load_agent(tmp_path / "agent")[1]["real_steps"] == 10
 

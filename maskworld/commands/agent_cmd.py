@@ -167,6 +167,7 @@ def run(args) -> int:
 
     from maskworld.agents.actor_critic import load_agent
     from maskworld.errors import UserError
+    from maskworld.eval.uncertainty import mean_ci
     from maskworld.io import atomic_write_text
 
     if args.episodes < 1:
@@ -194,6 +195,13 @@ def run(args) -> int:
                           args.max_steps, train.get("env_kwargs"))
     res.update({"random.mean_return": float(np.mean(random_returns)), "random.returns": random_returns})
     print(f"[eval-agent] random actions: mean return {res['random.mean_return']:.3f} on the same episodes")
+    # paired: episode k of both is the same seeded level, so the difference's interval is far narrower than either's
+    diff = np.asarray(agent_returns) - np.asarray(random_returns)
+    res.update({"agent_minus_random": float(diff.mean()),
+                "agent_minus_random_ci": mean_ci(diff, np.arange(len(diff)), seed=args.seed)})
+    ci = res["agent_minus_random_ci"]
+    print(f"[eval-agent] agent - random: {res['agent_minus_random']:+.3f}"
+          + (f" (95 % interval over episodes [{ci[0]:+.3f}, {ci[1]:+.3f}])" if ci else " (one episode: no interval)"))
     if steps > 0:
         policy = ppo_baseline(env_id, size, view, steps, args.seed, train.get("env_kwargs"))
         ppo_returns = play(policy, env_id, size, view, args.episodes, args.seed, args.max_steps, train.get("env_kwargs"))
