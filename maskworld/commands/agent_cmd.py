@@ -195,7 +195,7 @@ def run(args) -> int:
                           args.max_steps, train.get("env_kwargs"))
     res.update({"random.mean_return": float(np.mean(random_returns)), "random.returns": random_returns})
     print(f"[eval-agent] random actions: mean return {res['random.mean_return']:.3f} on the same episodes")
-    # paired: episode k of both is the same seeded level, so the difference's interval is far narrower than either's
+    # paired: episode k of both runs is the same seeded level, so the level's own luck cancels in the difference
     diff = np.asarray(agent_returns) - np.asarray(random_returns)
     res.update({"agent_minus_random": float(diff.mean()),
                 "agent_minus_random_ci": mean_ci(diff, np.arange(len(diff)), seed=args.seed)})
