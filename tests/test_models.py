@@ -6,7 +6,8 @@ import torch
 from maskworld.models.dynamics import Dynamics, DynamicsConfig
 from maskworld.models.fsq import FSQ
 from maskworld.models.kv_cache import KVCache
-from maskworld.models.sampler import SamplerConfig, decode_autoregressive, decode_frame, decode_nocache, num_masked_after
+from maskworld.models.sampler import (SamplerConfig, decode_autoregressive, decode_frame, decode_nocache, maskgit_fill,
+                                      num_masked_after)
 from maskworld.models.tokenizer import Tokenizer, TokenizerConfig
 
 
@@ -178,6 +179,29 @@ def test_cosine_schedule():
     assert num_masked_after(0, 1, 64) == 0  # K = 1 decodes all at once
     seq = [num_masked_after(k, 8, 64) for k in range(8)]
     assert seq == sorted(seq, reverse=True) and seq[-1] == 0
+
+
+def test_fill_keeps_given_tokens_and_follows_each_row_s_schedule():
+    """MaskGIT inpainting: the given tokens are read and kept; each row's unknown ones are unmasked on the cosine
+    schedule of their own count (row 0: 16 unknown, row 1: 5, row 2: none)."""
+    V, mask_id, K = 7, 7, 4
+    given = torch.randint(0, V, (3, 16))
+    unknown = torch.zeros(3, 16, dtype=torch.bool)
+    unknown[0] = True
+    unknown[1, [1, 4, 6, 9, 15]] = True
+    seen = []
+
+    def predict(tokens):
+        seen.append((tokens == mask_id).sum(-1).tolist())
+        assert torch.equal(tokens[~unknown], given[~unknown])  # the given tokens are what every pass reads
+        return torch.randn(tokens.shape[0], tokens.shape[1], V)
+
+    gens = [torch.Generator().manual_seed(s) for s in range(3)]
+    out = maskgit_fill(predict, given, unknown, mask_id, SamplerConfig(steps=K), gens)
+    assert torch.equal(out[~unknown], given[~unknown]) and (out < V).all()
+    assert seen[0] == [16, 5, 0]
+    assert [row[0] for row in seen[1:]] == [num_masked_after(k, K, 16) for k in range(K - 1)]
+    assert [row[1] for row in seen[1:]] == [num_masked_after(k, K, 5) for k in range(K - 1)]
 
 
 @torch.no_grad()

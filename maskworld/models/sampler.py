@@ -39,6 +39,12 @@ class SamplerConfig:
     way): each step samples from c + w (c - u), c the log-probabilities with the action and u with it hidden (NULL),
     so what the action changes weighs more than the world's prior. 0 = none (one pass a step); w > 0 costs a second
     pass a step and needs a world trained with `--action-dropout`, which teaches it the frame without the action."""
+    free_temperature: float | None = None
+    """Worlds of several agents decoded avatar by avatar (world/factorised.py): the cells no avatar's
+    neighbourhood covers are drawn again, given every avatar's cells just drawn and the joint action, at this
+    temperature (None = no second stage). What happens there is the world's own chance (a coin comes back
+    somewhere when one is taken), and a temperature below 1 draws rare events rarer still: at 0.5 the shipped
+    Coins world loses its coins under a coin-seeking policy (docs/results.md). 0 when `temperature` is 0."""
 
 
 def _gumbel(shape, gens: list[torch.Generator], device) -> torch.Tensor:
@@ -84,22 +90,35 @@ def num_masked_after(step: int, steps: int, n: int) -> int:
 def maskgit_decode(predict, B: int, N: int, mask_id: int, cfg: SamplerConfig, gens, device) -> torch.Tensor:
     """Generic MaskGIT loop. predict(tokens (B,N)) -> logits (B,N,V). Returns tokens (B,N)."""
     tokens = torch.full((B, N), mask_id, dtype=torch.long, device=device)
-    unknown = torch.ones(B, N, dtype=torch.bool, device=device)
+    return maskgit_fill(predict, tokens, torch.ones(B, N, dtype=torch.bool, device=device), mask_id, cfg, gens)
+
+
+def maskgit_fill(predict, tokens_BN: torch.Tensor, unknown_BN: torch.Tensor, mask_id: int, cfg: SamplerConfig,
+                 gens) -> torch.Tensor:
+    """MaskGIT over the `unknown` tokens of a frame whose other tokens are given (inpainting, as MaskGIT edits
+    images): each row's unknown tokens follow the cosine schedule of their own count, the given ones are read
+    by every pass and kept. All unknown is `maskgit_decode`. Returns tokens (B,N)."""
+    B, N = tokens_BN.shape
+    unknown = unknown_BN.clone()
+    count = unknown.sum(-1)  # (B,)
+    tokens = torch.where(unknown, torch.full_like(tokens_BN, mask_id), tokens_BN)
     for k in range(cfg.steps):
         logits = predict(tokens)
         ids, logp = _sample(logits, cfg.temperature, gens)
-        keep_masked = num_masked_after(k, cfg.steps, N)
+        keep_B = torch.floor(count.double() * cosine_mask_ratio((k + 1) / cfg.steps)).long()  # still masked after k
         ids = torch.where(unknown, ids, tokens)
-        if keep_masked == 0:
+        most = int(keep_B.max()) if B else 0
+        if most == 0:
             return ids
         conf = logp
         anneal = cfg.choice_temperature * (1.0 - (k + 1) / cfg.steps)
         if anneal > 0:
-            conf = conf + anneal * _gumbel((N,), gens, device)
+            conf = conf + anneal * _gumbel((N,), gens, tokens.device)
         conf = torch.where(unknown, conf, torch.full_like(conf, float("inf")))
-        # The keep_masked least confident of the unknown tokens are masked again.
-        remask_idx = conf.topk(keep_masked, dim=-1, largest=False).indices  # (B, keep_masked)
-        remask = torch.zeros_like(unknown).scatter_(1, remask_idx, True)
+        # Each row's keep_B[b] least confident unknown tokens are masked again (topk is sorted: its first ones).
+        remask_idx = conf.topk(most, dim=-1, largest=False).indices  # (B, most)
+        chosen = torch.arange(most, device=tokens.device)[None, :] < keep_B[:, None]
+        remask = torch.zeros_like(unknown).scatter_(1, remask_idx, chosen)
         tokens = torch.where(remask, torch.full_like(ids, mask_id), ids)
         unknown = remask
     return tokens

@@ -14,6 +14,11 @@ time, without retraining):
 - a cell covered by the neighbourhoods of a set of avatars is taken from the variant in which exactly those
   avatars' actions are given; so avatar k's action reaches only cells near avatar k, and where two avatars meet
   both actions act together (the game's own interaction).
+- with `SamplerConfig.free_temperature` set, the cells no avatar covers are then drawn again (MaskGIT inpainting,
+  `maskgit_fill`) given the avatars' cells just drawn, every action unknown as in the first stage: the first
+  stage cannot know that an avatar took a coin, so it cannot put one back elsewhere, and the world's coins drain
+  away; the second sees it. It touches no avatar's cells, so each avatar's neighbourhood still answers to its own
+  controller alone.
 "Unknown" is each agent's NULL in a world trained with `--agent-dropout` (DynamicsConfig.partial_actions: it
 learned to predict with some agents' actions hidden). A world that always saw every action is asked with NOOP
 instead, which it reads as "stands still" and which drags the prediction for the acting avatar too (measured in
@@ -24,10 +29,12 @@ noise and the composed frame is as seeded, resumable and batch-independent as a 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
-from maskworld.models.sampler import SamplerConfig, decode_frame
+from maskworld.models.sampler import SamplerConfig, decode_frame, maskgit_fill
 
 ROLLOUT_MODES = ("joint", "factorised")
 
@@ -76,23 +83,54 @@ def factorised_decode(engine, sessions, actions_B: torch.Tensor, sampler: Sample
     last = torch.from_numpy(np.stack([s.tokens.reshape(g, g) for s in sessions]).astype(np.int64)).to(actions_B.device)
     owners = world.locator.owners(last)  # (B, N)
     idx, masks, acts = variants(owners, actions_B, dyn.cfg, agent_noop(world.meta.agent_action_meanings))
+    if sampler.free_temperature is not None:  # the cells no avatar covers are drawn by the second stage alone
+        keep = masks != 0
+        idx, masks, acts = idx[keep], masks[keep], acts[keep]
+    out = torch.full_like(owners, dyn.cfg.mask_id)
+    if len(idx):
+        out = _compose(engine, sessions, idx, masks, acts, owners, sampler, out)
+    if sampler.free_temperature is not None:
+        out = _redraw_free(engine, sessions, actions_B, sampler, out, owners == 0)
+    return out
+
+
+def _compose(engine, sessions, idx, masks, acts, owners, sampler: SamplerConfig, out_BN: torch.Tensor) -> torch.Tensor:
+    """Decode the variants (session idx[v] with action acts[v]) and take each cell from the variant of its
+    session whose owner set masks[v] is the cell's; cells of no variant keep out_BN's token."""
+    dyn = engine.world.dynamics
     rows = [sessions[i] for i in idx.tolist()]
     gens = []
     for s in rows:  # a copy of the session's generator per variant: the same noise in every variant
         c = torch.Generator(device=s.gen.device)
         c.set_state(s.gen.get_state())
         gens.append(c)
-    pos = torch.tensor([s.pos for s in rows], device=actions_B.device)
+    pos = torch.tensor([s.pos for s in rows], device=acts.device)
     toks = decode_frame(dyn, engine.cache.view([s.row for s in rows]), acts, pos, sampler, gens,
                         engine.memory_input(rows), engine.last_tokens(rows))  # (V, N)
-    # each cell's variant: the one of its session whose owner set is the cell's
     pick = (idx[None, None, :] == torch.arange(len(sessions), device=idx.device)[:, None, None]) & \
-        (masks[None, None, :] == owners[:, :, None])  # (B, N, V), one True per cell
+        (masks[None, None, :] == owners[:, :, None])  # (B, N, V), at most one True per cell
     var = pick.float().argmax(-1)  # (B, N)
-    out = toks.gather(0, var)  # toks[var[b, n], n]
+    out = torch.where(pick.any(-1), toks.gather(0, var), out_BN)  # toks[var[b, n], n]
     first = {}
     for v, b in enumerate(idx.tolist()):
         first.setdefault(b, v)
     for b, v in first.items():  # every copy drew alike; the session continues from one of them
         sessions[b].gen.set_state(gens[v].get_state())
     return out
+
+
+def _redraw_free(engine, sessions, actions_B: torch.Tensor, sampler: SamplerConfig, tokens_BN: torch.Tensor,
+                 free_BN: torch.Tensor) -> torch.Tensor:
+    """The cells no avatar covers (free_BN) drawn again given every other cell of `tokens_BN`, no avatar's action
+    known (the first stage's variant for them), at the sampler's free temperature (greedy when the sampler is)."""
+    dyn = engine.world.dynamics
+    _, _, actions_B = variants(torch.zeros_like(free_BN, dtype=torch.long), actions_B, dyn.cfg,
+                               agent_noop(engine.world.meta.agent_action_meanings))  # one variant a session, owners none
+    t = sampler.free_temperature if sampler.temperature > 0 else 0.0
+    cfg = dataclasses.replace(sampler, temperature=t, choice_temperature=sampler.choice_temperature if t > 0 else 0.0)
+    view = engine.cache.view([s.row for s in sessions])
+    pos = torch.tensor([s.pos for s in sessions], device=actions_B.device)
+    mkv = dyn.memory_kv(engine.memory_input(sessions), actions_B)
+    prev = engine.last_tokens(sessions)
+    return maskgit_fill(lambda tok: dyn.predict_logits(tok, actions_B, pos, view, mkv, prev), tokens_BN, free_BN,
+                        dyn.cfg.mask_id, cfg, [s.gen for s in sessions])
