@@ -184,6 +184,7 @@ def run(args) -> int:
     metrics["meta.sampler_steps"] = world.sampler.steps
     metrics["meta.sampler_temperature"] = world.sampler.temperature
     metrics["meta.sampler_guidance"] = world.sampler.guidance
+    metrics["meta.sampler_free_temperature"] = world.sampler.free_temperature
     metrics["meta.rollout"] = getattr(world, "rollout", "joint")
     if getattr(world.meta, "agents", 1) > 1:  # each avatar answers to its own controller
         metrics.update(_avatar_metrics(world, store, args.seed, args.avatar_slices))
