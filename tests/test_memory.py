@@ -275,7 +275,8 @@ def test_bad_memory_input_fails_clearly_before_writing(tiny_memory_world, tiny_w
     for bad, msg in ((["--gaps", "0,8"], "--gaps"), (["--gaps", "eight"], "--gaps"), (["--memory-k", "3"], "--memory-k 3"),
                      (["--trials", "0"], "--trials"), (["--env", "ALE/Pong-v5"], "are not the world's"),
                      (["--temperature", "-1"], "--temperature"), (["--sampler-steps", "0"], "--sampler-steps"),
-                     (["--guidance", "-1"], "--guidance"), (["--json", str(tmp_path / "x.txt")], ".json")):
+                     (["--guidance", "-1"], "--guidance"), (["--free-temperature", "warm"], "--free-temperature"),
+                     (["--json", str(tmp_path / "x.txt")], ".json")):
         assert main(["revisit", w, *bad]) == 2, bad
         assert msg in capsys.readouterr().err, bad
     assert not (tmp_path / "x.txt").exists()

@@ -242,7 +242,8 @@ def located_world(tmp_path_factory):
     torch.set_num_threads(1)
     run_train(TrainArgs(data=str(root / "d"), out=str(root / "w"), preset="tiny", steps=2, tok_steps=150, progress=False,
                         agent_dropout=0.5))
-    assert json.loads((root / "w" / "world.json").read_text())["meta"]["rollout"] == "factorised"  # set by training
+    cfg = json.loads((root / "w" / "world.json").read_text())
+    assert cfg["meta"]["rollout"] == "factorised" and cfg["sampler"]["free_temperature"] == 1.0  # set by training
     assert main(["train", "locator", "--world", str(root / "w"), "--data", str(root / "d"), "--steps", "300"]) == 0
     return root
 
@@ -285,7 +286,7 @@ def test_factorised_decoding_keeps_an_avatar_s_action_near_it(located_world):
         world.dynamics.agent_act_emb[0].weight.normal_(0, 20.0)
         world.dynamics.prev_gate.bias.zero_()
         world.dynamics.tok_head.weight.normal_(0, 1.0)
-    world.sampler = dataclasses.replace(world.sampler, temperature=0.0, choice_temperature=0.0)
+    world.sampler = dataclasses.replace(world.sampler, temperature=0.0, choice_temperature=0.0, free_temperature=None)
     ep = EpisodeStore(located_world / "d").load(EpisodeStore(located_world / "d").episode_ids[0])
     frames = ep.frames[:6]
 
@@ -367,6 +368,12 @@ def test_the_free_cells_second_stage_redraws_only_them(located_world):
     assert torch.equal(one[~free], two[~free])
     assert (one[free] != two[free]).any()  # the test can fail: a second stage that kept the first's free cells
     assert torch.equal(decode(1.0)[0], two)
+    import argparse
+
+    from maskworld.commands._args import apply_sampler_args
+    for given, want in (("off", None), ("0.7", 0.7)):
+        apply_sampler_args(world, argparse.Namespace(sampler_steps=None, temperature=None, free_temperature=given))
+        assert world.sampler.free_temperature == want
 
 
 def test_factorised_rollout_needs_a_locator(coins_world, located_world, tmp_path, capsys):

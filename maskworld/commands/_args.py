@@ -40,8 +40,8 @@ def check_out(path: str | None, suffix: str, flag: str) -> None:
 
 
 def add_sampler_args(p) -> None:
-    """--sampler-steps / --temperature / --guidance: decode with other MaskGIT settings than the world's (chosen by
-    measuring)."""
+    """--sampler-steps / --temperature / --guidance / --free-temperature: decode with other MaskGIT settings than the
+    world's (chosen by measuring)."""
     p.add_argument("--sampler-steps", type=int,
                    help="override the world's MaskGIT steps K (to choose K by measurement)")
     p.add_argument("--temperature", type=float, help="override the world's sampling temperature (0 = greedy)")
@@ -49,14 +49,17 @@ def add_sampler_args(p) -> None:
                    help="classifier-free guidance, 0 = none: by the action in a world trained with --action-dropout "
                         "(more follows the action more, at two passes a step); by the words in a unified world's "
                         "world from words (its default 6); default: the world's")
+    p.add_argument("--free-temperature", metavar="T|off",
+                   help="worlds decoded avatar by avatar: the temperature at which the cells no avatar covers are "
+                        "drawn again given the avatars' cells, or off (no second stage); default: the world's")
     p.add_argument("--rollout", choices=("joint", "factorised"),
                    help="worlds of several agents: decode every avatar's neighbourhood from its own action "
                         "(factorised; needs the world's locator) or all from the joint action; default: the world's")
 
 
 def apply_sampler_args(world, args) -> None:
-    """Set the world's sampler from --sampler-steps / --temperature / --guidance (and its --rollout) where given; bad
-    values are refused."""
+    """Set the world's sampler from --sampler-steps / --temperature / --guidance / --free-temperature (and its
+    --rollout) where given; bad values are refused."""
     if args.sampler_steps is not None:
         if args.sampler_steps < 1:
             raise UserError(f"--sampler-steps {args.sampler_steps}: give at least 1")
@@ -72,8 +75,23 @@ def apply_sampler_args(world, args) -> None:
             world.guidance = args.guidance
         else:
             world.sampler.guidance = args.guidance
+    if getattr(args, "free_temperature", None) is not None:
+        world.sampler.free_temperature = _free_temperature(args.free_temperature)
     if getattr(args, "rollout", None) is not None:
         if args.rollout == "factorised" and getattr(world, "locator", None) is None:
             raise UserError("--rollout factorised needs a world of several agents with a locator; add one with "
                             "`maskworld train locator --world WORLD --data DATA`")
         world.rollout = args.rollout
+
+
+def _free_temperature(text: str) -> float | None:
+    """--free-temperature: a temperature >= 0, or off (None)."""
+    if text == "off":
+        return None
+    try:
+        t = float(text)
+    except ValueError:
+        t = -1.0
+    if not t >= 0:
+        raise UserError(f"--free-temperature {text}: give a temperature of 0 (greedy) or more, or off")
+    return t

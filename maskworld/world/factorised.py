@@ -38,6 +38,10 @@ from maskworld.models.sampler import SamplerConfig, decode_frame, maskgit_fill
 
 ROLLOUT_MODES = ("joint", "factorised")
 
+FREE_TEMPERATURE = 1.0
+"""The second stage's temperature a world gets with its factorised rollout (`SamplerConfig.free_temperature`): chance
+events far from every avatar keep the data's rates only when drawn at 1 (measured on Coins: docs/results.md)."""
+
 
 def check_rollout_mode(mode: str) -> str:
     if mode not in ROLLOUT_MODES:

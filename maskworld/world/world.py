@@ -25,7 +25,7 @@ from maskworld.models.sampler import SamplerConfig
 from maskworld.models.tokenizer import Tokenizer, TokenizerConfig
 from maskworld.world.compose import check_render_mode
 from maskworld.world.engine import Engine, StepOutput
-from maskworld.world.factorised import check_rollout_mode
+from maskworld.world.factorised import FREE_TEMPERATURE, check_rollout_mode
 from maskworld.world.files import WorldDir, WorldFile
 from maskworld.world.meta import WorldMeta
 from maskworld.world.frames import as_uint8_frame  # noqa: F401  (re-exported: the image -> frame helper)
@@ -129,9 +129,12 @@ class World:
 
     def attach_locator(self, locator: AvatarLocator, rollout: str, **card) -> None:
         """Give the world its avatar locator (writing only its weights and world.json when the world is on disk)
-        and the rollout it plays with; card entries go into the model card."""
+        and the rollout it plays with (factorised: with the second stage for the free cells, unless the sampler
+        already says how); card entries go into the model card."""
         self.locator, self.rollout = locator.eval(), check_rollout_mode(rollout)
         self.meta.rollout = rollout
+        if rollout == "factorised" and self.sampler.free_temperature is None:
+            self.sampler.free_temperature = FREE_TEMPERATURE
         if self.path is not None:
             atomic_save_safetensors(locator.state_dict(), self.path / LOCATOR_FILE)
         self.update_model_card(**card)
