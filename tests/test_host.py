@@ -76,6 +76,14 @@ def test_an_instance_refuses_another_world(tiny_world, tiny_memory_world, tmp_pa
     Host.open(tiny_world, db, rate=1000).close()
     with pytest.raises(UserError, match="was recorded in world"):
         Host.open(tiny_memory_world, db)
+    before = tiny_world.sampler.temperature
+    try:  # the same weights drawing otherwise would not replay the recorded ticks
+        tiny_world.sampler.temperature = before + 0.25
+        with pytest.raises(UserError, match="sampler's temperature"):
+            Host.open(tiny_world, db)
+    finally:
+        tiny_world.sampler.temperature = before
+    Host.open(tiny_world, db).close()
     (tmp_path / "junk.db").write_bytes(b"not sqlite at all" * 100)
     with pytest.raises(UserError, match="not a persistent world"):
         Timeline(tmp_path / "junk.db")

@@ -16,6 +16,7 @@ Design choices:
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -68,7 +69,7 @@ class Host:
         prompts = load_prompts(world.path, world.meta.size) if world.path is not None else None
         session = Session.start(world, prompt=None if prompts is None else prompts[seed % len(prompts)], seed=seed)
         where = str(Path(world.path).resolve()) if world.path is not None else None
-        tl.set_meta(format=FORMAT, world=where, world_id=wid, seed=seed, rate=float(rate),
+        tl.set_meta(format=FORMAT, world=where, world_id=wid, sampler=sampler_record(world), seed=seed, rate=float(rate),
                     threads=torch.get_num_threads(), snapshot_every=snapshot_every, created=time.time(),
                     start_hash=frame_hash(session.frame))
         tl.save_snapshot(0, session.to_bytes())
@@ -183,10 +184,28 @@ def avatar_actions(world) -> list[str]:
     return list(world.action_meanings)
 
 
+def sampler_record(world) -> dict:
+    """How the world draws its frames, beside its weights: a timeline replays bit for bit only under the same."""
+    return dataclasses.asdict(world.sampler) | {"rollout": getattr(world, "rollout", "joint")}
+
+
+def _check_sampler(path, recorded: dict | None, now: dict) -> None:
+    """UserError naming the sampler settings that differ from the recording's (timelines from before the sampler
+    was recorded are not checked here; their replay still checks every frame)."""
+    if recorded is None:
+        return
+    diff = {k: (recorded.get(k), now.get(k)) for k in sorted(set(recorded) | set(now)) if recorded.get(k) != now.get(k)}
+    if diff:
+        said = ", ".join(f"{k} {a!r} (now {b!r})" for k, (a, b) in diff.items())
+        raise UserError(f"{path} was recorded with the sampler's {said}: its ticks replay only under the same; give "
+                        "the world those settings (world.json's sampler, or the same flags), or branch a new instance")
+
+
 def _replayed(world, timeline: Timeline, start: int, upto: int | None):
     """From the snapshot at or before `start`: yields (session, tick, frame) for that snapshot, then for every logged
     tick after it up to `upto`, each frame checked against its logged hash (a mismatch: the world's weights or the
     numerics, torch version or threads, differ from the recording's; refused)."""
+    _check_sampler(timeline.path, timeline.meta().get("sampler"), sampler_record(world))
     at, blob, info = timeline.snapshot_at_or_before(start)
     session = Session.from_bytes(world, blob, info)
     yield session, at, session.frame
@@ -195,7 +214,8 @@ def _replayed(world, timeline: Timeline, start: int, upto: int | None):
         frame, _, _ = session.step(joint_action(tk.actions, n))
         if frame_hash(frame) != tk.frame_hash:
             raise UserError(f"{timeline.path}: replaying tick {tk.tick} gives another frame than the one recorded; the "
-                            "world's weights or the numerics (torch version, threads) differ from the recording's")
+                            "world's weights, its sampler or the numerics (torch version, threads) differ from the "
+                            "recording's")
         yield session, tk.tick, frame
 
 
