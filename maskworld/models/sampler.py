@@ -41,7 +41,7 @@ class SamplerConfig:
     pass a step and needs a world trained with `--action-dropout`, which teaches it the frame without the action."""
     free_temperature: float | None = None
     """Worlds of several agents decoded avatar by avatar (world/factorised.py): the cells no avatar's
-    neighbourhood covers are drawn again, given every avatar's cells just drawn and the joint action, at this
+    neighbourhood covers are drawn again, given every avatar's cells just drawn (no action known), at this
     temperature (None = no second stage). What happens there is the world's own chance (a coin comes back
     somewhere when one is taken), and a temperature below 1 draws rare events rarer still: at 0.5 the shipped
     Coins world loses its coins under a coin-seeking policy (docs/results.md). 0 when `temperature` is 0."""
