@@ -126,12 +126,14 @@ def maskgit_fill(predict, tokens_BN: torch.Tensor, unknown_BN: torch.Tensor, mas
 
 @torch.no_grad()
 def decode_frame(model: Dynamics, cache: CacheView, actions_B, pos_B, cfg: SamplerConfig, gens, memory=None,
-                 prev_BN=None) -> torch.Tensor:
+                 prev_BN=None, given=None) -> torch.Tensor:
     """Next frame's tokens (B, N) with the KV cache: each step runs only the new frame.
 
     memory: a MemoryInput (B rows) or None; its keys/values are computed once and read by every step.
-    prev_BN: the last frame's tokens (MASK rows where there is none): where masked tokens start from."""
-    if cfg.order == "autoregressive":
+    prev_BN: the last frame's tokens (MASK rows where there is none): where masked tokens start from.
+    given: (tokens (B,N), unknown (B,N) bool): decode only the unknown tokens, reading the others (`maskgit_fill`,
+    MaskGIT whatever the order)."""
+    if cfg.order == "autoregressive" and given is None:
         return decode_autoregressive(model, cache, actions_B, pos_B, cfg.temperature, gens, prev_BN)
     if cfg.order != "maskgit":
         raise ValueError(f"unknown sampler order {cfg.order!r}; use 'maskgit' or 'autoregressive'")
@@ -144,8 +146,9 @@ def decode_frame(model: Dynamics, cache: CacheView, actions_B, pos_B, cfg: Sampl
     if cfg.guidance:  # both passes write the cache's scratch slot before reading it, so each reads only its own frame
         null_B = torch.full_like(actions_B, model.cfg.null_action)
         mkv_null = model.memory_kv(memory, null_B)
-        both = guided(predict, lambda t: model.predict_logits(t, null_B, pos_B, cache, mkv_null, prev_BN), cfg.guidance)
-        return maskgit_decode(both, B, N, model.cfg.mask_id, cfg, gens, actions_B.device)
+        predict = guided(predict, lambda t: model.predict_logits(t, null_B, pos_B, cache, mkv_null, prev_BN), cfg.guidance)
+    if given is not None:
+        return maskgit_fill(predict, *given, model.cfg.mask_id, cfg, gens)
     return maskgit_decode(predict, B, N, model.cfg.mask_id, cfg, gens, actions_B.device)
 
 

@@ -34,7 +34,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from maskworld.models.sampler import SamplerConfig, decode_frame, maskgit_fill
+from maskworld.models.sampler import SamplerConfig, decode_frame
 
 ROLLOUT_MODES = ("joint", "factorised")
 
@@ -131,10 +131,8 @@ def _redraw_free(engine, sessions, actions_B: torch.Tensor, sampler: SamplerConf
     _, _, actions_B = variants(torch.zeros_like(free_BN, dtype=torch.long), actions_B, dyn.cfg,
                                agent_noop(engine.world.meta.agent_action_meanings))  # one variant a session, owners none
     t = sampler.free_temperature if sampler.temperature > 0 else 0.0
-    cfg = dataclasses.replace(sampler, temperature=t, choice_temperature=sampler.choice_temperature if t > 0 else 0.0)
-    view = engine.cache.view([s.row for s in sessions])
+    cfg = dataclasses.replace(sampler, temperature=t, choice_temperature=sampler.choice_temperature if t > 0 else 0.0,
+                              guidance=0.0)  # no action is known here: nothing to guide by
     pos = torch.tensor([s.pos for s in sessions], device=actions_B.device)
-    mkv = dyn.memory_kv(engine.memory_input(sessions), actions_B)
-    prev = engine.last_tokens(sessions)
-    return maskgit_fill(lambda tok: dyn.predict_logits(tok, actions_B, pos, view, mkv, prev), tokens_BN, free_BN,
-                        dyn.cfg.mask_id, cfg, [s.gen for s in sessions])
+    return decode_frame(dyn, engine.cache.view([s.row for s in sessions]), actions_B, pos, cfg, [s.gen for s in sessions],
+                        engine.memory_input(sessions), engine.last_tokens(sessions), given=(tokens_BN, free_BN))
