@@ -28,13 +28,15 @@ def located_world(tmp_path_factory):
     root = tmp_path_factory.mktemp("located")
     collect(CollectConfig(env_id="MultiAgent-Coins-v0", steps=1500, out=str(root / "d"), policy="random",
                           progress=False, env_kwargs={"agents": 2}, bench_seconds=0.05))
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # this module's tests run on one thread; the modules after it get theirs back
     run_train(TrainArgs(data=str(root / "d"), out=str(root / "w"), preset="tiny", steps=2, tok_steps=150, progress=False,
                         agent_dropout=0.5))
     cfg = json.loads((root / "w" / "world.json").read_text())
     assert cfg["meta"]["rollout"] == "factorised" and cfg["sampler"]["free_temperature"] == 1.0  # set by training
     assert main(["train", "locator", "--world", str(root / "w"), "--data", str(root / "d"), "--steps", "300"]) == 0
-    return root
+    yield root
+    torch.set_num_threads(threads)
 
 
 def test_the_locator_finds_every_avatar_and_an_untrained_one_does_not(located_world):
