@@ -11,7 +11,8 @@ from maskworld.data.store import Episode, StoreWriter
 ACTIONS = ["LEFT", "RIGHT", "UP", "DOWN"]
 
 
-def toy_episode(rng, T=24, size=64, cell=16) -> Episode:
+def toy_episode(rng, T=24, size=64, cell=16, far_corner: float = 0.0) -> Episode:
+    """far_corner: what entering the opposite corner pays (0: nothing; a second reward value for the head's classes)."""
     n = size // cell
     x, y = (int(v) for v in rng.integers(0, n, 2))
 
@@ -26,20 +27,21 @@ def toy_episode(rng, T=24, size=64, cell=16) -> Episode:
         a = int(rng.integers(0, 4))
         dx, dy = [(-1, 0), (1, 0), (0, -1), (0, 1)][a]
         nx, ny = min(max(x + dx, 0), n - 1), min(max(y + dy, 0), n - 1)
-        rews.append(1.0 if (nx, ny) == (0, 0) and (x, y) != (0, 0) else 0.0)
+        moved = (nx, ny) != (x, y)
+        rews.append(1.0 if (nx, ny) == (0, 0) and moved else far_corner if (nx, ny) == (n - 1, n - 1) and moved else 0.0)
         x, y = nx, ny
         frames.append(draw(x, y))
         acts.append(a)
     return Episode.from_lists(frames, acts, rews, [False] * T, [False] * (T - 1) + [True])
 
 
-def make_toy_store(path, episodes=40, T=24, seed=0) -> str:
+def make_toy_store(path, episodes=40, T=24, seed=0, far_corner: float = 0.0) -> str:
     rng = np.random.default_rng(seed)
     meta = {"env_id": "toy/square", "size": 64, "num_actions": 4, "has_actions": True, "action_meanings": ACTIONS,
             "info_keys": []}
     with StoreWriter(path, meta) as w:
         for _ in range(episodes):
-            w.add(toy_episode(rng, T))
+            w.add(toy_episode(rng, T, far_corner=far_corner))
     return str(path)
 
 

@@ -47,8 +47,8 @@ class AgentTrainConfig:
     """Share of start frames drawn from the world's training data (the rest: the agent's real frames; 0 = the
     agent's real frames only); only with context = 1."""
     heads: Literal["expected", "argmax"] = "expected"
-    """Reward and continue of imagined steps: "expected" (p(+1) - p(-1), 1 - p(end)) or "argmax" (the sign class and the
-    thresholded end, as Dream-v0 returns them); see `imagination.imagine`."""
+    """Reward and continue of imagined steps: "expected" (the reward head's expected value, 1 - p(end)) or "argmax" (the
+    most likely class's value and the thresholded end, as Dream-v0 returns them); see `imagination.imagine`."""
     sampler_steps: int | None = field(default=None, metadata={"default_text": "the world's"})
     """MaskGIT steps per imagined frame (None: the world's own). Fewer steps make imagination cheaper; 1 decodes
     every token in one pass (measured on the Empty-8x8 tiny world: no worse than its K = 4 on a scripted path)."""

@@ -35,6 +35,7 @@ from gymnasium import spaces
 
 from maskworld import worlds
 from maskworld.errors import UserError
+from maskworld.models.reward_values import class_values
 from maskworld.world.frames import as_uint8_frame
 from maskworld.world.world import World, load_world
 
@@ -63,9 +64,11 @@ def check_world_for_rl(world) -> None:
     """Refuse worlds whose reward/termination heads cannot drive an agent."""
     dyn = world.dynamics
     head_r, head_d = getattr(dyn, "reward_head", None), getattr(dyn, "term_head", None)
-    if head_r is None or head_d is None or getattr(head_r, "out_features", 0) != 3 or getattr(head_d, "out_features", 0) != 1:
+    classes = len(class_values(getattr(dyn.cfg, "reward_values", None)))
+    if head_r is None or head_d is None or getattr(head_r, "out_features", 0) != classes or \
+            getattr(head_d, "out_features", 0) != 1:
         raise UserError(
-            f"world {world.path or ''} has no sign-reward (3 classes) and termination heads; "
+            f"world {world.path or ''} has no reward head of {classes} classes and termination head; "
             "retrain it with `maskworld train world` on environment data to use it as an RL env"
         )
     data = world.meta.model_card.get("data", {}) if isinstance(world.meta.model_card, dict) else {}

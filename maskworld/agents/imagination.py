@@ -33,7 +33,8 @@ class Rollout:
     actions: torch.Tensor
     """(H, B) long."""
     rewards: torch.Tensor
-    """(H, B) float: the reward head's expected sign in [-1, 1] (or its most likely class -1/0/+1)."""
+    """(H, B) float: the reward head's expected value (or its most likely class's value): the game's reward values
+    where the world's head has them, else the sign in [-1, 1] (models/reward_values.py)."""
     continues: torch.Tensor
     """(H, B) float: the probability the episode goes on after the step (or 0/1)."""
 
@@ -65,8 +66,8 @@ def imagine(world, act, starts: np.ndarray, horizon: int, seeds, start_actions=N
 
     act: uint8 frames (B,S,S,3) -> actions (B,) (ints or a tensor); starts: (B,S,S,3) frames, or
     (B,T,S,S,3) real contexts with `start_actions` (B,T) leading into each frame (None / -1 for unknown).
-    heads: "expected" = reward p(+1) - p(-1) and continue 1 - p(end) from the heads' probabilities
-    (DreamerV3 weighs imagined steps by the predicted continue probability); "argmax" = the sign class and
+    heads: "expected" = the reward's expected value and continue 1 - p(end) from the heads' probabilities
+    (DreamerV3 weighs imagined steps by the predicted continue probability); "argmax" = the likeliest class's value and
     the thresholded end, what `world.step_many` / Dream-v0 return. The expectation keeps a partial signal
     where the argmax loses it: a rare event the world imagines imperfectly (MiniGrid's goal entry, 118
     times in 30k transitions) often gets p(+1) well below 1/2, which argmax rounds to 0.

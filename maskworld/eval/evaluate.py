@@ -52,6 +52,7 @@ from maskworld.eval.plan import (HORIZONS, ROLLOUT_WINDOWS, episodes_of, first_p
 from maskworld.eval.metrics import balanced_accuracy, majority_accuracy, psnr_per_frame, ssim_per_frame, token_churn
 from maskworld.eval.rollout import open_loop
 from maskworld.eval.uncertainty import balanced_accuracy_ci, mean_ci
+from maskworld.models.reward_values import reward_class_np, zero_class
 from maskworld.progress import track
 from maskworld.world.engine import Engine
 from maskworld.world.session import Session
@@ -209,11 +210,14 @@ def teacher_forced(world, episodes, seed: int, progress: bool = True) -> dict:
         heads = eng.observe(rows, frames, acts_l, render=False)
         if t >= 1:
             out["r_pred"].append(heads.reward.argmax(-1).cpu().numpy())
-            out["r_true"].append(np.array([np.sign(episodes[e].rewards[t - 1]) + 1 for e in alive], np.int64))
+            out["r_true"].append(reward_class_np(np.array([episodes[e].rewards[t - 1] for e in alive]),
+                                                 world.dynamics.cfg.reward_values))
             out["d_pred"].append((heads.term > 0).cpu().numpy())
             out["d_true"].append(np.array([bool(episodes[e].terminated[t - 1]) for e in alive]))
             out["h_ep"].append(np.array(alive, np.int64))
-    return {k: np.concatenate(v) for k, v in out.items()}  # every episode has >= 1 transition
+    tf = {k: np.concatenate(v) for k, v in out.items()}  # every episode has >= 1 transition
+    tf["r_zero"] = zero_class(world.dynamics.cfg.reward_values)  # the class of "no reward"
+    return tf
 
 
 def _horizon_row(world, slices, es, g, context: int, h: int) -> tuple[dict, dict]:
@@ -340,7 +344,7 @@ def next_frame_metrics(tf, seed: int) -> dict:
 
 
 def head_metrics(tf, seed: int) -> dict:
-    """Reward (sign class) and termination heads on real transitions: accuracy beside the majority guess and
+    """Reward (its classes: the data's values or the sign) and termination heads on real transitions: accuracy beside the majority guess and
     balanced accuracy (a head that never fires scores the majority's accuracy and 1/classes balanced)."""
     m, g = {}, tf["h_ep"]
     for name, p, y in (("reward", tf["r_pred"], tf["r_true"]), ("termination", tf["d_pred"], tf["d_true"])):
@@ -350,7 +354,8 @@ def head_metrics(tf, seed: int) -> dict:
                   f"{name}.balanced_accuracy.ci": balanced_accuracy_ci(p, y, g, seed=seed + 7),
                   f"{name}.transitions": int(len(y)), f"{name}.episodes": int(len(np.unique(g))),
                   f"{name}.below_majority": bool(acc is not None and acc < maj - 1e-12)})
-    m["reward.nonzero"], m["reward.predicted_nonzero"] = int((tf["r_true"] != 1).sum()), int((tf["r_pred"] != 1).sum())
+    zero = tf["r_zero"]
+    m["reward.nonzero"], m["reward.predicted_nonzero"] = int((tf["r_true"] != zero).sum()), int((tf["r_pred"] != zero).sum())
     m["termination.positives"], m["termination.predicted_positives"] = int(tf["d_true"].sum()), int(tf["d_pred"].sum())
     return m
 

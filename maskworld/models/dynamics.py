@@ -13,7 +13,7 @@ Design choices:
   to inference.
 - Robust rollouts: clean context tokens are corrupted with random tokens at a random rate during
   training (GameNGen's noise augmentation, discrete form), so the model tolerates its own errors.
-- Reward (sign: -1/0/+1) and termination are read from the clean stream's action position of frame t
+- Reward (a class per value: models/reward_values.py) and termination are read from the clean stream's action position of frame t
   (it sees the whole frame t, the action into it and the past): the world emits them once the frame
   is decoded.
 Models return logits; `maskworld.models.sampler` decodes.
@@ -34,6 +34,7 @@ from maskworld.models.copy_head import CopyHead
 from maskworld.models.attention import Block, TwoStreamMask, axial_angles, local_masks, local_rows, rope_angles
 from maskworld.models.kv_cache import CacheView
 from maskworld.models.memory_reader import MemoryReader
+from maskworld.models.reward_values import SIGN_VALUES, class_values
 
 
 @dataclass
@@ -51,7 +52,10 @@ class DynamicsConfig:
     """Context window in frames (training clip length; KV cache length at play time)."""
     mlp_ratio: int = 4
     reward_classes: int = 3
-    """Reward discretised by sign: class 0 = negative, 1 = zero, 2 = positive."""
+    """Classes of the reward head: len(reward_values), or 3 sign classes (0 negative, 1 zero, 2 positive)."""
+    reward_values: list[float] | None = None
+    """What each reward class is worth (ascending, 0 among them): the data's reward values where they are few
+    (models/reward_values.py); None = the sign classes -1/0/+1."""
     rope_base: float = 100.0
     spatial_rope: bool = False
     """Rotary positions over (frame, row, column) instead of the frame alone (axial 3-D RoPE, as video
@@ -159,6 +163,9 @@ class Dynamics(nn.Module):
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layers)])
         self.ln_f = nn.LayerNorm(d)
         self.tok_head = nn.Linear(d, cfg.vocab_size)
+        if cfg.reward_values is not None and len(cfg.reward_values) != cfg.reward_classes:
+            raise ValueError(f"reward_values {cfg.reward_values} name {len(cfg.reward_values)} classes, not "
+                             f"reward_classes {cfg.reward_classes}")
         self.reward_head = nn.Linear(d, cfg.reward_classes)
         self.term_head = nn.Linear(d, 1)
         if cfg.pose_head:
@@ -310,7 +317,7 @@ class Dynamics(nn.Module):
         memory: a MemoryInput with B*T query rows (frame t of clip b = row b*T + t), read by the masked stream.
         query_actions_BT: the actions the masked stream sees instead of actions_BT (some agents hidden: what
         decoding asks of a `partial_actions` world; the clean stream, like the cache in play, keeps the real ones).
-        Returns token logits (B,T,N,V) for the masked stream, reward logits (B,T,3) and termination
+        Returns token logits (B,T,N,V) for the masked stream, reward logits (B,T,classes) and termination
         logits (B,T) from the clean stream (+ pose-change logits (B,T,36) with return_pose).
         """
         B, T, N = clean_BTN.shape
@@ -375,7 +382,8 @@ class Dynamics(nn.Module):
         reward, term = self.reward_head(head_in), self.term_head(head_in).squeeze(-1)
         if self.cfg.reward_logit_shift is not None:
             reward = reward + torch.tensor(self.cfg.reward_logit_shift, device=reward.device, dtype=reward.dtype)
-        return FrameHeads(reward, term + self.cfg.term_logit_shift, self.pose_head(head_in) if self.cfg.pose_head else None)
+        return FrameHeads(reward, term + self.cfg.term_logit_shift, self.pose_head(head_in) if self.cfg.pose_head else None,
+                          class_values(self.cfg.reward_values))
 
     # ---------------------------------------------------------------- no-cache reference (bench, tests)
     def _context_pass(self, tokens_BTN, actions_BT, query_BN=None, query_actions_B=None):
@@ -413,12 +421,12 @@ class Dynamics(nn.Module):
     def full_pass_heads(self, ctx_BTN, ctx_actions_BT, frame_BN, frame_actions_B):
         """No-cache reward/termination of a decoded frame: one clean pass over context + the frame.
 
-        What a world without a KV cache must run after decoding to emit (reward, done). -> (reward (B,3), term (B,))."""
+        What a world without a KV cache must run after decoding to emit (reward, done). -> (reward (B,classes), term (B,))."""
         toks = torch.cat([ctx_BTN, frame_BN[:, None]], 1)
         acts = torch.cat([ctx_actions_BT, frame_actions_B[:, None]], 1)
         S = self.cfg.frame_len
         h = self.head_input(self._context_pass(toks, acts)[:, ctx_BTN.shape[1] * S:])  # the new frame's heads' input
-        shift = torch.tensor(self.cfg.reward_logit_shift or [0.0, 0.0, 0.0], device=h.device)
+        shift = torch.tensor(self.cfg.reward_logit_shift or [0.0] * self.cfg.reward_classes, device=h.device)
         return self.reward_head(h) + shift, self.term_head(h).squeeze(-1) + self.cfg.term_logit_shift
 
     def num_params(self) -> int:
@@ -427,12 +435,13 @@ class Dynamics(nn.Module):
 
 @dataclass
 class FrameHeads:
-    """What the world emits with a committed frame: reward sign logits (B,3), termination logits (B,),
-    pose-change logits (B,36) or None."""
+    """What the world emits with a committed frame: reward class logits (B,classes), termination logits (B,),
+    pose-change logits (B,36) or None, and what each reward class is worth."""
 
     reward: torch.Tensor
     term: torch.Tensor
     pose: torch.Tensor | None = None
+    values: tuple[float, ...] = SIGN_VALUES
 
 
 def cosine_mask_ratio(u):

@@ -7,8 +7,8 @@ Per batch: clips of `window` frames (tokens, the action into each frame, reward,
   token; cross-entropy on masked tokens only (MaskGIT).
 - Clean stream: the context, corrupted with random tokens at a per-clip rate ~ U(0, corrupt_max)
   (robustness to the model's own errors, GameNGen's noise augmentation in discrete form).
-- Reward (sign class) and termination losses on every frame that is the result of a real
-  transition (not an episode's first frame, whose incoming action is NULL).
+- Reward (its class: the data's value, or the sign; models/reward_values.py) and termination losses on every
+  frame that is the result of a real transition (not an episode's first frame, whose incoming action is NULL).
 
 Several processes (torchrun): `batch` is the global batch. Every rank samples the same global batch
 of clips (token windows are a few KB) and draws the masks and corruption for all of it, then trains
@@ -34,14 +34,10 @@ from maskworld.memory.pose import delta_class
 from maskworld.memory.retrieval import training_memory
 from maskworld.models.dynamics import Dynamics, DynamicsConfig, cosine_mask_ratio
 from maskworld.models.memory_reader import MemoryInput
+from maskworld.models.reward_values import reward_class
 from maskworld.train import dist
 from maskworld.train.loop import Budget, run_loop
 from maskworld.train.muon import make_optimizer
-
-
-def reward_class(r: torch.Tensor) -> torch.Tensor:
-    """Reward -> sign class: 0 negative, 1 zero, 2 positive."""
-    return (torch.sign(r) + 1).long()
 
 
 def make_batch(cache, batch: int, window: int, rng: np.random.Generator, num_actions: int, device, cfg=None,
@@ -208,7 +204,7 @@ def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0
     if part is None:
         tok_loss = F.cross_entropy(logits[m], tok[m])
         if real.any():
-            r_loss = F.cross_entropy(r_logits[real], reward_class(rew[real]))
+            r_loss = F.cross_entropy(r_logits[real], reward_class(rew[real], cfg.reward_values))
             d_loss = F.binary_cross_entropy_with_logits(d_logits[real], term[real])
         else:
             r_loss = d_loss = torch.zeros((), device=tok.device)
@@ -216,7 +212,7 @@ def dynamics_losses(model: Dynamics, tok, act, rew, term, corrupt_max: float = 0
         return tok_loss, r_loss, d_loss + (d_extra if d_extra is not None else 0.0), acc
     w = part.world
     tok_loss = F.cross_entropy(logits[m], tok[m], reduction="sum") * w / n_mask
-    r_loss = F.cross_entropy(r_logits[real], reward_class(rew[real]), reduction="sum") * w / n_real
+    r_loss = F.cross_entropy(r_logits[real], reward_class(rew[real], cfg.reward_values), reduction="sum") * w / n_real
     d_loss = F.binary_cross_entropy_with_logits(d_logits[real], term[real], reduction="sum") * w / n_real
     acc = (logits[m].argmax(-1) == tok[m]).float().sum() * w / n_mask
     if d_extra is not None:
@@ -261,8 +257,9 @@ def train_dynamics(train_cache, val_cache, cfg: DynamicsConfig, batch: int, lr: 
     model = Dynamics(cfg).to(device)
     if init_state is not None:
         missing, unexpected = model.load_state_dict(init_state, strict=False)
-        # memory (its reader's outputs start at zero), a pose head or a copy head added to a trained world start fresh
-        new = [k for k in missing if not k.startswith(("copy_head.", "memory.", "pose_head."))]
+        # memory (its reader's outputs start at zero), a pose head or a copy head added to a trained world start
+        # fresh, and so does a reward head given other classes (world_train._set_reward_values)
+        new = [k for k in missing if not k.startswith(("copy_head.", "memory.", "pose_head.", "reward_head."))]
         if new or unexpected:
             raise UserError(f"the --init weights do not fit this model (missing {new[:3]}, unexpected {unexpected[:3]})")
     fwd = dist.wrap(model, device, fsdp=fsdp, compile=compile, blocks=list(model.blocks))  # `model` is what we save

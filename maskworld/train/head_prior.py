@@ -29,9 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from maskworld.data.event_sampler import EventClips
-
-REWARD_CLASSES = 3  # sign classes: negative, zero, positive (dynamics_train.reward_class)
-
+from maskworld.models.reward_values import class_values, reward_class_np
 
 def _real(actions_in: np.ndarray, num_actions: int) -> np.ndarray:
     """Frames produced by a transition, as the losses see them: make_batch maps actions outside
@@ -40,30 +38,31 @@ def _real(actions_in: np.ndarray, num_actions: int) -> np.ndarray:
     return (a >= 0) & (a < num_actions)
 
 
-def _counts(rewards: np.ndarray, terminated: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """(reward sign-class counts (3,), terminations, transitions)."""
-    cls = (np.sign(np.asarray(rewards, np.float64)) + 1).astype(np.int64)
-    return np.bincount(cls, minlength=REWARD_CLASSES).astype(np.float64), float(np.sum(terminated)), float(len(cls))
+def _counts(rewards: np.ndarray, terminated: np.ndarray, values=None) -> tuple[np.ndarray, float, float]:
+    """(reward class counts (classes,), terminations, transitions); values: the head's class values (None: sign)."""
+    cls = reward_class_np(rewards, values)
+    k = len(class_values(values))
+    return np.bincount(cls, minlength=k).astype(np.float64), float(np.sum(terminated)), float(len(cls))
 
 
-def data_prior_counts(cache, num_actions: int) -> tuple[np.ndarray, float, float]:
+def data_prior_counts(cache, num_actions: int, values=None) -> tuple[np.ndarray, float, float]:
     """Head-target counts over every real transition of the cache's (this rank's) episodes."""
     rows = np.concatenate([np.arange(o, o + n) for o, n in zip(cache.offsets, cache.lengths)]) if len(cache.offsets) else \
         np.zeros(0, np.int64)
     ok = _real(cache.actions_in[rows], num_actions)
-    return _counts(cache.rewards_in[rows][ok], cache.terminated_in[rows][ok])
+    return _counts(cache.rewards_in[rows][ok], cache.terminated_in[rows][ok], values)
 
 
 def train_prior_counts(cache, window: int, num_actions: int, share: float, batches: int = 200, batch: int = 64,
-                       seed: int = 0) -> tuple[np.ndarray, float, float]:
+                       seed: int = 0, values=None) -> tuple[np.ndarray, float, float]:
     """Head-target counts over `batches` training batches drawn as training draws them (own generator:
     the training run's batches are untouched)."""
     clips, rng = EventClips(cache, window, share), np.random.default_rng(seed + 7919)
-    rc, tc, n = np.zeros(REWARD_CLASSES), 0.0, 0.0
+    rc, tc, n = np.zeros(len(class_values(values))), 0.0, 0.0
     for _ in range(batches):
         b = clips.sample(batch, rng)
         ok = _real(b["actions_in"], num_actions)
-        r, t, k = _counts(b["rewards_in"][ok], b["terminated_in"][ok])
+        r, t, k = _counts(b["rewards_in"][ok], b["terminated_in"][ok], values)
         rc, tc, n = rc + r, tc + t, n + k
     return rc, tc, n
 
@@ -74,21 +73,23 @@ def _log_odds(k: float, n: float) -> float:
 
 
 def head_prior(cache, window: int, num_actions: int, share: float, batches: int = 200, batch: int = 64,
-               seed: int = 0) -> dict:
-    """-> {reward_logit_shift [3], term_logit_shift, data_prior, train_prior} (shift = log p_data - log p_train)."""
-    d_r, d_t, d_n = data_prior_counts(cache, num_actions)
-    out = {"reward_logit_shift": [0.0] * REWARD_CLASSES, "term_logit_shift": 0.0,
+               seed: int = 0, values=None) -> dict:
+    """-> {reward_logit_shift [classes], term_logit_shift, data_prior, train_prior} (shift = log p_data - log p_train);
+    values: the reward head's class values (DynamicsConfig.reward_values; None: sign classes)."""
+    K = len(class_values(values))
+    d_r, d_t, d_n = data_prior_counts(cache, num_actions, values)
+    out = {"reward_logit_shift": [0.0] * K, "term_logit_shift": 0.0,
            "data_prior": {"reward": (d_r / max(d_n, 1.0)).tolist(), "termination": d_t / max(d_n, 1.0)}}
     out["train_prior"] = out["data_prior"]
     if share <= 0 or d_n == 0:
         return out
-    t_r, t_t, t_n = train_prior_counts(cache, window, num_actions, share, batches, batch, seed)
+    t_r, t_t, t_n = train_prior_counts(cache, window, num_actions, share, batches, batch, seed, values)
     if t_n == 0:
         return out
     out["train_prior"] = {"reward": (t_r / t_n).tolist(), "termination": t_t / t_n}
-    p_d = (d_r + 0.5) / (d_n + 0.5 * REWARD_CLASSES)
-    p_t = (t_r + 0.5) / (t_n + 0.5 * REWARD_CLASSES)
-    out["reward_logit_shift"] = [float(np.log(p_d[c]) - np.log(p_t[c])) if d_r[c] > 0 else 0.0 for c in range(REWARD_CLASSES)]
+    p_d = (d_r + 0.5) / (d_n + 0.5 * K)
+    p_t = (t_r + 0.5) / (t_n + 0.5 * K)
+    out["reward_logit_shift"] = [float(np.log(p_d[c]) - np.log(p_t[c])) if d_r[c] > 0 else 0.0 for c in range(K)]
     if d_t > 0:
         out["term_logit_shift"] = _log_odds(d_t, d_n) - _log_odds(t_t, t_n)
     return out
@@ -96,7 +97,7 @@ def head_prior(cache, window: int, num_actions: int, share: float, batches: int 
 
 def set_head_prior(cfg, cache, share: float, seed: int = 0) -> dict:
     """Write the prior shifts of a run with event `share` into a DynamicsConfig (in place); -> head_prior's dict."""
-    p = head_prior(cache, cfg.window, cfg.num_actions, share, seed=seed)
+    p = head_prior(cache, cfg.window, cfg.num_actions, share, seed=seed, values=cfg.reward_values)
     cfg.reward_logit_shift = p["reward_logit_shift"] if any(p["reward_logit_shift"]) else None
     cfg.term_logit_shift = p["term_logit_shift"]
     return p

@@ -9,8 +9,9 @@ Design choices (DIAMOND's `WorldModelEnv`: one batched object that both RL and h
   `Session`, the serialisable one-row view; only the engine advances it.
 - Each row samples from its own `torch.Generator` and is computed with the same shapes alone or in a batch,
   so a batch gives every session exactly the frames it would get alone.
-- The reward convention is a parameter: "argmax" (the most likely sign class, the thresholded end: what play
-  and Dream-v0 return) or "expected" (p(+1) - p(-1) and 1 - p(end): imagination weighs steps by them, as
+- The reward convention is a parameter: "argmax" (the most likely reward class's value, the thresholded end: what
+  play and Dream-v0 return) or "expected" (the reward's expected value under the head, p(+1) - p(-1) for a world
+  of sign classes, and 1 - p(end): imagination weighs steps by them, as
   DreamerV3 weighs imagined steps by the predicted continue probability).
 """
 
@@ -42,7 +43,8 @@ class StepOutput:
     tokens: torch.Tensor
     """(B, N) long: the new frames' tokens."""
     reward: np.ndarray
-    """(B,) float32: sign class -1/0/+1 ("argmax") or the expected sign ("expected")."""
+    """(B,) float32: the most likely class's value ("argmax") or the expected value ("expected") of the reward head
+    (the sign -1/0/+1 for a world with sign classes)."""
     done: np.ndarray
     """(B,) bool: the termination head says the episode ended (logit > 0)."""
     continues: np.ndarray
@@ -66,10 +68,10 @@ def head_values(heads: FrameHeads, convention: str) -> tuple[np.ndarray, np.ndar
     done = (heads.term > 0).cpu().numpy()
     if convention == "expected":
         p = torch.softmax(heads.reward.float(), -1)
-        reward = (p[:, 2] - p[:, 0]).cpu().numpy()
+        reward = (p @ torch.tensor(heads.values, dtype=p.dtype, device=p.device)).cpu().numpy()
         cont = (1.0 - torch.sigmoid(heads.term.float())).cpu().numpy()
     else:
-        reward = (heads.reward.argmax(-1).float() - 1.0).cpu().numpy()
+        reward = np.asarray(heads.values, np.float32)[heads.reward.argmax(-1).cpu().numpy()]
         cont = 1.0 - done.astype(np.float32)
     return reward.astype(np.float32), done, cont.astype(np.float32)
 

@@ -67,6 +67,7 @@ SECTIONS: dict[str, dict[str, Spec]] = {
                  "compressed_frames": Int(0, 1024),
                  "memory_keys": Spec("str", choices=("pose", "appearance")), "pose_head": BOOL, "copy_head": BOOL, "prev_frame_prior": BOOL,
                  "reward_logit_shift": Spec("float list", -100, 100, max_len=16, nullable=True),
+                 "reward_values": Spec("float list", -1e9, 1e9, max_len=16, nullable=True),
                  "term_logit_shift": Float(-100, 100),
                  "action_factors": Spec("int list", 1, 4096, max_len=16, nullable=True), "partial_actions": BOOL},
     "sampler": {"steps": Int(1, 4096), "temperature": Float(0, 100), "choice_temperature": Float(0, 100),
