@@ -50,6 +50,19 @@ def test_a_head_of_more_classes_than_values_is_refused():
                                 reward_values=[0.0, 1.0, 5.0], reward_classes=3 + 1))
 
 
+def test_a_world_file_whose_reward_values_and_classes_disagree_is_refused(tiny_world):
+    import json
+
+    from maskworld.errors import UserError
+
+    f = tiny_world.path / "world.json"
+    cfg = json.loads(f.read_text())
+    cfg["dynamics"]["reward_values"] = [0.0, 1.0, 2.0, 3.0]  # four values, three classes in the weights
+    f.write_text(json.dumps(cfg))
+    with pytest.raises(UserError, match="reward_values"):
+        maskworld.load_world(tiny_world.path)
+
+
 @pytest.mark.slow
 def test_a_world_trained_on_rewards_of_several_values_predicts_them(tmp_path, one_thread):
     """Entering one corner pays 1, the other 5: the trained world's head has the classes 0, 1, 5, its steps return

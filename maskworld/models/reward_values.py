@@ -9,7 +9,7 @@ instead of fixed bins). Rewards of many values (MiniGrid's time-discounted 1 - 0
 
     values = reward_values_for(cache_rewards)     # None -> sign classes
     cfg.reward_values, cfg.reward_classes = values, len(class_values(values))
-    target = reward_class(rew_BT, class_values(cfg.reward_values))
+    target = reward_class(rew_BT, cfg.reward_values)          # (B,T) class indices
 """
 
 from __future__ import annotations
