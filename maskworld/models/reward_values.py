@@ -43,9 +43,9 @@ def reward_values_for(rewards: np.ndarray, max_values: int = MAX_VALUES) -> list
 
 def reward_class(r: torch.Tensor, values) -> torch.Tensor:
     """Rewards -> class index (long, same shape): the nearest class value (the sign for the sign classes)."""
-    v = torch.tensor(class_values(values), device=r.device, dtype=torch.float32)
-    if len(v) == 3 and tuple(v.tolist()) == SIGN_VALUES:
+    if not values:  # any positive reward is "positive", not the nearest of -1/0/1
         return (torch.sign(r) + 1).long()
+    v = torch.tensor(class_values(values), device=r.device, dtype=torch.float32)
     return (r.float()[..., None] - v).abs().argmin(-1)
 
 

@@ -1,5 +1,7 @@
-"""Prior correction of the reward and termination heads for event oversampling (a label-shift correction).
+"""What the reward and termination heads take from the data: the reward's classes, and the prior correction for
+event oversampling (a label-shift correction).
 
+    set_reward_values(cfg, train_cache, init_state)       # before training: the classes (models/reward_values.py)
     shifts = head_prior(train_cache, window=cfg.window, num_actions=cfg.num_actions, share=0.25)
     set_head_prior(model.cfg, train_cache, share, seed)   # the dynamics stage's last step
 
@@ -29,7 +31,8 @@ from __future__ import annotations
 import numpy as np
 
 from maskworld.data.event_sampler import EventClips
-from maskworld.models.reward_values import class_values, reward_class_np
+from maskworld.models.reward_values import MAX_VALUES, class_values, reward_class_np, reward_values_for
+from maskworld.train import dist
 
 def _real(actions_in: np.ndarray, num_actions: int) -> np.ndarray:
     """Frames produced by a transition, as the losses see them: make_batch maps actions outside
@@ -101,3 +104,26 @@ def set_head_prior(cfg, cache, share: float, seed: int = 0) -> dict:
     cfg.reward_logit_shift = p["reward_logit_shift"] if any(p["reward_logit_shift"]) else None
     cfg.term_logit_shift = p["term_logit_shift"]
     return p
+
+
+def set_reward_values(cfg, cache, init_state: dict | None) -> None:
+    """The reward classes: the data's reward values where they are few, else the sign (models/reward_values.py).
+    A world continued (init_state) keeps its classes, unless it had the sign classes and the data has values: then
+    its reward head starts afresh with them (the rest of its weights are kept). Ranks of a rank split read rank 0's
+    (a value only another rank saw is read as the nearest class)."""
+    if init_state is not None and cfg.reward_values:
+        return
+    v = reward_values_for(cache.rewards_in) or []
+    packed = dist.broadcast_floats([float(len(v))] + v + [0.0] * (MAX_VALUES - len(v)))  # one length on every rank
+    n = int(packed[0])
+    if not n:
+        return
+    cfg.reward_values, cfg.reward_classes = packed[1:1 + n], n
+    if init_state is None:
+        dist.print0(f"[dynamics] reward head: one class per reward value of the data {cfg.reward_values} (not just its sign)")
+        return
+    cfg.reward_logit_shift = None
+    for k in [k for k in init_state if k.startswith("reward_head.")]:
+        del init_state[k]
+    dist.print0(f"[dynamics] the --init world's reward head read the reward's sign; this data pays {cfg.reward_values}: "
+                "its reward head starts afresh with one class per value")

@@ -50,8 +50,7 @@ from maskworld.train.auto_preset import PRESET_RECORD
 from maskworld.train.config import TrainConfig, tokenizer_downsample, train_config
 from maskworld.train.data_checks import check_budget, check_episodes, check_frames_change
 from maskworld.train.dynamics_train import train_dynamics
-from maskworld.models.reward_values import MAX_VALUES, reward_values_for
-from maskworld.train.head_prior import set_head_prior
+from maskworld.train.head_prior import set_head_prior, set_reward_values
 from maskworld.train.dist import print0
 from maskworld.train.heldout_probe import HeldoutProbe
 from maskworld.train.init_world import init_dynamics, init_tokenizer, init_unified
@@ -176,7 +175,7 @@ def stage_dynamics(run: Run, tok, budget: Budget):
     val_cache = stage_cache(run.store, run.val_ids, tok, run.work / "cache_val", run.device, r.progress)
     print0(f"[cache] tokenized {train_cache.num_frames + val_cache.num_frames} frames in {time.time() - t0:.0f}s")
     cfg, init_state = _dynamics_config(run, tok)
-    _set_reward_values(cfg, train_cache, init_state)
+    set_reward_values(cfg, train_cache, init_state)
     if budget.minutes is not None:
         left = budget.minutes - (time.time() - t0) / 60
         if left < 0.5:
@@ -245,29 +244,6 @@ def _dynamics_config(run: Run, tok):
                             "once (collect a multi-agent env such as MultiAgent-Coins-v0)")
         cfg.partial_actions = True  # kept by later fine-tunes: the world reads partly known actions from now on
     return cfg, init_state
-
-
-def _set_reward_values(cfg, cache, init_state: dict | None) -> None:
-    """The reward classes: the data's reward values where they are few, else the sign (models/reward_values.py).
-    A world continued (--init) keeps its classes, unless it had the sign classes and the data has values: then its
-    reward head starts afresh with them (the rest of its weights are kept). Ranks of a rank split read rank 0's
-    (a value only another rank saw is read as the nearest class)."""
-    if init_state is not None and cfg.reward_values:
-        return
-    values = reward_values_for(cache.rewards_in)
-    packed = dist.broadcast_floats([float(len(values or []))] + (values or []) + [0.0] * (MAX_VALUES - len(values or [])))
-    n = int(packed[0])
-    if not n:
-        return
-    cfg.reward_values, cfg.reward_classes = packed[1:1 + n], n
-    if init_state is not None:
-        cfg.reward_logit_shift = None
-        for k in [k for k in init_state if k.startswith("reward_head.")]:
-            del init_state[k]
-        print0(f"[dynamics] the --init world's reward head read the reward's sign; this data pays {cfg.reward_values}: "
-               "its reward head starts afresh with one class per value")
-    else:
-        print0(f"[dynamics] reward head: one class per reward value of the data {cfg.reward_values} (not just its sign)")
 
 
 def fit_cache_motion(cache, num_actions: int) -> Motion:

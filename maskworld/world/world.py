@@ -196,11 +196,11 @@ def load_world(path, device=None) -> World:
     if dyn_cfg.vocab_size != tok_cfg.vocab_size or dyn_cfg.grid != tok_cfg.grid:
         raise UserError(f"{cfg_file}: dynamics vocab/grid ({dyn_cfg.vocab_size}, {dyn_cfg.grid}) do not match the tokenizer "
                         f"({tok_cfg.vocab_size}, {tok_cfg.grid})")
-    if dyn_cfg.reward_values is not None and len(dyn_cfg.reward_values) != dyn_cfg.reward_classes:
-        raise UserError(f"{cfg_file}: dynamics reward_values {dyn_cfg.reward_values} name {len(dyn_cfg.reward_values)} "
-                        f"classes but reward_classes is {dyn_cfg.reward_classes}; the file was edited or is damaged")
     dev = pick_device(device)
-    tok, dyn = Tokenizer(tok_cfg), Dynamics(dyn_cfg)
+    try:
+        tok, dyn = Tokenizer(tok_cfg), Dynamics(dyn_cfg)
+    except ValueError as e:  # settings that disagree with each other (reward values and classes, action factors)
+        raise UserError(f"{cfg_file}: {e}; the file was edited or is damaged") from e
     _load_weights(tok, path / WEIGHT_FILES["tokenizer"], "tokenizer")
     _load_weights(dyn, path / WEIGHT_FILES["dynamics"], "dynamics")
     lam = None
