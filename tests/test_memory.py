@@ -216,11 +216,15 @@ def test_revisit_benchmark_runs_and_memory_blind_world_gains_nothing(tiny_world,
     blind = World(tok, dyn, SamplerConfig(steps=1), WorldMeta(env_id="MiniGrid-Landmarks-v0"))
     m = revisit(blind, gaps=(8,), per_gap=2, progress=False)
     assert m["revisit.gain.psnr.8"] == 0.0 and m["revisit.memory.psnr.8"] == m["revisit.no_memory.psnr.8"]
+    assert m["revisit.gain.psnr_ci.8"] == [0.0, 0.0]  # paired by trial and frame: nothing to spread
     mm = revisit(tiny_memory_world, gaps=(8,), per_gap=2, progress=False, memory_k=(1,), ablations=True)
     for arm in ("memory", "no_memory", "memory_envpose", "oracle", "copy_last", "tokenizer", "memory_k1", "retrieval_only",
                 "compressed_only", "recent"):
         assert np.isfinite(mm[f"revisit.{arm}.psnr.8"]) and 0 <= mm[f"revisit.{arm}.recall.8"] <= 1
     assert mm["revisit.memory.psnr.8"] != mm["revisit.no_memory.psnr.8"]
+    for gain in ("psnr", "oracle_psnr", "envpose_psnr", "appearance_psnr"):
+        lo, hi = mm[f"revisit.gain.{gain}_ci.8"]
+        assert lo - 1e-9 <= mm[f"revisit.gain.{gain}.8"] <= hi + 1e-9
     for arm in ("memory", "no_memory", "memory_envpose"):  # own-reckoning returns: counted, scored where there are any
         n, v = mm[f"revisit.{arm}.own_returns.8"], mm[f"revisit.{arm}.own_return_psnr.8"]
         assert n >= 0 and (v is None) == (n == 0) and 0 <= mm[f"revisit.{arm}.own_moved.8"] <= 1
@@ -230,6 +234,18 @@ def test_revisit_benchmark_runs_and_memory_blind_world_gains_nothing(tiny_world,
     assert c["memory.bytes_per_frame"] == bpf
     assert [c[f"memory.bytes.{n}"] for n in (10, 20, 40)] == [(n + 1) * bpf for n in (10, 20, 40)]  # linear in steps
     assert c["memory.fps_on"] > 0 and c["memory.fps_off"] > 0
+
+
+def test_paired_gain_interval_resamples_trials():
+    """A gain the same on every frame is certain; one that only some trials have straddles them."""
+    from maskworld.eval.revisit import paired_gain_ci
+
+    base = [np.full(6, 20.0) for _ in range(8)]
+    assert paired_gain_ci([b + 2.0 for b in base], base) == [2.0, 2.0]
+    mixed = [b + (8.0 if i < 2 else -1.0) for i, b in enumerate(base)]  # mean +1.25, carried by two trials
+    lo, hi = paired_gain_ci(mixed, base)
+    assert lo < 1.25 < hi and lo <= 0.0 and hi > 2.0
+    assert paired_gain_ci(base[:1], base[:1]) is None  # one trial: nothing to resample
 
 
 def test_own_returns_score_what_the_world_showed_there_and_can_fail():

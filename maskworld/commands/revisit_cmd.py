@@ -57,16 +57,17 @@ def run_revisit(world, args, prefix: str = "", progress: bool = True, seed: int 
         print(line)
     for g in gaps:
         share = m[f"revisit.gain.share_of_oracle.{g}"]
-        print(f"  g={g}: memory gain {m[f'revisit.gain.psnr.{g}']:+.2f} dB (share of oracle "
-              f"{'-' if share is None else f'{share:.2f}'}), oracle {m[f'revisit.gain.oracle_psnr.{g}']:+.2f} dB, "
+        print(f"  g={g}: memory gain {m[f'revisit.gain.psnr.{g}']:+.2f} dB{_ci(m, 'psnr', g)} (share of oracle "
+              f"{'-' if share is None else f'{share:.2f}'}), oracle {m[f'revisit.gain.oracle_psnr.{g}']:+.2f} dB"
+              f"{_ci(m, 'oracle_psnr', g)}, "
               f"self-PSNR gain {m[f'revisit.gain.self_psnr.{g}']:+.2f} dB")
         if f"revisit.gain.envpose_psnr.{g}" not in m:
             continue  # walk-back trials: no poses
         env, own = m[f"revisit.gain.envpose_share_of_oracle.{g}"], m[f"revisit.gain.share_of_envpose.{g}"]
-        print(f"         with env poses {m[f'revisit.gain.envpose_psnr.{g}']:+.2f} dB (share of oracle "
+        print(f"         with env poses {m[f'revisit.gain.envpose_psnr.{g}']:+.2f} dB{_ci(m, 'envpose_psnr', g)} (share of oracle "
               f"{'-' if env is None else f'{env:.2f}'}); own keys reach {'-' if own is None else f'{own:.2f}'} of it "
               f"with {m[f'revisit.memory.closures.{g}']:.1f} loop closures a trial; appearance only "
-              f"{m[f'revisit.gain.appearance_psnr.{g}']:+.2f} dB")
+              f"{m[f'revisit.gain.appearance_psnr.{g}']:+.2f} dB{_ci(m, 'appearance_psnr', g)}")
         own, off = (m.get(f"revisit.{a}.own_return_psnr.{g}") for a in ("memory", "no_memory"))
         print(f"         returns by the world's own reckoning: {_db(own)} with memory over "
               f"{m[f'revisit.memory.own_returns.{g}']} returns, {_db(off)} without over "
@@ -96,6 +97,12 @@ def run(args) -> int:
         world.update_model_card(revisit=m)
         print(f"updated the model card in {args.world}/world.json")
     return 0
+
+
+def _ci(m: dict, gain: str, g: int) -> str:
+    """The 95 % interval of a gain over memory off (trials resampled) as " [lo, hi]", where there is one."""
+    ci = m.get(f"revisit.gain.{gain}_ci.{g}")
+    return "" if ci is None else f" [{ci[0]:+.2f}, {ci[1]:+.2f}]"
 
 
 def _db(v) -> str:

@@ -47,6 +47,7 @@ import torch
 from maskworld.errors import UserError
 from maskworld.eval.metrics import psnr_per_frame, ssim_per_frame
 from maskworld.eval.revisit_trials import landmark_hits, make_trials
+from maskworld.eval.uncertainty import mean_ci
 from maskworld.eval.walkback import check_game, make_walkback_trials
 from maskworld.progress import Progress
 from maskworld.world.engine import Engine
@@ -127,14 +128,26 @@ def _run_arm(world, trials, arm: str, seed: int, k: int | None = None, parts: di
     return [np.stack(f) for f in frames], [s.closures for s in sessions], [np.stack(p) for p in poses]
 
 
+def _return_psnr(trials, gen: list[np.ndarray]) -> list[np.ndarray]:
+    """Per trial, the PSNR (dB) of each returning frame against the real one."""
+    return [psnr_per_frame(g[tr.ret], tr.frames[tr.ret]) for tr, g in zip(trials, gen)]
+
+
+def paired_gain_ci(arm: list[np.ndarray], base: list[np.ndarray], seed: int = 0) -> list[float] | None:
+    """95 % interval of an arm's PSNR gain over a baseline arm on the same trials: the returning frames' paired
+    differences, whole trials resampled (a trial's frames share its walk and its drift, eval/uncertainty.py)."""
+    diff = np.concatenate([a - b for a, b in zip(arm, base)])
+    trial = np.concatenate([np.full(len(a), i) for i, a in enumerate(arm)])
+    return mean_ci(diff, trial, seed=seed)
+
+
 def _scores(trials, gen: list[np.ndarray], renderable: list[np.ndarray] | None = None) -> dict:
     """PSNR/SSIM/self-PSNR and landmark recall on the return legs. renderable: per trial, which landmark cells of
     the return leg the tokenizer's reconstruction of the real frames shows; `recall_renderable` is the recall
     over those cells only (what any world with this tokenizer could show: the tokenizer scores 1.0 on it)."""
-    ps, ss, self_ps, hits, ok = [], [], [], [], []
+    ps, ss, self_ps, hits, ok = _return_psnr(trials, gen), [], [], [], []
     for i, (tr, g) in enumerate(zip(trials, gen)):
         pred, real, before = g[tr.ret], tr.frames[tr.ret], g[tr.match]
-        ps.append(psnr_per_frame(pred, real))
         ss.append(ssim_per_frame(pred, real))
         self_ps.append(psnr_per_frame(pred, before))
         if tr.views is not None:
@@ -190,6 +203,7 @@ def revisit(world, env_id: str | None = None, gaps=(8, 16, 32, 64, 128, 256), pe
             out[f"revisit.copy_last.{key}.{g}"] = v
         for key, v in _scores(trials, recon, renderable).items():
             out[f"revisit.tokenizer.{key}.{g}"] = v
+        per_trial = {}
         for arm in arms:
             k = int(arm.split("_k")[1]) if "_k" in arm else None
             # ablations read with the environment's poses: they isolate what is read from where the world thinks it is
@@ -197,6 +211,7 @@ def revisit(world, env_id: str | None = None, gaps=(8, 16, 32, 64, 128, 256), pe
                                             ABLATIONS.get(arm))
             for key, v in _scores(trials, gen, renderable).items():
                 out[f"revisit.{arm}.{key}.{g}"] = v
+            per_trial[arm] = _return_psnr(trials, gen)
             out[f"revisit.{arm}.closures.{g}"] = float(np.mean(closures))
             if grid:  # poses to reckon by (walk-back trials keep none)
                 rets = [own_returns(f, p, t.outbound, world.dynamics.cfg.window) for f, p, t in zip(gen, keyed, trials)]
@@ -205,6 +220,10 @@ def revisit(world, env_id: str | None = None, gaps=(8, 16, 32, 64, 128, 256), pe
                 out[f"revisit.{arm}.own_returns.{g}"] = len(ps)
                 out[f"revisit.{arm}.own_moved.{g}"] = float(np.mean([m for _, m in rets]))
             bar.update(1)
+        for arm, name in (("memory", "psnr"), ("oracle", "oracle_psnr"), ("memory_envpose", "envpose_psnr"),
+                          ("memory_appearance", "appearance_psnr")):
+            if arm in per_trial:
+                out[f"revisit.gain.{name}_ci.{g}"] = paired_gain_ci(per_trial[arm], per_trial["no_memory"], seed)
     bar.close()
     for g in gaps:
         off, mem, orc = (out[f"revisit.{a}.psnr.{g}"] for a in ("no_memory", "memory", "oracle"))
