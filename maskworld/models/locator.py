@@ -59,22 +59,15 @@ class AvatarLocator(nn.Module):
         return cell, conf
 
     @torch.no_grad()
-    def neighbourhoods(self, tokens_Bhw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (near (B, agents, h*w) bool: the cells within `radius` of each avatar, every cell for an avatar the
-        locator is unsure of; sure (B, agents) bool: located at min_confidence or better)."""
+    def owners(self, tokens_Bhw: torch.Tensor) -> torch.Tensor:
+        """-> (B, h*w) int64 bit masks: bit k is set on the cells within `radius` of avatar k (every cell where
+        the locator is unsure of it)."""
         B, h, w = tokens_Bhw.shape
         cell, conf = self.locate(tokens_Bhw)
         rows = torch.arange(h, device=cell.device).view(1, 1, h, 1)
         cols = torch.arange(w, device=cell.device).view(1, 1, 1, w)
         r, c = (cell // w).view(B, -1, 1, 1), (cell % w).view(B, -1, 1, 1)
         near = ((rows - r).abs() <= self.cfg.radius) & ((cols - c).abs() <= self.cfg.radius)  # (B, agents, h, w)
-        sure = conf >= self.cfg.min_confidence
-        return (near | ~sure.view(B, -1, 1, 1)).flatten(2), sure
-
-    @torch.no_grad()
-    def owners(self, tokens_Bhw: torch.Tensor) -> torch.Tensor:
-        """-> (B, h*w) int64 bit masks: bit k is set on the cells within `radius` of avatar k (every cell where
-        the locator is unsure of it)."""
-        near, _ = self.neighbourhoods(tokens_Bhw)
-        bits = (1 << torch.arange(self.cfg.agents, device=near.device)).view(1, -1, 1)
-        return (near.long() * bits).sum(1)
+        near |= (conf < self.cfg.min_confidence).view(B, -1, 1, 1)
+        bits = (1 << torch.arange(self.cfg.agents, device=cell.device)).view(1, -1, 1, 1)
+        return (near.long() * bits).sum(1).flatten(1)

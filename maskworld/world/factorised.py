@@ -12,10 +12,8 @@ time, without retraining):
 - a cell that no avatar's neighbourhood covers is taken from the variant in which no avatar's action is known
   (what the world does on its own: coins appear, the room stays);
 - a cell covered by the neighbourhoods of a set of avatars is taken from the variant in which exactly those
-  avatars' actions are given; so avatar k's action reaches only cells near avatar k;
-- avatars whose neighbourhoods touch (they may meet within the step: block each other, contend for a coin) are
-  decoded together: each of their cells is taken from the variant in which all of their actions are given, so
-  neither avatar's move is drawn as a guess at what the other does (`interaction_owners`).
+  avatars' actions are given; so avatar k's action reaches only cells near avatar k, and where two avatars meet
+  both actions act together (the game's own interaction).
 - with `SamplerConfig.free_temperature` set, the cells no avatar covers are then drawn again (MaskGIT inpainting,
   `maskgit_fill`) given the avatars' cells just drawn, every action unknown as in the first stage: the first
   stage cannot know that an avatar took a coin, so it cannot put one back elsewhere, and the world's coins drain
@@ -62,21 +60,6 @@ def agent_noop(meanings: list[str]) -> int:
     return meanings.index("NOOP") if "NOOP" in meanings else 0
 
 
-def interaction_owners(near_BAN: torch.Tensor, sure_BA: torch.Tensor) -> torch.Tensor:
-    """Each cell's owner bit mask (B, N): the avatars whose neighbourhood covers it (near (B, A, N)), widened to every
-    avatar linked to them by a chain of touching neighbourhoods. Only located avatars link (sure (B, A)): one the
-    locator is unsure of covers every cell already and would otherwise join every avatar into one."""
-    B, A, _ = near_BAN.shape
-    n = near_BAN.float()
-    link = (torch.einsum("ban,bcn->bac", n, n) > 0) & sure_BA[:, :, None] & sure_BA[:, None, :]
-    link |= torch.eye(A, dtype=torch.bool, device=near_BAN.device)
-    for _ in range(A):  # transitive closure: a chain of A avatars needs at most A - 1 hops
-        link = torch.einsum("bac,bcd->bad", link.float(), link.float()) > 0
-    owned = torch.einsum("ban,bac->bnc", n, link.float()) > 0  # (B, N, A): cell n is decoded with avatar c's action
-    bits = 1 << torch.arange(A, device=near_BAN.device)
-    return (owned.long() * bits).sum(-1)
-
-
 def variants(owners_BN: torch.Tensor, actions_B: torch.Tensor, cfg, noop: int):
     """-> (session index (V,), owner mask (V,), action (V,)): one variant per distinct owner set of each session's
     cells, in which the owners act and every other avatar's action is unknown (a world trained with
@@ -102,7 +85,7 @@ def factorised_decode(engine, sessions, actions_B: torch.Tensor, sampler: Sample
     dyn = world.dynamics
     g = dyn.cfg.grid
     last = torch.from_numpy(np.stack([s.tokens.reshape(g, g) for s in sessions]).astype(np.int64)).to(actions_B.device)
-    owners = interaction_owners(*world.locator.neighbourhoods(last))  # (B, N)
+    owners = world.locator.owners(last)  # (B, N)
     idx, masks, acts = variants(owners, actions_B, dyn.cfg, agent_noop(world.meta.agent_action_meanings))
     if sampler.free_temperature is not None:  # the cells no avatar covers are drawn by the second stage alone
         keep = masks != 0
