@@ -229,6 +229,7 @@ def test_revisit_benchmark_runs_and_memory_blind_world_gains_nothing(tiny_world,
         n, v = mm[f"revisit.{arm}.own_returns.8"], mm[f"revisit.{arm}.own_return_psnr.8"]
         assert n >= 0 and (v is None) == (n == 0) and 0 <= mm[f"revisit.{arm}.own_moved.8"] <= 1
     assert 0 < mm["revisit.real_moved.8"] <= 1
+    assert memory_cost(blind, history=20, steps=5)["memory.bytes_per_frame"] == 0.0  # it remembers nothing
     c = memory_cost(tiny_memory_world, history=40, steps=5)
     bpf = tiny_memory_world.dynamics.cfg.tokens_per_frame * 2 + 25
     assert c["memory.bytes_per_frame"] == bpf

@@ -111,6 +111,11 @@ def test_shipped_worlds_are_listed_and_played_by_name(capsys):
     args = argparse.Namespace(host="127.0.0.1", token=None, port=8000, fps=20.0, max_batch=64, threads=None,
                               max_sessions=None, max_saved_mib=None, world=names[-1])
     assert check_args(args) == worlds.resolve(names[-1])
+    assert maskworld.load_world("breakout").meta.env_id == "ALE/Breakout-v5"  # every command takes a shipped name
+    from maskworld.world.unified import load_unified_world
+    assert load_unified_world("babyai").meta.env_id.startswith("BabyAI")
+    with pytest.raises(UserError, match="no-such-world is not a world directory"):
+        maskworld.load_world("no-such-world")
     assert resolve_world(worlds.DEFAULT).meta.env_id.startswith("MiniGrid")
 
 

@@ -263,7 +263,8 @@ def memory_cost(world, history: int = 1000, steps: int = 50, seed: int = 0) -> d
         fps.setdefault(on, []).append(steps / (time.perf_counter() - t))
     off, on = max(fps[False]), max(fps[True])
     out = {"memory.history_steps": history, "memory.fps_off": off, "memory.fps_on": on,
-           "memory.speed_cost": 1 - on / off, "memory.bytes_per_frame": s.bank.nbytes / s.bank.size}
+           "memory.speed_cost": 1 - on / off,
+           "memory.bytes_per_frame": s.bank.nbytes / s.bank.size if s.bank.size else 0.0}  # no memory M: no bank
     for n, b in sizes.items():
         out[f"memory.bytes.{n}"] = b
     return out

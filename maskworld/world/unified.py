@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from maskworld import worlds
 from maskworld.device import pick_device
 from maskworld.errors import UserError
 from maskworld.io import atomic_save_safetensors, atomic_write_text
@@ -341,8 +342,8 @@ def is_unified_dir(path) -> bool:
 
 
 def load_unified_world(path, device=None) -> UnifiedWorld:
-    """A unified world from a local directory; clear errors for anything else."""
-    path = Path(path)
+    """A unified world from a local directory or a shipped world's name; clear errors for anything else."""
+    path = worlds.locate(path)
     f = path / "world.json"
     if not f.exists():
         raise UserError(f"{path} has no world.json; is this a world directory? (train one with "

@@ -17,6 +17,7 @@ import torch
 from maskworld.device import pick_device
 from maskworld.errors import UserError
 from maskworld.io import atomic_save_safetensors, atomic_write_text
+from maskworld import worlds
 from maskworld.version import WORLD_FORMAT_VERSION
 from maskworld.models.dynamics import Dynamics, DynamicsConfig
 from maskworld.models.lam import LamConfig, LatentActionModel
@@ -167,7 +168,10 @@ def _load_weights(module: torch.nn.Module, file: WorldFile, what: str) -> None:
 
 
 def load_world(path, device=None) -> World:
-    """A world from a local directory or an fsspec URL (e.g. `memory://w`, `s3://bucket/w` with s3fs)."""
+    """A world from a local directory, a shipped world's name (`maskworld demo --list`) or an fsspec URL (e.g.
+    `memory://w`, `s3://bucket/w` with s3fs)."""
+    if isinstance(path, str) and "://" not in path:
+        path = str(worlds.locate(path))
     path = WorldDir.open(path)
     cfg_file = path / "world.json"
     if not path.is_dir():
