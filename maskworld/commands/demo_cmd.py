@@ -49,8 +49,9 @@ def run(args) -> int:
     if args.list or (not args.train and args.world not in available):
         if not args.list:
             print(f"maskworld demo: no shipped world named {args.world!r}", file=sys.stderr)
+        width = max(map(len, available), default=0)
         for name, path in available.items():
-            print(f"  {name:12s} {worlds.describe(path)}")
+            print(f"  {name:{width}s}  {worlds.describe(path)}")
         print("play one with `maskworld demo --world NAME` (or `make demo WORLD=NAME`)")
         return 0 if args.list else 2
     if not args.train:
