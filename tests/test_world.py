@@ -106,6 +106,8 @@ def test_shipped_worlds_are_listed_and_played_by_name(capsys):
     assert main(["demo", "--list"]) == 0
     out = capsys.readouterr().out
     assert all(n in out for n in names) and "MiniGrid" in out
+    lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.startswith("  ")}
+    assert "memory M" in lines["landmarks"] and "memory M" not in lines["coinrun"]  # which worlds remember
     assert main(["demo", "--world", "no-such-world"]) == 2
     assert "no shipped world named 'no-such-world'" in capsys.readouterr().err
     args = argparse.Namespace(host="127.0.0.1", token=None, port=8000, fps=20.0, max_batch=64, threads=None,

@@ -20,13 +20,17 @@ def shipped() -> dict[str, Path]:
 def describe(path: Path) -> str:
     """One line: the game and what the model card says of its training."""
     try:
-        meta = json.loads((path / "world.json").read_text()).get("meta", {})
-    except (OSError, ValueError):
+        cfg = json.loads((path / "world.json").read_text())
+        meta = cfg.get("meta", {})
+    except (OSError, ValueError, AttributeError):
         return "unreadable world.json"
     card = meta.get("model_card") or {}
     times = card.get("train_time_s") or {}
     seconds = sum(v for v in times.values() if isinstance(v, (int, float)))
     text = str(meta.get("env_id", "unknown game"))
+    memory = (cfg.get("dynamics") or {}).get("memory_frames", 0)
+    if isinstance(memory, int) and memory > 0:
+        text += " (remembers: memory M)"
     if int(meta.get("agents", 1) or 1) > 1:
         text += f" ({meta['agents']} agents, played shared)"
     if (path / "unified.safetensors").exists():
