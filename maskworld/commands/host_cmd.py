@@ -55,7 +55,6 @@ def run(args) -> int:
     from maskworld import load_world
     from maskworld.errors import UserError
     from maskworld.host.host import Host
-    from maskworld.worlds import locate
 
     path = timeline_path(args.name, args.db)
     if args.world is None:
@@ -68,7 +67,7 @@ def run(args) -> int:
         tl.close()
     if args.minutes is not None and args.minutes <= 0 or args.ticks is not None and args.ticks < 1:
         raise UserError("--minutes must be > 0 and --ticks >= 1")
-    world = load_world(locate(args.world), device=args.device)
+    world = load_world(args.world, device=args.device)  # a path or a shipped world's name
     policy = None
     if args.agent:
         from maskworld.agents.policy_loader import load_policy

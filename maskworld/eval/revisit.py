@@ -141,11 +141,13 @@ def paired_gain_ci(arm: list[np.ndarray], base: list[np.ndarray], seed: int = 0)
     return mean_ci(diff, trial, seed=seed)
 
 
-def _scores(trials, gen: list[np.ndarray], renderable: list[np.ndarray] | None = None) -> dict:
+def _scores(trials, gen: list[np.ndarray], renderable: list[np.ndarray] | None = None,
+            ps: list[np.ndarray] | None = None) -> dict:
     """PSNR/SSIM/self-PSNR and landmark recall on the return legs. renderable: per trial, which landmark cells of
     the return leg the tokenizer's reconstruction of the real frames shows; `recall_renderable` is the recall
-    over those cells only (what any world with this tokenizer could show: the tokenizer scores 1.0 on it)."""
-    ps, ss, self_ps, hits, ok = _return_psnr(trials, gen), [], [], [], []
+    over those cells only (what any world with this tokenizer could show: the tokenizer scores 1.0 on it).
+    ps: the returning frames' PSNR per trial (`_return_psnr`), where the caller has it already."""
+    ps, ss, self_ps, hits, ok = ps if ps is not None else _return_psnr(trials, gen), [], [], [], []
     for i, (tr, g) in enumerate(zip(trials, gen)):
         pred, real, before = g[tr.ret], tr.frames[tr.ret], g[tr.match]
         ss.append(ssim_per_frame(pred, real))
@@ -209,9 +211,9 @@ def revisit(world, env_id: str | None = None, gaps=(8, 16, 32, 64, 128, 256), pe
             # ablations read with the environment's poses: they isolate what is read from where the world thinks it is
             gen, closures, keyed = _run_arm(world, trials, "memory_envpose" if k or arm in ABLATIONS else arm, seed, k,
                                             ABLATIONS.get(arm))
-            for key, v in _scores(trials, gen, renderable).items():
+            per_trial[arm] = _return_psnr(trials, gen)  # scored once: the arm's means and the paired gains
+            for key, v in _scores(trials, gen, renderable, per_trial[arm]).items():
                 out[f"revisit.{arm}.{key}.{g}"] = v
-            per_trial[arm] = _return_psnr(trials, gen)
             out[f"revisit.{arm}.closures.{g}"] = float(np.mean(closures))
             if grid:  # poses to reckon by (walk-back trials keep none)
                 rets = [own_returns(f, p, t.outbound, world.dynamics.cfg.window) for f, p, t in zip(gen, keyed, trials)]
