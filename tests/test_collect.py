@@ -64,6 +64,19 @@ def test_collect_budget_and_resume(tmp_path, capsys):
                "--max-episode-steps", 60, "--no-progress") == 2
 
 
+def test_one_command_makes_the_same_store_twice(tmp_path):
+    """Workers race, yet episodes are stored in k order, so ids and the held-out split repeat run to run."""
+    stores = []
+    for name in ("a", "b"):
+        assert cli("collect", "--env", MG, "--steps", 300, "--out", tmp_path / name, "--num-envs", 3, "--size", 32,
+                   "--max-episode-steps", 40, "--no-progress") == 0
+        stores.append(EpisodeStore(tmp_path / name))
+    a, b = stores
+    assert [a.entry(i)["k"] for i in a.episode_ids] == list(range(len(a)))
+    assert a.episode_ids == b.episode_ids and a.split() == b.split()
+    assert [s["sha256"] for s in a.shards] == [s["sha256"] for s in b.shards]
+
+
 def test_unknown_env_exit_2_and_no_dir(tmp_path):
     out = tmp_path / "nope"
     r = subprocess.run([sys.executable, "-m", "maskworld", "collect", "--env", "NoSuchEnv-v9", "--steps", "10",

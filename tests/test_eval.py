@@ -74,6 +74,12 @@ def test_eval_keys_report_determinism_and_card(toy):
         for k in ("rollout.psnr", "rollout.ssim", "baseline.copy_last.psnr", "baseline.tokenizer.psnr"):
             assert isinstance(m1[f"{k}.{h}"], float), f"{k}.{h}"
     assert "rollout.psnr.32" not in m1
+    for h in (1, 4, 16):  # the bars' paired readings: the same frames on both sides, an interval around each
+        below, above = m1[f"rollout.below_tokenizer.{h}"], m1[f"rollout.above_copy_last.{h}"]
+        assert below == pytest.approx(m1[f"baseline.tokenizer.psnr.{h}"] - m1[f"rollout.psnr.{h}"], abs=1e-6)
+        assert above == pytest.approx(m1[f"rollout.psnr.{h}"] - m1[f"baseline.copy_last.psnr.{h}"], abs=1e-6)
+        lo, hi = m1[f"rollout.below_tokenizer.{h}.ci"]
+        assert lo <= below <= hi
     assert 0 <= m1["tokenizer.usage"] <= 1 and -1 <= m1["tokenizer.ssim"] <= 1
     assert 0 <= m1["tokenizer.churn"] <= m1["tokenizer.changed_tokens"] <= 1 and 0 < m1["tokenizer.changed_patches"] <= 1
     assert 0.05 <= m1["next_frame.error_top5_share"] <= 1
@@ -125,6 +131,8 @@ def test_trained_world_is_controllable(toy):
     run_train(TrainArgs(data=data, out=str(out), preset="tiny", grid=4, tok_steps=300, steps=600, progress=False,
                         val_fraction=0.25, event_share=0.0))
     m = run_eval(out, data, d / "trained.json", "--episodes", "10")
+    held = maskworld.load_world(out).meta.model_card["split"]["held_out"]
+    assert len(held) == m["meta.val_episodes"] and m["meta.held_out_checked"] and m["meta.not_held_out"] == 0
     assert m["control.delta_psnr"] > 3.0
     assert m["control.action_spread"] > m["control.seed_spread"] + 1.0
     assert m["control.idm_accuracy"] > m["control.chance"] + 0.3
@@ -266,3 +274,26 @@ def test_error_maps_say_where_the_next_frame_is_wrong():
     pic = error_picture(maps)
     assert pic.shape == (20, 3 * 20 + 4, 3) and pic.dtype == np.uint8
     assert pic[10, 20 + 2 + 10].sum() > 0 and pic[0, 20 + 2].sum() == 0  # bright where wrong, black elsewhere
+
+
+def test_eval_knows_which_episodes_the_world_held_out(toy):
+    """The card names held-out episodes by content: the same episodes under other ids pass, others are counted
+    and flagged; a card without the list checks nothing."""
+    from types import SimpleNamespace
+
+    from maskworld.data.store import EpisodeStore
+    from maskworld.eval.evaluate import held_out_check, trust_checks
+
+    store = EpisodeStore(toy[0])
+    eps = [store.load(i) for i in store.episode_ids[:6]]
+    world = lambda listed: SimpleNamespace(meta=SimpleNamespace(model_card={"split": {"held_out": listed}}))  # noqa: E731
+    assert len({ep.fingerprint() for ep in eps}) == 6
+    assert held_out_check(world([ep.fingerprint() for ep in eps[::-1]]), eps)["meta.not_held_out"] == 0
+    check = held_out_check(world([ep.fingerprint() for ep in eps[:4]]), eps)
+    assert check == {"meta.held_out_checked": True, "meta.not_held_out": 2}
+    warn = trust_checks({**check, "meta.episodes": 6, "tokenizer.usage": 1.0}, None)["meta.warnings"]
+    assert len(warn) == 1 and "2 of the 6 evaluated episodes were not held out" in warn[0]
+    old = SimpleNamespace(meta=SimpleNamespace(model_card={"split": {"seed": 0}}))
+    assert held_out_check(old, eps) == {"meta.held_out_checked": False, "meta.not_held_out": None}
+    assert trust_checks({"meta.held_out_checked": False, "meta.not_held_out": None, "tokenizer.usage": 1.0},
+                        None)["meta.warnings"] == []

@@ -118,9 +118,17 @@ def _summary(metrics: dict) -> None:
               f"copy-last {metrics[f'baseline.copy_last.psnr.{h}']:.2f} (through the tokenizer "
               f"{metrics[f'baseline.copy_last_tok.psnr.{h}']:.2f}), tokenizer {metrics[f'baseline.tokenizer.psnr.{h}']:.2f}, "
               f"mean-colour gap {metrics.get(f'rollout.mean_colour_gap.{h}') or 0:.1f}, "
+              f"{_paired(metrics, 'rollout.below_tokenizer', h)} below the tokenizer, "
               f"{metrics[f'rollout.windows.{h}']} windows of {metrics[f'rollout.episodes.{h}']} episodes")
     for w in metrics.get("meta.warnings") or []:
         print(f"WARNING: {w}")
+
+
+def _paired(metrics: dict, key: str, h: int) -> str:
+    v, ci = metrics.get(f"{key}.{h}"), metrics.get(f"{key}.{h}.ci")
+    if v is None:
+        return "?"
+    return f"{v:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci and None not in ci else "")
 
 
 def _outputs(args) -> tuple[str | None, str | None]:

@@ -17,6 +17,12 @@ Design choices:
   rebuild (procgen ~0.3 s, ALE reloads its ROM ~0.1 s: `env.reseed_each_episode` is False) only
   each worker's first episode is seeded; later ones follow from the env's own RNG (the manifest
   records `seed: null` for them), which is still deterministic per (seed, shard, num-envs).
+- **Stored in order.** Each worker has its own queue and the parent takes episodes from them in turn (k0, k0 + 1,
+  ...), not as they arrive, so a store's episode ids, and the train/held-out split drawn from them
+  (`store.split_ids`), are the same every time one command runs: two collections by the same command hold the
+  same held-out episodes, and a world trained on one is evaluated on episodes it never saw. (Arrival order let a
+  faster worker's episodes take lower ids, so a second collection shuffled training episodes into the held-out
+  split.) A worker runs at most a few episodes ahead of its turn (its queue's size), so memory stays bounded.
 - **Resume.** Rerunning the same command on the same `--out` counts the stored transitions,
   collects only what is missing, and starts at k0 = 1 + the largest k stored, so seeds are fresh.
   A different env/size/view/policy/seed/shard on an existing store is refused.
@@ -36,6 +42,7 @@ import queue as queue_mod
 import signal
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,7 +129,10 @@ def _die_with_parent() -> None:
 
 
 def _produce(wid: int, cfg: CollectConfig, k0: int, budget: int, env: Any = None):
-    """Worker body as a generator of messages: ("ready", wid), ("ep", wid, episode, record), ("done", wid).
+    """Worker body as a generator of messages: ("ready", wid, when), ("ep", wid, episode, record), ("done", wid).
+
+    `when` is `time.monotonic()` (one clock for every process of the machine): the parent reads a worker's
+    messages only in its turn, so it needs to be told when the worker was ready.
 
     `env`: an env already made (inline mode reuses the parent's, crafter takes ~1 s to build).
     """
@@ -140,7 +150,7 @@ def _produce(wid: int, cfg: CollectConfig, k0: int, budget: int, env: Any = None
                 env = make_env(cfg.env_id, cfg.size, seed=seed, view=cfg.view, **cfg.env_kwargs)
                 just_made = True
             if first:
-                yield ("ready", wid)
+                yield ("ready", wid, time.monotonic())
             reset_seed = seed if (env.reseed_each_episode or first) else None
             first = False
             rng = np.random.default_rng([cfg.seed, g])
@@ -162,7 +172,7 @@ def _produce(wid: int, cfg: CollectConfig, k0: int, budget: int, env: Any = None
         if env is not None:
             env.close()
     if first:
-        yield ("ready", wid)
+        yield ("ready", wid, time.monotonic())
     yield ("done", wid)
 
 
@@ -258,16 +268,16 @@ def collect(cfg: CollectConfig) -> dict:
         return stats
     K = min(cfg.num_envs, remaining)
     budgets = [remaining // K + (1 if w < remaining % K else 0) for w in range(K)]
-    t0 = time.perf_counter()
-    q, procs = _start_workers(cfg, env, k0, budgets)
+    t0 = time.monotonic()
+    queues, procs = _start_workers(cfg, env, k0, budgets)
     try:
-        t_ready = _drain(cfg, meta, q, procs, K, remaining, stats)
+        t_ready = _drain(cfg, meta, queues, procs, remaining, stats)
     finally:
         for p in procs:
             if p.is_alive():
                 p.terminate()
             p.join(timeout=5)
-    t1 = time.perf_counter()
+    t1 = time.monotonic()
     stats["seconds"] = t1 - t0
     stats["frames_per_s"] = stats["frames"] / max(t1 - t0, 1e-9)
     if t_ready is not None:
@@ -315,42 +325,48 @@ def _resume_point(out: str) -> tuple[int, int]:
 
 
 def _start_workers(cfg: CollectConfig, env, k0: int, budgets: list[int]):
-    """-> (queue of worker messages, worker processes): inline for one env, forked workers for several."""
+    """-> (one message queue per worker, worker processes): inline for one env, forked workers for several."""
     K = len(budgets)
     if K == 1:  # inline: the validation env is reused (its first episode is reseeded)
-        return _InlineQueue(cfg, k0, budgets[0], env), []
+        return [_InlineQueue(cfg, k0, budgets[0], env)], []
     env.close()  # each worker builds its own (fork-safety of emulators is not guaranteed)
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    q = ctx.Queue(maxsize=4 * K)
+    queues = [ctx.Queue(maxsize=4) for _ in range(K)]
     procs = []
     for w in range(K):
-        p = ctx.Process(target=_worker, args=(w, cfg, k0, budgets[w], q, os.getpid()), daemon=True)
+        p = ctx.Process(target=_worker, args=(w, cfg, k0, budgets[w], queues[w], os.getpid()), daemon=True)
         p.start()
         procs.append(p)
-    return q, procs
+    return queues, procs
 
 
-def _drain(cfg: CollectConfig, meta: dict, q, procs, K: int, remaining: int, stats: dict) -> float | None:
-    """Store the workers' episodes as they arrive, with progress. -> when every worker was ready (or None)."""
-    t_ready, ready, done = None, 0, 0
+def _next_message(q, procs, bar: Progress, wait: float):
+    """The next message of one worker's queue; wakes every `wait` s to keep the progress line alive and to notice
+    a worker that died without a word (killed)."""
+    while True:
+        try:
+            return q.get(timeout=wait)
+        except queue_mod.Empty:
+            bar.update(0)
+            dead = [p for p in procs if not p.is_alive() and p.exitcode not in (0, None)]
+            if dead:
+                raise RuntimeError(f"collect worker died with exit code {dead[0].exitcode}") from None
+
+
+def _drain(cfg: CollectConfig, meta: dict, queues: list, procs, remaining: int, stats: dict) -> float | None:
+    """Store the workers' episodes in k order (worker 0, 1, ..., K-1, 0, ...: see the module docstring), with
+    progress. -> when every worker was ready (or None)."""
+    turn, ready = deque(range(len(queues))), []
     with StoreWriter(cfg.out, meta, cfg.episodes_per_shard, cfg.frames_per_shard, resume=True) as writer, \
             Progress(total=remaining, desc=f"collect {cfg.env_id}", unit="steps", bar=cfg.progress) as bar:
         # wake at least once per progress interval: long episodes (or slow worker start-up) must not
         # leave a redirected log silent
         wait = min(5.0, max(0.05, bar.interval))
-        while done < K:
-            try:
-                msg = q.get(timeout=wait)
-            except queue_mod.Empty:
-                bar.update(0)
-                dead = [p for p in procs if not p.is_alive() and p.exitcode not in (0, None)]
-                if dead:
-                    raise RuntimeError(f"collect worker died with exit code {dead[0].exitcode}") from None
-                continue
+        while turn:
+            msg = _next_message(queues[turn[0]], procs, bar, wait)
             kind = msg[0]
             if kind == "ready":
-                ready += 1
-                t_ready = time.perf_counter() if ready == K else t_ready
+                ready.append(msg[2])
             elif kind == "ep":
                 _, _, ep, extra = msg
                 writer.add(ep, **extra)
@@ -358,14 +374,15 @@ def _drain(cfg: CollectConfig, meta: dict, q, procs, K: int, remaining: int, sta
                 stats["frames"] += len(ep) + 1
                 stats["episodes"] += 1
                 bar.update(len(ep), episodes=stats["episodes"])
+                turn.rotate(-1)
             elif kind == "done":
-                done += 1
+                turn.popleft()
             elif kind == "error":
                 _, wid, is_user, text = msg
                 if is_user:
                     raise UserError(text)
                 raise RuntimeError(f"collect worker {wid} failed: {text}")
-    return t_ready
+    return max(ready) if len(ready) == len(queues) else None
 
 
 def format_stats(stats: dict, out: str) -> str:

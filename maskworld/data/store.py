@@ -72,6 +72,13 @@ class Episode:
     def __len__(self) -> int:
         return int(self.actions.shape[0])
 
+    def fingerprint(self) -> str:
+        """12 hex digits of its content (every frame and action): the same episode has the same fingerprint in any
+        store and under any id, so a world's card can name its held-out episodes and eval can check them."""
+        h = hashlib.sha256(np.ascontiguousarray(self.frames).tobytes())
+        h.update(np.ascontiguousarray(self.actions, dtype=np.int64).tobytes())
+        return h.hexdigest()[:12]
+
     def validate(self) -> Episode:
         T = len(self.actions)
         f = self.frames

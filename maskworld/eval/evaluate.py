@@ -105,6 +105,19 @@ def select_val_episodes(world, store, n: int, seed: int, min_frames: int):
     return [store.load(i) for i in ids], ids, info
 
 
+def held_out_check(world, eps) -> dict:
+    """Were the evaluated episodes held out when the world was trained? Its card names them by content
+    (`split.held_out`, `Episode.fingerprint`), so episodes of another store, or of the same one under other ids,
+    are recognised. -> {meta.held_out_checked, meta.not_held_out}: how many evaluated episodes are
+    not among the card's held-out ones (None: a card from before the list, nothing to check against)."""
+    listed = (world.meta.model_card.get("split") or {}).get("held_out")
+    if listed is None:
+        return {"meta.held_out_checked": False, "meta.not_held_out": None}
+    listed = set(listed)
+    return {"meta.held_out_checked": True,
+            "meta.not_held_out": sum(ep.fingerprint() not in listed for ep in eps)}
+
+
 def sample_warning(store, split: dict, min_frames: int) -> str | None:
     """A sentence when fewer held-out episodes than `--episodes` were available, naming how to get more."""
     k, n = split["available"], split["requested"]
@@ -235,6 +248,11 @@ def _horizon_row(world, slices, es, g, context: int, h: int) -> tuple[dict, dict
     groups = episodes_of(slices, es)
     for k, key in keys.items():
         m[f"{key}.{h}"], m[f"{key}.{h}.ci"] = row[k], mean_ci(per[k], groups, seed=h)
+    # the bars' two readings, paired frame by frame (the same windows resampled on both sides): far narrower
+    # than the difference of two marginal intervals, since a hard window is hard for every arm
+    for key, diff in (("rollout.below_tokenizer", per["tokenizer"] - per["rollout"]),
+                      ("rollout.above_copy_last", per["rollout"] - per["copy_last"])):
+        m[f"{key}.{h}"], m[f"{key}.{h}.ci"] = _mean(diff), mean_ci(diff, groups, seed=h)
     m[f"rollout.ssim.{h}"], m[f"baseline.copy_last.ssim.{h}"] = _mean(ssim_per_frame(g, gt)), _mean(ssim_per_frame(last, gt))
     m[f"baseline.copy_last.psnr_mse.{h}"] = _psnr_of_mse(per["copy_last"])
     m[f"rollout.episodes.{h}"], m[f"rollout.windows.{h}"] = len(set(groups)), len(es)
@@ -393,6 +411,11 @@ def _tokenizer_flags(m: dict) -> list[str]:
 def trust_checks(m: dict, short: str | None) -> dict:
     """Flags of probes and baselines as sentences (meta.warnings) and the keys not to read (meta.invalid_keys)."""
     warn = ([short] if short else []) + _tokenizer_flags(m)
+    if m.get("meta.not_held_out"):
+        warn.append(f"{m['meta.not_held_out']} of the {m['meta.episodes']} evaluated episodes were not held out when "
+                    "this world was trained (its card lists the held-out ones by content): they may be training "
+                    "episodes, and every number here may read better than the world is. Evaluate on the store it was "
+                    "trained on, or on one made by the same `maskworld collect` command")
     below = m.get("baseline.ceiling_below_copy_last") or []
     if below and m.get("meta.render") != "composite":
         warn.append(f"at horizons {below} the tokenizer ceiling is below raw copy-last: no world decoded by this "
@@ -442,6 +465,7 @@ def evaluate(world, store, episodes: int = 20, seed: int = 0, idm_steps: int = 3
         raise ShortSample(short)
     if short:
         print(f"[eval] WARNING: {short}")
+    held = held_out_check(world, eps)
     if world.lam is not None:
         eps = latent_lib.with_inferred_actions(world, eps)  # the actions of every pass below are the LAM's codes
     print(f"[eval] {len(eps)} held-out episodes ({sum(len(e.frames) for e in eps)} frames), context {context}, seed {seed}")
@@ -469,7 +493,8 @@ def evaluate(world, store, episodes: int = 20, seed: int = 0, idm_steps: int = 3
               "meta.horizons": [h for h in HORIZONS if f"rollout.psnr.{h}" in m], "meta.idm_steps": idm_steps,
               "meta.world": str(world_path), "meta.data": str(data_path),
               "meta.split_seed": split["seed"], "meta.split_val_fraction": split["val_fraction"],
-              "meta.sampler_steps": world.sampler.steps, "meta.render": world.render, "meta.seconds": round(time.time() - t0, 2)})
+              "meta.sampler_steps": world.sampler.steps, "meta.render": world.render, "meta.seconds": round(time.time() - t0, 2),
+              **held})
     m.update(trust_checks(m, short))
     m = {k: _finite(v) for k, v in m.items()}
     return m, {"curve": curve, "grids": grids, "gifs": gifs, "recon": recon, "error_maps": maps}

@@ -102,6 +102,13 @@ def open_store(data: str):
     return store
 
 
+def split_card(store, seed: int, val_fraction: float, val_ids: list[int]) -> dict:
+    """The card's training split: how it was drawn, and the held-out episodes by content (`Episode.fingerprint`),
+    so eval can tell whether the episodes it reads were held out, whatever store or ids they come under."""
+    return {"seed": seed, "val_fraction": val_fraction, "val_episodes": len(val_ids),
+            "held_out": sorted(store.load(i).fingerprint() for i in val_ids)}
+
+
 def _card_base(cfg: TrainConfig, store, device) -> dict:
     r = cfg.run
     return {
@@ -415,7 +422,7 @@ def _run_train(cfg: TrainConfig, out: Path, device) -> Path:
                                    "optimizer": cfg.dynamics.optimizer,
                                    **({"init": str(cfg.dynamics.init)} if cfg.dynamics.init else {})})
     card["train_time_s"] = times
-    card["split"] = {"seed": r.seed, "val_fraction": r.val_fraction, "val_episodes": len(val_ids)}
+    card["split"] = split_card(store, r.seed, r.val_fraction, val_ids)
     _save_world(run, out, tok, dyn, lam, lam_info, card, dm.get("motion"))
     return out
 
@@ -456,7 +463,7 @@ def stage_unified(run: Run, tok, budget: Budget, card: dict, out: Path) -> None:
     card["unified_train"]["optimizer"] = c.dynamics.optimizer
     if c.dynamics.init is not None:  # the lineage: a continued world says what it started from
         card["unified_train"]["init"] = str(c.dynamics.init)
-    card["split"] = {"seed": r.seed, "val_fraction": r.val_fraction, "val_episodes": len(run.val_ids)}
+    card["split"] = split_card(run.store, r.seed, r.val_fraction, run.val_ids)
     meta = {"env_id": run.meta.get("env_id", "unknown"), "size": int(run.meta.get("size", 64)),
             "view": run.meta.get("view"), "action_meanings": list(run.meta.get("action_meanings", [])),
             "model_card": card}
