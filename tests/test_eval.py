@@ -132,7 +132,7 @@ def test_trained_world_is_controllable(toy):
                         val_fraction=0.25, event_share=0.0))
     m = run_eval(out, data, d / "trained.json", "--episodes", "10")
     held = maskworld.load_world(out).meta.model_card["split"]["held_out"]
-    assert len(held) == m["meta.val_episodes"] and m["meta.held_out_checked"] and m["meta.not_held_out"] == 0
+    assert len(held) == m["meta.val_episodes"] == m["meta.held_out_found"] and m["meta.held_out_by"] == "content"
     assert m["control.delta_psnr"] > 3.0
     assert m["control.action_spread"] > m["control.seed_spread"] + 1.0
     assert m["control.idm_accuracy"] > m["control.chance"] + 0.3
@@ -276,24 +276,29 @@ def test_error_maps_say_where_the_next_frame_is_wrong():
     assert pic[10, 20 + 2 + 10].sum() > 0 and pic[0, 20 + 2].sum() == 0  # bright where wrong, black elsewhere
 
 
-def test_eval_knows_which_episodes_the_world_held_out(toy):
-    """The card names held-out episodes by content: the same episodes under other ids pass, others are counted
-    and flagged; a card without the list checks nothing."""
-    from types import SimpleNamespace
-
-    from maskworld.data.store import EpisodeStore
-    from maskworld.eval.evaluate import held_out_check, trust_checks
+def test_held_out_episodes_are_found_by_content_under_any_ids(toy, tmp_path):
+    """The card names held-out episodes by content: the same episodes under other ids in another store are the ones
+    read; a card without the list falls back to the split by ids; a store without them says so."""
+    from maskworld.data.held_out import card_entries, world_split
+    from maskworld.data.store import EpisodeStore, StoreWriter
 
     store = EpisodeStore(toy[0])
-    eps = [store.load(i) for i in store.episode_ids[:6]]
-    world = lambda listed: SimpleNamespace(meta=SimpleNamespace(model_card={"split": {"held_out": listed}}))  # noqa: E731
-    assert len({ep.fingerprint() for ep in eps}) == 6
-    assert held_out_check(world([ep.fingerprint() for ep in eps[::-1]]), eps)["meta.not_held_out"] == 0
-    check = held_out_check(world([ep.fingerprint() for ep in eps[:4]]), eps)
-    assert check == {"meta.held_out_checked": True, "meta.not_held_out": 2}
-    warn = trust_checks({**check, "meta.episodes": 6, "tokenizer.usage": 1.0}, None)["meta.warnings"]
-    assert len(warn) == 1 and "2 of the 6 evaluated episodes were not held out" in warn[0]
-    old = SimpleNamespace(meta=SimpleNamespace(model_card={"split": {"seed": 0}}))
-    assert held_out_check(old, eps) == {"meta.held_out_checked": False, "meta.not_held_out": None}
-    assert trust_checks({"meta.held_out_checked": False, "meta.not_held_out": None, "tokenizer.usage": 1.0},
-                        None)["meta.warnings"] == []
+    _, val_ids = store.split(seed=0, val_fraction=0.25)
+    split = {"seed": 0, "val_fraction": 0.25, "held_out": card_entries(store, val_ids)}
+    train, val, how = world_split(store, split)
+    assert val == val_ids and sorted(train + val) == store.episode_ids and how.by == "content"
+    assert how.warning("s") is None and how.as_metrics()["meta.held_out_found"] == len(val_ids)
+    with StoreWriter(tmp_path / "reversed", store.meta) as w:  # the same episodes, ids in the other order
+        for i in store.episode_ids[::-1]:
+            w.add(store.load(i))
+    rev = EpisodeStore(tmp_path / "reversed")
+    _, val_rev, how_rev = world_split(rev, split)
+    n = len(store.episode_ids)
+    assert val_rev == sorted(n - 1 - i for i in val_ids) and how_rev.by == "content"
+    assert {rev.load(i).fingerprint() for i in val_rev} == {e[1] for e in split["held_out"]}
+    assert rev.split(seed=0, val_fraction=0.25)[1] != val_rev  # what the split by ids would have read instead
+    _, val_old, how_old = world_split(rev, {"seed": 0, "val_fraction": 0.25})  # a card from before the list
+    assert val_old == rev.split(seed=0, val_fraction=0.25)[1] and how_old.by == "ids" and how_old.warning("s") is None
+    other = EpisodeStore(make_toy_store(tmp_path / "other", episodes=12, seed=5))
+    _, _, how_other = world_split(other, split)
+    assert how_other.by == "ids" and how_other.found == 0 and "none of the" in how_other.warning("other")

@@ -447,7 +447,7 @@ def test_cli_imagine_and_describe(babyai_store, tmp_path):
     assert r.returncode == 0, r.stderr
     e = json.loads((tmp_path / "e.json").read_text())
     assert "inverse.unified.accuracy" in e and e["inverse.pixel_idm.steps"] == 20 and "inverse.pixel_idm.accuracy" in e
-    assert e["meta.held_out_checked"] and e["meta.not_held_out"] == 0  # the card names its held-out episodes
+    assert e["meta.held_out_by"] == "content" and e["meta.held_out_found"] == e["meta.held_out_listed"] > 0
     r = subprocess.run(mw + ["eval", str(out), "--data", babyai_store, "--tasks", "from_words", "--words", "2",
                              "--guidance", "3", "--sampler-steps", "2", "--json", str(tmp_path / "g.json"),
                              "--no-progress"],

@@ -148,12 +148,12 @@ def _outputs(args) -> tuple[str | None, str | None]:
 def _avatar_metrics(world, store, seed: int, slices_per_episode: int = 4) -> dict:
     """Per-avatar delta-PSNR (eval/avatars.py) and each avatar kept on its cell (eval/avatar_cells.py) on the
     held-out split, in the env's own cells."""
+    from maskworld.data.held_out import world_split
     from maskworld.envs import room_cells
     from maskworld.eval.avatar_cells import avatar_cells
     from maskworld.eval.avatars import avatar_control
 
-    split = world.meta.model_card.get("split", {})
-    _, val = store.split(seed=split.get("seed", 0), val_fraction=split.get("val_fraction", 0.1))
+    _, val, _ = world_split(store, world.meta.model_card.get("split", {}))
     room = room_cells(store.meta)
     out = avatar_control(world, store, val, room=room, seed=seed, slices_per_episode=slices_per_episode)
     out.update(avatar_cells(world, store, val, room=room, seed=seed, slices_per_episode=slices_per_episode))

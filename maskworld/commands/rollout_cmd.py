@@ -21,10 +21,10 @@ def register(sub) -> None:
 
 def select_episodes(store, world, n: int, min_len: int, seed: int):
     """Held-out episodes with at least min_len frames (the split the world was trained with)."""
+    from maskworld.data.held_out import world_split
     from maskworld.errors import UserError
 
-    split = world.meta.model_card.get("split", {})
-    _, val_ids = store.split(seed=split.get("seed", 0), val_fraction=split.get("val_fraction", 0.1))
+    _, val_ids, _ = world_split(store, world.meta.model_card.get("split", {}))
     ids = [i for i in val_ids if store.length(i) + 1 >= min_len] or [i for i in store.episode_ids if store.length(i) + 1 >= min_len]
     if not ids:
         raise UserError(f"no episode in the store has {min_len} frames; lower --horizon/--context")

@@ -75,13 +75,13 @@ def run_imagine(args) -> int:
 
 
 def run_describe(args) -> int:
+    from maskworld.data.held_out import world_split
     from maskworld.data.store import EpisodeStore
     from maskworld.world.unified import load_unified_world
 
     w = load_unified_world(args.world)
     store = EpisodeStore(args.data)
-    split = w.meta.model_card.get("split", {})
-    _, val = store.split(seed=split.get("seed", 0), val_fraction=split.get("val_fraction", 0.1))
+    _, val, _ = world_split(store, w.meta.model_card.get("split", {}))
     default = store.meta.get("policy")
     expert = [i for i in val if (store.entry(i).get("policy") or default) == "bot"] or val
     for i in expert[:args.episodes]:

@@ -42,6 +42,7 @@ import time
 import numpy as np
 import torch
 
+from maskworld.data.held_out import HeldOut, world_split
 from maskworld.errors import UserError
 from maskworld.eval import idm as idm_lib
 from maskworld.eval import latent as latent_lib
@@ -87,35 +88,24 @@ def _psnr_of_mse(psnr) -> float | None:
 
 
 def select_val_episodes(world, store, n: int, seed: int, min_frames: int):
-    """(episodes, ids, split) — a seeded subset of the world's validation split with >= min_frames frames.
+    """(episodes, ids, split) — a seeded subset of the world's held-out episodes with >= min_frames frames: those
+    its card lists by content, found in this store, else its validation split by ids (data/held_out.py).
 
-    split: {seed, val_fraction, val_episodes (in the split), available (long enough), requested}."""
+    split: {seed, val_fraction, val_episodes (held out), available (long enough), requested, train_ids, held_out}."""
     split = dict(world.meta.model_card.get("split") or {})
     if not split:
         print("[eval] the world's model card has no training split; using seed 0, val_fraction 0.1")
     split_seed, frac = int(split.get("seed", 0)), float(split.get("val_fraction", 0.1))
-    _, val_ids = store.split(seed=split_seed, val_fraction=frac)
+    train_ids, val_ids, held = world_split(store, split)
     ok = [i for i in val_ids if store.length(i) + 1 >= min_frames]
     if not ok:
         raise UserError(f"no held-out episode of {store.path} has {min_frames} frames (validation split seed {split_seed}, "
                         f"fraction {frac}: {len(val_ids)} episodes); collect longer episodes or more of them")
     rng = np.random.default_rng(seed)
     ids = sorted(int(i) for i in rng.permutation(ok)[:n])
-    info = {"seed": split_seed, "val_fraction": frac, "val_episodes": len(val_ids), "available": len(ok), "requested": n}
+    info = {"seed": split_seed, "val_fraction": frac, "val_episodes": len(val_ids), "available": len(ok), "requested": n,
+            "train_ids": train_ids, "held_out": held}
     return [store.load(i) for i in ids], ids, info
-
-
-def held_out_check(world, eps) -> dict:
-    """Were the evaluated episodes held out when the world was trained? Its card names them by content
-    (`split.held_out`, `Episode.fingerprint`), so episodes of another store, or of the same one under other ids,
-    are recognised. -> {meta.held_out_checked, meta.not_held_out}: how many evaluated episodes are
-    not among the card's held-out ones (None: a card from before the list, nothing to check against)."""
-    listed = (world.meta.model_card.get("split") or {}).get("held_out")
-    if listed is None:
-        return {"meta.held_out_checked": False, "meta.not_held_out": None}
-    listed = set(listed)
-    return {"meta.held_out_checked": True,
-            "meta.not_held_out": sum(ep.fingerprint() not in listed for ep in eps)}
 
 
 def sample_warning(store, split: dict, min_frames: int) -> str | None:
@@ -386,8 +376,7 @@ def _control(world, store, split, eps, slices, hs, gen, tf, context: int, seed: 
         return latent_lib.latent_metrics(world, eps, slices, hs, gen, context, seed), action_grids(world, slices, context, seed)
     if world.meta.has_actions and world.num_actions > 1:
         print("[eval] controllability: random-action rollouts")
-        train_ids, _ = store.split(seed=split["seed"], val_fraction=split["val_fraction"])
-        m = controllability(world, store, train_ids, slices, hs, gen, tf, context, seed, idm_steps, progress)
+        m = controllability(world, store, split["train_ids"], slices, hs, gen, tf, context, seed, idm_steps, progress)
         return m, action_grids(world, slices, context, seed)
     return dict(CONTROL_NONE), []
 
@@ -408,14 +397,11 @@ def _tokenizer_flags(m: dict) -> list[str]:
     return out
 
 
-def trust_checks(m: dict, short: str | None) -> dict:
+def trust_checks(m: dict, short: str | None, held_out: HeldOut | None = None) -> dict:
     """Flags of probes and baselines as sentences (meta.warnings) and the keys not to read (meta.invalid_keys)."""
     warn = ([short] if short else []) + _tokenizer_flags(m)
-    if m.get("meta.not_held_out"):
-        warn.append(f"{m['meta.not_held_out']} of the {m['meta.episodes']} evaluated episodes were not held out when "
-                    "this world was trained (its card lists the held-out ones by content): they may be training "
-                    "episodes, and every number here may read better than the world is. Evaluate on the store it was "
-                    "trained on, or on one made by the same `maskworld collect` command")
+    if held_out is not None and held_out.warning(m.get("meta.data") or "this store"):
+        warn.append(held_out.warning(m.get("meta.data") or "this store"))
     below = m.get("baseline.ceiling_below_copy_last") or []
     if below and m.get("meta.render") != "composite":
         warn.append(f"at horizons {below} the tokenizer ceiling is below raw copy-last: no world decoded by this "
@@ -465,7 +451,9 @@ def evaluate(world, store, episodes: int = 20, seed: int = 0, idm_steps: int = 3
         raise ShortSample(short)
     if short:
         print(f"[eval] WARNING: {short}")
-    held = held_out_check(world, eps)
+    held = split["held_out"]
+    if held.warning(str(store.path)):
+        print(f"[eval] WARNING: {held.warning(str(store.path))}")
     if world.lam is not None:
         eps = latent_lib.with_inferred_actions(world, eps)  # the actions of every pass below are the LAM's codes
     print(f"[eval] {len(eps)} held-out episodes ({sum(len(e.frames) for e in eps)} frames), context {context}, seed {seed}")
@@ -494,7 +482,7 @@ def evaluate(world, store, episodes: int = 20, seed: int = 0, idm_steps: int = 3
               "meta.world": str(world_path), "meta.data": str(data_path),
               "meta.split_seed": split["seed"], "meta.split_val_fraction": split["val_fraction"],
               "meta.sampler_steps": world.sampler.steps, "meta.render": world.render, "meta.seconds": round(time.time() - t0, 2),
-              **held})
-    m.update(trust_checks(m, short))
+              **held.as_metrics()})
+    m.update(trust_checks(m, short, held))
     m = {k: _finite(v) for k, v in m.items()}
     return m, {"curve": curve, "grids": grids, "gifs": gifs, "recon": recon, "error_maps": maps}

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from maskworld.data.held_out import world_split
 from maskworld.envs import make_env
 from maskworld.errors import UserError
-from maskworld.eval.evaluate import held_out_check
 from maskworld.eval.babyai_detect import count_objects, named_object, shows
 from maskworld.eval.idm import PairSet, predict_actions, train_idm
 from maskworld.eval.metrics import psnr_per_frame
@@ -302,15 +302,13 @@ def evaluate_unified(world, store, episodes: int = 20, policy_episodes: int = 10
     """Every task (or those in `tasks`) on the store's held-out split and on held-out environment seeds.
     idm_steps: training steps of the pixel IDM beside the inverse dynamics (0: none)."""
     tasks = set(tasks or ("dynamics", "inverse", "policy", "from_words", "describe"))
-    split = world.meta.model_card.get("split") or {}  # the world's own training split, whatever --seed is
-    train_ids, val_ids = store.split(seed=int(split.get("seed", 0)), val_fraction=float(split.get("val_fraction", 0.1)))
+    train_ids, val_ids, held = world_split(store, world.meta.model_card.get("split") or {})  # the world's, whatever --seed is
+    if held.warning(str(store.path)):
+        print(f"[eval] WARNING: {held.warning(str(store.path))}")
     env_id, view, size = store.meta.get("env_id"), store.meta.get("view") or "full", int(store.meta.get("size", 64))
     m: dict[str, Any] = {"meta.env_id": env_id, "meta.val_episodes": len(val_ids),
                          "meta.sampler_steps": world.sampler.steps, "meta.sampler_temperature": world.sampler.temperature,
-                         **held_out_check(world, [store.load(i) for i in val_ids])}
-    if m["meta.not_held_out"]:
-        print(f"[eval] WARNING: {m['meta.not_held_out']} of the {len(val_ids)} held-out episodes of {store.path} were not "
-              "held out when this world was trained (its card lists them by content): they may be training episodes")
+                         **held.as_metrics()}
     if "dynamics" in tasks:
         m.update(eval_dynamics(world, store, val_ids, episodes, dedicated_dynamics, seed))
     if "inverse" in tasks:

@@ -14,6 +14,7 @@ import time
 import numpy as np
 import torch
 
+from maskworld.data.held_out import world_split
 from maskworld.envs import room_cells
 from maskworld.errors import UserError
 from maskworld.models.locator import AvatarLocator, LocatorConfig
@@ -56,8 +57,7 @@ def fit_locator(world, store, room: int | None = None, steps: int = 600, batch: 
         raise UserError(f"{store.path} records no agents_pos: collect a multi-agent env (MultiAgent-Coins-v0)")
     if room is None:
         room = room_cells(store.meta)
-    split = world.meta.model_card.get("split", {})
-    train_ids, val_ids = store.split(seed=split.get("seed", 0), val_fraction=split.get("val_fraction", 0.1))
+    train_ids, val_ids, _ = world_split(store, world.meta.model_card.get("split", {}))
     t0 = time.time()
     x, y = _tokens(world, store, train_ids, room, max_frames)
     vx, vy = _tokens(world, store, val_ids, room, max_frames // 4)

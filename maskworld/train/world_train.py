@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from maskworld.data.event_sampler import default_share, event_windows
+from maskworld.data.held_out import card_entries
 from maskworld.data.store import EpisodeStore
 from maskworld.data.token_cache import TokenCache, write_token_cache
 from maskworld.device import pick_device
@@ -103,10 +104,10 @@ def open_store(data: str):
 
 
 def split_card(store, seed: int, val_fraction: float, val_ids: list[int]) -> dict:
-    """The card's training split: how it was drawn, and the held-out episodes by content (`Episode.fingerprint`),
-    so eval can tell whether the episodes it reads were held out, whatever store or ids they come under."""
+    """The card's training split: how it was drawn, and the held-out episodes by content (data/held_out.py), so
+    eval reads those episodes whatever store or ids they come under."""
     return {"seed": seed, "val_fraction": val_fraction, "val_episodes": len(val_ids),
-            "held_out": sorted(store.load(i).fingerprint() for i in val_ids)}
+            "held_out": card_entries(store, val_ids)}
 
 
 def _card_base(cfg: TrainConfig, store, device) -> dict:
