@@ -302,3 +302,39 @@ def test_held_out_episodes_are_found_by_content_under_any_ids(toy, tmp_path):
     other = EpisodeStore(make_toy_store(tmp_path / "other", episodes=12, seed=5))
     _, _, how_other = world_split(other, split)
     assert how_other.by == "ids" and how_other.found == 0 and "none of the" in how_other.warning("other")
+
+
+def test_recover_held_out_names_a_shipped_worlds_held_out_episodes(tmp_path):
+    """scripts/recover_held_out.py: from prompt frames taken as scripts/ship_world.py takes them (prompt k from
+    held-out episode k mod n), the held-out episodes are written into the card and eval's split finds them."""
+    import importlib.util
+    from pathlib import Path
+
+    from maskworld.data.held_out import world_split
+    from maskworld.data.store import Episode, EpisodeStore, StoreWriter
+
+    spec = importlib.util.spec_from_file_location("recover", Path(__file__).parent.parent / "scripts" / "recover_held_out.py")
+    rec = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rec)
+    noise = np.random.default_rng(1)
+    with StoreWriter(tmp_path / "data", {"env_id": "noise", "size": 8, "num_actions": 2, "has_actions": True}) as w:
+        for _ in range(24):  # every episode starts from the same frame, as a game's reset does
+            frames = noise.integers(0, 256, (21, 8, 8, 3), dtype=np.uint8)
+            frames[0] = 0
+            w.add(Episode.from_lists(list(frames), [0] * 20, [0.0] * 20, [False] * 19 + [True], [False] * 20, {}))
+    data = str(tmp_path / "data")
+    store = EpisodeStore(data)
+    _, val = store.split(seed=0, val_fraction=0.25)
+    world = tmp_path / "w"
+    world.mkdir()
+    split = {"seed": 0, "val_fraction": 0.25, "val_episodes": len(val)}
+    (world / "world.json").write_text(json.dumps({"meta": {"model_card": {"split": split}}}))
+    rng = np.random.default_rng(0)
+    frames = [store.load(val[k % len(val)]).frames[0 if k < len(val) else rng.integers(1, 21)] for k in range(3 * len(val))]
+    np.savez_compressed(world / "prompts.npz", frames=np.stack(frames))
+    card = lambda: json.loads((world / "world.json").read_text())["meta"]["model_card"]["split"]  # noqa: E731
+    assert rec.main([str(world), data]) == 0 and "held_out" not in card()
+    assert rec.main([str(world), data, "--write"]) == 0
+    assert card()["held_out_recovered"].startswith(f"{len(val)} of {len(val)}")
+    _, found, how = world_split(store, card())
+    assert found == val and how.by == "content"
