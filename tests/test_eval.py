@@ -299,6 +299,12 @@ def test_held_out_episodes_are_found_by_content_under_any_ids(toy, tmp_path):
     assert rev.split(seed=0, val_fraction=0.25)[1] != val_rev  # what the split by ids would have read instead
     _, val_old, how_old = world_split(rev, {"seed": 0, "val_fraction": 0.25})  # a card from before the list
     assert val_old == rev.split(seed=0, val_fraction=0.25)[1] and how_old.by == "ids" and how_old.warning("s") is None
+    from maskworld.eval.evaluate import sample_warning
+
+    short = {"available": len(val_ids), "requested": 50, "val_episodes": len(val_ids), "seed": 0, "val_fraction": 0.25}
+    said = sample_warning(rev, {**short, "held_out": how_rev}, 2)  # a fixed list: more data would not help
+    assert f"card lists {len(val_ids)} held-out episodes" in said and "collect" not in said
+    assert "maskworld collect" in sample_warning(rev, {**short, "held_out": how_old}, 2)
     other = EpisodeStore(make_toy_store(tmp_path / "other", episodes=12, seed=5))
     _, _, how_other = world_split(other, split)
     assert how_other.by == "ids" and how_other.found == 0 and "none of the" in how_other.warning("other")
