@@ -68,6 +68,19 @@ def test_init_fine_tunes_from_a_world(toy_data, tmp_path):
     assert b.meta.model_card["dynamics_train"]["context_drop"] == 0.5
     assert b.meta.model_card["dynamics_train"]["self_context"] == 0.5
     assert b.meta.model_card["dynamics_train"]["action_dropout"] == 0.2
+    # the fine-tune holds out what its parent held out, under any ids (here a store with the episodes reversed)
+    assert b.meta.model_card["split"]["held_out"] == a.meta.model_card["split"]["held_out"]
+    from maskworld.data.store import EpisodeStore, StoreWriter
+
+    store = EpisodeStore(toy_data)
+    with StoreWriter(tmp_path / "reversed", store.meta) as w:
+        for i in store.episode_ids[::-1]:
+            w.add(store.load(i))
+    rev = tmp_path / "ft_rev"
+    assert main(["train", "dynamics", "--data", str(tmp_path / "reversed"), "--out", str(rev), "--steps", "1", "--init",
+                 str(src)] + TINY) == 0
+    card = maskworld.load_world(rev).meta.model_card["split"]
+    assert card["held_out"] == a.meta.model_card["split"]["held_out"] and card["held_out_from"] == str(src)
     assert main(["train", "dynamics", "--data", toy_data, "--out", str(tmp_path / "z"), "--steps", "1", "--init", str(src),
                  "--action-dropout", "1"] + TINY) == 2 and not (tmp_path / "z").exists()
     # memory added to a world without it (its reader starts at zero: the fine-tune starts from the world as it was)

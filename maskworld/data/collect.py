@@ -20,9 +20,10 @@ Design choices:
 - **Stored in order.** Each worker has its own queue and the parent takes episodes from them in turn (k0, k0 + 1,
   ...), not as they arrive, so a store's episode ids, and the train/held-out split drawn from them
   (`store.split_ids`), are the same every time one command runs: two collections by the same command hold the
-  same held-out episodes, and a world trained on one is evaluated on episodes it never saw. (Arrival order let a
-  faster worker's episodes take lower ids, so a second collection shuffled training episodes into the held-out
-  split.) A worker runs at most a few episodes ahead of its turn (its queue's size), so memory stays bounded.
+  same held-out episodes, and a world trained on one is evaluated on episodes it never saw. (Stored as they
+  arrived, the faster worker's episodes would take lower ids, and a second collection would put training episodes
+  into the held-out split.) A worker runs at most a few episodes ahead of its turn (its queue's size), so memory
+  stays bounded.
 - **Resume.** Rerunning the same command on the same `--out` counts the stored transitions,
   collects only what is missing, and starts at k0 = 1 + the largest k stored, so seeds are fresh.
   A different env/size/view/policy/seed/shard on an existing store is refused.

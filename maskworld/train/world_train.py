@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from maskworld.data.event_sampler import default_share, event_windows
-from maskworld.data.held_out import card_entries
+from maskworld.data.held_out import card_entries, world_split
 from maskworld.data.store import EpisodeStore
 from maskworld.data.token_cache import TokenCache, write_token_cache
 from maskworld.device import pick_device
@@ -103,11 +103,20 @@ def open_store(data: str):
     return store
 
 
-def split_card(store, seed: int, val_fraction: float, val_ids: list[int]) -> dict:
+def split_card(store, seed: int, val_fraction: float, val_ids: list[int], inherited: str | None = None) -> dict:
     """The card's training split: how it was drawn, and the held-out episodes by content (data/held_out.py), so
-    eval reads those episodes whatever store or ids they come under."""
+    eval reads those episodes whatever store or ids they come under. inherited: the --init world whose held-out
+    episodes these are (a fine-tune's parent trained on every other episode)."""
     return {"seed": seed, "val_fraction": val_fraction, "val_episodes": len(val_ids),
-            "held_out": card_entries(store, val_ids)}
+            "held_out": card_entries(store, val_ids), **({"held_out_from": inherited} if inherited else {})}
+
+
+def init_split(init: str) -> dict:
+    """The training split on the --init world's card ({} where it has none)."""
+    try:
+        return json.loads((Path(init) / "world.json").read_text())["meta"]["model_card"].get("split") or {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
 
 
 def _card_base(cfg: TrainConfig, store, device) -> dict:
@@ -377,6 +386,12 @@ def _run_train(cfg: TrainConfig, out: Path, device) -> Path:
     store = open_store(r.data)
     cfg.check_data(store.meta)  # argument errors first: nothing is written before they pass
     train_ids, val_ids = store.split(seed=r.seed, val_fraction=r.val_fraction)
+    inherited = None
+    if cfg.dynamics.init is not None:  # a fine-tune holds out what its parent held out, and trains on nothing else
+        t, v, how = world_split(store, init_split(cfg.dynamics.init))
+        if how.by == "content":
+            train_ids, val_ids, inherited = t, v, str(cfg.dynamics.init)
+            print0(f"[data] held out as --init {inherited} held out: its {how.found} held-out episodes found in {r.data}")
     if not r.resume:
         check_budget(r.minutes, dyn_budget.minutes if "dynamics" in stages else None)
     if "dynamics" in stages:
@@ -392,6 +407,7 @@ def _run_train(cfg: TrainConfig, out: Path, device) -> Path:
             atomic_write_json(work / PRESET_RECORD, {"preset": r.preset, "why": list(r.preset_reason)}, indent=1)
     run = Run(cfg, store, train_ids, val_ids, device, work)
     card = _card_base(cfg, store, device)
+    card["split"] = split_card(store, r.seed, r.val_fraction, val_ids, inherited) if dist.is_main() else {}
     times = {}
     if "tokenizer" in stages:
         t0 = time.time()
@@ -423,7 +439,6 @@ def _run_train(cfg: TrainConfig, out: Path, device) -> Path:
                                    "optimizer": cfg.dynamics.optimizer,
                                    **({"init": str(cfg.dynamics.init)} if cfg.dynamics.init else {})})
     card["train_time_s"] = times
-    card["split"] = split_card(store, r.seed, r.val_fraction, val_ids)
     _save_world(run, out, tok, dyn, lam, lam_info, card, dm.get("motion"))
     return out
 
@@ -467,7 +482,6 @@ def stage_unified(run: Run, tok, budget: Budget, card: dict, out: Path) -> None:
     card["unified_train"]["optimizer"] = c.dynamics.optimizer
     if c.dynamics.init is not None:  # the lineage: a continued world says what it started from
         card["unified_train"]["init"] = str(c.dynamics.init)
-    card["split"] = split_card(run.store, r.seed, r.val_fraction, run.val_ids)
     meta = {"env_id": run.meta.get("env_id", "unknown"), "size": int(run.meta.get("size", 64)),
             "view": run.meta.get("view"), "action_meanings": list(run.meta.get("action_meanings", [])),
             "model_card": card}
