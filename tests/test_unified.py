@@ -142,39 +142,13 @@ def test_the_action_token_reads_what_changed_into_its_step():
     assert not torch.allclose(a[:, 2], m(ids["text"], ids["act"], ids["frame"], ids["out"])["act"][:, 2])
 
 
-def test_local_mixing_reads_the_neighbours_of_the_same_step_only():
-    """local_mix: a cell's change reaches the cells within one row and column of it in its own step, nothing else
-    (the words, actions, outcomes and other steps pass as they were); a fresh mixing is the identity."""
-    from maskworld.models.unified import LocalMix
-
-    cfg = UnifiedConfig(vocab_size=20, num_actions=3, text_vocab=9, text_len=5, grid=4, window=3, d_model=8,
-                        n_heads=2, local_mix=True)
-    mix = LocalMix(cfg)
-    L, T = cfg.text_len, 3
-    x = torch.randn(2, L + T * cfg.step_len, cfg.d_model)
-    torch.testing.assert_close(mix(x, L, T), x)
-    torch.nn.init.normal_(mix.conv.weight)
-    y = x.clone()
-    cell = lambda t, r, c: L + t * cfg.step_len + 1 + r * cfg.grid + c  # noqa: E731
-    y[:, cell(1, 1, 2)] += torch.randn(cfg.d_model)
-    changed = (mix(y, L, T) - mix(x, L, T)).abs().sum(-1).sum(0) > 1e-6  # (S,)
-    near = {cell(1, r, c) for r in (0, 1, 2) for c in (1, 2, 3)}
-    assert set(changed.nonzero().flatten().tolist()) == near
-    m = _tiny_model(local_mix=True)  # the model runs with it (grid 2: every cell neighbours every other)
-    ids = _ids(m)
-    assert m(ids["text"], ids["act"], ids["frame"], ids["out"])["frame"].shape == (2, 3, 4, 20)
-
-
 @pytest.mark.parametrize("delta", [False, True])
 def test_a_causal_clip_cannot_see_later_steps_and_a_bidirectional_one_can(delta):
     """Diffusion forcing's condition: in a causal clip a step (and the text) reads nothing of the steps after it,
-    so every later frame can be a target in one pass; padding still hides what it hid. (With local mixing too:
-    it mixes cells of one step.)"""
-    m = _tiny_model(causal_dynamics=True, action_delta=delta, local_mix=delta)
+    so every later frame can be a target in one pass; padding still hides what it hid."""
+    m = _tiny_model(causal_dynamics=True, action_delta=delta)
     if delta:
         torch.nn.init.normal_(m.delta[2].weight)
-        for blk in m.blocks:
-            torch.nn.init.normal_(blk.local.conv.weight)
     ids = _ids(m)
     causal = torch.tensor([True, False])
     a = m(ids["text"], ids["act"], ids["frame"], ids["out"], None, causal)
@@ -370,9 +344,6 @@ def test_unified_kind_needs_words_in_the_data(tmp_path):
     collect(CollectConfig(env_id="MiniGrid-Empty-8x8-v0", steps=100, out=str(data), progress=False, bench_seconds=0.05))
     with pytest.raises(UserError, match="words"):
         run_train(TrainArgs(data=str(data), out=str(tmp_path / "w"), kind="unified", preset="tiny", steps=2))
-    assert not (tmp_path / "w").exists()
-    with pytest.raises(UserError, match="--kind unified"):
-        run_train(TrainArgs(data=str(data), out=str(tmp_path / "w"), preset="tiny", steps=2, local_mix=True))
     assert not (tmp_path / "w").exists()
 
 

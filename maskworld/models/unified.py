@@ -67,11 +67,6 @@ class UnifiedConfig:
     action_delta: bool = False
     """Each action token adds the mean code of the cells that changed into its step (see the module docstring).
     False: worlds trained before it, whose action tokens carry the action only."""
-    local_mix: bool = False
-    """Each block first mixes every frame cell with its 3 x 3 neighbours of the same step (a depthwise convolution
-    over the grid, the local mixing of CvT / ConvNeXt inside a transformer), so what lies next to a cell (the object
-    in front of the agent, where a piece moved) is one layer's reading rather than an attention pattern to be learned
-    for every position. False: worlds trained before it."""
 
     @property
     def tokens_per_frame(self) -> int:
@@ -135,44 +130,16 @@ def attention_mask(L: int, T: int, step_len: int, steps_ok_BT: torch.Tensor | No
     return mask
 
 
-class LocalMix(nn.Module):
-    """Residual 3 x 3 depthwise convolution over each step's frame cells (`UnifiedConfig.local_mix`); the text,
-    action and outcome tokens pass unchanged. Zero at start, so a fresh block begins as a plain transformer block."""
-
-    def __init__(self, cfg: UnifiedConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.norm = nn.LayerNorm(cfg.d_model)
-        self.conv = nn.Conv2d(cfg.d_model, cfg.d_model, 3, padding=1, groups=cfg.d_model)
-        nn.init.zeros_(self.conv.weight)
-        nn.init.zeros_(self.conv.bias)
-
-    def forward(self, x_BSD: torch.Tensor, L: int, T: int) -> torch.Tensor:
-        cfg = self.cfg
-        B, S, D = x_BSD.shape
-        g, G = cfg.grid, cfg.tokens_per_frame
-        steps = x_BSD[:, L:].view(B, T, cfg.step_len, D)
-        cells = steps[:, :, 1:1 + G]  # (B,T,G,D)
-        h = self.norm(cells).reshape(B * T, g, g, D).permute(0, 3, 1, 2)  # (BT,D,g,g)
-        h = self.conv(h).permute(0, 2, 3, 1).reshape(B, T, G, D)
-        steps = torch.cat([steps[:, :, :1], cells + h, steps[:, :, 1 + G:]], dim=2)
-        return torch.cat([x_BSD[:, :L], steps.flatten(1, 2)], dim=1)
-
-
 class Block(nn.Module):
     def __init__(self, cfg: UnifiedConfig):
         super().__init__()
         d = cfg.d_model
         self.nh = cfg.n_heads
-        self.local = LocalMix(cfg) if cfg.local_mix else None
         self.n1, self.n2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
         self.mlp = nn.Sequential(nn.Linear(d, cfg.mlp_ratio * d), nn.GELU(), nn.Linear(cfg.mlp_ratio * d, d))
 
-    def forward(self, x_BSD: torch.Tensor, key_ok_B11S: torch.Tensor | None, L: int = 0, T: int = 0) -> torch.Tensor:
-        """L, T: the clip's text length and steps (where the frame cells sit), read by the local mixing only."""
-        if self.local is not None:
-            x_BSD = self.local(x_BSD, L, T)
+    def forward(self, x_BSD: torch.Tensor, key_ok_B11S: torch.Tensor | None) -> torch.Tensor:
         B, S, D = x_BSD.shape
         q, k, v = self.qkv(self.n1(x_BSD)).view(B, S, 3, self.nh, D // self.nh).permute(2, 0, 3, 1, 4)
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=key_ok_B11S)  # (B, H, S, hd)
@@ -245,7 +212,7 @@ class Unified(nn.Module):
         x = torch.cat([text, step.flatten(1, 2)], dim=1)  # (B, L + T*(G+2), D)
         key_ok = attention_mask(L, T, cfg.step_len, steps_ok_BT, causal_B, x.device)
         for blk in self.blocks:
-            x = blk(x, key_ok, L, T)
+            x = blk(x, key_ok)
         x = self.norm(x)
         xt, xs = x[:, :L], x[:, L:].view(B, T, cfg.step_len, -1)
         frame_logits = self.head_frame(xs[:, :, 1:1 + G])  # (B,T,G,V)

@@ -120,9 +120,6 @@ class DynamicsTrainConfig:
     """--kind unified: the tasks of the training mixture (dynamics, inverse, policy, outcome, from_words, describe,
     random), each optionally with its sampling weight (inverse:0.25); one task alone trains a dedicated model of the
     same size, the baseline the unified one is measured against."""
-    local_mix: bool = False
-    """--kind unified: every block first mixes each frame cell with its 3 x 3 neighbours (UnifiedConfig.local_mix),
-    so what lies next to a cell is read in one layer."""
     window: int | None = field(default=None, metadata=_by_preset("window"))
     """Context window in frames; the KV cache holds window-1 frames."""
     d_model: int | None = field(default=None, metadata=_by_preset("d_model"))
@@ -266,9 +263,6 @@ class TrainConfig:
         if not 0.0 <= d.self_context <= 1.0:
             raise UserError(f"--self-context {d.self_context}: give the share of clips with the model's own context, "
                             "from 0 to 1")
-        if d.local_mix and d.kind != "unified":
-            raise UserError("--local-mix is an option of --kind unified (the dynamics world reads neighbours through "
-                            "--spatial-rope or --local-radius); add --kind unified or drop it")
         if d.init is not None and "tokenizer" in self.run.stages:
             raise UserError("--init fine-tunes the dynamics on the init world's tokenizer: use `maskworld train dynamics` "
                             "(into an --out without a tokenizer, it takes the init world's)")

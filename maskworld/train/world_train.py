@@ -459,15 +459,12 @@ def stage_unified(run: Run, tok, budget: Budget, card: dict, out: Path) -> None:
     cfg = UnifiedConfig(vocab_size=tok.cfg.vocab_size, num_actions=c.num_actions(run.meta), text_vocab=vocab.size,
                         text_len=vocab.length, grid=tok.cfg.grid, window=c.dynamics.window, d_model=c.dynamics.d_model,
                         n_layers=c.dynamics.layers, n_heads=preset.n_heads, causal_dynamics=True,
-                        action_delta=True, local_mix=c.dynamics.local_mix)
+                        action_delta=True)
     init_state = None
     if c.dynamics.init is not None:
         cfg, init_state = init_unified(c.dynamics.init, tok, vocab, cfg)
-        if c.dynamics.local_mix and not cfg.local_mix:
-            raise UserError(f"--local-mix: {c.dynamics.init} was trained without it; continue it as it is (drop "
-                            "--local-mix) or train a new unified world with it")
     print(f"[unified] tasks {c.dynamics.tasks or 'all'}; {vocab.size} words, texts of <= {vocab.length}; clips of {cfg.window} steps; "
-          f"{cfg.d_model}d x {cfg.n_layers} layers{', local mixing' if cfg.local_mix else ''}; budget {budget.describe()}")
+          f"{cfg.d_model}d x {cfg.n_layers} layers; budget {budget.describe()}")
     model, m = train_unified(train_cache, val_cache, episode_texts(train_cache, run.store, vocab),
                              episode_texts(val_cache, run.store, vocab), expert_episodes(train_cache, run.store),
                              expert_episodes(val_cache, run.store), cfg, c.dynamics.batch, run.preset().lr, budget,
