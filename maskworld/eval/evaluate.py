@@ -117,9 +117,10 @@ def sample_warning(store, split: dict, min_frames: int) -> str | None:
     short = split["val_episodes"] - k
     if split["held_out"].by == "content":  # a fixed list: adding episodes to the store adds none to it
         return (f"only {k} held-out episodes were available, {n} were asked for (--episodes {n}): the world's card lists "
-                f"{split['held_out'].listed} held-out episodes, {split['held_out'].found} of them in {store.path}"
+                f"{split['held_out'].listed} held-out episode{'s' * (split['held_out'].listed != 1)}, "
+                f"{split['held_out'].found} of them in {store.path}"
                 + (f", {short} of those shorter than {min_frames} frames" if short else "")
-                + f". The intervals are over {k} episodes, wider than {n} would give; a world trained with a larger "
+                + f". The intervals are over {k} episode{'s' * (k != 1)}, wider than {n} would give; a world trained with a larger "
                 "`maskworld train world --val-fraction` holds out more. `maskworld eval --strict` makes this an error (exit 3).")
     return (f"only {k} held-out episodes were available, {n} were asked for (--episodes {n}): the validation split of "
             f"{store.path} (the world's training split: seed {split['seed']}, val_fraction {split['val_fraction']:g}) holds "
