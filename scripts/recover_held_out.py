@@ -77,7 +77,10 @@ def main(argv=None) -> int:
           f"({unclear} fit several episodes, {missing} are not in it, {max(0, int(want) - len(frames))} have no "
           "prompt frame)")
     if a.parent:
-        parent = json.loads((Path(a.parent) / "world.json").read_text())["meta"]["model_card"]["split"]
+        parent = json.loads((Path(a.parent) / "world.json").read_text())["meta"]["model_card"].get("split") or {}
+        if not parent.get("held_out"):
+            print(f"error: {a.parent}'s card lists no held-out episodes; recover them first", file=sys.stderr)
+            return 1
         theirs = {tuple(e) for e in parent["held_out"]}
         kept = [i for i, e in zip(ids, card_entries(store, ids)) if tuple(e) in theirs]
         print(f"{len(kept)} of them were held out by {a.parent} too (it trained on the others)")
