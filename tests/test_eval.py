@@ -281,6 +281,7 @@ def test_held_out_episodes_are_found_by_content_under_any_ids(toy, tmp_path):
     read; a card without the list falls back to the split by ids; a store without them says so."""
     from maskworld.data.held_out import card_entries, world_split
     from maskworld.data.store import EpisodeStore, StoreWriter
+    from maskworld.eval.evaluate import sample_warning
 
     store = EpisodeStore(toy[0])
     _, val_ids = store.split(seed=0, val_fraction=0.25)
@@ -299,8 +300,6 @@ def test_held_out_episodes_are_found_by_content_under_any_ids(toy, tmp_path):
     assert rev.split(seed=0, val_fraction=0.25)[1] != val_rev  # what the split by ids would have read instead
     _, val_old, how_old = world_split(rev, {"seed": 0, "val_fraction": 0.25})  # a card from before the list
     assert val_old == rev.split(seed=0, val_fraction=0.25)[1] and how_old.by == "ids" and how_old.warning("s") is None
-    from maskworld.eval.evaluate import sample_warning
-
     short = {"available": len(val_ids), "requested": 50, "val_episodes": len(val_ids), "seed": 0, "val_fraction": 0.25}
     said = sample_warning(rev, {**short, "held_out": how_rev}, 2)  # a fixed list: more data would not help
     assert f"card lists {len(val_ids)} held-out episodes" in said and "collect" not in said
