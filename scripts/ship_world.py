@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from maskworld.data.held_out import world_split
 from maskworld.data.store import EpisodeStore
 
 
@@ -32,7 +33,7 @@ def main():
     cfg = json.loads((out / "world.json").read_text())
     split = cfg["meta"]["model_card"].get("split", {})
     store = EpisodeStore(a.data)
-    _, val = store.split(seed=split.get("seed", 0), val_fraction=split.get("val_fraction", 0.1))
+    _, val, _ = world_split(store, split)  # the card's held-out episodes, found by content where it lists them
     rng = np.random.default_rng(0)
     frames = []
     for k in range(a.prompts if val else 0):  # a few long held-out episodes (CoinRun's) give several frames each
