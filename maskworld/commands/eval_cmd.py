@@ -29,7 +29,8 @@ def register(sub) -> None:
                                    "inverse-dynamics action following, reward and termination accuracy.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("world", help="world directory")
-    p.add_argument("--data", required=True, help="the episode store the world was trained on (its validation split is used)")
+    p.add_argument("--data", required=True, help="an episode store holding the world's held-out episodes: the one it was trained on, or "
+                   "one made again by the same `maskworld collect` command (they are found by content)")
     p.add_argument("--json", help="write the flat metrics dict here")
     p.add_argument("--html", help="write a self-contained HTML report here")
     p.add_argument("--out", help="write eval.json, report.html and the pictures (GIFs ground truth | generated, PNG strips) "
