@@ -6,7 +6,8 @@ order. A split recomputed there from ids mixes training episodes into the held-o
 them flatters the world. So the world's card lists its held-out episodes by content, as [length, fingerprint]
 pairs (`Episode.fingerprint`: every frame and action), and a reader finds them in whatever store it is given:
 
-- `card_entries(store, ids)`: the pairs of a store's episodes (the card's `split.held_out`);
+- `card_entries(store, ids)`: the pairs of a store's episodes (the card's `split.held_out`), `card_split` the
+  card's whole split;
 - `world_split(store, split)`: (train ids, held-out ids, how): the held-out episodes found by content when the
   card lists them (the length is a manifest lookup, so only episodes of a listed length are read), else the split
   by ids, as for worlds whose cards predate the list.
@@ -51,6 +52,14 @@ class HeldOut:
 def card_entries(store: EpisodeStore, ids: list[int]) -> list[list]:
     """[length, fingerprint] of each episode `ids` of `store`, sorted (the card's `split.held_out`)."""
     return sorted([int(store.length(i)), store.load(i).fingerprint()] for i in ids)
+
+
+def card_split(store: EpisodeStore, seed: int, val_fraction: float, val_ids: list[int],
+               inherited: str | None = None) -> dict:
+    """A world card's training split: how it was drawn and its held-out episodes by content. inherited: the --init
+    world whose held-out episodes these are (a fine-tune's parent trained on every other episode)."""
+    return {"seed": seed, "val_fraction": val_fraction, "val_episodes": len(val_ids),
+            "held_out": card_entries(store, val_ids), **({"held_out_from": inherited} if inherited else {})}
 
 
 def find_listed(store: EpisodeStore, entries: list) -> list[int]:

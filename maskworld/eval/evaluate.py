@@ -407,8 +407,8 @@ def _tokenizer_flags(m: dict) -> list[str]:
 def trust_checks(m: dict, short: str | None, held_out: HeldOut | None = None) -> dict:
     """Flags of probes and baselines as sentences (meta.warnings) and the keys not to read (meta.invalid_keys)."""
     warn = ([short] if short else []) + _tokenizer_flags(m)
-    if held_out is not None and held_out.warning(m.get("meta.data") or "this store"):
-        warn.append(held_out.warning(m.get("meta.data") or "this store"))
+    if held_out is not None and (said := held_out.warning(m.get("meta.data") or "this store")):
+        warn.append(said)
     below = m.get("baseline.ceiling_below_copy_last") or []
     if below and m.get("meta.render") != "composite":
         warn.append(f"at horizons {below} the tokenizer ceiling is below raw copy-last: no world decoded by this "
@@ -459,8 +459,8 @@ def evaluate(world, store, episodes: int = 20, seed: int = 0, idm_steps: int = 3
     if short:
         print(f"[eval] WARNING: {short}")
     held = split["held_out"]
-    if held.warning(str(store.path)):
-        print(f"[eval] WARNING: {held.warning(str(store.path))}")
+    if said := held.warning(str(store.path)):
+        print(f"[eval] WARNING: {said}")
     if world.lam is not None:
         eps = latent_lib.with_inferred_actions(world, eps)  # the actions of every pass below are the LAM's codes
     print(f"[eval] {len(eps)} held-out episodes ({sum(len(e.frames) for e in eps)} frames), context {context}, seed {seed}")

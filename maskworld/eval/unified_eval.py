@@ -303,8 +303,8 @@ def evaluate_unified(world, store, episodes: int = 20, policy_episodes: int = 10
     idm_steps: training steps of the pixel IDM beside the inverse dynamics (0: none)."""
     tasks = set(tasks or ("dynamics", "inverse", "policy", "from_words", "describe"))
     train_ids, val_ids, held = world_split(store, world.meta.model_card.get("split") or {})  # the world's, whatever --seed is
-    if held.warning(str(store.path)):
-        print(f"[eval] WARNING: {held.warning(str(store.path))}")
+    if said := held.warning(str(store.path)):
+        print(f"[eval] WARNING: {said}")
     env_id, view, size = store.meta.get("env_id"), store.meta.get("view") or "full", int(store.meta.get("size", 64))
     m: dict[str, Any] = {"meta.env_id": env_id, "meta.val_episodes": len(val_ids),
                          "meta.sampler_steps": world.sampler.steps, "meta.sampler_temperature": world.sampler.temperature,

@@ -459,6 +459,14 @@ def load_init_world(path: str | None) -> dict | None:
         raise UserError(f"--init {path} is not a world directory (world.json + *.safetensors): {e}") from None
 
 
+def init_split(path: str) -> dict:
+    """The training split on the --init world's card ({} where it has none)."""
+    try:
+        return json.loads((Path(path) / "world.json").read_text())["meta"]["model_card"].get("split") or {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
 def train_config(**settings: Any) -> TrainConfig:
     """resolve() with the preset named in `settings` (default small; "auto" is chosen before, by the command) and
     the --init world read from disk."""

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from maskworld.data.event_sampler import default_share, event_windows
-from maskworld.data.held_out import card_entries, world_split
+from maskworld.data.held_out import card_split, world_split
 from maskworld.data.store import EpisodeStore
 from maskworld.data.token_cache import TokenCache, write_token_cache
 from maskworld.device import pick_device
@@ -48,7 +48,7 @@ from maskworld.models.tokenizer import Tokenizer, TokenizerConfig
 from maskworld.models.unified import UnifiedConfig
 from maskworld.train import dist
 from maskworld.train.auto_preset import PRESET_RECORD
-from maskworld.train.config import TrainConfig, tokenizer_downsample, train_config
+from maskworld.train.config import TrainConfig, init_split, tokenizer_downsample, train_config
 from maskworld.train.data_checks import check_budget, check_episodes, check_frames_change
 from maskworld.train.dynamics_train import train_dynamics
 from maskworld.train.head_prior import set_head_prior, set_reward_values
@@ -101,22 +101,6 @@ def open_store(data: str):
         raise UserError(f"{data} has {len(store.episode_ids)} episode(s); training needs at least 2 (one for validation). "
                         "Collect more with `maskworld collect`")
     return store
-
-
-def split_card(store, seed: int, val_fraction: float, val_ids: list[int], inherited: str | None = None) -> dict:
-    """The card's training split: how it was drawn, and the held-out episodes by content (data/held_out.py), so
-    eval reads those episodes whatever store or ids they come under. inherited: the --init world whose held-out
-    episodes these are (a fine-tune's parent trained on every other episode)."""
-    return {"seed": seed, "val_fraction": val_fraction, "val_episodes": len(val_ids),
-            "held_out": card_entries(store, val_ids), **({"held_out_from": inherited} if inherited else {})}
-
-
-def init_split(init: str) -> dict:
-    """The training split on the --init world's card ({} where it has none)."""
-    try:
-        return json.loads((Path(init) / "world.json").read_text())["meta"]["model_card"].get("split") or {}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
 
 
 def _card_base(cfg: TrainConfig, store, device) -> dict:
@@ -407,7 +391,7 @@ def _run_train(cfg: TrainConfig, out: Path, device) -> Path:
             atomic_write_json(work / PRESET_RECORD, {"preset": r.preset, "why": list(r.preset_reason)}, indent=1)
     run = Run(cfg, store, train_ids, val_ids, device, work)
     card = _card_base(cfg, store, device)
-    card["split"] = split_card(store, r.seed, r.val_fraction, val_ids, inherited) if dist.is_main() else {}
+    card["split"] = card_split(store, r.seed, r.val_fraction, val_ids, inherited) if dist.is_main() else {}
     times = {}
     if "tokenizer" in stages:
         t0 = time.time()
